@@ -1,0 +1,117 @@
+"""Database engine of the pool: SQLite (default) or PostgreSQL, and migrations.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed transaction
+survives a killed process) and a busy timeout, and every write transaction
+starts with ``BEGIN IMMEDIATE`` so that a read-then-write transaction can never
+fail half-way on a lock upgrade. Writers of one process queue on a Python lock
+rather than spinning on SQLite's busy handler; other processes (``omniroute
+load`` while the server runs) still wait on the busy timeout.
+
+PostgreSQL runs at READ COMMITTED; oversell safety comes from conditional
+updates (see ``router.pool.routing``), not from the isolation level.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+
+DEFAULT_DATABASE_URL = "sqlite:///./omniroute.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK_ID = 7_146_213_901  # pg_advisory lock taken while migrating
+
+
+def database_url_from_env() -> str:
+    """``OMNIROUTE_DATABASE_URL``, or an SQLite file in the working directory."""
+    return os.environ.get("OMNIROUTE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("pool_write", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+@dataclass
+class Database:
+    """One engine plus the transaction helpers every pool operation uses."""
+
+    url: str
+    engine: Engine = field(init=False)
+    is_sqlite: bool = field(init=False)
+    _write_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = create_engine(
+                self.url,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                pool_size=8,
+                max_overflow=8,
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(
+                self.url, pool_size=16, max_overflow=16, pool_pre_ping=True
+            )
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: commits on success, rolls back on any exception."""
+        if self.is_sqlite:
+            with self._write_lock, self.engine.connect() as conn:
+                conn = conn.execution_options(pool_write=True)
+                with conn.begin():
+                    yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (a consistent snapshot on SQLite)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def migrate(database: Database) -> None:
+    """Bring the schema to the newest revision (safe to run from several processes)."""
+    from alembic import command
+    from alembic.config import Config
+
+    script_location = str(resources.files("router.pool") / "migrations")
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    with database.write() as conn:
+        if not database.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

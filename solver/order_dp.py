@@ -1,0 +1,284 @@
+"""Exact routing of a single order over its candidate nodes.
+
+One order asks for a handful of distinct SKUs. A solution opens a set of
+shipments (nodes) and gives every SKU to one of them or leaves it unfilled. For
+the small orders that dominate e-commerce (1-8 distinct SKUs) the optimum is
+found by dynamic programming over subsets of SKUs: a *block* is a subset served
+whole by one node, and a solution is a partition of the SKUs into blocks and
+unfilled singletons. ``solve_order`` uses it when serving each SKU whole from
+one node is provably without loss, and falls back to a tiny MIP otherwise.
+
+The same subset DP, with resource prices added to the per-unit costs and the
+stock limits relaxed, gives each order's Lagrangian subproblem in the batch
+optimizer's lower bound (see :func:`order_relaxation_cost`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+
+from solver.mip import MipModel, MipParams, SolveStatus, solve_mip
+
+MAX_DP_SKUS = 8
+"""Largest number of distinct SKUs routed by the subset DP (3^8 = 6,561 steps)."""
+
+
+@dataclass(frozen=True)
+class OrderProblem:
+    """One order's routing problem over its N candidate nodes.
+
+    Attributes
+    ----------
+    qty
+        (K,) units wanted of each distinct SKU of the order.
+    stock
+        (K, N) units of each SKU available at each candidate node.
+    ship_cost
+        (N,) cost of one shipment from each node to this customer (0 for pickup).
+    unit_cost
+        (K, N) cost per unit of SKU k allocated at node n (handling).
+    capacity
+        (N,) units each node may still allocate (``np.inf`` = no limit).
+    split_penalty, unfilled_penalty
+        Cost per shipment beyond the first, and per unit not allocated.
+    """
+
+    qty: np.ndarray
+    stock: np.ndarray
+    ship_cost: np.ndarray
+    unit_cost: np.ndarray
+    capacity: np.ndarray
+    split_penalty: float
+    unfilled_penalty: float
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    alloc: np.ndarray
+    """(K, N) units of SKU k allocated at node n."""
+    total_cost: float
+    exact: bool
+    """True when the plan is proven optimal for this order."""
+
+
+def order_cost(problem: OrderProblem, alloc: np.ndarray) -> float:
+    """Cost of an allocation under the scenario cost formula."""
+    shipments = alloc.sum(axis=0) > 0
+    n_ship = int(shipments.sum())
+    unfilled = problem.qty - alloc.sum(axis=1)
+    return float(
+        problem.ship_cost[shipments].sum()
+        + (problem.unit_cost * alloc).sum()
+        + problem.split_penalty * max(0, n_ship - 1)
+        + problem.unfilled_penalty * unfilled.sum()
+    )
+
+
+def solve_order(problem: OrderProblem) -> OrderPlan:
+    """Route one order at least cost; the plan never exceeds stock or capacity.
+
+    Orders of at most ``MAX_DP_SKUS`` units are split into unit *items*; every
+    feasible plan is then a partition of the items into node blocks, so the
+    subset DP over items is exact. The DP checks stock and capacity per block,
+    so in the rare case it puts two blocks on one node their sum may not fit:
+    that plan is discarded for the MIP.
+    """
+    qty = np.asarray(problem.qty, dtype=np.int64)
+    k, n = problem.stock.shape
+    empty = np.zeros((k, n), dtype=np.int64)
+    if k == 0 or n == 0:
+        return OrderPlan(empty, order_cost(problem, empty), True)
+    if qty.sum() <= MAX_DP_SKUS:
+        item_sku = np.repeat(np.arange(k), qty)
+        members = _subset_members(item_sku.size)
+        per_sku = members.astype(np.int64) @ np.eye(k, dtype=np.int64)[item_sku]
+        units = per_sku.sum(axis=1)
+        fits = np.all(per_sku[:, :, None] <= problem.stock[None, :, :], axis=1)
+        fits &= units[:, None] <= problem.capacity[None, :]
+        items = _subset_dp_blocks(
+            np.ones(item_sku.size, dtype=np.int64),
+            fits,
+            problem.ship_cost,
+            problem.unit_cost[item_sku],
+            problem.split_penalty,
+            problem.unfilled_penalty,
+        )
+        alloc = empty.copy()
+        for item, node in enumerate(items):
+            if node >= 0:
+                alloc[item_sku[item], node] += 1
+        if np.all(alloc <= problem.stock) and np.all(alloc.sum(axis=0) <= problem.capacity):
+            return OrderPlan(alloc, order_cost(problem, alloc), True)
+    return _solve_order_mip(problem)
+
+
+def order_relaxation_cost(
+    qty: np.ndarray,
+    holds: np.ndarray,
+    ship_cost: np.ndarray,
+    unit_cost: np.ndarray,
+    split_penalty: float,
+    unfilled_penalty: float,
+) -> float:
+    """Optimum of one order's problem with stock and capacity limits dropped.
+
+    ``holds`` (K, N) says which nodes hold any of SKU k; ``unit_cost`` may carry
+    Lagrangian prices. Dropping the limits only enlarges the feasible set, and
+    with no limits serving each SKU whole from one node is without loss, so the
+    subset DP returns the exact optimum of the relaxation: a valid lower bound
+    for this order's share of any feasible batch solution.
+    """
+    if qty.size > MAX_DP_SKUS:
+        return _big_order_relaxation_cost(qty, holds, ship_cost, unit_cost, unfilled_penalty)
+    members = _subset_members(qty.size)
+    fits = (members.astype(np.int64) @ (~holds).astype(np.int64)) == 0
+    nodes = _subset_dp_blocks(qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty)
+    served = nodes >= 0
+    shipments = np.unique(nodes[served])
+    return float(
+        ship_cost[shipments].sum()
+        + (unit_cost[served, nodes[served]] * qty[served]).sum()
+        + split_penalty * max(0, shipments.size - 1)
+        + unfilled_penalty * qty[~served].sum()
+    )
+
+
+def _big_order_relaxation_cost(qty, holds, ship_cost, unit_cost, unfilled_penalty) -> float:
+    """A weaker but valid bound for orders with many SKUs: each SKU at its cheapest
+    unit cost, plus the cheapest shipment if anything ships at all."""
+    unit = np.where(holds, unit_cost, np.inf).min(axis=1, initial=np.inf)
+    per_unit = np.minimum(unit, unfilled_penalty)
+    lines = float((per_unit * qty).sum())
+    if np.all(per_unit >= unfilled_penalty):
+        return lines
+    return lines + float(ship_cost.min())
+
+
+@lru_cache(maxsize=MAX_DP_SKUS + 1)
+def _subset_members(k: int) -> np.ndarray:
+    """(2^k, k) boolean membership matrix of every subset of k elements."""
+    masks = np.arange(1 << k)
+    return ((masks[:, None] >> np.arange(k)) & 1).astype(bool)
+
+
+def _subset_dp_blocks(qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty) -> np.ndarray:
+    """Best partition of K elements into node blocks and unfilled elements.
+
+    Element e wants ``qty[e]`` units at ``unit_cost[e, n]`` each; ``fits[t, n]``
+    says whether subset t (a bitmask) may be served whole by node n. Every
+    node block pays ``split_penalty`` except the first. Returns, per element,
+    the node serving it or -1 for unfilled.
+    """
+    k = qty.size
+    members = _subset_members(k).astype(np.float64)
+    block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
+    block[~fits] = np.inf
+    block[0] = np.inf
+    best_node = block.argmin(axis=1)
+    block_cost = block[np.arange(block.shape[0]), best_node]
+    unfilled = unfilled_penalty * qty.astype(np.float64)
+
+    full = (1 << k) - 1
+    # f[mask]: cheapest way to settle the elements in mask, every node block
+    # paying the split penalty; choice[mask] is the block (or single unfilled
+    # element) used for mask's lowest element.
+    f = np.full(full + 1, np.inf)
+    f[0] = 0.0
+    choice = np.zeros(full + 1, dtype=np.int64)
+    chose_unfilled = np.zeros(full + 1, dtype=bool)
+    f_list = f.tolist()
+    cost_list = (block_cost + split_penalty).tolist()
+    for mask in range(1, full + 1):
+        low = mask & -mask
+        best = f_list[mask ^ low] + unfilled[low.bit_length() - 1]
+        best_t, best_unfilled = low, True
+        rest = mask ^ low
+        sub = rest
+        while True:
+            t = sub | low
+            cand = f_list[mask ^ t] + cost_list[t]
+            if cand < best:
+                best, best_t, best_unfilled = cand, t, False
+            if sub == 0:
+                break
+            sub = (sub - 1) & rest
+        f_list[mask] = best
+        choice[mask] = best_t
+        chose_unfilled[mask] = best_unfilled
+    f = np.asarray(f_list)
+
+    # The first block ships without a split penalty: try each block as the first.
+    nodes = np.full(k, -1, dtype=np.int64)
+    first_cost = block_cost[1:] + f[full ^ np.arange(1, full + 1)]
+    first = int(np.argmin(first_cost)) + 1
+    if not np.isfinite(first_cost[first - 1]) or first_cost[first - 1] >= unfilled.sum():
+        return nodes
+    _assign(nodes, first, int(best_node[first]))
+    mask = full ^ first
+    while mask:
+        t = int(choice[mask])
+        if not chose_unfilled[mask]:
+            _assign(nodes, t, int(best_node[t]))
+        mask ^= t
+    return nodes
+
+
+def _assign(nodes: np.ndarray, subset: int, node: int) -> None:
+    for element in range(nodes.size):
+        if subset >> element & 1:
+            nodes[element] = node
+
+
+def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
+    """Exact fallback: the order as a tiny MIP (units per (SKU, node), a shipment
+    flag per node, unfilled units, one split counter)."""
+    qty = np.asarray(problem.qty, dtype=np.int64)
+    k, n = problem.stock.shape
+    sku_idx, node_idx = np.nonzero((problem.stock > 0) & (problem.capacity[None, :] > 0))
+    nx = sku_idx.size
+    upper = np.minimum(problem.stock[sku_idx, node_idx], qty[sku_idx]).astype(np.float64)
+    # columns: x (nx) | y (n) | unfilled (k) | split (1)
+    y0, u0, s0 = nx, nx + n, nx + n + k
+    ncol = s0 + 1
+    c = np.concatenate(
+        [
+            problem.unit_cost[sku_idx, node_idx],
+            problem.ship_cost,
+            np.full(k, problem.unfilled_penalty),
+            [problem.split_penalty],
+        ]
+    )
+    rows, cols, vals, lo, hi = [], [], [], [], []
+
+    def add_row(rc, rv, rlo, rhi):
+        r = len(lo)
+        rows.extend([r] * len(rc))
+        cols.extend(rc)
+        vals.extend(rv)
+        lo.append(rlo)
+        hi.append(rhi)
+
+    for s in range(k):  # every unit is allocated or unfilled
+        xs = np.nonzero(sku_idx == s)[0].tolist()
+        add_row([*xs, u0 + s], [1.0] * len(xs) + [1.0], float(qty[s]), float(qty[s]))
+    for j in range(nx):  # units only from an open shipment
+        add_row([j, y0 + int(node_idx[j])], [1.0, -upper[j]], -np.inf, 0.0)
+    for v in range(n):  # node capacity
+        xs = np.nonzero(node_idx == v)[0].tolist()
+        if xs and np.isfinite(problem.capacity[v]):
+            add_row(xs, [1.0] * len(xs), -np.inf, float(problem.capacity[v]))
+    add_row([s0, *range(y0, y0 + n)], [1.0] + [-1.0] * n, -1.0, np.inf)  # split >= shipments - 1
+
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(len(lo), ncol))
+    col_hi = np.concatenate([upper, np.ones(n), qty.astype(np.float64), [float(max(n - 1, 0))]])
+    integer = np.concatenate([np.ones(nx + n, dtype=bool), np.zeros(k + 1, dtype=bool)])
+    model = MipModel(c, np.zeros(ncol), col_hi, integer, A, np.array(lo), np.array(hi))
+    result = solve_mip(model, MipParams(time_limit=1.0, rel_gap=0.0))
+    alloc = np.zeros((k, n), dtype=np.int64)
+    if result.x is not None:
+        alloc[sku_idx, node_idx] = np.rint(result.x[:nx]).astype(np.int64)
+    return OrderPlan(alloc, order_cost(problem, alloc), result.status == SolveStatus.OPTIMAL)
