@@ -3,10 +3,10 @@
 One order asks for a handful of distinct SKUs. A solution opens a set of
 shipments (nodes) and gives every SKU to one of them or leaves it unfilled. For
 the small orders that dominate e-commerce (1-8 distinct SKUs) the optimum is
-found by dynamic programming over subsets of SKUs: a *block* is a subset served
-whole by one node, and a solution is a partition of the SKUs into blocks and
-unfilled singletons. ``solve_order`` uses it when serving each SKU whole from
-one node is provably without loss, and falls back to a tiny MIP otherwise.
+found by dynamic programming over subsets: a *block* is a subset served whole
+by one node, and a solution is a partition into blocks and unfilled elements.
+``solve_order`` runs it over the order's units (exact for up to
+``MAX_DP_SKUS`` units) and falls back to a small MIP for larger orders.
 
 The same subset DP, with resource prices added to the per-unit costs and the
 stock limits relaxed, gives each order's Lagrangian subproblem in the batch
@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from solver.mip import MipModel, MipParams, SolveStatus, solve_mip
 
 MAX_DP_SKUS = 8
-"""Largest number of distinct SKUs routed by the subset DP (3^8 = 6,561 steps)."""
+"""Most elements (units, or SKUs in the relaxation) for the subset DP (3^8 = 6,561 steps)."""
 
 
 @dataclass(frozen=True)
@@ -233,12 +233,28 @@ def _assign(nodes: np.ndarray, subset: int, node: int) -> None:
             nodes[element] = node
 
 
+MIP_NODES_PER_SKU = 12
+"""Large orders keep, per SKU, this many cheapest holders as MIP candidates."""
+
+
 def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
-    """Exact fallback: the order as a tiny MIP (units per (SKU, node), a shipment
-    flag per node, unfilled units, one split counter)."""
+    """Fallback for large orders: a small MIP (units per (SKU, node), a shipment
+    flag per node, unfilled units, one split counter).
+
+    With many candidate nodes only the cheapest holders of each SKU are kept,
+    and the plan is then not claimed exact.
+    """
     qty = np.asarray(problem.qty, dtype=np.int64)
     k, n = problem.stock.shape
-    sku_idx, node_idx = np.nonzero((problem.stock > 0) & (problem.capacity[None, :] > 0))
+    usable = (problem.stock > 0) & (problem.capacity[None, :] > 0)
+    pruned = False
+    if n > MIP_NODES_PER_SKU * k:
+        standalone = np.where(usable, problem.ship_cost[None, :] + problem.unit_cost, np.inf)
+        keep = np.zeros(n, dtype=bool)
+        keep[np.argsort(standalone, axis=1, kind="stable")[:, :MIP_NODES_PER_SKU].ravel()] = True
+        pruned = bool((usable & ~keep[None, :]).any())
+        usable &= keep[None, :]
+    sku_idx, node_idx = np.nonzero(usable)
     nx = sku_idx.size
     upper = np.minimum(problem.stock[sku_idx, node_idx], qty[sku_idx]).astype(np.float64)
     # columns: x (nx) | y (n) | unfilled (k) | split (1)
@@ -281,4 +297,5 @@ def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
     alloc = np.zeros((k, n), dtype=np.int64)
     if result.x is not None:
         alloc[sku_idx, node_idx] = np.rint(result.x[:nx]).astype(np.int64)
-    return OrderPlan(alloc, order_cost(problem, alloc), result.status == SolveStatus.OPTIMAL)
+    exact = result.status == SolveStatus.OPTIMAL and not pruned
+    return OrderPlan(alloc, order_cost(problem, alloc), exact)
