@@ -1,0 +1,217 @@
+"""The prepared problem: a validated scenario turned into arrays for the solvers.
+
+Everything the solvers need is computed here, once: indices for nodes, SKUs,
+orders and lines; the stock matrix; and the *candidates* that the feasibility
+rules allow, so no solver ever re-implements a rule:
+
+- a shipment candidate ``(order, node)`` exists when the node may serve the
+  order (reach rule for delivery orders, only the pickup node for pickup
+  orders) and holds at least one of the order's SKUs; it carries the shipping
+  cost of that shipment (0 for pickup orders);
+- a line candidate ``(line, node)`` exists when the node is a shipment
+  candidate of the line's order and holds the line's SKU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from router.geo import haversine_km
+from router.scenario import Scenario
+
+_ORDER_CHUNK = 2048
+"""Orders per block when computing distances (bounds memory on big scenarios)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A routing problem as arrays. Never modified in place: use :meth:`replace`.
+
+    Index spaces: nodes ``n`` (N), SKUs ``s`` (S), orders ``o`` (O), lines
+    ``l`` (L), shipment candidates ``p`` (P), line candidates ``c`` (C).
+    Candidates are sorted by order (pairs) and by line (line candidates), with
+    CSR-style ``*_start`` offsets.
+    """
+
+    split_penalty: float
+    unfilled_penalty: float
+    # nodes
+    node_ids: np.ndarray
+    node_is_store: np.ndarray
+    node_lat: np.ndarray
+    node_lon: np.ndarray
+    ship_fixed: np.ndarray
+    ship_per_km: np.ndarray
+    handling: np.ndarray
+    capacity: np.ndarray
+    """(N,) float; ``inf`` where the node has no capacity limit."""
+    # stock
+    sku_ids: np.ndarray
+    stock: np.ndarray
+    """(N, S) int64 units available."""
+    # orders and lines (file order)
+    order_ids: np.ndarray
+    order_lat: np.ndarray
+    order_lon: np.ndarray
+    order_pickup: np.ndarray
+    """(O,) node index of the pickup node, -1 for delivery orders."""
+    order_line_start: np.ndarray
+    """(O+1,) lines of order o are ``order_line_start[o]:order_line_start[o+1]``."""
+    line_ids: np.ndarray
+    line_order: np.ndarray
+    line_sku: np.ndarray
+    line_qty: np.ndarray
+    # shipment candidates (order, node)
+    pair_order: np.ndarray
+    pair_node: np.ndarray
+    pair_km: np.ndarray
+    pair_ship_cost: np.ndarray
+    order_pair_start: np.ndarray
+    # line candidates (line, node)
+    cand_line: np.ndarray
+    cand_node: np.ndarray
+    cand_pair: np.ndarray
+    """(C,) index of the shipment candidate (order of the line, node)."""
+    line_cand_start: np.ndarray
+
+    @property
+    def num_orders(self) -> int:
+        return int(self.order_ids.size)
+
+    @property
+    def num_lines(self) -> int:
+        return int(self.line_ids.size)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_ids.size)
+
+    def replace(self, **changes) -> Problem:
+        """A copy with some fields changed (prepared data is never mutated)."""
+        return replace(self, **changes)
+
+    def pairs_of(self, order: int) -> slice:
+        return slice(int(self.order_pair_start[order]), int(self.order_pair_start[order + 1]))
+
+    def lines_of(self, order: int) -> slice:
+        return slice(int(self.order_line_start[order]), int(self.order_line_start[order + 1]))
+
+    def candidates_of(self, line: int) -> slice:
+        return slice(int(self.line_cand_start[line]), int(self.line_cand_start[line + 1]))
+
+
+def build_problem(scenario: Scenario) -> Problem:
+    """Turn a validated scenario into a :class:`Problem` with all candidates."""
+    nodes = scenario.nodes
+    node_ids = nodes["node_id"].to_numpy(dtype=object)
+    node_index = {node: i for i, node in enumerate(node_ids)}
+    n_nodes = node_ids.size
+
+    orders = scenario.orders
+    sku_ids = np.array(
+        sorted(set(scenario.inventory["sku"]).union(orders["sku"])), dtype=object
+    )
+    sku_index = {sku: i for i, sku in enumerate(sku_ids)}
+    stock = np.zeros((n_nodes, sku_ids.size), dtype=np.int64)
+    inv = scenario.inventory
+    if len(inv):
+        stock[
+            inv["node_id"].map(node_index).to_numpy(), inv["sku"].map(sku_index).to_numpy()
+        ] = inv["available"].to_numpy()
+
+    # Lines grouped by order (orders keep their first-appearance order).
+    order_codes, order_ids = _codes_in_first_appearance(orders["order_id"].to_numpy(dtype=object))
+    line_perm = np.argsort(order_codes, kind="stable")
+    line_order = order_codes[line_perm]
+    line_ids = orders["line_id"].to_numpy(dtype=object)[line_perm]
+    line_sku = orders["sku"].map(sku_index).to_numpy(dtype=np.int64)[line_perm]
+    line_qty = orders["qty"].to_numpy(dtype=np.int64)[line_perm]
+    n_orders = order_ids.size
+    order_line_start = np.searchsorted(line_order, np.arange(n_orders + 1))
+    first_line = order_line_start[:-1]
+    order_lat = orders["lat"].to_numpy()[line_perm][first_line]
+    order_lon = orders["lon"].to_numpy()[line_perm][first_line]
+    pickup_ids = orders["pickup_node"].to_numpy(dtype=object)[line_perm][first_line]
+    order_pickup = np.array([node_index.get(p, -1) for p in pickup_ids], dtype=np.int64)
+
+    capacity = nodes["capacity_units"].fillna(np.inf).to_numpy(dtype=np.float64)
+    max_km = nodes["max_km"].fillna(np.inf).to_numpy(dtype=np.float64)
+    node_lat = nodes["lat"].to_numpy(dtype=np.float64)
+    node_lon = nodes["lon"].to_numpy(dtype=np.float64)
+    ship_fixed = nodes["ship_fixed"].to_numpy(dtype=np.float64)
+    ship_per_km = nodes["ship_per_km"].to_numpy(dtype=np.float64)
+
+    cand_line_parts, cand_node_parts, km_parts = [], [], []
+    for lo in range(0, n_orders, _ORDER_CHUNK):
+        hi = min(lo + _ORDER_CHUNK, n_orders)
+        km = haversine_km(
+            order_lat[lo:hi, None], order_lon[lo:hi, None], node_lat[None, :], node_lon[None, :]
+        )
+        allowed = km <= max_km[None, :]
+        pickup = order_pickup[lo:hi]
+        is_pickup = pickup >= 0
+        allowed[is_pickup] = False
+        allowed[np.flatnonzero(is_pickup), pickup[is_pickup]] = True
+        lines = np.arange(order_line_start[lo], order_line_start[hi])
+        local = line_order[lines] - lo
+        usable = allowed[local] & (stock[:, line_sku[lines]].T > 0)
+        li, ni = np.nonzero(usable)
+        cand_line_parts.append(lines[li])
+        cand_node_parts.append(ni)
+        km_parts.append(km[local[li], ni])
+    cand_line = np.concatenate(cand_line_parts) if cand_line_parts else np.zeros(0, np.int64)
+    cand_node = np.concatenate(cand_node_parts) if cand_node_parts else np.zeros(0, np.int64)
+    cand_km = np.concatenate(km_parts) if km_parts else np.zeros(0)
+
+    # Shipment candidates: the distinct (order, node) of the line candidates.
+    cand_order = line_order[cand_line]
+    key = cand_order * n_nodes + cand_node
+    pair_key, first, cand_pair = np.unique(key, return_index=True, return_inverse=True)
+    pair_order = pair_key // n_nodes
+    pair_node = pair_key % n_nodes
+    pair_km = cand_km[first]
+    pair_ship_cost = np.where(
+        order_pickup[pair_order] >= 0, 0.0, ship_fixed[pair_node] + ship_per_km[pair_node] * pair_km
+    )
+    return Problem(
+        split_penalty=scenario.split_penalty,
+        unfilled_penalty=scenario.unfilled_penalty,
+        node_ids=node_ids,
+        node_is_store=(nodes["kind"] == "store").to_numpy(),
+        node_lat=node_lat,
+        node_lon=node_lon,
+        ship_fixed=ship_fixed,
+        ship_per_km=ship_per_km,
+        handling=nodes["handling_per_unit"].to_numpy(dtype=np.float64),
+        capacity=capacity,
+        sku_ids=sku_ids,
+        stock=stock,
+        order_ids=order_ids,
+        order_lat=order_lat,
+        order_lon=order_lon,
+        order_pickup=order_pickup,
+        order_line_start=order_line_start,
+        line_ids=line_ids,
+        line_order=line_order,
+        line_sku=line_sku,
+        line_qty=line_qty,
+        pair_order=pair_order,
+        pair_node=pair_node,
+        pair_km=pair_km,
+        pair_ship_cost=pair_ship_cost,
+        order_pair_start=np.searchsorted(pair_order, np.arange(n_orders + 1)),
+        cand_line=cand_line,
+        cand_node=cand_node,
+        cand_pair=cand_pair.astype(np.int64),
+        line_cand_start=np.searchsorted(cand_line, np.arange(line_ids.size + 1)),
+    )
+
+
+def _codes_in_first_appearance(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes for ``values`` numbered in order of first appearance."""
+    uniques, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    rank = np.empty(uniques.size, dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(uniques.size)
+    return rank[inverse], uniques[np.argsort(first, kind="stable")]

@@ -1,0 +1,369 @@
+"""Joint routing of a batch of orders: the ``optimize`` strategy.
+
+The batch objective is a sum over orders; orders interact only through stock
+and node capacity. The method exploits that:
+
+1. **Each order alone.** Every order is routed exactly as if it were alone in
+   the pool (:func:`solver.order_dp.solve_order`). The sum of these costs is a
+   lower bound (dropping other orders only enlarges each order's choices). If
+   the plans fit the stock and capacity together, they are optimal: done.
+2. **Contested part.** Orders whose plan uses an over-demanded (node, SKU) or
+   an over-loaded node are *contested*; so is every other order whose plan uses
+   stock or capacity that the contested orders could want and that is short
+   for them. All other orders keep their own optimum.
+3. **Joint MIP.** The contested orders are solved together with HiGHS over
+   their cheapest candidates per line (plus the nodes of their own optimum and
+   of a greedy start), on the stock and capacity the others leave, warm-started
+   from greedy.
+4. **Proven bound.** A Lagrangian bound prices the scarce stock and capacity
+   with the duals of the contested part's LP relaxation and routes every order
+   alone at those prices. It is valid for the whole batch whatever the prices,
+   and is reported with the answer, so the gap is a proof, not an estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from solver.cost import CostBreakdown, evaluate
+from solver.greedy import greedy_units
+from solver.mip import MipParams, SolveStatus, solve_mip
+from solver.model import ModelInput, build_model, start_vector
+from solver.order_dp import OrderProblem, order_relaxation_cost, solve_order
+
+Progress = Callable[[str, dict], None]
+"""Receives (phase, details) events: phase names and best cost / bound so far."""
+
+Clock = Callable[[], float]
+"""Seconds elapsed since the solve started (the caller owns the clock)."""
+
+
+@dataclass(frozen=True)
+class OptimizeParams:
+    time_limit: float = 60.0
+    """Seconds for the whole solve; the answer says when it was reached."""
+    rel_gap: float = 1e-3
+    """Stop the MIP once proven within this relative gap."""
+    seed: int = 0
+    candidates_per_line: int = 8
+    """Cheapest line candidates kept per line in the joint MIP."""
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    strategy: str
+    status: str
+    """``optimal`` (proven within the gap), ``feasible``, or ``time_limit``."""
+    units: np.ndarray
+    """(C,) units per line candidate of the problem."""
+    cost: CostBreakdown
+    lower_bound: float | None
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def gap(self) -> float | None:
+        if self.lower_bound is None or self.cost.total_cost <= 0:
+            return None if self.lower_bound is None else 0.0
+        return max(0.0, (self.cost.total_cost - self.lower_bound) / self.cost.total_cost)
+
+
+def solve_greedy(problem) -> RoutingResult:
+    """The rule-engine baseline (:mod:`solver.greedy`) as a result."""
+    units = greedy_units(problem)
+    return RoutingResult("greedy", "feasible", units, evaluate(problem, units), None)
+
+
+def optimize(
+    problem,
+    params: OptimizeParams,
+    clock: Clock,
+    progress: Progress | None = None,
+) -> RoutingResult:
+    """Route the whole batch jointly; the answer is always feasible."""
+    emit = progress or (lambda _phase, _details: None)
+    stats: dict = {}
+
+    emit("each order alone", {})
+    alone = _route_each_order_alone(problem)
+    units = alone.units.copy()
+    stats["orders_exact_alone"] = int(alone.exact.sum())
+    over_stock, over_capacity = _overused(problem, units)
+    if not over_stock.any() and not over_capacity.any():
+        cost = evaluate(problem, units)
+        bound = min(alone.bound, cost.total_cost)
+        status = "optimal" if _within(cost.total_cost, bound, params.rel_gap) else "feasible"
+        stats["contested_orders"] = 0
+        return RoutingResult("optimize", status, units, cost, bound, stats)
+
+    emit("contested part", {})
+    contested = _contested_orders(problem, units, over_stock, over_capacity)
+    part, start_units = _model_part(problem, units, contested, params)
+    stats["contested_orders"] = int(part.orders.size)
+    stats["model_candidates"] = int(part.cands.size)
+
+    model, v, keys, rows = build_model(problem, part)
+    stats["model_rows"] = int(model.A.shape[0])
+    start = start_vector(problem, part, v, start_units)
+
+    # LP relaxation first: its duals price the scarce stock for the bound.
+    emit("linear relaxation", {"rows": model.A.shape[0], "cols": model.c.size})
+    lp = solve_mip(model, MipParams(time_limit=_remaining(params, clock, 0.5), relax=True))
+    prices = _prices(problem, lp, keys, rows)
+
+    emit("joint MIP", {"orders": int(part.orders.size)})
+    bound_reserve = 0.15 * params.time_limit
+
+    def on_progress(best: float, bound: float) -> None:
+        emit("joint MIP", {"best": best, "bound": bound})
+
+    mip = solve_mip(
+        model,
+        MipParams(
+            time_limit=_remaining(params, clock, bound_reserve),
+            rel_gap=params.rel_gap / 2,
+            seed=params.seed,
+        ),
+        start=start,
+        on_progress=on_progress,
+    )
+    part_units = v.extract(mip.x) if mip.x is not None else start_units
+    units[part.cands] = part_units
+    stats["mip_status"] = str(mip.status)
+    cost = evaluate(problem, units)
+
+    emit("lower bound", {"best": cost.total_cost})
+    bound = alone.bound
+    if prices is not None:
+        bound = max(bound, _lagrangian_bound(problem, alone, *prices))
+    bound = min(bound, cost.total_cost)
+    if _within(cost.total_cost, bound, params.rel_gap):
+        status = "optimal"
+    elif mip.status == SolveStatus.FEASIBLE or clock() >= params.time_limit:
+        status = "time_limit"
+    else:
+        status = "feasible"
+    return RoutingResult("optimize", status, units, cost, bound, stats)
+
+
+# --- step 1: every order alone ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Alone:
+    units: np.ndarray
+    cost: np.ndarray
+    """(O,) each order's optimum alone (or its relaxation bound when not exact)."""
+    exact: np.ndarray
+    bound: float
+
+
+def _order_problem(problem, order: int, unit_price=None, node_price=None):
+    """The OrderProblem of one order over its shipment candidates."""
+    pairs = problem.pairs_of(order)
+    nodes = problem.pair_node[pairs]
+    lines = problem.lines_of(order)
+    skus, sku_of_line = np.unique(problem.line_sku[lines], return_inverse=True)
+    qty = np.bincount(sku_of_line, weights=problem.line_qty[lines]).astype(np.int64)
+    unit_cost = np.broadcast_to(problem.handling[nodes], (skus.size, nodes.size)).copy()
+    if unit_price is not None:
+        unit_cost += unit_price(nodes, skus)
+    if node_price is not None:
+        unit_cost += node_price[nodes][None, :]
+    op = OrderProblem(
+        qty=qty,
+        stock=problem.stock[np.ix_(nodes, skus)].T,
+        ship_cost=problem.pair_ship_cost[pairs],
+        unit_cost=unit_cost,
+        capacity=problem.capacity[nodes],
+        split_penalty=problem.split_penalty,
+        unfilled_penalty=problem.unfilled_penalty,
+    )
+    return op, nodes, skus, sku_of_line
+
+
+def _route_each_order_alone(problem) -> _Alone:
+    units = np.zeros(problem.cand_line.size, dtype=np.int64)
+    cost = np.zeros(problem.num_orders)
+    exact = np.ones(problem.num_orders, dtype=bool)
+    for order in range(problem.num_orders):
+        op, nodes, _skus, sku_of_line = _order_problem(problem, order)
+        if nodes.size == 0:
+            cost[order] = problem.unfilled_penalty * problem.line_qty[problem.lines_of(order)].sum()
+            continue
+        plan = solve_order(op)
+        _write_plan(problem, order, plan.alloc, nodes, sku_of_line, units)
+        if plan.exact:
+            cost[order] = plan.total_cost
+        else:
+            exact[order] = False
+            cost[order] = order_relaxation_cost(
+                op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
+            )
+    return _Alone(units, cost, exact, float(cost.sum()))
+
+
+def _write_plan(problem, order, alloc, nodes, sku_of_line, units) -> None:
+    """Spread a per-(SKU, node) plan over the order's lines (lines in order)."""
+    remaining = alloc.copy()
+    for offset, line in enumerate(range(*problem.lines_of(order).indices(problem.num_lines))):
+        k = sku_of_line[offset]
+        need = int(problem.line_qty[line])
+        cands = problem.candidates_of(line)
+        cand_nodes = problem.cand_node[cands]
+        for j in np.flatnonzero(remaining[k]):
+            if need == 0:
+                break
+            take = int(min(need, remaining[k, j]))
+            c = cands.start + int(np.searchsorted(cand_nodes, nodes[j]))
+            units[c] += take
+            remaining[k, j] -= take
+            need -= take
+
+
+# --- step 2: the contested part ----------------------------------------------------
+
+
+def _usage(problem, units, cands=None):
+    """Units per (node, sku) key and per node, of ``units`` over ``cands``."""
+    cands = np.arange(problem.cand_line.size) if cands is None else cands
+    nodes = problem.cand_node[cands]
+    skus = problem.line_sku[problem.cand_line[cands]]
+    n_skus = problem.sku_ids.size
+    by_key = np.bincount(
+        nodes * n_skus + skus, weights=units[cands], minlength=problem.num_nodes * n_skus
+    ).reshape(problem.num_nodes, n_skus)
+    by_node = np.bincount(nodes, weights=units[cands], minlength=problem.num_nodes)
+    return by_key, by_node
+
+
+def _overused(problem, units):
+    by_key, by_node = _usage(problem, units)
+    return by_key > problem.stock, by_node > problem.capacity
+
+
+def _orders_using(problem, units, scarce_key, scarce_node) -> np.ndarray:
+    """Boolean (O,) mask of orders whose plan uses scarce stock or capacity."""
+    used = units > 0
+    nodes = problem.cand_node[used]
+    skus = problem.line_sku[problem.cand_line[used]]
+    hit = scarce_key[nodes, skus] | scarce_node[nodes]
+    mask = np.zeros(problem.num_orders, dtype=bool)
+    mask[problem.line_order[problem.cand_line[used][hit]]] = True
+    return mask
+
+
+def _contested_orders(problem, units, over_stock, over_capacity) -> np.ndarray:
+    """Orders in conflict, plus the orders holding what they are short of."""
+    contested = _orders_using(problem, units, over_stock, over_capacity)
+    # What could the contested orders want? All stock and capacity of their
+    # candidates; where that exceeds what the others leave, the others that
+    # use it join them (one hop).
+    in_lines = contested[problem.line_order[problem.cand_line]]
+    want_key, want_node = _usage(problem, problem.line_qty[problem.cand_line].astype(float), np.flatnonzero(in_lines))
+    others = units * ~in_lines
+    left_key, left_node = _usage(problem, others)
+    short_key = (want_key > 0) & (want_key > problem.stock - left_key)
+    short_node = (want_node > 0) & (want_node > problem.capacity - left_node)
+    return contested | _orders_using(problem, others, short_key, short_node)
+
+
+def _model_part(problem, units, contested, params):
+    """The MIP's orders, candidates and residual stock, and a greedy start."""
+    orders = np.flatnonzero(contested)
+    line_in = contested[problem.line_order]
+    lines = np.flatnonzero(line_in)
+    fixed = units * ~line_in[problem.cand_line]
+    used_key, used_node = _usage(problem, fixed)
+    stock = problem.stock - used_key.astype(np.int64)
+    capacity = problem.capacity - used_node
+
+    start = greedy_units(problem, orders=orders, stock=stock, capacity=capacity)
+    keep = _cheapest_candidates(problem, lines, params.candidates_per_line)
+    keep |= (units > 0) & line_in[problem.cand_line]
+    keep |= start > 0
+    cands = np.flatnonzero(keep)
+    pairs = np.unique(problem.cand_pair[cands])
+    part = ModelInput(cands, pairs, lines, orders, stock, capacity)
+    return part, start[cands]
+
+
+def _cheapest_candidates(problem, lines, per_line) -> np.ndarray:
+    """Mask of each line's ``per_line`` cheapest candidates (ship + handling)."""
+    keep = np.zeros(problem.cand_line.size, dtype=bool)
+    starts, ends = problem.line_cand_start[lines], problem.line_cand_start[lines + 1]
+    counts = ends - starts
+    small = counts <= per_line
+    for s, e in zip(starts[small], ends[small], strict=True):
+        keep[s:e] = True
+    standalone = problem.pair_ship_cost[problem.cand_pair] + problem.handling[problem.cand_node] * problem.line_qty[problem.cand_line]
+    for s, e in zip(starts[~small], ends[~small], strict=True):
+        keep[s + np.argpartition(standalone[s:e], per_line - 1)[:per_line]] = True
+    return keep
+
+
+# --- step 4: the lower bound -------------------------------------------------------
+
+
+def _prices(problem, lp, keys, rows):
+    """Nonnegative prices of stock and capacity from the LP duals (or None)."""
+    if lp.row_duals is None:
+        return None
+    # HiGHS reports duals of <= rows in a minimisation as <= 0.
+    key_price = np.maximum(-lp.row_duals[rows["stock"]], 0.0)
+    node_price = np.zeros(problem.num_nodes)
+    node_price[keys["capacity"]] = np.maximum(-lp.row_duals[rows["capacity"]], 0.0)
+    return keys["stock"], key_price, node_price
+
+
+def _lagrangian_bound(problem, alone: _Alone, stock_keys, key_price, node_price) -> float:
+    """L(prices) = sum over orders of the priced optimum alone - prices . limits.
+
+    Valid for any nonnegative prices: relaxing the stock and capacity rows
+    into the objective can only lower the optimum. Orders with no priced
+    candidate keep their unpriced optimum alone.
+    """
+    n_skus = problem.sku_ids.size
+    price = {}
+    for (node, sku), value in zip(stock_keys.tolist(), key_price.tolist(), strict=True):
+        if value > 0:
+            price[node * n_skus + sku] = value
+    priced_key = np.zeros(problem.num_nodes * n_skus, dtype=bool)
+    priced_key[list(price)] = True
+    priced_node = node_price > 0
+    cand_keys = problem.cand_node * n_skus + problem.line_sku[problem.cand_line]
+    touched = priced_key[cand_keys] | priced_node[problem.cand_node]
+    orders = np.unique(problem.line_order[problem.cand_line[touched]])
+
+    def unit_price(nodes, skus):
+        keys = nodes[None, :] * n_skus + skus[:, None]
+        return np.vectorize(lambda key: price.get(key, 0.0), otypes=[float])(keys) if keys.size else np.zeros(keys.shape)
+
+    total = float(alone.cost.sum() - alone.cost[orders].sum())
+    for order in orders.tolist():
+        op, _nodes, _skus, _ = _order_problem(problem, order, unit_price, node_price)
+        plan = solve_order(op)
+        if plan.exact:
+            total += plan.total_cost
+        else:
+            total += order_relaxation_cost(
+                op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
+            )
+    nodes, skus = stock_keys[:, 0], stock_keys[:, 1]
+    total -= float((key_price * problem.stock[nodes, skus]).sum())
+    finite = np.isfinite(problem.capacity)
+    total -= float((node_price[finite] * problem.capacity[finite]).sum())
+    return total
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+def _within(cost: float, bound: float, rel_gap: float) -> bool:
+    return cost <= 0 or (cost - bound) / cost <= rel_gap + 1e-12
+
+
+def _remaining(params: OptimizeParams, clock: Clock, reserve: float) -> float:
+    return max(params.time_limit - clock() - reserve, 0.05)

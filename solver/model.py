@@ -1,0 +1,276 @@
+"""The batch assignment model, one named unit per business rule.
+
+Decision variables (see :class:`Vars`):
+
+- ``x[c]``   integer units of a line given by line candidate c = (line, node);
+- ``y[p]``   binary: shipment candidate p = (order, node) is used;
+- ``u[l]``   units of line l left unfilled;
+- ``z[o]``   splits of order o (shipments beyond the first).
+
+Each rule below adds its rows (and, for cost terms, objective coefficients) to
+a :class:`ModelBuilder`; :func:`build_model` lists them in one place so the
+model reads as the business rules. The model covers a *subset* of orders and
+candidates, with stock and capacity passed in (residual amounts when other
+orders are fixed), so the same code serves the whole batch or a part of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from solver.mip import MipModel
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """The part of the batch handed to one model.
+
+    ``cands`` are line-candidate indices (into the problem), ``lines`` and
+    ``orders`` the lines and orders they belong to (every line of every order
+    in ``orders``), ``pairs`` the shipment candidates used by ``cands``.
+    ``stock`` (N, S) and ``capacity`` (N,) are what these orders may use.
+    """
+
+    cands: np.ndarray
+    pairs: np.ndarray
+    lines: np.ndarray
+    orders: np.ndarray
+    stock: np.ndarray
+    capacity: np.ndarray
+
+
+@dataclass(frozen=True)
+class Vars:
+    """Column offsets of the variable groups; ``extract`` reads units back."""
+
+    num_x: int
+    num_y: int
+    num_u: int
+    num_z: int
+
+    @property
+    def y0(self) -> int:
+        return self.num_x
+
+    @property
+    def u0(self) -> int:
+        return self.num_x + self.num_y
+
+    @property
+    def z0(self) -> int:
+        return self.num_x + self.num_y + self.num_u
+
+    @property
+    def size(self) -> int:
+        return self.z0 + self.num_z
+
+    def extract(self, solution: np.ndarray) -> np.ndarray:
+        """Units per model line candidate, rounded to the integers they are."""
+        return np.rint(solution[: self.num_x]).astype(np.int64)
+
+
+class ModelBuilder:
+    """Accumulates objective coefficients, bounds and sparse rows."""
+
+    def __init__(self, num_cols: int):
+        self.c = np.zeros(num_cols)
+        self.col_lo = np.zeros(num_cols)
+        self.col_hi = np.full(num_cols, np.inf)
+        self.integer = np.zeros(num_cols, dtype=bool)
+        self._rows: list[np.ndarray] = []
+        self._cols: list[np.ndarray] = []
+        self._vals: list[np.ndarray] = []
+        self._lo: list[np.ndarray] = []
+        self._hi: list[np.ndarray] = []
+        self.num_rows = 0
+        self.row_group: dict[str, slice] = {}
+
+    def add_rows(self, name, row, col, val, lo, hi) -> None:
+        """Add a block of rows; ``row`` is numbered from 0 within the block."""
+        count = len(lo)
+        self._rows.append(np.asarray(row, dtype=np.int64) + self.num_rows)
+        self._cols.append(np.asarray(col, dtype=np.int64))
+        self._vals.append(np.asarray(val, dtype=np.float64))
+        self._lo.append(np.asarray(lo, dtype=np.float64))
+        self._hi.append(np.asarray(hi, dtype=np.float64))
+        self.row_group[name] = slice(self.num_rows, self.num_rows + count)
+        self.num_rows += count
+
+    def build(self) -> MipModel:
+        cat = (lambda parts: np.concatenate(parts)) if self._rows else (lambda _: np.zeros(0))
+        A = sp.csr_matrix(
+            (cat(self._vals), (cat(self._rows).astype(np.int64), cat(self._cols).astype(np.int64))),
+            shape=(self.num_rows, self.c.size),
+        )
+        return MipModel(self.c, self.col_lo, self.col_hi, self.integer, A, cat(self._lo), cat(self._hi))
+
+
+def build_model(
+    problem, part: ModelInput
+) -> tuple[MipModel, Vars, dict[str, np.ndarray], dict[str, slice]]:
+    """The assignment model of ``part`` (all index arrays of ``part`` sorted).
+
+    Also returns the keys of the stock rows ((node, sku) pairs) and capacity
+    rows (nodes) it contains, and the row range of each rule.
+    """
+    v = Vars(part.cands.size, part.pairs.size, part.lines.size, part.orders.size)
+    mb = ModelBuilder(v.size)
+    local_line = _local_index(part.lines, problem.cand_line[part.cands])
+    local_pair = _local_index(part.pairs, problem.cand_pair[part.cands])
+    local_order = _local_index(part.orders, problem.pair_order[part.pairs])
+
+    handling_cost(problem, part, v, mb)
+    shipping_cost(problem, part, v, mb)
+    unfilled_penalty(problem, part, v, mb)
+    line_fill(problem, part, v, mb, local_line)
+    units_need_shipment(problem, part, v, mb, local_pair)
+    split_penalty(problem, part, v, mb, local_order)
+    keys = {
+        "stock": stock_limit(problem, part, v, mb),
+        "capacity": capacity_limit(problem, part, v, mb),
+    }
+    return mb.build(), v, keys, mb.row_group
+
+
+# --- cost terms ---------------------------------------------------------------
+
+
+def handling_cost(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """Every allocated unit costs its node's handling; x is integer units."""
+    nodes = problem.cand_node[part.cands]
+    skus = problem.line_sku[problem.cand_line[part.cands]]
+    qty = problem.line_qty[problem.cand_line[part.cands]]
+    mb.c[: v.num_x] = problem.handling[nodes]
+    mb.col_hi[: v.num_x] = np.minimum(qty, part.stock[nodes, skus])
+    mb.integer[: v.num_x] = True
+
+
+def shipping_cost(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """A used shipment costs ship_fixed + ship_per_km * distance (0 for pickup)."""
+    y = slice(v.y0, v.y0 + v.num_y)
+    mb.c[y] = problem.pair_ship_cost[part.pairs]
+    mb.col_hi[y] = 1.0
+    mb.integer[y] = True
+
+
+def unfilled_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """Each unit not allocated costs the unfilled penalty."""
+    u = slice(v.u0, v.u0 + v.num_u)
+    mb.c[u] = problem.unfilled_penalty
+    mb.col_hi[u] = problem.line_qty[part.lines]
+
+
+def split_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_order) -> None:
+    """z[o] >= shipments of o - 1, each split costing the split penalty."""
+    z = slice(v.z0, v.z0 + v.num_z)
+    mb.c[z] = problem.split_penalty
+    idx = np.arange(v.num_z)
+    mb.add_rows(
+        "split",
+        np.concatenate([idx, local_order]),
+        np.concatenate([v.z0 + idx, v.y0 + np.arange(v.num_y)]),
+        np.concatenate([np.ones(v.num_z), -np.ones(v.num_y)]),
+        np.full(v.num_z, -1.0),
+        np.full(v.num_z, np.inf),
+    )
+
+
+# --- feasibility rules --------------------------------------------------------
+
+
+def line_fill(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_line) -> None:
+    """Units allocated to a line plus its unfilled units equal its qty (rule 1)."""
+    qty = problem.line_qty[part.lines].astype(np.float64)
+    mb.add_rows(
+        "line",
+        np.concatenate([local_line, np.arange(v.num_u)]),
+        np.concatenate([np.arange(v.num_x), v.u0 + np.arange(v.num_u)]),
+        np.ones(v.num_x + v.num_u),
+        qty,
+        qty,
+    )
+
+
+def units_need_shipment(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_pair) -> None:
+    """A line's units leave a node only on a used shipment: x[c] <= ub[c] * y[p].
+
+    One row per line candidate (not per shipment) keeps the relaxation tight.
+    """
+    idx = np.arange(v.num_x)
+    mb.add_rows(
+        "link",
+        np.concatenate([idx, idx]),
+        np.concatenate([idx, v.y0 + local_pair]),
+        np.concatenate([np.ones(v.num_x), -mb.col_hi[: v.num_x]]),
+        np.full(v.num_x, -np.inf),
+        np.zeros(v.num_x),
+    )
+
+
+def stock_limit(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> np.ndarray:
+    """Units of a SKU allocated at a node are at most its stock (rule 2).
+
+    Rows are added only where the candidates could exceed the stock; a limit
+    that cannot bind is left out. Returns the (node, sku) keys of the rows.
+    """
+    nodes = problem.cand_node[part.cands]
+    skus = problem.line_sku[problem.cand_line[part.cands]]
+    key = nodes * problem.sku_ids.size + skus
+    keys, row = np.unique(key, return_inverse=True)
+    key_nodes, key_skus = keys // problem.sku_ids.size, keys % problem.sku_ids.size
+    limit = part.stock[key_nodes, key_skus].astype(np.float64)
+    demand = np.bincount(row, weights=mb.col_hi[: v.num_x], minlength=keys.size)
+    binds = demand > limit
+    keep = binds[row]
+    new_row = np.cumsum(binds) - 1
+    mb.add_rows(
+        "stock",
+        new_row[row[keep]],
+        np.flatnonzero(keep),
+        np.ones(int(keep.sum())),
+        np.full(int(binds.sum()), -np.inf),
+        limit[binds],
+    )
+    return np.stack([key_nodes[binds], key_skus[binds]], axis=1)
+
+
+def capacity_limit(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> np.ndarray:
+    """Units allocated at a node (all SKUs, pickups included) are at most its capacity (rule 3)."""
+    nodes = problem.cand_node[part.cands]
+    demand = np.bincount(nodes, weights=mb.col_hi[: v.num_x], minlength=problem.num_nodes)
+    binds = demand > part.capacity
+    keep = binds[nodes]
+    row_of_node = np.cumsum(binds) - 1
+    mb.add_rows(
+        "capacity",
+        row_of_node[nodes[keep]],
+        np.flatnonzero(keep),
+        np.ones(int(keep.sum())),
+        np.full(int(binds.sum()), -np.inf),
+        part.capacity[binds],
+    )
+    return np.flatnonzero(binds)
+
+
+def _local_index(universe: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Positions of ``values`` in the sorted array ``universe``."""
+    return np.searchsorted(universe, values)
+
+
+def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.ndarray:
+    """A full MIP solution from units per model candidate (for warm starts)."""
+    x = units.astype(np.float64)
+    pair_units = np.bincount(
+        _local_index(part.pairs, problem.cand_pair[part.cands]), weights=x, minlength=v.num_y
+    )
+    y = (pair_units > 0).astype(np.float64)
+    line_units = np.bincount(
+        _local_index(part.lines, problem.cand_line[part.cands]), weights=x, minlength=v.num_u
+    )
+    u = problem.line_qty[part.lines] - line_units
+    ships = np.bincount(_local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z)
+    z = np.maximum(ships - 1, 0)
+    return np.concatenate([x, y, u, z])
