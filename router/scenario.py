@@ -99,7 +99,7 @@ def _read_meta(path: Path) -> dict:
         raise ScenarioError(file, "must be a JSON object")
     if meta.get("format") != FORMAT:
         raise ScenarioError(file, f"key format must be {FORMAT!r} (got {meta.get('format')!r})")
-    out = {"name": str(meta.get("name", path.parent.name))}
+    out: dict[str, str | float] = {"name": str(meta.get("name", path.parent.name))}
     for key in ("split_penalty", "unfilled_penalty"):
         value = meta.get(key)
         if (

@@ -1,0 +1,519 @@
+"""An independent checker for ``assignments.csv``: feasibility and cost, no solver.
+
+Tests and benchmarks grade every answer with this module, so the solver never
+grades itself. It follows ``shared/spec/scenario-format.md`` to the letter: the
+five feasibility rules and the cost formula, with distances from
+:func:`router.geo.haversine_km`, compared with ``<=`` and no tolerance.
+Everything is vectorised over the assignment rows: 250,000 rows check in about
+a third of a second; only the text of each violation is built per violation.
+
+Where the spec is silent, this module decides:
+
+- **Duplicate rows.** The spec allows one row per (order line, node). A repeated
+  ``(order_id, line_id, node_id)`` is a rule-1 (``"line"``) violation; its units
+  are then summed with the first row's, so every other rule and the cost see all
+  the units the file allocates.
+- **Rows naming an unknown line or node** are rule-1 violations and are left out
+  of everything else (stock, capacity, reach, pickup and cost), since their SKU,
+  node or customer is unknown.
+- **Over-allocated lines** are rule-1 violations; their units still count for
+  stock, capacity, handling and shipments, and the line counts 0 unfilled units.
+- **Cost is computed even when infeasible**, over the rows that name an
+  existing line and node, so a user sees both the violations and the cost.
+- **Reach and pickup** are judged per shipment (order, node), one violation
+  each; a pickup order's shipment costs no shipping even at a wrong node.
+- Float sums use :func:`math.fsum`, so the cost does not depend on row order.
+- **qty** is read as :mod:`router.scenario` reads integers: ``2.0`` is 2;
+  ``0``, ``1.5``, ``abc`` or an empty cell is a load error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from router.geo import haversine_km
+from router.scenario import Scenario, ScenarioError, _fail_at, _number
+
+ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
+RULES = ("line", "stock", "capacity", "reach", "pickup")
+MAX_QTY = 2**53
+"""Largest qty a row may carry: above it float64 parsing is no longer exact."""
+MAX_TOTAL_QTY = 2**62
+"""Largest sum of qty over a file, so every int64 unit sum is exact."""
+REPORT_VIOLATIONS = 20
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken feasibility rule: ``rule`` is one of :data:`RULES`."""
+
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Feasibility and cost of one assignment, recomputed from the scenario.
+
+    ``total_cost = shipping + handling + split_penalty * splits
+    + unfilled_penalty * unfilled_units``, exactly as the format defines it.
+    ``orders``, ``lines`` and ``units`` describe the scenario; ``shipments``
+    and ``allocated_units`` the assignment (rows naming a known line and node).
+    """
+
+    feasible: bool
+    violations: list[Violation]
+    total_cost: float
+    shipping: float
+    handling: float
+    splits: int
+    unfilled_units: int
+    shipments: int
+    allocated_units: int
+    orders: int
+    lines: int
+    units: int
+    split_penalty: float
+    unfilled_penalty: float
+
+
+# --- reading ------------------------------------------------------------------
+
+
+def load_assignments(path: str | Path) -> pd.DataFrame:
+    """Read an ``assignments.csv``; raise :class:`ScenarioError` on a malformed file.
+
+    Returns a DataFrame with the columns ``order_id``, ``line_id``, ``node_id``
+    (strings, stripped) and ``qty`` (int64 >= 1), in file order. Whether the
+    ids exist is not checked here: that is rule 1, reported by :func:`check`.
+    A file with only the header row is an empty assignment.
+    """
+    path = Path(path)
+    file = path.name
+    frame = _read_rows(path)
+    qty = _number(file, frame, "qty", low=1, integer=True)
+    too_large = qty > MAX_QTY
+    if too_large.any():
+        _fail_at(file, frame, too_large, "qty", f"must be an integer at most 2**53 = {MAX_QTY}")
+    if qty.sum() > MAX_TOTAL_QTY:
+        raise ScenarioError(file, "the qty column sums to more than 2**62", column="qty")
+    out = frame.loc[:, ["order_id", "line_id", "node_id"]].copy()
+    out["qty"] = qty.astype(np.int64)
+    return out
+
+
+def _read_rows(path: Path) -> pd.DataFrame:
+    """The four columns as stripped strings, read as :mod:`router.scenario` reads CSV."""
+    file = path.name
+    if not path.is_file():
+        raise ScenarioError(file, "file not found")
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=True
+        )
+    except UnicodeDecodeError:
+        raise ScenarioError(file, "not UTF-8 text") from None
+    except pd.errors.EmptyDataError:
+        raise ScenarioError(file, "empty file: a header row is required", row=1) from None
+    except pd.errors.ParserError as exc:
+        raise ScenarioError(file, f"not a valid CSV file ({exc})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in ASSIGNMENT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ScenarioError(
+            file,
+            f"missing column(s) in the header: {', '.join(missing)}",
+            row=1,
+            column=", ".join(missing),
+        )
+    frame = frame.loc[:, list(ASSIGNMENT_COLUMNS)].reset_index(drop=True)
+    for column in ASSIGNMENT_COLUMNS:
+        frame[column] = frame[column].str.strip()
+    return frame
+
+
+# --- checking -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Allocation:
+    """The valid rows summed per (line, node): one entry per allocation pair."""
+
+    line: np.ndarray  # index into scenario.orders
+    node: np.ndarray  # index into scenario.nodes
+    qty: np.ndarray  # int64 units
+
+
+def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
+    """Check ``assignments`` (as :func:`load_assignments` returns) against ``scenario``.
+
+    Parameters
+    ----------
+    scenario
+        The validated problem.
+    assignments
+        One row per allocation: ``order_id``, ``line_id``, ``node_id``, ``qty``.
+
+    Returns
+    -------
+    CheckReport
+        Every violation of the five rules, and the cost terms of the spec.
+    """
+    rows = _normalised(assignments)
+    orders, nodes = scenario.orders, scenario.nodes
+    line_of_row = pd.MultiIndex.from_frame(orders[["order_id", "line_id"]]).get_indexer(
+        pd.MultiIndex.from_arrays([rows["order_id"], rows["line_id"]])
+    )
+    node_of_row = pd.Index(nodes["node_id"]).get_indexer(rows["node_id"])
+
+    violations = _unknown_rows(rows, line_of_row, node_of_row)
+    known = (line_of_row >= 0) & (node_of_row >= 0)
+    allocation, duplicates = _allocation_pairs(
+        rows, line_of_row[known], node_of_row[known], np.flatnonzero(known), len(nodes)
+    )
+    violations += duplicates
+
+    line_qty = orders["qty"].to_numpy(dtype=np.int64)
+    allocated = _sum_by(allocation.line, allocation.qty, len(orders))
+    violations += _over_allocated_lines(orders, allocated)
+    violations += _stock(scenario, allocation)
+    violations += _capacity(nodes, allocation)
+
+    order_of_line, order_ids = pd.factorize(orders["order_id"], sort=False)
+    shipment_order, shipment_node, shipment_line = _shipments(
+        order_of_line[allocation.line], allocation.node, allocation.line, len(nodes)
+    )
+    is_pickup = (orders["pickup_node"] != "").to_numpy()
+    pickup_shipment = is_pickup[shipment_line]
+    distance_km = haversine_km(
+        nodes["lat"].to_numpy()[shipment_node],
+        nodes["lon"].to_numpy()[shipment_node],
+        orders["lat"].to_numpy()[shipment_line],
+        orders["lon"].to_numpy()[shipment_line],
+    )
+    violations += _reach(
+        nodes, order_ids, shipment_order, shipment_node, distance_km, ~pickup_shipment
+    )
+    violations += _pickup(orders, nodes, order_ids, shipment_order, shipment_node, shipment_line)
+
+    shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
+    handling = math.fsum(
+        (allocation.qty * nodes["handling_per_unit"].to_numpy()[allocation.node]).tolist()
+    )
+    shipments_per_order = np.bincount(shipment_order, minlength=len(order_ids))
+    splits = int(np.maximum(shipments_per_order - 1, 0).sum())
+    unfilled_units = int(np.maximum(line_qty - allocated, 0).sum())
+    total_cost = math.fsum(
+        [
+            shipping,
+            handling,
+            scenario.split_penalty * splits,
+            scenario.unfilled_penalty * unfilled_units,
+        ]
+    )
+    return CheckReport(
+        feasible=not violations,
+        violations=violations,
+        total_cost=total_cost,
+        shipping=shipping,
+        handling=handling,
+        splits=splits,
+        unfilled_units=unfilled_units,
+        shipments=len(shipment_order),
+        allocated_units=int(allocation.qty.sum()),
+        orders=len(order_ids),
+        lines=len(orders),
+        units=int(line_qty.sum()),
+        split_penalty=scenario.split_penalty,
+        unfilled_penalty=scenario.unfilled_penalty,
+    )
+
+
+def _normalised(assignments: pd.DataFrame) -> pd.DataFrame:
+    """The four columns, ids as strings and qty as int64 >= 1, positional index."""
+    missing = [c for c in ASSIGNMENT_COLUMNS if c not in assignments.columns]
+    if missing:
+        raise ValueError(f"assignments: missing column(s): {', '.join(missing)}")
+    rows = pd.DataFrame(
+        {c: assignments[c].astype(str).to_numpy() for c in ("order_id", "line_id", "node_id")}
+    )
+    qty = assignments["qty"].to_numpy()
+    if not np.issubdtype(qty.dtype, np.integer) or (qty < 1).any():
+        raise ValueError("assignments: qty must be integers >= 1 (use load_assignments)")
+    rows["qty"] = qty.astype(np.int64)
+    return rows
+
+
+def _file_row(position: int) -> int:
+    """Row number as a spreadsheet shows it: the header is row 1."""
+    return position + 2
+
+
+def _sum_by(group: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Exact int64 sum of ``values`` per ``group`` index in ``range(size)``."""
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, group, values)
+    return out
+
+
+# --- rule 1: lines ------------------------------------------------------------
+
+
+def _unknown_rows(
+    rows: pd.DataFrame, line_of_row: np.ndarray, node_of_row: np.ndarray
+) -> list[Violation]:
+    """One violation per row naming a line or node the scenario does not have."""
+    unknown_line = line_of_row < 0
+    unknown_node = node_of_row < 0
+    bad = np.flatnonzero(unknown_line | unknown_node)
+    out = []
+    for position, order_id, line_id, node_id, no_line, no_node in zip(
+        bad.tolist(),
+        rows["order_id"].to_numpy()[bad].tolist(),
+        rows["line_id"].to_numpy()[bad].tolist(),
+        rows["node_id"].to_numpy()[bad].tolist(),
+        unknown_line[bad].tolist(),
+        unknown_node[bad].tolist(),
+        strict=True,
+    ):
+        problems = []
+        if no_line:
+            problems.append(f"order {order_id!r} line {line_id!r} is not in orders.csv")
+        if no_node:
+            problems.append(f"node {node_id!r} is not in nodes.csv")
+        out.append(
+            Violation(
+                "line",
+                f"assignments.csv row {_file_row(position)}: {'; '.join(problems)} "
+                "(row ignored for the other rules and the cost)",
+            )
+        )
+    return out
+
+
+def _allocation_pairs(
+    rows: pd.DataFrame,
+    line: np.ndarray,
+    node: np.ndarray,
+    position: np.ndarray,
+    node_count: int,
+) -> tuple[_Allocation, list[Violation]]:
+    """Sum the known rows per (line, node); a repeated pair is a rule-1 violation."""
+    stride = max(node_count, 1)
+    key = line.astype(np.int64) * stride + node
+    pair_key, first, pair_of_row = np.unique(key, return_index=True, return_inverse=True)
+    qty = rows["qty"].to_numpy()[position]
+    allocation = _Allocation(
+        line=pair_key // stride,
+        node=pair_key % stride,
+        qty=_sum_by(pair_of_row, qty, len(pair_key)),
+    )
+    # np.unique's index is the first occurrence; every other row of a pair repeats it.
+    repeated = np.flatnonzero(first[pair_of_row] != np.arange(len(key)))
+    violations = [
+        Violation(
+            "line",
+            f"assignments.csv row {_file_row(row)}: order {order_id!r} line {line_id!r} "
+            f"node {node_id!r} is listed again (first at row {_file_row(first_row)}); "
+            "one row per (line, node) is allowed, the units are summed",
+        )
+        for row, first_row, order_id, line_id, node_id in zip(
+            position[repeated].tolist(),
+            position[first[pair_of_row[repeated]]].tolist(),
+            rows["order_id"].to_numpy()[position[repeated]].tolist(),
+            rows["line_id"].to_numpy()[position[repeated]].tolist(),
+            rows["node_id"].to_numpy()[position[repeated]].tolist(),
+            strict=True,
+        )
+    ]
+    return allocation, violations
+
+
+def _over_allocated_lines(orders: pd.DataFrame, allocated: np.ndarray) -> list[Violation]:
+    """Rule 1: the units allocated to a line are at most its ``qty``."""
+    qty = orders["qty"].to_numpy()
+    over = np.flatnonzero(allocated > qty)
+    return [
+        Violation(
+            "line",
+            f"order {order_id!r} line {line_id!r}: {units} units allocated, qty is {limit}",
+        )
+        for order_id, line_id, units, limit in zip(
+            orders["order_id"].to_numpy()[over].tolist(),
+            orders["line_id"].to_numpy()[over].tolist(),
+            allocated[over].tolist(),
+            qty[over].tolist(),
+            strict=True,
+        )
+    ]
+
+
+# --- rules 2 and 3: stock and capacity ----------------------------------------
+
+
+def _stock(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
+    """Rule 2: per (node, sku), units allocated <= ``available`` (0 when not listed)."""
+    nodes, inventory = scenario.nodes, scenario.inventory
+    sku_of_line, skus = pd.factorize(scenario.orders["sku"], sort=False)
+    sku_count = max(len(skus), 1)
+    key = allocation.node.astype(np.int64) * sku_count + sku_of_line[allocation.line]
+    used_key, pair_of_key = np.unique(key, return_inverse=True)
+    used = _sum_by(pair_of_key, allocation.qty, len(used_key))
+
+    inventory_node = pd.Index(nodes["node_id"]).get_indexer(inventory["node_id"])
+    inventory_sku = pd.Index(skus).get_indexer(inventory["sku"])
+    ordered = inventory_sku >= 0  # stock of a SKU nobody ordered cannot be over-used
+    stock_key = inventory_node[ordered].astype(np.int64) * sku_count + inventory_sku[ordered]
+    # A (node, sku) pair is listed at most once; an unlisted one (-1) has 0 available.
+    listed_at = pd.Index(stock_key).get_indexer(used_key)
+    available = np.append(inventory["available"].to_numpy()[ordered], 0)[listed_at]
+
+    over = np.flatnonzero(used > available)
+    node_ids = nodes["node_id"].to_numpy()
+    sku_names = np.asarray(skus, dtype=object)
+    return [
+        Violation(
+            "stock",
+            f"node {node_id!r} sku {sku!r}: {units} units allocated, available {limit}",
+        )
+        for node_id, sku, units, limit in zip(
+            node_ids[used_key[over] // sku_count].tolist(),
+            sku_names[used_key[over] % sku_count].tolist(),
+            used[over].tolist(),
+            available[over].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _capacity(nodes: pd.DataFrame, allocation: _Allocation) -> list[Violation]:
+    """Rule 3: units allocated at a node (all SKUs, pickups included) <= ``capacity_units``."""
+    used = _sum_by(allocation.node, allocation.qty, len(nodes))
+    capacity = nodes["capacity_units"].to_numpy()
+    over = np.flatnonzero(~np.isnan(capacity) & (used > capacity))
+    return [
+        Violation(
+            "capacity",
+            f"node {node_id!r}: {units} units allocated (all SKUs, pickups included), "
+            f"capacity_units {int(limit)}",
+        )
+        for node_id, units, limit in zip(
+            nodes["node_id"].to_numpy()[over].tolist(),
+            used[over].tolist(),
+            capacity[over].tolist(),
+            strict=True,
+        )
+    ]
+
+
+# --- shipments: rules 4 and 5, shipping and splits ----------------------------
+
+
+def _shipments(
+    pair_order: np.ndarray, pair_node: np.ndarray, pair_line: np.ndarray, node_count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (order, node) pairs with units, and one line of each (for its customer)."""
+    stride = max(node_count, 1)
+    key = pair_order.astype(np.int64) * stride + pair_node
+    shipment_key, first = np.unique(key, return_index=True)
+    return shipment_key // stride, shipment_key % stride, pair_line[first]
+
+
+def _reach(
+    nodes: pd.DataFrame,
+    order_ids: pd.Index,
+    shipment_order: np.ndarray,
+    shipment_node: np.ndarray,
+    distance_km: np.ndarray,
+    delivery: np.ndarray,
+) -> list[Violation]:
+    """Rule 4: a delivery order uses a node only within its ``max_km`` (when set)."""
+    max_km = nodes["max_km"].to_numpy()[shipment_node]
+    beyond = np.flatnonzero(delivery & ~np.isnan(max_km) & (distance_km > max_km))
+    return [
+        Violation(
+            "reach",
+            f"order {order_id!r} is delivered from node {node_id!r} at {km:.6f} km, "
+            f"beyond its max_km {limit:.10g}",
+        )
+        for order_id, node_id, km, limit in zip(
+            np.asarray(order_ids, dtype=object)[shipment_order[beyond]].tolist(),
+            nodes["node_id"].to_numpy()[shipment_node[beyond]].tolist(),
+            distance_km[beyond].tolist(),
+            max_km[beyond].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _pickup(
+    orders: pd.DataFrame,
+    nodes: pd.DataFrame,
+    order_ids: pd.Index,
+    shipment_order: np.ndarray,
+    shipment_node: np.ndarray,
+    shipment_line: np.ndarray,
+) -> list[Violation]:
+    """Rule 5: a pickup order uses only its ``pickup_node``."""
+    pickup_node = orders["pickup_node"].to_numpy()[shipment_line]
+    node_id = nodes["node_id"].to_numpy()[shipment_node]
+    wrong = np.flatnonzero((pickup_node != "") & (node_id != pickup_node))
+    return [
+        Violation(
+            "pickup",
+            f"pickup order {order_id!r} is allocated at node {used!r}, "
+            f"but is collected at pickup_node {pickup!r}",
+        )
+        for order_id, used, pickup in zip(
+            np.asarray(order_ids, dtype=object)[shipment_order[wrong]].tolist(),
+            node_id[wrong].tolist(),
+            pickup_node[wrong].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _shipping(
+    nodes: pd.DataFrame, shipment_node: np.ndarray, distance_km: np.ndarray, delivery: np.ndarray
+) -> float:
+    """Sum of ``ship_fixed + ship_per_km * distance`` over a delivery order's shipments."""
+    fixed = nodes["ship_fixed"].to_numpy()[shipment_node]
+    per_km = nodes["ship_per_km"].to_numpy()[shipment_node]
+    return math.fsum((fixed + per_km * distance_km)[delivery].tolist())
+
+
+# --- text ---------------------------------------------------------------------
+
+
+def format_report(report: CheckReport) -> str:
+    """A short text: verdict, cost breakdown, and the first violations."""
+    count = len(report.violations)
+    noun = "violation" if count == 1 else "violations"
+    verdict = "FEASIBLE" if report.feasible else f"INFEASIBLE ({count} {noun})"
+    split_cost = report.split_penalty * report.splits
+    unfilled_cost = report.unfilled_penalty * report.unfilled_units
+    lines = [
+        verdict,
+        f"total_cost  {report.total_cost:.4f}",
+        f"  shipping  {report.shipping:.4f}",
+        f"  handling  {report.handling:.4f}",
+        f"  splits    {split_cost:.4f}  ({report.splits} x {report.split_penalty:g})",
+        f"  unfilled  {unfilled_cost:.4f}  ({report.unfilled_units} units x "
+        f"{report.unfilled_penalty:g})",
+        f"{report.orders} orders, {report.lines} lines, {report.units} units; "
+        f"{report.allocated_units} units allocated in {report.shipments} shipments",
+    ]
+    if count:
+        by_rule = {rule: 0 for rule in RULES}
+        for violation in report.violations:
+            by_rule[violation.rule] += 1
+        lines.append("violations: " + ", ".join(f"{rule} {n}" for rule, n in by_rule.items() if n))
+        lines += [f"  [{v.rule}] {v.message}" for v in report.violations[:REPORT_VIOLATIONS]]
+        if count > REPORT_VIOLATIONS:
+            lines.append(f"  ... and {count - REPORT_VIOLATIONS} more")
+    return "\n".join(lines)
