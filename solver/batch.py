@@ -50,6 +50,12 @@ class OptimizeParams:
     seed: int = 0
     candidates_per_line: int = 8
     """Cheapest line candidates kept per line in the joint MIP."""
+    polish_candidates_per_line: int = 16
+    """Cheapest line candidates kept per line in the final whole-part MIP."""
+    block_orders: int = 10000
+    """Most contested orders re-routed in one LP (larger parts go block by block)."""
+    polish_orders: int = 3000
+    """Contested parts up to this size get a final MIP over the whole part."""
 
 
 @dataclass(frozen=True)
@@ -88,64 +94,184 @@ def optimize(
 
     emit("each order alone", {})
     alone = _route_each_order_alone(problem)
-    units = alone.units.copy()
     stats["orders_exact_alone"] = int(alone.exact.sum())
-    over_stock, over_capacity = _overused(problem, units)
+    over_stock, over_capacity = _overused(problem, alone.units)
     if not over_stock.any() and not over_capacity.any():
-        cost = evaluate(problem, units)
+        cost = evaluate(problem, alone.units)
         bound = min(alone.bound, cost.total_cost)
         status = "optimal" if _within(cost.total_cost, bound, params.rel_gap) else "feasible"
         stats["contested_orders"] = 0
-        return RoutingResult("optimize", status, units, cost, bound, stats)
+        return RoutingResult("optimize", status, alone.units, cost, bound, stats)
 
     emit("contested part", {})
-    contested = _contested_orders(problem, units, over_stock, over_capacity)
-    part, start_units = _model_part(problem, units, contested, params)
-    stats["contested_orders"] = int(part.orders.size)
-    stats["model_candidates"] = int(part.cands.size)
+    contested = _contested_orders(problem, alone.units, over_stock, over_capacity)
+    stats["contested_orders"] = int(contested.sum())
+    # A feasible incumbent from the start: the others keep their own optimum,
+    # the contested orders are routed greedily on what is left.
+    incumbent = _reroute_greedily(problem, alone.units, contested)
+    best = evaluate(problem, incumbent).total_cost
+    emit("contested part", {"best": best})
 
+    prices = _Prices(problem)
+    blocks = _blocks(problem, contested, params.block_orders)
+    stats["blocks"] = len(blocks)
+    stats["lp_fractional_orders"] = 0
+    timed_out = False
+    for number, block in enumerate(blocks, start=1):
+        share = _remaining(params, clock, 0.1 * params.time_limit) / (len(blocks) - number + 1)
+        if clock() >= 0.9 * params.time_limit:
+            timed_out = True
+            break
+        emit(f"block {number}/{len(blocks)}: linear relaxation", {"orders": int(block.sum())})
+        started = clock()
+        candidate, fractional = _relax_and_fix(
+            problem, incumbent, block, params, share, prices, clock, stats
+        )
+        stats.setdefault("block_seconds", []).append(round(clock() - started, 2))
+        stats["lp_fractional_orders"] += fractional
+        if candidate is None:
+            timed_out = True
+            continue
+        cost = evaluate(problem, candidate).total_cost
+        if cost < best:
+            incumbent, best = candidate, cost
+        emit(f"block {number}/{len(blocks)}: joint MIP", {"best": best})
+
+    emit("lower bound", {"best": best})
+    started = clock()
+    bound = max(alone.bound, _lagrangian_bound(problem, alone, prices))
+    stats["bound_seconds"] = round(clock() - started, 2)
+    emit("lower bound", {"best": best, "bound": bound})
+
+    if not _within(best, bound, params.rel_gap) and contested.sum() <= params.polish_orders:
+        emit("joint MIP polish", {"best": best, "bound": bound})
+        started = clock()
+        polished, finished = _polish(problem, incumbent, contested, params, clock, emit)
+        stats["polish_seconds"] = round(clock() - started, 2)
+        timed_out |= not finished
+        cost = evaluate(problem, polished).total_cost
+        if cost < best:
+            incumbent, best = polished, cost
+
+    cost = evaluate(problem, incumbent)
+    bound = min(bound, cost.total_cost)
+    if _within(cost.total_cost, bound, params.rel_gap):
+        status = "optimal"
+    elif timed_out or clock() >= params.time_limit:
+        status = "time_limit"
+    else:
+        status = "feasible"
+    return RoutingResult("optimize", status, incumbent, cost, bound, stats)
+
+
+def _reroute_greedily(problem, units, orders_mask) -> np.ndarray:
+    """``units`` with the masked orders re-routed greedily on the stock left."""
+    kept = units * ~orders_mask[problem.line_order[problem.cand_line]]
+    used_key, used_node = _usage(problem, kept)
+    rerouted = greedy_units(
+        problem,
+        orders=np.flatnonzero(orders_mask),
+        stock=problem.stock - used_key.astype(np.int64),
+        capacity=problem.capacity - used_node,
+    )
+    return kept + rerouted
+
+
+def _blocks(problem, contested, block_orders) -> list[np.ndarray]:
+    """Split the contested orders into geographic blocks of at most ``block_orders``.
+
+    Stores reach only nearby customers, so most contention is local: orders
+    sorted along a Morton (Z-order) curve of their location and cut into
+    consecutive runs keep neighbours together.
+    """
+    orders = np.flatnonzero(contested)
+    if orders.size <= block_orders:
+        return [contested]
+    lat = ((problem.order_lat[orders] + 90.0) / 180.0 * 65535).astype(np.uint64)
+    lon = ((problem.order_lon[orders] + 180.0) / 360.0 * 65535).astype(np.uint64)
+    code = _interleave_bits(lat) | (_interleave_bits(lon) << np.uint64(1))
+    ordered = orders[np.argsort(code, kind="stable")]
+    count = -(-orders.size // block_orders)
+    blocks = []
+    for chunk in np.array_split(ordered, count):
+        mask = np.zeros(problem.num_orders, dtype=bool)
+        mask[chunk] = True
+        blocks.append(mask)
+    return blocks
+
+
+def _interleave_bits(v: np.ndarray) -> np.ndarray:
+    """Spread the 16 low bits of v to the even bit positions."""
+    v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF)
+    v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F)
+    v = (v | (v << np.uint64(2))) & np.uint64(0x33333333)
+    return (v | (v << np.uint64(1))) & np.uint64(0x55555555)
+
+
+def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock, stats):
+    """Re-route one block on what the others leave: LP relaxation, keep the
+    orders it routes in whole units, MIP over the fractional rest.
+
+    Returns (new units or None when the LP did not finish, fractional orders).
+    """
+    part, _ = _model_part(problem, incumbent, block, params, start=incumbent)
     model, v, keys, rows = build_model(problem, part)
-    stats["model_rows"] = int(model.A.shape[0])
-    start = start_vector(problem, part, v, start_units)
+    started = clock()
+    lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True))
+    stats.setdefault("lp_seconds", []).append(round(clock() - started, 2))
+    if lp.x is None:
+        return None, 0
+    prices.record(lp, keys, rows)
+    fractional = _fractional_orders(problem, part, v, lp.x)
+    units = incumbent.copy()
+    units[part.cands] = v.extract(lp.x) * ~fractional[problem.line_order[problem.cand_line[part.cands]]]
+    if not fractional.any():
+        return units, 0
+    started = clock()
+    sub, start_units = _model_part(problem, units, fractional, params)
+    sub_model, sub_v, _k, _r = build_model(problem, sub)
+    mip = solve_mip(
+        sub_model,
+        MipParams(
+            time_limit=max(time_limit, 1.0),
+            rel_gap=params.rel_gap / 4,
+            abs_gap=_part_abs_gap(params, evaluate(problem, incumbent).total_cost),
+            seed=params.seed,
+        ),
+        start=start_vector(problem, sub, sub_v, start_units),
+    )
+    units[sub.cands] = sub_v.extract(mip.x) if mip.x is not None else start_units
+    stats.setdefault("fractional_mip", []).append(
+        (round(clock() - started, 2), sub_model.c.size, str(mip.status))
+    )
+    return units, int(fractional.sum())
 
-    # LP relaxation first: its duals price the scarce stock for the bound.
-    emit("linear relaxation", {"rows": model.A.shape[0], "cols": model.c.size})
-    lp = solve_mip(model, MipParams(time_limit=_remaining(params, clock, 0.5), relax=True))
-    prices = _prices(problem, lp, keys, rows)
 
-    emit("joint MIP", {"orders": int(part.orders.size)})
-    bound_reserve = 0.15 * params.time_limit
+def _polish(problem, incumbent, contested, params, clock, emit):
+    """The whole contested part as one MIP, warm-started from the incumbent."""
+    part, start_units = _model_part(
+        problem, incumbent, contested, params, start=incumbent, per_line=params.polish_candidates_per_line
+    )
+    model, v, _keys, _rows = build_model(problem, part)
 
     def on_progress(best: float, bound: float) -> None:
-        emit("joint MIP", {"best": best, "bound": bound})
+        emit("joint MIP polish", {"part_best": best, "part_bound": bound})
 
     mip = solve_mip(
         model,
         MipParams(
-            time_limit=_remaining(params, clock, bound_reserve),
-            rel_gap=params.rel_gap / 2,
+            time_limit=_remaining(params, clock, 0.0),
+            rel_gap=params.rel_gap / 4,
+            abs_gap=_part_abs_gap(params, evaluate(problem, incumbent).total_cost),
             seed=params.seed,
         ),
-        start=start,
+        start=start_vector(problem, part, v, start_units),
         on_progress=on_progress,
     )
-    part_units = v.extract(mip.x) if mip.x is not None else start_units
-    units[part.cands] = part_units
-    stats["mip_status"] = str(mip.status)
-    cost = evaluate(problem, units)
-
-    emit("lower bound", {"best": cost.total_cost})
-    bound = alone.bound
-    if prices is not None:
-        bound = max(bound, _lagrangian_bound(problem, alone, *prices))
-    bound = min(bound, cost.total_cost)
-    if _within(cost.total_cost, bound, params.rel_gap):
-        status = "optimal"
-    elif mip.status == SolveStatus.FEASIBLE or clock() >= params.time_limit:
-        status = "time_limit"
-    else:
-        status = "feasible"
-    return RoutingResult("optimize", status, units, cost, bound, stats)
+    units = incumbent.copy()
+    if mip.x is not None:
+        units[part.cands] = v.extract(mip.x)
+    return units, mip.status == SolveStatus.OPTIMAL
 
 
 # --- step 1: every order alone ---------------------------------------------------
@@ -270,8 +396,14 @@ def _contested_orders(problem, units, over_stock, over_capacity) -> np.ndarray:
     return contested | _orders_using(problem, others, short_key, short_node)
 
 
-def _model_part(problem, units, contested, params):
-    """The MIP's orders, candidates and residual stock, and a greedy start."""
+def _model_part(problem, units, contested, params, start=None, per_line=None):
+    """The model of the ``contested`` orders on what the other orders of ``units`` leave.
+
+    Candidates: each line's cheapest, plus those used by ``units`` and by the
+    start. ``start`` (units over all candidates, feasible for the contested
+    orders on that residual) defaults to a greedy routing. Returns the part and
+    the start's units over the part's candidates.
+    """
     orders = np.flatnonzero(contested)
     line_in = contested[problem.line_order]
     lines = np.flatnonzero(line_in)
@@ -280,8 +412,10 @@ def _model_part(problem, units, contested, params):
     stock = problem.stock - used_key.astype(np.int64)
     capacity = problem.capacity - used_node
 
-    start = greedy_units(problem, orders=orders, stock=stock, capacity=capacity)
-    keep = _cheapest_candidates(problem, lines, params.candidates_per_line)
+    if start is None:
+        start = greedy_units(problem, orders=orders, stock=stock, capacity=capacity)
+    start = start * line_in[problem.cand_line]
+    keep = _cheapest_candidates(problem, lines, per_line or params.candidates_per_line)
     keep |= (units > 0) & line_in[problem.cand_line]
     keep |= start > 0
     cands = np.flatnonzero(keep)
@@ -304,21 +438,42 @@ def _cheapest_candidates(problem, lines, per_line) -> np.ndarray:
     return keep
 
 
+def _fractional_orders(problem, part: ModelInput, v, solution) -> np.ndarray:
+    """Boolean (O,) mask of the part's orders with a fractional x or y in ``solution``."""
+    frac = np.abs(solution - np.rint(solution)) > 1e-6
+    mask = np.zeros(problem.num_orders, dtype=bool)
+    mask[problem.line_order[problem.cand_line[part.cands[frac[: v.num_x]]]]] = True
+    mask[problem.pair_order[part.pairs[frac[v.y0 : v.y0 + v.num_y]]]] = True
+    return mask
+
+
 # --- step 4: the lower bound -------------------------------------------------------
 
 
-def _prices(problem, lp, keys, rows):
-    """Nonnegative prices of stock and capacity from the LP duals (or None)."""
-    if lp.row_duals is None:
-        return None
-    # HiGHS reports duals of <= rows in a minimisation as <= 0.
-    key_price = np.maximum(-lp.row_duals[rows["stock"]], 0.0)
-    node_price = np.zeros(problem.num_nodes)
-    node_price[keys["capacity"]] = np.maximum(-lp.row_duals[rows["capacity"]], 0.0)
-    return keys["stock"], key_price, node_price
+class _Prices:
+    """Nonnegative prices of stock (node, sku) and node capacity, from LP duals.
+
+    A later LP overwrites the prices of the rows it shares with an earlier one;
+    any nonnegative prices give a valid bound, good ones a tight one.
+    """
+
+    def __init__(self, problem) -> None:
+        self.key = {}
+        self.node = np.zeros(problem.num_nodes)
+        self._n_skus = problem.sku_ids.size
+
+    def record(self, lp, keys, rows) -> None:
+        if lp.row_duals is None:
+            return
+        # HiGHS reports the duals of <= rows in a minimisation as <= 0.
+        key_price = np.maximum(-lp.row_duals[rows["stock"]], 0.0)
+        stock_keys = keys["stock"]
+        flat = (stock_keys[:, 0] * self._n_skus + stock_keys[:, 1]).tolist()
+        self.key.update(zip(flat, key_price.tolist(), strict=True))
+        self.node[keys["capacity"]] = np.maximum(-lp.row_duals[rows["capacity"]], 0.0)
 
 
-def _lagrangian_bound(problem, alone: _Alone, stock_keys, key_price, node_price) -> float:
+def _lagrangian_bound(problem, alone: _Alone, prices: _Prices) -> float:
     """L(prices) = sum over orders of the priced optimum alone - prices . limits.
 
     Valid for any nonnegative prices: relaxing the stock and capacity rows
@@ -326,10 +481,8 @@ def _lagrangian_bound(problem, alone: _Alone, stock_keys, key_price, node_price)
     candidate keep their unpriced optimum alone.
     """
     n_skus = problem.sku_ids.size
-    price = {}
-    for (node, sku), value in zip(stock_keys.tolist(), key_price.tolist(), strict=True):
-        if value > 0:
-            price[node * n_skus + sku] = value
+    price = {key: value for key, value in prices.key.items() if value > 0}
+    node_price = prices.node
     priced_key = np.zeros(problem.num_nodes * n_skus, dtype=bool)
     priced_key[list(price)] = True
     priced_node = node_price > 0
@@ -351,14 +504,22 @@ def _lagrangian_bound(problem, alone: _Alone, stock_keys, key_price, node_price)
             total += order_relaxation_cost(
                 op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
             )
-    nodes, skus = stock_keys[:, 0], stock_keys[:, 1]
-    total -= float((key_price * problem.stock[nodes, skus]).sum())
+    if price:
+        keys = np.fromiter(price, dtype=np.int64)
+        values = np.fromiter(price.values(), dtype=np.float64)
+        total -= float((values * problem.stock.ravel()[keys]).sum())
     finite = np.isfinite(problem.capacity)
     total -= float((node_price[finite] * problem.capacity[finite]).sum())
     return total
 
 
 # --- helpers -----------------------------------------------------------------------
+
+
+def _part_abs_gap(params: OptimizeParams, batch_cost: float) -> float:
+    """A part's MIP may stop within a tenth of the batch's gap budget: a gap
+    relative to the part alone would chase cents on a batch of millions."""
+    return max(params.rel_gap * batch_cost / 10.0, 1e-4)
 
 
 def _within(cost: float, bound: float, rel_gap: float) -> bool:

@@ -55,6 +55,8 @@ class MipModel:
 class MipParams:
     time_limit: float = 60.0
     rel_gap: float = 1e-4
+    abs_gap: float = 1e-4
+    """Costs are in currency units: below a hundredth of a cent is noise."""
     seed: int = 0
     threads: int = 1
     relax: bool = False
@@ -89,9 +91,7 @@ def solve_mip(
     h.setOptionValue("mip_rel_gap", float(params.rel_gap))
     h.setOptionValue("random_seed", int(params.seed))
     h.setOptionValue("threads", int(params.threads))
-    # Costs are in currency units with at most 4 decimals: HiGHS's default
-    # absolute gap (1e-6) would make it chase sub-cent improvements.
-    h.setOptionValue("mip_abs_gap", 1e-4)
+    h.setOptionValue("mip_abs_gap", float(params.abs_gap))
 
     csc = model.A.tocsc()
     csc.sort_indices()
