@@ -286,18 +286,20 @@ class _Alone:
     bound: float
 
 
-def _order_problem(problem, order: int, unit_price=None, node_price=None):
-    """The OrderProblem of one order over its shipment candidates."""
+def _order_problem(problem, order: int, price: np.ndarray | None = None):
+    """The OrderProblem of one order over its shipment candidates.
+
+    ``price`` (N, S), when given, is added to the per-unit cost (Lagrangian
+    prices of stock and capacity).
+    """
     pairs = problem.pairs_of(order)
     nodes = problem.pair_node[pairs]
     lines = problem.lines_of(order)
     skus, sku_of_line = np.unique(problem.line_sku[lines], return_inverse=True)
     qty = np.bincount(sku_of_line, weights=problem.line_qty[lines]).astype(np.int64)
     unit_cost = np.broadcast_to(problem.handling[nodes], (skus.size, nodes.size)).copy()
-    if unit_price is not None:
-        unit_cost += unit_price(nodes, skus)
-    if node_price is not None:
-        unit_cost += node_price[nodes][None, :]
+    if price is not None:
+        unit_cost += price[np.ix_(nodes, skus)].T
     op = OrderProblem(
         qty=qty,
         stock=problem.stock[np.ix_(nodes, skus)].T,
@@ -311,11 +313,27 @@ def _order_problem(problem, order: int, unit_price=None, node_price=None):
 
 
 def _route_each_order_alone(problem) -> _Alone:
+    units, cost, exact = _orders_alone(problem, np.ones(problem.num_orders, dtype=bool))
+    return _Alone(units, cost, exact, float(cost.sum()))
+
+
+def _orders_alone(problem, orders: np.ndarray, price: np.ndarray | None = None):
+    """Route each of the masked orders as if alone, at optional unit prices (N, S).
+
+    Returns units (C,), cost (O,) (0 for orders not masked; for an order not
+    solved exactly, its relaxation bound) and an exact mask (O,).
+    Orders of one line and one unit, the commonest kind, are routed all at
+    once: the cheapest candidate, if cheaper than leaving the unit unfilled.
+    """
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
     cost = np.zeros(problem.num_orders)
     exact = np.ones(problem.num_orders, dtype=bool)
-    for order in range(problem.num_orders):
-        op, nodes, _skus, sku_of_line = _order_problem(problem, order)
+    lines_per_order = np.diff(problem.order_line_start)
+    first_qty = problem.line_qty[np.minimum(problem.order_line_start[:-1], problem.num_lines - 1)]
+    single = orders & (lines_per_order == 1) & (first_qty == 1)
+    _route_single_units(problem, single, price, units, cost)
+    for order in np.flatnonzero(orders & ~single).tolist():
+        op, nodes, _skus, sku_of_line = _order_problem(problem, order, price)
         if nodes.size == 0:
             cost[order] = problem.unfilled_penalty * problem.line_qty[problem.lines_of(order)].sum()
             continue
@@ -328,7 +346,27 @@ def _route_each_order_alone(problem) -> _Alone:
             cost[order] = order_relaxation_cost(
                 op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
             )
-    return _Alone(units, cost, exact, float(cost.sum()))
+    return units, cost, exact
+
+
+def _route_single_units(problem, single, price, units, cost) -> None:
+    """Vectorised exact routing of one-line, one-unit orders (see _orders_alone)."""
+    cost[single] = problem.unfilled_penalty
+    cands = np.flatnonzero(single[problem.line_order[problem.cand_line]])
+    if cands.size == 0:
+        return
+    nodes = problem.cand_node[cands]
+    unit_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + problem.handling[nodes]
+    if price is not None:
+        unit_cost = unit_cost + price[nodes, problem.line_sku[problem.cand_line[cands]]]
+    unit_cost = np.where(problem.capacity[nodes] >= 1, unit_cost, np.inf)
+    lines = problem.cand_line[cands]
+    order = np.lexsort((unit_cost, lines))  # by line, then cost; ties keep node order
+    first = np.flatnonzero(np.r_[True, lines[order][1:] != lines[order][:-1]])
+    best = order[first]
+    served = unit_cost[best] < problem.unfilled_penalty
+    units[cands[best[served]]] = 1
+    cost[problem.line_order[lines[best[served]]]] = unit_cost[best[served]]
 
 
 def _write_plan(problem, order, alloc, nodes, sku_of_line, units) -> None:
@@ -458,18 +496,15 @@ class _Prices:
     """
 
     def __init__(self, problem) -> None:
-        self.key = {}
+        self.key = np.zeros(problem.stock.shape)
         self.node = np.zeros(problem.num_nodes)
-        self._n_skus = problem.sku_ids.size
 
     def record(self, lp, keys, rows) -> None:
         if lp.row_duals is None:
             return
         # HiGHS reports the duals of <= rows in a minimisation as <= 0.
-        key_price = np.maximum(-lp.row_duals[rows["stock"]], 0.0)
         stock_keys = keys["stock"]
-        flat = (stock_keys[:, 0] * self._n_skus + stock_keys[:, 1]).tolist()
-        self.key.update(zip(flat, key_price.tolist(), strict=True))
+        self.key[stock_keys[:, 0], stock_keys[:, 1]] = np.maximum(-lp.row_duals[rows["stock"]], 0.0)
         self.node[keys["capacity"]] = np.maximum(-lp.row_duals[rows["capacity"]], 0.0)
 
 
@@ -480,36 +515,15 @@ def _lagrangian_bound(problem, alone: _Alone, prices: _Prices) -> float:
     into the objective can only lower the optimum. Orders with no priced
     candidate keep their unpriced optimum alone.
     """
-    n_skus = problem.sku_ids.size
-    price = {key: value for key, value in prices.key.items() if value > 0}
-    node_price = prices.node
-    priced_key = np.zeros(problem.num_nodes * n_skus, dtype=bool)
-    priced_key[list(price)] = True
-    priced_node = node_price > 0
-    cand_keys = problem.cand_node * n_skus + problem.line_sku[problem.cand_line]
-    touched = priced_key[cand_keys] | priced_node[problem.cand_node]
-    orders = np.unique(problem.line_order[problem.cand_line[touched]])
-
-    def unit_price(nodes, skus):
-        keys = nodes[None, :] * n_skus + skus[:, None]
-        return np.vectorize(lambda key: price.get(key, 0.0), otypes=[float])(keys) if keys.size else np.zeros(keys.shape)
-
-    total = float(alone.cost.sum() - alone.cost[orders].sum())
-    for order in orders.tolist():
-        op, _nodes, _skus, _ = _order_problem(problem, order, unit_price, node_price)
-        plan = solve_order(op)
-        if plan.exact:
-            total += plan.total_cost
-        else:
-            total += order_relaxation_cost(
-                op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
-            )
-    if price:
-        keys = np.fromiter(price, dtype=np.int64)
-        values = np.fromiter(price.values(), dtype=np.float64)
-        total -= float((values * problem.stock.ravel()[keys]).sum())
+    price = prices.key + prices.node[:, None]
+    touched = price[problem.cand_node, problem.line_sku[problem.cand_line]] > 0
+    orders = np.zeros(problem.num_orders, dtype=bool)
+    orders[problem.line_order[problem.cand_line[touched]]] = True
+    _units, priced_cost, _exact = _orders_alone(problem, orders, price)
+    total = float(alone.cost[~orders].sum() + priced_cost[orders].sum())
+    total -= float((prices.key * problem.stock).sum())
     finite = np.isfinite(problem.capacity)
-    total -= float((node_price[finite] * problem.capacity[finite]).sum())
+    total -= float((prices.node[finite] * problem.capacity[finite]).sum())
     return total
 
 
