@@ -140,6 +140,9 @@ def optimize(
     emit("lower bound", {"best": best})
     started = clock()
     bound = max(alone.bound, _lagrangian_bound(problem, alone, prices))
+    if not _within(best, bound, params.rel_gap):
+        deadline = started + max(0.25 * _remaining(params, clock, 0.0), 0.1)
+        bound = max(bound, _subgradient_bound(problem, alone, prices, best, clock, deadline, stats))
     stats["bound_seconds"] = round(clock() - started, 2)
     emit("lower bound", {"best": best, "bound": bound})
 
@@ -209,11 +212,16 @@ def _interleave_bits(v: np.ndarray) -> np.ndarray:
 
 
 def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock, stats):
-    """Re-route one block on what the others leave: LP relaxation, keep the
-    orders it routes in whole units, MIP over the fractional rest.
+    """Re-route one block on what the others leave.
 
-    Returns (new units or None when the LP did not finish, fractional orders).
+    The block's LP relaxation routes most orders in whole units: they keep
+    that routing, and a small MIP decides the fractional rest. Then, time
+    permitting, the fractional orders are decided again together with their
+    neighbours (the orders holding the stock they are short of), warm-started
+    from the first answer. Returns (units or None when the LP did not finish,
+    number of fractional orders).
     """
+    deadline = clock() + time_limit
     part, _ = _model_part(problem, incumbent, block, params, start=incumbent)
     model, v, keys, rows = build_model(problem, part)
     started = clock()
@@ -224,54 +232,68 @@ def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock,
     prices.record(lp, keys, rows)
     fractional = _fractional_orders(problem, part, v, lp.x)
     units = incumbent.copy()
-    units[part.cands] = v.extract(lp.x) * ~fractional[problem.line_order[problem.cand_line[part.cands]]]
+    units[part.cands] = v.extract(lp.x)
     if not fractional.any():
         return units, 0
-    started = clock()
-    sub, start_units = _model_part(problem, units, fractional, params)
-    sub_model, sub_v, _k, _r = build_model(problem, sub)
-    mip = solve_mip(
-        sub_model,
-        MipParams(
-            time_limit=max(time_limit, 1.0),
-            rel_gap=params.rel_gap / 4,
-            abs_gap=_part_abs_gap(params, evaluate(problem, incumbent).total_cost),
-            seed=params.seed,
-        ),
-        start=start_vector(problem, sub, sub_v, start_units),
-    )
-    units[sub.cands] = sub_v.extract(mip.x) if mip.x is not None else start_units
-    stats.setdefault("fractional_mip", []).append(
-        (round(clock() - started, 2), sub_model.c.size, str(mip.status))
-    )
+    batch_cost = evaluate(problem, incumbent).total_cost
+    units[part.cands] *= ~fractional[problem.line_order[problem.cand_line[part.cands]]]
+    units, _ = _solve_part(problem, units, fractional, params, max(deadline - clock(), 1.0), batch_cost)
+    neighbourhood = _with_neighbours(problem, units, fractional) & block
+    if neighbourhood.sum() > fractional.sum() and deadline - clock() > 0.5:
+        started = clock()
+        units, status = _solve_part(
+            problem, units, neighbourhood, params, deadline - clock(), batch_cost, start=units
+        )
+        stats.setdefault("neighbourhood_mip", []).append(
+            (int(neighbourhood.sum()), round(clock() - started, 2), str(status))
+        )
     return units, int(fractional.sum())
 
 
 def _polish(problem, incumbent, contested, params, clock, emit):
     """The whole contested part as one MIP, warm-started from the incumbent."""
-    part, start_units = _model_part(
-        problem, incumbent, contested, params, start=incumbent, per_line=params.polish_candidates_per_line
-    )
-    model, v, _keys, _rows = build_model(problem, part)
 
     def on_progress(best: float, bound: float) -> None:
         emit("joint MIP polish", {"part_best": best, "part_bound": bound})
 
+    units, status = _solve_part(
+        problem,
+        incumbent,
+        contested,
+        params,
+        _remaining(params, clock, 0.0),
+        evaluate(problem, incumbent).total_cost,
+        start=incumbent,
+        per_line=params.polish_candidates_per_line,
+        on_progress=on_progress,
+    )
+    return units, status == SolveStatus.OPTIMAL
+
+
+def _solve_part(
+    problem, units, orders, params, time_limit, batch_cost, start=None, per_line=None, on_progress=None
+):
+    """Re-route the masked orders by MIP on what the others in ``units`` leave.
+
+    ``start`` (default: greedy) must be feasible; the MIP can only improve on
+    it. Returns the new units and the MIP status.
+    """
+    part, start_units = _model_part(problem, units, orders, params, start=start, per_line=per_line)
+    model, v, _keys, _rows = build_model(problem, part)
     mip = solve_mip(
         model,
         MipParams(
-            time_limit=_remaining(params, clock, 0.0),
+            time_limit=time_limit,
             rel_gap=params.rel_gap / 4,
-            abs_gap=_part_abs_gap(params, evaluate(problem, incumbent).total_cost),
+            abs_gap=_part_abs_gap(params, batch_cost),
             seed=params.seed,
         ),
         start=start_vector(problem, part, v, start_units),
         on_progress=on_progress,
     )
-    units = incumbent.copy()
-    if mip.x is not None:
-        units[part.cands] = v.extract(mip.x)
-    return units, mip.status == SolveStatus.OPTIMAL
+    result = units.copy()
+    result[part.cands] = v.extract(mip.x) if mip.x is not None else start_units
+    return result, mip.status
 
 
 # --- step 1: every order alone ---------------------------------------------------
@@ -421,7 +443,12 @@ def _orders_using(problem, units, scarce_key, scarce_node) -> np.ndarray:
 
 def _contested_orders(problem, units, over_stock, over_capacity) -> np.ndarray:
     """Orders in conflict, plus the orders holding what they are short of."""
-    contested = _orders_using(problem, units, over_stock, over_capacity)
+    return _with_neighbours(problem, units, _orders_using(problem, units, over_stock, over_capacity))
+
+
+def _with_neighbours(problem, units, contested) -> np.ndarray:
+    """``contested`` plus the orders whose plan in ``units`` holds stock or
+    capacity that the contested orders could want and are short of."""
     # What could the contested orders want? All stock and capacity of their
     # candidates; where that exceeds what the others leave, the others that
     # use it join them (one hop).
@@ -463,17 +490,48 @@ def _model_part(problem, units, contested, params, start=None, per_line=None):
 
 
 def _cheapest_candidates(problem, lines, per_line) -> np.ndarray:
-    """Mask of each line's ``per_line`` cheapest candidates (ship + handling)."""
+    """Mask of the candidates worth modelling for ``lines``.
+
+    Two views of "cheap", since a node that can serve a whole order shares
+    one shipment among its lines: each line's ``per_line`` cheapest
+    candidates (shipping + handling of the line alone), and every candidate
+    of each order's ``per_line`` best nodes, scored by the cost of serving as
+    much of the order as the node holds, the rest at the unfilled penalty.
+    """
+    in_lines = np.zeros(problem.num_lines, dtype=bool)
+    in_lines[lines] = True
+    cands = np.flatnonzero(in_lines[problem.cand_line])
+    line = problem.cand_line[cands]
+    node = problem.cand_node[cands]
+    qty = problem.line_qty[line]
+    held = np.minimum(qty, problem.stock[node, problem.line_sku[line]])
+    alone_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + problem.handling[node] * qty
+
+    pairs, pair_of = np.unique(problem.cand_pair[cands], return_inverse=True)
+    covered = np.bincount(pair_of, weights=held, minlength=pairs.size)
+    handled = np.bincount(pair_of, weights=problem.handling[node] * held, minlength=pairs.size)
+    pair_order = problem.pair_order[pairs]
+    order_units = np.bincount(problem.line_order, weights=problem.line_qty, minlength=problem.num_orders)
+    pair_cost = (
+        problem.pair_ship_cost[pairs]
+        + handled
+        + problem.unfilled_penalty * (order_units[pair_order] - covered)
+    )
+    good_pair = _rank_within(pair_order, pair_cost) < per_line
     keep = np.zeros(problem.cand_line.size, dtype=bool)
-    starts, ends = problem.line_cand_start[lines], problem.line_cand_start[lines + 1]
-    counts = ends - starts
-    small = counts <= per_line
-    for s, e in zip(starts[small], ends[small], strict=True):
-        keep[s:e] = True
-    standalone = problem.pair_ship_cost[problem.cand_pair] + problem.handling[problem.cand_node] * problem.line_qty[problem.cand_line]
-    for s, e in zip(starts[~small], ends[~small], strict=True):
-        keep[s + np.argpartition(standalone[s:e], per_line - 1)[:per_line]] = True
+    keep[cands] = (_rank_within(line, alone_cost) < per_line) | good_pair[pair_of]
     return keep
+
+
+def _rank_within(group: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Rank of each element by ``value`` among the elements of its group (0 = least)."""
+    order = np.lexsort((value, group))
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, group.size]))
+    rank = np.empty(group.size, dtype=np.int64)
+    rank[order] = np.arange(group.size) - first
+    return rank
 
 
 def _fractional_orders(problem, part: ModelInput, v, solution) -> np.ndarray:
@@ -525,6 +583,50 @@ def _lagrangian_bound(problem, alone: _Alone, prices: _Prices) -> float:
     finite = np.isfinite(problem.capacity)
     total -= float((prices.node[finite] * problem.capacity[finite]).sum())
     return total
+
+
+def _subgradient_bound(problem, alone: _Alone, prices: _Prices, upper, clock, deadline, stats) -> float:
+    """Improve the Lagrangian bound by projected subgradient steps from the LP prices.
+
+    Each step routes every priced order alone at the current prices, moves
+    each price along its row's excess (units used - limit) with Polyak's step
+    towards ``upper``, and keeps the best bound seen: every one is valid.
+    """
+    key, node = prices.key.copy(), prices.node.copy()
+    finite = np.isfinite(problem.capacity)
+    capacity = np.where(finite, problem.capacity, 0.0)
+    best = float("-inf")
+    theta, stall = 1.0, 0
+    iterations = 0
+    while clock() < deadline and iterations < 200:
+        iterations += 1
+        price = key + node[:, None]
+        touched = np.zeros(problem.num_orders, dtype=bool)
+        touched[problem.line_order[problem.cand_line[price[problem.cand_node, problem.line_sku[problem.cand_line]] > 0]]] = True
+        units, cost, _exact = _orders_alone(problem, touched, price)
+        cand_touched = touched[problem.line_order[problem.cand_line]]
+        units = np.where(cand_touched, units, alone.units)
+        value = float(alone.cost[~touched].sum() + cost[touched].sum())
+        value -= float((key * problem.stock).sum() + (node * capacity).sum())
+        if value > best + 1e-9:
+            best, stall = value, 0
+        else:
+            stall += 1
+            if stall >= 3:
+                theta, stall = theta / 2, 0
+        used_key, used_node = _usage(problem, units)
+        g_key = used_key - problem.stock
+        g_node = np.where(finite, used_node - capacity, 0.0)
+        g_key[(key <= 0) & (g_key < 0)] = 0.0
+        g_node[(node <= 0) & (g_node < 0)] = 0.0
+        norm = float((g_key**2).sum() + (g_node**2).sum())
+        if norm == 0 or upper - value <= 0 or theta < 1e-4:
+            break
+        step = theta * (upper - value) / norm
+        key = np.maximum(key + step * g_key, 0.0)
+        node = np.maximum(node + step * g_node, 0.0)
+    stats["subgradient_iterations"] = iterations
+    return best
 
 
 # --- helpers -----------------------------------------------------------------------
