@@ -37,12 +37,10 @@ import numpy as np
 import pandas as pd
 
 from router.geo import haversine_km
-from router.scenario import Scenario, ScenarioError, _fail_at, _number
+from router.scenario import Scenario, ScenarioError, parse_number, read_table
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
 RULES = ("line", "stock", "capacity", "reach", "pickup")
-MAX_QTY = 2**53
-"""Largest qty a row may carry: above it float64 parsing is no longer exact."""
 MAX_TOTAL_QTY = 2**62
 """Largest sum of qty over a file, so every int64 unit sum is exact."""
 REPORT_VIOLATIONS = 20
@@ -95,46 +93,13 @@ def load_assignments(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     file = path.name
-    frame = _read_rows(path)
-    qty = _number(file, frame, "qty", low=1, integer=True)
-    too_large = qty > MAX_QTY
-    if too_large.any():
-        _fail_at(file, frame, too_large, "qty", f"must be an integer at most 2**53 = {MAX_QTY}")
+    frame = read_table(path, ASSIGNMENT_COLUMNS)
+    qty = parse_number(file, frame, "qty", low=1, integer=True)
     if qty.sum() > MAX_TOTAL_QTY:
         raise ScenarioError(file, "the qty column sums to more than 2**62", column="qty")
     out = frame.loc[:, ["order_id", "line_id", "node_id"]].copy()
     out["qty"] = qty.astype(np.int64)
     return out
-
-
-def _read_rows(path: Path) -> pd.DataFrame:
-    """The four columns as stripped strings, read as :mod:`router.scenario` reads CSV."""
-    file = path.name
-    if not path.is_file():
-        raise ScenarioError(file, "file not found")
-    try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=True
-        )
-    except UnicodeDecodeError:
-        raise ScenarioError(file, "not UTF-8 text") from None
-    except pd.errors.EmptyDataError:
-        raise ScenarioError(file, "empty file: a header row is required", row=1) from None
-    except pd.errors.ParserError as exc:
-        raise ScenarioError(file, f"not a valid CSV file ({exc})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in ASSIGNMENT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ScenarioError(
-            file,
-            f"missing column(s) in the header: {', '.join(missing)}",
-            row=1,
-            column=", ".join(missing),
-        )
-    frame = frame.loc[:, list(ASSIGNMENT_COLUMNS)].reset_index(drop=True)
-    for column in ASSIGNMENT_COLUMNS:
-        frame[column] = frame[column].str.strip()
-    return frame
 
 
 # --- checking -----------------------------------------------------------------

@@ -52,6 +52,8 @@ def solve(
         _fail(f"--time-limit must be > 0 (got {time_limit})")
     if not 0 <= gap < 1:
         _fail(f"--gap must be in [0, 1) (got {gap})")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
     params = OptimizeParams(time_limit=time_limit, rel_gap=gap, seed=seed)
     try:
         if quiet:

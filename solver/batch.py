@@ -54,6 +54,9 @@ class OptimizeParams:
     """Cheapest line candidates kept per line in the final whole-part MIP."""
     block_orders: int = 10000
     """Most contested orders re-routed in one LP (larger parts go block by block)."""
+    exact_candidates: int = 5000
+    """Batches with at most this many line candidates are solved as one
+    unpruned MIP when the bound is not yet tight (tiny scenarios: proven optimum)."""
     polish_orders: int = 3000
     """Contested parts up to this size get a final MIP over the whole part."""
 
@@ -156,6 +159,13 @@ def optimize(
         if cost < best:
             incumbent, best = polished, cost
 
+    if not _within(best, bound, params.rel_gap) and problem.cand_line.size <= params.exact_candidates:
+        emit("exact MIP", {"best": best, "bound": bound})
+        incumbent, exact_bound, finished = _solve_exactly(problem, incumbent, params, clock, best)
+        bound = max(bound, exact_bound)
+        timed_out |= not finished
+        best = evaluate(problem, incumbent).total_cost
+
     cost = evaluate(problem, incumbent)
     bound = min(bound, cost.total_cost)
     if _within(cost.total_cost, bound, params.rel_gap):
@@ -241,8 +251,10 @@ def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock,
     neighbourhood = _with_neighbours(problem, units, fractional) & block
     if neighbourhood.sum() > fractional.sum() and deadline - clock() > 0.5:
         started = clock()
+        # Leave time for the bound and later blocks: this step only improves.
+        budget = 0.6 * (deadline - clock())
         units, status = _solve_part(
-            problem, units, neighbourhood, params, deadline - clock(), batch_cost, start=units
+            problem, units, neighbourhood, params, budget, batch_cost, start=units
         )
         stats.setdefault("neighbourhood_mip", []).append(
             (int(neighbourhood.sum()), round(clock() - started, 2), str(status))
@@ -268,6 +280,36 @@ def _polish(problem, incumbent, contested, params, clock, emit):
         on_progress=on_progress,
     )
     return units, status == SolveStatus.OPTIMAL
+
+
+def _solve_exactly(problem, incumbent, params, clock, batch_cost):
+    """Small batches: the whole model over every candidate, so that the MIP's
+    own bound is a bound for the batch. Returns (units, bound, finished)."""
+    part = ModelInput(
+        np.arange(problem.cand_line.size),
+        np.arange(problem.pair_order.size),
+        np.arange(problem.num_lines),
+        np.arange(problem.num_orders),
+        problem.stock,
+        problem.capacity,
+    )
+    model, v, _keys, _rows = build_model(problem, part)
+    mip = solve_mip(
+        model,
+        MipParams(
+            time_limit=_remaining(params, clock, 0.0),
+            rel_gap=params.rel_gap / 4,
+            abs_gap=_part_abs_gap(params, batch_cost),
+            seed=params.seed,
+        ),
+        start=start_vector(problem, part, v, incumbent),
+    )
+    if mip.x is None:
+        return incumbent, mip.bound, False
+    units = v.extract(mip.x)
+    if evaluate(problem, units).total_cost > batch_cost:
+        units = incumbent
+    return units, mip.bound, mip.status == SolveStatus.OPTIMAL
 
 
 def _solve_part(

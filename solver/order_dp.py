@@ -155,7 +155,9 @@ def _big_order_relaxation_cost(qty, holds, ship_cost, unit_cost, unfilled_penalt
     lines = float((per_unit * qty).sum())
     if np.all(per_unit >= unfilled_penalty):
         return lines
-    return lines + float(ship_cost.min())
+    # Shipping anything costs at least the cheapest shipment; shipping nothing
+    # costs every unit at the penalty.
+    return min(lines + float(ship_cost.min()), unfilled_penalty * float(qty.sum()))
 
 
 @lru_cache(maxsize=MAX_DP_SKUS + 1)

@@ -72,9 +72,7 @@ class Database:
             )
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_engine(
-                self.url, pool_size=16, max_overflow=16, pool_pre_ping=True
-            )
+            self.engine = create_engine(self.url, pool_size=16, max_overflow=16, pool_pre_ping=True)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -7,6 +7,7 @@ broken rule raises with the row's index (``rows[17].on_hand``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -67,8 +68,13 @@ def _locked_balances(
     """Current balances of the given pairs, row-locked in (node, sku) order on PostgreSQL."""
     found: dict[tuple[int, str], _Current] = {}
     cols = (
-        balances.c.node_pk, balances.c.sku, balances.c.on_hand, balances.c.unsellable,
-        balances.c.safety_stock, balances.c.safety_explicit, balances.c.reserved,
+        balances.c.node_pk,
+        balances.c.sku,
+        balances.c.on_hand,
+        balances.c.unsellable,
+        balances.c.safety_stock,
+        balances.c.safety_explicit,
+        balances.c.reserved,
         balances.c.version,
     )
     for node_pk in sorted(pairs_by_node):
@@ -76,20 +82,26 @@ def _locked_balances(
         for start in range(0, len(wanted), CHUNK):
             query = (
                 select(*cols)
-                .where(balances.c.node_pk == node_pk, balances.c.sku.in_(wanted[start : start + CHUNK]))
+                .where(
+                    balances.c.node_pk == node_pk, balances.c.sku.in_(wanted[start : start + CHUNK])
+                )
                 .order_by(balances.c.sku)
             )
             if lock:
                 query = query.with_for_update()
             for r in conn.execute(query):
                 found[(r.node_pk, r.sku)] = _Current(
-                    r.on_hand, r.unsellable, r.safety_stock, bool(r.safety_explicit), r.reserved,
+                    r.on_hand,
+                    r.unsellable,
+                    r.safety_stock,
+                    bool(r.safety_explicit),
+                    r.reserved,
                     r.version,
                 )
     return found
 
 
-def _resolve(conn: Connection, rows: list[SetRow] | list[AdjustRow]) -> list[int]:
+def _resolve(conn: Connection, rows: Sequence[SetRow | AdjustRow]) -> list[int]:
     if not rows:
         raise InvalidInput("a feed needs at least one row", field="rows", rule="min_length")
     if len(rows) > MAX_FEED_ROWS:
@@ -105,12 +117,14 @@ def _resolve(conn: Connection, rows: list[SetRow] | list[AdjustRow]) -> list[int
                 f"node {r.node_id!r} does not exist", field=f"rows[{i}].node_id", rule="known_node"
             )
         if not r.sku or len(r.sku) > 64:
-            raise InvalidInput("sku must be 1 to 64 characters", field=f"rows[{i}].sku",
-                               rule="length")
+            raise InvalidInput(
+                "sku must be 1 to 64 characters", field=f"rows[{i}].sku", rule="length"
+            )
         if (r.node_id, r.sku) in seen:
             raise InvalidInput(
                 f"({r.node_id!r}, {r.sku!r}) appears twice in the feed",
-                field=f"rows[{i}]", rule="unique_pair",
+                field=f"rows[{i}]",
+                rule="unique_pair",
             )
         seen.add((r.node_id, r.sku))
         resolved.append(pks[r.node_id])
@@ -174,7 +188,11 @@ def _write(
     if updates:
         conn.execute(_UPDATE_BALANCE, updates)
     ledger.append(
-        conn, entries, now=now, actor=actor, idempotency_key=idempotency_key,
+        conn,
+        entries,
+        now=now,
+        actor=actor,
+        idempotency_key=idempotency_key,
         request_id=request_id,
     )
 
@@ -202,23 +220,28 @@ def apply_set(
         for name in ("on_hand", "unsellable", "safety_stock"):
             value = getattr(r, name)
             if value is not None and value < 0:
-                raise InvalidInput(f"{name} must be >= 0", field=f"rows[{i}].{name}",
-                                   rule="minimum")
+                raise InvalidInput(
+                    f"{name} must be >= 0", field=f"rows[{i}].{name}", rule="minimum"
+                )
         cur = current.get((pk, r.sku))
         cur_version = cur.version if cur else 0
         if r.expected_version is not None and r.expected_version != cur_version:
             raise Conflict(
                 f"({r.node_id!r}, {r.sku!r}) is at version {cur_version}, "
                 f"not the expected {r.expected_version}",
-                field=f"rows[{i}].expected_version", rule="version_match",
+                field=f"rows[{i}].expected_version",
+                rule="version_match",
             )
         old = cur or _Current(0, 0, defaults[pk], False, 0, 0)
         unsellable = old.unsellable if r.unsellable is None else r.unsellable
         explicit = old.safety_explicit or r.safety_stock is not None
         safety = old.safety_stock if r.safety_stock is None else r.safety_stock
         values = {
-            "on_hand": r.on_hand, "unsellable": unsellable, "safety_stock": safety,
-            "safety_explicit": explicit, "version": cur_version + 1,
+            "on_hand": r.on_hand,
+            "unsellable": unsellable,
+            "safety_stock": safety,
+            "safety_explicit": explicit,
+            "version": cur_version + 1,
         }
         if cur is None:
             inserts.append({"node_pk": pk, "sku": r.sku, "reserved": 0, **values})
@@ -226,15 +249,25 @@ def apply_set(
             updates.append({"b_node": pk, "b_sku": r.sku, **values})
         entries.append(
             ledger.Entry(
-                pk, r.sku, "set",
+                pk,
+                r.sku,
+                "set",
                 d_on_hand=r.on_hand - old.on_hand,
                 d_unsellable=unsellable - old.unsellable,
                 d_safety=safety - old.safety_stock,
                 reason=reason,
             )
         )
-    _write(conn, updates, inserts, entries, now=now, actor=actor,
-           idempotency_key=idempotency_key, request_id=request_id)
+    _write(
+        conn,
+        updates,
+        inserts,
+        entries,
+        now=now,
+        actor=actor,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
     return FeedResult(rows=len(rows), created=len(inserts), updated=len(updates))
 
 
@@ -265,27 +298,46 @@ def apply_adjust(
         if on_hand < 0:
             raise InvalidInput(
                 f"on_hand of ({r.node_id!r}, {r.sku!r}) would become {on_hand}",
-                field=f"rows[{i}].delta_on_hand", rule="on_hand_not_negative",
+                field=f"rows[{i}].delta_on_hand",
+                rule="on_hand_not_negative",
             )
         if unsellable < 0:
             raise InvalidInput(
                 f"unsellable of ({r.node_id!r}, {r.sku!r}) would become {unsellable}",
-                field=f"rows[{i}].delta_unsellable", rule="unsellable_not_negative",
+                field=f"rows[{i}].delta_unsellable",
+                rule="unsellable_not_negative",
             )
         values = {
-            "on_hand": on_hand, "unsellable": unsellable, "safety_stock": old.safety_stock,
-            "safety_explicit": old.safety_explicit, "version": old.version + 1,
+            "on_hand": on_hand,
+            "unsellable": unsellable,
+            "safety_stock": old.safety_stock,
+            "safety_explicit": old.safety_explicit,
+            "version": old.version + 1,
         }
         if cur is None:
             inserts.append({"node_pk": pk, "sku": r.sku, "reserved": 0, **values})
         else:
             updates.append({"b_node": pk, "b_sku": r.sku, **values})
         entries.append(
-            ledger.Entry(pk, r.sku, "adjust", d_on_hand=r.delta_on_hand,
-                         d_unsellable=r.delta_unsellable, reason=reason)
+            ledger.Entry(
+                pk,
+                r.sku,
+                "adjust",
+                d_on_hand=r.delta_on_hand,
+                d_unsellable=r.delta_unsellable,
+                reason=reason,
+            )
         )
-    _write(conn, updates, inserts, entries, now=now, actor=actor,
-           idempotency_key=idempotency_key, request_id=request_id)
+    _write(
+        conn,
+        updates,
+        inserts,
+        entries,
+        now=now,
+        actor=actor,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
     return FeedResult(rows=len(rows), created=len(inserts), updated=len(updates))
 
 
@@ -313,12 +365,16 @@ def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]
     known = set(conn.execute(select(skus.c.sku).where(skus.c.sku.in_(sku_list))).scalars())
     for i, sku in enumerate(sku_list):
         if sku not in known:
-            raise NotFound(f"sku {sku!r} is not in the pool", field=f"sku[{i}]",
-                           rule="known_sku")
+            raise NotFound(f"sku {sku!r} is not in the pool", field=f"sku[{i}]", rule="known_sku")
     rows = conn.execute(
         select(
-            balances.c.sku, nodes.c.node_id, nodes.c.status, balances.c.on_hand,
-            balances.c.unsellable, balances.c.safety_stock, balances.c.reserved,
+            balances.c.sku,
+            nodes.c.node_id,
+            nodes.c.status,
+            balances.c.on_hand,
+            balances.c.unsellable,
+            balances.c.safety_stock,
+            balances.c.reserved,
             balances.c.version,
         )
         .join(nodes, nodes.c.pk == balances.c.node_pk)
@@ -329,19 +385,23 @@ def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]
     for r in rows:
         available = max(0, r.on_hand - r.unsellable - r.safety_stock - r.reserved)
         per_sku[r.sku].append(
-            NodeStock(r.node_id, r.status, r.on_hand, r.unsellable, r.safety_stock, r.reserved,
-                      available, r.version)
+            NodeStock(
+                r.node_id,
+                r.status,
+                r.on_hand,
+                r.unsellable,
+                r.safety_stock,
+                r.reserved,
+                available,
+                r.version,
+            )
         )
     return [
-        SkuAvailability(
-            sku, sum(n.available for n in stock if n.status == "active"), stock
-        )
+        SkuAvailability(sku, sum(n.available for n in stock if n.status == "active"), stock)
         for sku, stock in per_sku.items()
     ]
 
 
-def ledger_of(
-    conn: Connection, node_id: str, sku: str, *, after: int, limit: int
-) -> list[Any]:
+def ledger_of(conn: Connection, node_id: str, sku: str, *, after: int, limit: int) -> list[Any]:
     row = node_row(conn, node_id)
     return ledger.entries_for(conn, row.pk, sku, after=after, limit=limit)

@@ -17,6 +17,9 @@ from router.pool.schema import ledger
 MOVEMENTS = ("set", "adjust", "reserve", "commit", "release", "expire", "safety")
 
 
+_APPEND = insert(ledger)  # built once: statement construction shows up on the hot path
+
+
 @dataclass(frozen=True)
 class Entry:
     """One movement; deltas are signed unit counts."""
@@ -45,7 +48,7 @@ def append(
     if not entries:
         return
     conn.execute(
-        insert(ledger),
+        _APPEND,
         [
             {
                 "at": now,

@@ -75,8 +75,14 @@ def _check_spec(spec: NodeSpec) -> None:
         raise InvalidInput("lat must be within [-90, 90]", field="lat", rule="range")
     if not (-180.0 <= spec.lon <= 180.0):
         raise InvalidInput("lon must be within [-180, 180]", field="lon", rule="range")
-    for name in ("ship_fixed", "ship_per_km", "handling_per_unit", "max_km", "capacity_units",
-                 "default_safety_stock"):
+    for name in (
+        "ship_fixed",
+        "ship_per_km",
+        "handling_per_unit",
+        "max_km",
+        "capacity_units",
+        "default_safety_stock",
+    ):
         value = getattr(spec, name)
         if value is not None and (not math.isfinite(value) or value < 0):
             raise InvalidInput(f"{name} must be a finite number >= 0", field=name, rule="minimum")
@@ -92,9 +98,12 @@ def nodes_version(conn: Connection) -> int:
 def _bump_version(conn: Connection) -> None:
     """Tell every API process that its node read model is stale."""
     current = nodes_version(conn)
-    if current == 0 and not conn.execute(
-        select(pool_meta.c.key).where(pool_meta.c.key == NODES_VERSION_KEY)
-    ).first():
+    if (
+        current == 0
+        and not conn.execute(
+            select(pool_meta.c.key).where(pool_meta.c.key == NODES_VERSION_KEY)
+        ).first()
+    ):
         conn.execute(insert(pool_meta).values(key=NODES_VERSION_KEY, value="1"))
     else:
         conn.execute(
@@ -120,9 +129,7 @@ def load_index(conn: Connection) -> NodeIndex:
         ship_fixed=np.array([r.ship_fixed for r in rows], dtype=np.float64),
         ship_per_km=np.array([r.ship_per_km for r in rows], dtype=np.float64),
         handling_per_unit=np.array([r.handling_per_unit for r in rows], dtype=np.float64),
-        max_km=np.array(
-            [np.nan if r.max_km is None else r.max_km for r in rows], dtype=np.float64
-        ),
+        max_km=np.array([np.nan if r.max_km is None else r.max_km for r in rows], dtype=np.float64),
         index_of_pk={int(p): i for i, p in enumerate(pk)},
         index_of_id={str(n): i for i, n in enumerate(node_id)},
     )
@@ -152,14 +159,19 @@ def create_node(conn: Connection, spec: NodeSpec, now: datetime) -> Any:
     _check_spec(spec)
     if conn.execute(select(nodes.c.pk).where(nodes.c.node_id == spec.node_id)).first():
         raise Conflict(f"node {spec.node_id!r} already exists", field="node_id", rule="unique")
-    conn.execute(insert(nodes).values(**spec.__dict__, status="active", backlog_units=0,
-                                      updated_at=now))
+    conn.execute(
+        insert(nodes).values(**spec.__dict__, status="active", backlog_units=0, updated_at=now)
+    )
     _bump_version(conn)
     return node_row(conn, spec.node_id)
 
 
 def update_node(
-    conn: Connection, node_id: str, changes: dict[str, Any], now: datetime, actor: str,
+    conn: Connection,
+    node_id: str,
+    changes: dict[str, Any],
+    now: datetime,
+    actor: str,
     request_id: str | None = None,
 ) -> Any:
     """Change some attributes of a node; a new default safety stock flows to its balances."""

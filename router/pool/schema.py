@@ -92,7 +92,7 @@ reservations = Table(
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
     Column("closed_at", DateTime, nullable=True),
-    Index("ix_pool_reservations_order", "order_id"),
+    Index("ix_pool_reservations_order", "order_id", "status"),
     Index("ix_pool_reservations_due", "status", "expires_at"),
 )
 

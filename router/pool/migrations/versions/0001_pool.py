@@ -66,7 +66,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime, nullable=False),
         sa.Column("closed_at", sa.DateTime, nullable=True),
     )
-    op.create_index("ix_pool_reservations_order", "pool_reservations", ["order_id"])
+    op.create_index("ix_pool_reservations_order", "pool_reservations", ["order_id", "status"])
     op.create_index("ix_pool_reservations_due", "pool_reservations", ["status", "expires_at"])
     op.create_table(
         "pool_ledger",

@@ -1,0 +1,565 @@
+"""Route one order over the pool and reserve its units in the same transaction.
+
+The way through, per attempt:
+
+1. read the availability of just the order's SKUs at active nodes (one query);
+2. ``prepare_order_problem``: candidate nodes (active, within reach, holding at
+   least one of the SKUs; only the pickup node for a pickup order) and the
+   arrays of ``solver.order_dp.OrderProblem``;
+3. ``solver.order_dp.solve_order`` (pure);
+4. ``reserve_plan``: one conditional ``UPDATE`` per (node, sku) in a fixed
+   order, so no unit is ever promised twice; if another transaction took the
+   stock first an update matches no row, the attempt rolls back and the next
+   one re-reads and re-routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+
+from router.geo import haversine_km
+from router.pool import ledger
+from router.pool.errors import Conflict, InvalidInput
+from router.pool.nodes import NodeIndex
+from router.pool.schema import balances, nodes, reservations, skus
+from solver.order_dp import OrderPlan, OrderProblem, solve_order
+
+MAX_LINES = 500
+MAX_ROUTE_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    line_id: str
+    sku: str
+    qty: int
+
+
+@dataclass(frozen=True)
+class Order:
+    """One order as the OMS sends it; ``lat``/``lon`` may be omitted for a pickup order."""
+
+    order_id: str
+    lines: tuple[OrderLine, ...]
+    lat: float | None = None
+    lon: float | None = None
+    pickup_node: str | None = None
+    channel: str = "web"
+
+    def fingerprint(self) -> str:
+        """Stable hash of the order, to tell an idempotent retry from a reused key."""
+        body = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    split_penalty: float = 6.0
+    unfilled_penalty: float = 150.0
+
+
+@dataclass(frozen=True)
+class PreparedOrder:
+    """The solver's problem plus what is needed to map its answer back."""
+
+    problem: OrderProblem
+    sku_list: tuple[str, ...]  # row k of the problem
+    candidates: np.ndarray  # (N,) positions in the NodeIndex
+    distance_km: np.ndarray  # (N,) NaN for a pickup order
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allocation:
+    node_id: str
+    qty: int
+    reservation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LineResult:
+    line_id: str
+    sku: str
+    qty: int
+    allocations: list[Allocation]
+    unfilled: int
+
+
+@dataclass(frozen=True)
+class Shipment:
+    node_id: str
+    kind: str
+    distance_km: float | None
+    units: int
+    shipping_cost: float
+    handling_cost: float
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    shipping: float
+    handling: float
+    splits: int
+    split_penalty: float
+    unfilled_units: int
+    unfilled_penalty: float
+    total: float
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    order_id: str
+    status: str  # filled | partial | unfilled
+    quote_only: bool
+    exact: bool
+    lines: list[LineResult]
+    shipments: list[Shipment]
+    cost: CostBreakdown
+    hold_expires_at: datetime | None
+    attempts: int
+    replayed: bool = False
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["hold_expires_at"] = self.hold_expires_at.isoformat() if self.hold_expires_at else None
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RouteResult:
+        data = json.loads(text)
+        return cls(
+            order_id=data["order_id"],
+            status=data["status"],
+            quote_only=data["quote_only"],
+            exact=data["exact"],
+            lines=[
+                LineResult(**{**ln, "allocations": [Allocation(**a) for a in ln["allocations"]]})
+                for ln in data["lines"]
+            ],
+            shipments=[Shipment(**s) for s in data["shipments"]],
+            cost=CostBreakdown(**data["cost"]),
+            hold_expires_at=(
+                datetime.fromisoformat(data["hold_expires_at"]) if data["hold_expires_at"] else None
+            ),
+            attempts=data["attempts"],
+            replayed=True,
+        )
+
+
+@dataclass
+class _Availability:
+    """Rows of the availability read: (node_pk, sku, available, capacity left or None)."""
+
+    rows: list[tuple[int, str, int, int | None]] = field(default_factory=list)
+
+
+class LostRace(Exception):
+    """Another transaction took stock or capacity between our read and our update."""
+
+
+# --- step 1: read ----------------------------------------------------------------------
+
+_AVAILABLE = (
+    balances.c.on_hand - balances.c.unsellable - balances.c.safety_stock - balances.c.reserved
+)
+_READ_AVAILABILITY = (
+    select(
+        balances.c.node_pk,
+        balances.c.sku,
+        _AVAILABLE.label("available"),
+        (nodes.c.capacity_units - nodes.c.backlog_units).label("capacity_left"),
+    )
+    .join(nodes, nodes.c.pk == balances.c.node_pk)
+    .where(
+        balances.c.node_pk.in_(bindparam("node_pks", expanding=True)),
+        balances.c.sku.in_(bindparam("skus", expanding=True)),
+        nodes.c.status == "active",
+        _AVAILABLE > 0,
+    )
+)
+
+
+def read_availability(
+    conn: Connection, sku_list: tuple[str, ...], node_pks: list[int]
+) -> _Availability:
+    """Positive availability of the SKUs at the given nodes, if those nodes are active."""
+    if not node_pks:
+        return _Availability([])
+    rows = conn.execute(_READ_AVAILABILITY, {"skus": list(sku_list), "node_pks": node_pks}).all()
+    return _Availability([(r[0], r[1], r[2], r[3]) for r in rows])
+
+
+def check_known_skus(conn: Connection, order: Order, found: set[str]) -> None:
+    """Raise for the first line whose SKU the pool has never heard of.
+
+    Only called when some SKU had no available row, so the common path costs no query.
+    """
+    missing = sorted({ln.sku for ln in order.lines} - found)
+    known = set(conn.execute(select(skus.c.sku).where(skus.c.sku.in_(missing))).scalars())
+    for i, line in enumerate(order.lines):
+        if line.sku not in found and line.sku not in known:
+            raise InvalidInput(
+                f"sku {line.sku!r} is not in the pool", field=f"lines[{i}].sku", rule="known_sku"
+            )
+
+
+# --- step 2: prepare -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Nodes that may serve the order by location alone, with distance and shipping cost."""
+
+    positions: np.ndarray  # (M,) positions in the NodeIndex
+    distance_km: np.ndarray  # (M,) NaN for a pickup order
+    ship_cost: np.ndarray  # (M,)
+
+
+def reachable_nodes(order: Order, index: NodeIndex) -> Reach:
+    """The reach rule (delivery) or the pickup rule, on the in-memory node arrays.
+
+    Status and stock are not known here; they come with the availability read.
+    """
+    if order.pickup_node is not None:
+        pickup = index.index_of_id[order.pickup_node]
+        return Reach(np.array([pickup], dtype=np.int64), np.full(1, np.nan), np.zeros(1))
+    distance = haversine_km(order.lat, order.lon, index.lat, index.lon)
+    within = np.isnan(index.max_km) | (distance <= index.max_km)
+    positions = np.flatnonzero(within)
+    distance = distance[positions]
+    ship_cost = index.ship_fixed[positions] + index.ship_per_km[positions] * distance
+    return Reach(positions, distance, ship_cost)
+
+
+def prepare_order_problem(
+    order: Order,
+    index: NodeIndex,
+    reach: Reach,
+    available: _Availability,
+    policy: RoutingPolicy,
+) -> PreparedOrder:
+    """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs."""
+    sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
+    row_of_sku = {s: k for k, s in enumerate(sku_list)}
+    qty = np.zeros(len(sku_list), dtype=np.int64)
+    for ln in order.lines:
+        qty[row_of_sku[ln.sku]] += ln.qty
+
+    slot_of_position = {int(p): i for i, p in enumerate(reach.positions)}
+    slots = sorted({slot_of_position[index.index_of_pk[pk]] for pk, *_ in available.rows})
+    column_of_slot = {slot: j for j, slot in enumerate(slots)}
+    candidates = reach.positions[slots]
+    stock = np.zeros((len(sku_list), len(slots)), dtype=np.int64)
+    capacity = np.full(len(slots), np.inf)
+    for pk, sku, units, capacity_left in available.rows:
+        j = column_of_slot[slot_of_position[index.index_of_pk[pk]]]
+        stock[row_of_sku[sku], j] = units
+        if capacity_left is not None:
+            capacity[j] = max(0, capacity_left)
+    unit_cost = np.broadcast_to(
+        index.handling_per_unit[candidates], (len(sku_list), len(slots))
+    ).copy()
+    problem = OrderProblem(
+        qty=qty,
+        stock=stock,
+        ship_cost=reach.ship_cost[slots],
+        unit_cost=unit_cost,
+        capacity=capacity,
+        split_penalty=policy.split_penalty,
+        unfilled_penalty=policy.unfilled_penalty,
+    )
+    return PreparedOrder(problem, sku_list, candidates, reach.distance_km[slots])
+
+
+# --- step 4: reserve -------------------------------------------------------------------
+
+_RESERVE_STOCK = (
+    update(balances)
+    .where(
+        and_(
+            balances.c.node_pk == bindparam("b_node"),
+            balances.c.sku == bindparam("b_sku"),
+            bindparam("units") <= _AVAILABLE,
+        )
+    )
+    .values(reserved=balances.c.reserved + bindparam("units"))
+)
+_RESERVE_CAPACITY = (
+    update(nodes)
+    .where(
+        and_(
+            nodes.c.pk == bindparam("b_node"),
+            nodes.c.status == "active",
+            or_(
+                nodes.c.capacity_units.is_(None),
+                nodes.c.backlog_units + bindparam("units") <= nodes.c.capacity_units,
+            ),
+        )
+    )
+    .values(backlog_units=nodes.c.backlog_units + bindparam("units"))
+)
+
+
+def _plan_moves(prepared: PreparedOrder, plan: OrderPlan, index: NodeIndex):
+    """(node_pk, sku, units) of the plan, sorted: the fixed lock order."""
+    moves = []
+    for k, j in zip(*np.nonzero(plan.alloc), strict=True):
+        pos = int(prepared.candidates[j])
+        moves.append((int(index.pk[pos]), prepared.sku_list[k], int(plan.alloc[k, j])))
+    moves.sort()
+    return moves
+
+
+def reserve_plan(conn: Connection, moves: list[tuple[int, str, int]]) -> None:
+    """Take the plan's stock and node capacity, or raise ``LostRace`` (caller rolls back).
+
+    Each statement runs once per row (executemany); both drivers report the summed
+    row count, so fewer matched rows than parameter sets means a condition failed.
+    """
+    if not moves:
+        return
+    stock = [{"b_node": pk, "b_sku": sku, "units": units} for pk, sku, units in moves]
+    if conn.execute(_RESERVE_STOCK, stock).rowcount != len(stock):
+        raise LostRace("stock changed since it was read")
+    per_node: dict[int, int] = {}
+    for node_pk, _sku, units in moves:
+        per_node[node_pk] = per_node.get(node_pk, 0) + units
+    load = [{"b_node": pk, "units": per_node[pk]} for pk in sorted(per_node)]
+    if conn.execute(_RESERVE_CAPACITY, load).rowcount != len(load):
+        raise LostRace("capacity or status of a node changed since it was read")
+
+
+# --- explain ---------------------------------------------------------------------------
+
+
+def explain(
+    order: Order,
+    prepared: PreparedOrder,
+    plan: OrderPlan,
+    index: NodeIndex,
+    *,
+    quote_only: bool,
+    attempts: int,
+    hold_expires_at: datetime | None = None,
+) -> RouteResult:
+    """Spread each SKU's units over its lines (in line order) and itemise the cost."""
+    problem = prepared.problem
+    remaining = {
+        sku: [
+            (int(prepared.candidates[j]), int(plan.alloc[k, j]))
+            for j in np.nonzero(plan.alloc[k])[0]
+        ]
+        for k, sku in enumerate(prepared.sku_list)
+    }
+    lines = []
+    for line in order.lines:
+        want, allocations = line.qty, []
+        queue = remaining[line.sku]
+        while want > 0 and queue:
+            pos, units = queue[0]
+            take = min(want, units)
+            node_id = str(index.node_id[pos])
+            allocations.append(Allocation(node_id, take))
+            want -= take
+            if take == units:
+                queue.pop(0)
+            else:
+                queue[0] = (pos, units - take)
+        lines.append(LineResult(line.line_id, line.sku, line.qty, allocations, want))
+
+    shipments = []
+    for j in np.nonzero(plan.alloc.sum(axis=0))[0]:
+        pos = int(prepared.candidates[j])
+        units = int(plan.alloc[:, j].sum())
+        dist = prepared.distance_km[j]
+        shipments.append(
+            Shipment(
+                node_id=str(index.node_id[pos]),
+                kind=str(index.kind[pos]),
+                distance_km=None if np.isnan(dist) else round(float(dist), 3),
+                units=units,
+                shipping_cost=float(problem.ship_cost[j]),
+                handling_cost=float((problem.unit_cost[:, j] * plan.alloc[:, j]).sum()),
+            )
+        )
+    unfilled = sum(ln.unfilled for ln in lines)
+    splits = max(0, len(shipments) - 1)
+    ordered = sum(ln.qty for ln in order.lines)
+    cost = CostBreakdown(
+        shipping=sum(s.shipping_cost for s in shipments),
+        handling=sum(s.handling_cost for s in shipments),
+        splits=splits,
+        split_penalty=problem.split_penalty * splits,
+        unfilled_units=unfilled,
+        unfilled_penalty=problem.unfilled_penalty * unfilled,
+        total=float(plan.total_cost),
+    )
+    status = "filled" if unfilled == 0 else ("unfilled" if unfilled == ordered else "partial")
+    return RouteResult(
+        order_id=order.order_id,
+        status=status,
+        quote_only=quote_only,
+        exact=bool(plan.exact),
+        lines=lines,
+        shipments=shipments,
+        cost=cost,
+        hold_expires_at=hold_expires_at,
+        attempts=attempts,
+    )
+
+
+# --- one attempt -----------------------------------------------------------------------
+
+
+def validate_order(order: Order, index: NodeIndex) -> None:
+    """Rules the request schema cannot see (they need the pool)."""
+    if order.pickup_node is not None and order.pickup_node not in index.index_of_id:
+        raise InvalidInput(
+            f"pickup node {order.pickup_node!r} does not exist",
+            field="pickup_node",
+            rule="known_node",
+        )
+    if order.pickup_node is None and (order.lat is None or order.lon is None):
+        raise InvalidInput(
+            "a delivery order needs the customer's lat and lon",
+            field="customer",
+            rule="required_for_delivery",
+        )
+    if not order.lines:
+        raise InvalidInput("an order needs at least one line", field="lines", rule="min_length")
+    if len(order.lines) > MAX_LINES:
+        raise InvalidInput(
+            f"an order has at most {MAX_LINES} lines", field="lines", rule="max_length"
+        )
+    seen = set()
+    for i, line in enumerate(order.lines):
+        if line.qty < 1:
+            raise InvalidInput("qty must be >= 1", field=f"lines[{i}].qty", rule="minimum")
+        if line.line_id in seen:
+            raise InvalidInput(
+                f"line_id {line.line_id!r} appears twice",
+                field=f"lines[{i}].line_id",
+                rule="unique_line_id",
+            )
+        seen.add(line.line_id)
+
+
+def plan_order(
+    conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy
+) -> tuple[PreparedOrder, OrderPlan]:
+    """Steps 1-3: read, prepare, solve (no write)."""
+    sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
+    reach = reachable_nodes(order, index)
+    available = read_availability(conn, sku_list, index.pk[reach.positions].tolist())
+    found = {sku for _, sku, _, _ in available.rows}
+    if len(found) < len(sku_list):
+        check_known_skus(conn, order, found)
+    prepared = prepare_order_problem(order, index, reach, available, policy)
+    return prepared, solve_order(prepared.problem)
+
+
+_INSERT_RESERVATIONS = insert(reservations)
+_HAS_HOLDS: Select = (
+    select(literal_column("1"))
+    .select_from(reservations)
+    .where(reservations.c.order_id == bindparam("order_id"), reservations.c.status == "held")
+    .limit(1)
+)
+
+
+def order_has_holds(conn: Connection, order_id: str) -> bool:
+    return conn.execute(_HAS_HOLDS, {"order_id": order_id}).first() is not None
+
+
+def route_and_reserve(
+    conn: Connection,
+    order: Order,
+    index: NodeIndex,
+    policy: RoutingPolicy,
+    *,
+    now: datetime,
+    hold_seconds: int,
+    attempt: int,
+    actor: str,
+    idempotency_key: str | None,
+    request_id: str | None,
+) -> RouteResult:
+    """One attempt inside the caller's write transaction; raises ``LostRace`` to retry."""
+    if order_has_holds(conn, order.order_id):
+        raise Conflict(
+            f"order {order.order_id!r} already holds reservations; release them first "
+            "or retry with the same Idempotency-Key",
+            field="order_id",
+            rule="one_open_routing_per_order",
+        )
+    prepared, plan = plan_order(conn, order, index, policy)
+    moves = _plan_moves(prepared, plan, index)
+    reserve_plan(conn, moves)
+    expires = now + timedelta(seconds=hold_seconds)
+    result = explain(
+        order,
+        prepared,
+        plan,
+        index,
+        quote_only=False,
+        attempts=attempt,
+        hold_expires_at=expires if moves else None,
+    )
+    rows, lines = [], []
+    for line in result.lines:
+        allocations = []
+        for alloc in line.allocations:
+            rid = uuid.uuid4().hex
+            allocations.append(replace(alloc, reservation_id=rid))
+            rows.append(
+                {
+                    "reservation_id": rid,
+                    "order_id": order.order_id,
+                    "line_id": line.line_id,
+                    "node_pk": int(index.pk[index.index_of_id[alloc.node_id]]),
+                    "sku": line.sku,
+                    "qty": alloc.qty,
+                    "status": "held",
+                    "created_at": now,
+                    "expires_at": expires,
+                }
+            )
+        lines.append(replace(line, allocations=allocations))
+    if rows:
+        conn.execute(_INSERT_RESERVATIONS, rows)
+    ledger.append(
+        conn,
+        [
+            ledger.Entry(pk, sku, "reserve", d_reserved=units, ref=order.order_id)
+            for pk, sku, units in moves
+        ],
+        now=now,
+        actor=actor,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
+    return replace(result, lines=lines)
+
+
+def quote(conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy) -> RouteResult:
+    prepared, plan = plan_order(conn, order, index, policy)
+    return explain(order, prepared, plan, index, quote_only=True, attempts=1)

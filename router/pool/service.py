@@ -1,0 +1,399 @@
+"""``Pool``: the one object the API and the CLI talk to.
+
+It owns the database, the clock and the in-memory node read model, and runs
+each use case (route, commit, feed, ...) as one transaction with its ledger
+entries and idempotency record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from router.pool import idempotency, inventory, keys, nodes, reservations, routing
+from router.pool.db import Database, database_url_from_env, migrate
+from router.pool.errors import Busy
+from router.pool.nodes import NodeIndex, NodeSpec
+from router.pool.routing import LostRace, Order, RouteResult, RoutingPolicy
+from router.pool.schema import pool_meta
+
+MAX_HOLD_SECONDS = 7 * 24 * 3600
+DEFAULT_HOLD_SECONDS = 900
+POLICY_KEYS = ("split_penalty", "unfilled_penalty")
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what the pool stores, identical on SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    index: NodeIndex
+    policy: RoutingPolicy
+
+
+def _is_retryable(error: DBAPIError) -> bool:
+    """PostgreSQL deadlock or serialization failure: the attempt may simply be retried."""
+    code = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return code in ("40P01", "40001")
+
+
+class Pool:
+    """The inventory pool service.
+
+    Parameters
+    ----------
+    database
+        Where the pool lives.
+    clock
+        Returns naive UTC now; tests pass a controllable one to drive expiry.
+    index_ttl
+        Seconds between checks that another process changed the nodes.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        index_ttl: float = 1.0,
+        key_cache_ttl: float = 30.0,
+    ) -> None:
+        self.db = database
+        self.clock = clock
+        self.index_ttl = index_ttl
+        self.key_cache_ttl = key_cache_ttl
+        self._model: ReadModel | None = None
+        self._checked_at = 0.0
+        self._model_lock = threading.Lock()
+        self._keys: dict[str, tuple[keys.Principal | None, float]] = {}
+
+    @classmethod
+    def open(cls, url: str | None = None, *, run_migrations: bool = True, **kwargs: Any) -> Pool:
+        database = Database(url or database_url_from_env())
+        if run_migrations:
+            migrate(database)
+        return cls(database, **kwargs)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # --- read model ---------------------------------------------------------------------
+
+    def read_model(self, *, force: bool = False) -> ReadModel:
+        """Nodes and policy, reloaded when this or another process changed them."""
+        now = time.monotonic()
+        model = self._model
+        if model is not None and not force and now - self._checked_at < self.index_ttl:
+            return model
+        with self._model_lock:
+            with self.db.read() as conn:
+                version = nodes.nodes_version(conn)
+                if self._model is None or force or version != self._model.index.version:
+                    self._model = ReadModel(nodes.load_index(conn), self._read_policy(conn))
+            self._checked_at = time.monotonic()
+            return self._model
+
+    def _invalidate(self) -> None:
+        self._checked_at = 0.0
+        self._model = None
+
+    @staticmethod
+    def _read_policy(conn) -> RoutingPolicy:
+        values = dict(
+            conn.execute(
+                select(pool_meta.c.key, pool_meta.c.value).where(pool_meta.c.key.in_(POLICY_KEYS))
+            ).all()
+        )
+        defaults = RoutingPolicy()
+        return RoutingPolicy(
+            split_penalty=float(values.get("split_penalty", defaults.split_penalty)),
+            unfilled_penalty=float(values.get("unfilled_penalty", defaults.unfilled_penalty)),
+        )
+
+    def set_policy(self, policy: RoutingPolicy) -> None:
+        with self.db.write() as conn:
+            for key in POLICY_KEYS:
+                value = str(float(getattr(policy, key)))
+                if not conn.execute(
+                    update(pool_meta).where(pool_meta.c.key == key).values(value=value)
+                ).rowcount:
+                    conn.execute(insert(pool_meta).values(key=key, value=value))
+            nodes._bump_version(conn)
+        self._invalidate()
+
+    def ready(self) -> bool:
+        """Database reachable and read model loaded."""
+        try:
+            self.db.ping()
+            self.read_model()
+        except Exception:  # readiness answers, it does not raise
+            return False
+        return True
+
+    # --- routing ------------------------------------------------------------------------
+
+    def route(
+        self,
+        order: Order,
+        *,
+        quote_only: bool = False,
+        hold_seconds: int = DEFAULT_HOLD_SECONDS,
+        actor: str = "system",
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> RouteResult:
+        """Route one order and, unless ``quote_only``, reserve its allocation atomically."""
+        model = self.read_model()
+        if order.pickup_node is not None and order.pickup_node not in model.index.index_of_id:
+            model = self.read_model(force=True)  # created by another process a moment ago?
+        routing.validate_order(order, model.index)
+        if not 1 <= hold_seconds <= MAX_HOLD_SECONDS:
+            raise routing.InvalidInput(
+                f"hold_seconds must be within [1, {MAX_HOLD_SECONDS}]",
+                field="hold_seconds",
+                rule="range",
+            )
+        if quote_only:
+            with self.db.read() as conn:
+                return routing.quote(conn, order, model.index, model.policy)
+
+        scope_key = idempotency.scope("route", actor, idempotency_key) if idempotency_key else None
+        fingerprint = (
+            hashlib.sha256(f"{order.fingerprint()}:{hold_seconds}".encode()).hexdigest()
+            if scope_key
+            else ""
+        )
+        for attempt in range(1, routing.MAX_ROUTE_ATTEMPTS + 1):
+            try:
+                with self.db.write() as conn:
+                    if scope_key:
+                        stored = idempotency.find(conn, scope_key, fingerprint)
+                        if stored is not None:
+                            return RouteResult.from_json(stored.response)
+                    now = self.clock()
+                    result = routing.route_and_reserve(
+                        conn,
+                        order,
+                        model.index,
+                        model.policy,
+                        now=now,
+                        hold_seconds=hold_seconds,
+                        attempt=attempt,
+                        actor=actor,
+                        idempotency_key=idempotency_key,
+                        request_id=request_id,
+                    )
+                    if scope_key:
+                        idempotency.record(conn, scope_key, fingerprint, 200, result.to_json(), now)
+                    return result
+            except LostRace:
+                continue
+            except IntegrityError:
+                if scope_key is None:
+                    raise
+                # A concurrent retry with the same key committed first: replay its answer.
+                continue
+            except DBAPIError as error:
+                if not _is_retryable(error):
+                    raise
+        raise Busy(
+            f"routing lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
+            rule="route_retries",
+        )
+
+    # --- reservations -------------------------------------------------------------------
+
+    def reservations_of(self, order_id: str) -> list[reservations.ReservationView]:
+        with self.db.read() as conn:
+            found = reservations.of_order(conn, order_id)
+        if not found:
+            raise reservations.NotFound(
+                f"order {order_id!r} has no reservations", field="order_id", rule="known_order"
+            )
+        return found
+
+    def reservation(self, reservation_id: str) -> reservations.ReservationView:
+        with self.db.read() as conn:
+            return reservations.get(conn, reservation_id)
+
+    def close_reservations(
+        self,
+        reservation_ids: list[str],
+        action: str,
+        *,
+        actor: str,
+        request_id: str | None = None,
+    ) -> reservations.Closed:
+        """Commit or release the given reservations (all of them, or none)."""
+        for attempt in range(routing.MAX_ROUTE_ATTEMPTS):
+            try:
+                with self.db.write() as conn:
+                    return reservations.close(
+                        conn,
+                        reservation_ids,
+                        action,
+                        now=self.clock(),
+                        actor=actor,
+                        request_id=request_id,
+                    )
+            except DBAPIError as error:
+                if not _is_retryable(error) or attempt == routing.MAX_ROUTE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close_order(
+        self, order_id: str, action: str, *, actor: str, request_id: str | None = None
+    ) -> reservations.Closed:
+        """Commit or release every held reservation of an order."""
+        with self.db.write() as conn:
+            ids = reservations.held_ids_of_order(conn, order_id)
+            closed_now = 0
+            if ids:
+                closed_now = reservations.close(
+                    conn, ids, action, now=self.clock(), actor=actor, request_id=request_id
+                ).closed_now
+            return reservations.Closed(reservations.of_order(conn, order_id), closed_now)
+
+    def expire_due(self, *, batch: int = 500) -> int:
+        """Release every hold past its expiry; returns how many were expired."""
+        expired = 0
+        while True:
+            try:
+                with self.db.write() as conn:
+                    ids = reservations.due_ids(conn, self.clock(), batch)
+                    closed = 0
+                    if ids:
+                        closed = reservations.close(
+                            conn, ids, "expire", now=self.clock(), actor="sweeper"
+                        ).closed_now
+            except (reservations.Conflict, DBAPIError):
+                # Another process closed one of them first; the next sweep retries.
+                return expired
+            expired += closed
+            if len(ids) < batch:
+                return expired
+
+    # --- inventory ----------------------------------------------------------------------
+
+    def set_stock(
+        self,
+        rows: list[inventory.SetRow],
+        *,
+        actor: str,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> inventory.FeedResult:
+        with self.db.write() as conn:
+            return inventory.apply_set(
+                conn,
+                rows,
+                now=self.clock(),
+                actor=actor,
+                lock=not self.db.is_sqlite,
+                reason=reason,
+                request_id=request_id,
+            )
+
+    def adjust_stock(
+        self,
+        rows: list[inventory.AdjustRow],
+        *,
+        actor: str,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> inventory.FeedResult:
+        with self.db.write() as conn:
+            return inventory.apply_adjust(
+                conn,
+                rows,
+                now=self.clock(),
+                actor=actor,
+                lock=not self.db.is_sqlite,
+                reason=reason,
+                request_id=request_id,
+            )
+
+    def availability(self, sku_list: list[str]) -> list[inventory.SkuAvailability]:
+        with self.db.read() as conn:
+            return inventory.availability(conn, sku_list)
+
+    def ledger(self, node_id: str, sku: str, *, after: int = 0, limit: int = 100) -> list[Any]:
+        with self.db.read() as conn:
+            return inventory.ledger_of(conn, node_id, sku, after=after, limit=limit)
+
+    # --- nodes --------------------------------------------------------------------------
+
+    def create_node(self, spec: NodeSpec) -> Any:
+        with self.db.write() as conn:
+            row = nodes.create_node(conn, spec, self.clock())
+        self._invalidate()
+        return row
+
+    def update_node(
+        self, node_id: str, changes: dict[str, Any], *, actor: str, request_id: str | None = None
+    ) -> Any:
+        with self.db.write() as conn:
+            row = nodes.update_node(conn, node_id, changes, self.clock(), actor, request_id)
+        self._invalidate()
+        return row
+
+    def upsert_node(self, spec: NodeSpec, *, actor: str) -> Any:
+        with self.db.write() as conn:
+            exists = conn.execute(
+                select(nodes.nodes.c.pk).where(nodes.nodes.c.node_id == spec.node_id)
+            ).first()
+        if exists:
+            changes = {k: getattr(spec, k) for k in nodes.UPDATABLE}
+            return self.update_node(spec.node_id, changes, actor=actor)
+        return self.create_node(spec)
+
+    def set_node_status(self, node_id: str, status: str) -> Any:
+        with self.db.write() as conn:
+            row = nodes.set_status(conn, node_id, status, self.clock())
+        self._invalidate()
+        return row
+
+    def node(self, node_id: str) -> Any:
+        with self.db.read() as conn:
+            return nodes.node_row(conn, node_id)
+
+    def list_nodes(self, *, status: str | None = None) -> list[Any]:
+        with self.db.read() as conn:
+            return nodes.list_nodes(conn, status=status)
+
+    # --- API keys -----------------------------------------------------------------------
+
+    def create_key(self, role: str, *, label: str | None = None) -> str:
+        with self.db.write() as conn:
+            return keys.create_key(conn, role, now=self.clock(), label=label)
+
+    def cached_principal(self, key: str) -> keys.Principal | None:
+        """The principal of a key if it was looked up recently (no query), else None."""
+        cached = self._keys.get(keys.hash_key(key))
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        return None
+
+    def authenticate(self, key: str) -> keys.Principal | None:
+        """The principal of a key, cached briefly so the hot path costs no query."""
+        digest = keys.hash_key(key)
+        cached = self._keys.get(digest)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with self.db.read() as conn:
+            principal = keys.lookup(conn, key)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[digest] = (principal, now + self.key_cache_ttl)
+        return principal

@@ -1,0 +1,237 @@
+"""Tests for router.cli, run as the real ``omniroute`` process.
+
+Bad data must give exit code 2, one message line on stderr naming the file (and
+the row and column where there is one), no Python traceback, and nothing in the
+output folder. Each process costs about a second of start-up, so the bad-input
+cases are run concurrently, once, by a module fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import line_row, node_row, write_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(sys.executable).parent / "omniroute"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "router.cli"]
+
+SUMMARY_KEYS = {
+    "status", "strategy", "total_cost", "shipping", "handling", "splits", "unfilled_units",
+    "lower_bound", "gap", "solve_seconds", "orders", "lines",
+}  # fmt: skip
+
+NODES = [
+    node_row("W", ship_fixed=5, ship_per_km=0.01, handling=0.5),  # row 2
+    node_row(
+        "S", "store", lon=1, ship_fixed=2, ship_per_km=0.1, handling=1, capacity=3, max_km=120
+    ),
+]
+INVENTORY = ["W,A,10", "W,B,10", "S,A,3"]  # rows 2-4
+ORDERS = [
+    line_row("O1", "L1", "A", 2),  # row 2
+    line_row("O1", "L2", "B", 1),  # row 3
+    line_row("O2", "L1", "A", 1, lon=3, pickup="S"),  # row 4
+]
+
+
+def omniroute(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def _with(rows: list[str], index: int, row: str) -> list[str]:
+    return [row if i == index else r for i, r in enumerate(rows)]
+
+
+def _missing_file(folder: Path) -> None:
+    (folder / "inventory.csv").unlink()
+
+
+# id: (changes to the base tables, or a function editing the folder; what stderr must name)
+# fmt: off
+BAD_INPUT = {
+    "missing file": (_missing_file, "inventory.csv"),
+    "missing column": (
+        {"orders": "order_id,line_id,sku,qty,lat,lon\nO1,L1,A,1,0,0\n"}, "orders.csv"),
+    "not a number": (
+        {"nodes": _with(NODES, 1, "S,store,0,1,abc,0.1,1,3,120")}, "nodes.csv row 3, column ship_fixed"),
+    "negative quantity": (
+        {"orders": _with(ORDERS, 1, line_row("O1", "L2", "B", -2))}, "orders.csv row 3, column qty"),
+    "negative capacity": (
+        {"nodes": _with(NODES, 1, node_row("S", "store", lon=1, capacity=-1))},
+        "nodes.csv row 3, column capacity_units"),
+    "latitude out of range": (
+        {"nodes": _with(NODES, 0, node_row("W", lat=95))}, "nodes.csv row 2, column lat"),
+    "unknown node in inventory": (
+        {"inventory": _with(INVENTORY, 1, "X,B,10")}, "inventory.csv row 3, column node_id"),
+    "duplicate node id": (
+        {"nodes": _with(NODES, 1, node_row("W", "store", lon=1))}, "nodes.csv row 3, column node_id"),
+    "duplicate (node, sku)": (
+        {"inventory": _with(INVENTORY, 2, "W,A,1")}, "inventory.csv row 4, column sku"),
+    "order lines at different locations": (
+        {"orders": _with(ORDERS, 1, line_row("O1", "L2", "B", 1, lat=2))}, "orders.csv row 3, column lat"),
+    "unknown pickup node": (
+        {"orders": _with(ORDERS, 2, line_row("O2", "L1", "A", 1, lon=3, pickup="S7"))},
+        "orders.csv row 4, column pickup_node"),
+    "wrong format": (
+        {"meta": {"format": "omniroute-scenario/9", "split_penalty": 6, "unfilled_penalty": 150}},
+        "scenario.json"),
+    "bad JSON": ({"meta": "{'format': 'omniroute-scenario/1'}"}, "scenario.json"),
+}
+# fmt: on
+
+# id: (extra solve options on the valid base scenario, what stderr must name)
+BAD_OPTIONS = {
+    "strategy": (("--strategy", "fastest"), "--strategy"),
+    "time-limit": (("--time-limit", "0"), "--time-limit"),
+    "gap": (("--gap", "1.5"), "--gap"),
+}
+
+
+@pytest.fixture(scope="module")
+def failing_runs(tmp_path_factory):
+    """{case: (completed process, out folder)} for every BAD_INPUT and BAD_OPTIONS case,
+    plus a missing scenario folder; the processes run concurrently."""
+    root = tmp_path_factory.mktemp("failing")
+    base = write_scenario(root / "base", nodes=NODES, inventory=INVENTORY, orders=ORDERS)
+    jobs = {}
+    for i, (case, (change, _expect)) in enumerate(BAD_INPUT.items()):
+        tables = {"nodes": NODES, "inventory": INVENTORY, "orders": ORDERS}
+        if isinstance(change, dict):
+            tables.update(change)
+        folder = write_scenario(root / f"scenario-{i}", **tables)
+        if callable(change):
+            change(folder)
+        out = root / f"out-{i}"
+        if i % 2:  # an existing, empty --out folder must stay empty
+            out.mkdir()
+        jobs[case] = (("solve", folder, "--out", out, "--quiet"), out)
+    for case, (options, _expect) in BAD_OPTIONS.items():
+        out = root / f"out-{case}"
+        jobs[case] = (("solve", base, "--out", out, "--quiet", *options), out)
+    out = root / "out-missing-folder"
+    jobs["missing folder"] = (("solve", root / "no-such-scenario", "--out", out, "--quiet"), out)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = {case: pool.submit(omniroute, *args) for case, (args, _out) in jobs.items()}
+        return {case: (futures[case].result(), jobs[case][1]) for case in jobs}
+
+
+def _assert_exit_2_with_one_message(run, out, expect):
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    message = run.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert expect in message
+    assert run.stdout == ""
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow  # failing_runs starts ~17 processes
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_2_with_one_clear_message(failing_runs, case):
+    _assert_exit_2_with_one_message(*failing_runs[case], BAD_INPUT[case][1])
+
+
+@pytest.mark.slow  # failing_runs starts ~17 processes
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_option_exits_2(failing_runs, case):
+    _assert_exit_2_with_one_message(*failing_runs[case], BAD_OPTIONS[case][1])
+
+
+@pytest.mark.slow  # failing_runs starts ~17 processes
+def test_missing_scenario_folder_exits_2(failing_runs):
+    _assert_exit_2_with_one_message(*failing_runs["missing folder"], "no-such-scenario")
+
+
+def test_out_naming_a_file_exits_2_without_traceback(tmp_path):
+    folder = write_scenario(tmp_path / "s", nodes=NODES, inventory=INVENTORY, orders=ORDERS)
+    not_a_folder = tmp_path / "out.txt"
+    not_a_folder.write_text("keep me\n")
+    run = omniroute("solve", folder, "--out", not_a_folder, "--quiet")
+    assert not_a_folder.read_text() == "keep me\n"
+    assert "Traceback" not in run.stderr
+    assert run.returncode == 2
+
+
+# --- solve, then check ---------------------------------------------------------------
+
+
+def _solve_and_check(scenario: Path, out: Path, *options, quiet: bool = True) -> dict:
+    run = omniroute("solve", scenario, "--out", out, *(["--quiet"] if quiet else []), *options)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert json.loads(run.stdout) == summary  # stdout is the summary, nothing else
+    assert set(summary) >= SUMMARY_KEYS
+    header = (out / "assignments.csv").read_text().splitlines()[0]
+    assert header == "order_id,line_id,node_id,qty"
+    check = omniroute("check", scenario, out / "assignments.csv")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.startswith("FEASIBLE")
+    cost_line = next(line for line in check.stdout.splitlines() if line.startswith("total_cost"))
+    assert float(cost_line.split()[1]) == pytest.approx(summary["total_cost"], abs=1e-4)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+    return summary
+
+
+@pytest.mark.slow
+def test_solve_tiny_scenario_then_check(tmp_path):
+    folder = write_scenario(tmp_path / "s", nodes=NODES, inventory=INVENTORY, orders=ORDERS)
+    # without --quiet: progress goes to stderr, stdout stays the JSON summary
+    summary = _solve_and_check(folder, tmp_path / "out", quiet=False)
+    # O1 (2 A + 1 B at the customer) whole from W: 5 + 3 * 0.5 = 6.5;
+    # O2 picks up at S: handling 1, no shipping. Total 7.5.
+    assert summary["total_cost"] == pytest.approx(7.5)
+    assert summary["status"] == "optimal" and summary["strategy"] == "optimize"
+    assert (summary["orders"], summary["lines"]) == (2, 3)
+
+
+def test_check_reports_an_infeasible_answer(tmp_path):
+    folder = write_scenario(tmp_path / "s", nodes=NODES, inventory=INVENTORY, orders=ORDERS)
+    answer = tmp_path / "assignments.csv"
+    # O2 is a pickup at S: serving it from W breaks the pickup rule.
+    answer.write_text("order_id,line_id,node_id,qty\nO2,L1,W,1\n")
+    run = omniroute("check", folder, answer)
+    assert run.returncode == 1
+    assert run.stdout.startswith("INFEASIBLE") and "pickup" in run.stdout
+
+
+def test_check_with_a_malformed_answer_exits_2(tmp_path):
+    folder = write_scenario(tmp_path / "s", nodes=NODES, inventory=INVENTORY, orders=ORDERS)
+    answer = tmp_path / "assignments.csv"
+    answer.write_text("order_id,line_id,node_id,qty\nO1,L1,W,two\n")
+    run = omniroute("check", folder, answer)
+    assert run.returncode == 2
+    assert "assignments.csv row 2, column qty" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_generate_then_solve_greedy(tmp_path):
+    scenario = tmp_path / "generated"
+    run = omniroute(
+        "generate", scenario, "--orders", 40, "--stores", 6, "--warehouses", 2, "--skus", 20,
+        "--seed", 3,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    summary = _solve_and_check(scenario, tmp_path / "out", "--strategy", "greedy")
+    assert summary["strategy"] == "greedy" and summary["orders"] == 40
+
+
+@pytest.mark.slow
+def test_end_to_end_on_the_realistic_fixture(tmp_path):
+    scenario = ROOT / "fixtures" / "cn-2000"
+    if not (scenario / "orders.csv").exists():
+        pytest.skip("fixtures/cn-2000 is not there yet")
+    summary = _solve_and_check(scenario, tmp_path / "out", "--time-limit", "20")
+    assert summary["orders"] >= 1000
+    assert summary["lower_bound"] <= summary["total_cost"]
+    assert summary["status"] in ("optimal", "feasible", "time_limit")
