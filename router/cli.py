@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, log_path=False)
 
 
 def _fail(message: str) -> None:
@@ -149,7 +149,7 @@ class _ProgressDisplay:
 
     def update(self, phase: str, details: dict) -> None:
         if phase != self._phase:
-            err.log(f"{self._phase} done", highlight=False)
+            err.log(self._text().replace(self._phase, f"{self._phase} done", 1), highlight=False)
         self._phase = phase
         self._best = details.get("best", self._best)
         self._bound = details.get("bound", self._bound)

@@ -8,17 +8,24 @@ and node capacity. The method exploits that:
    lower bound (dropping other orders only enlarges each order's choices). If
    the plans fit the stock and capacity together, they are optimal: done.
 2. **Contested part.** Orders whose plan uses an over-demanded (node, SKU) or
-   an over-loaded node are *contested*; so is every other order whose plan uses
-   stock or capacity that the contested orders could want and that is short
-   for them. All other orders keep their own optimum.
-3. **Joint MIP.** The contested orders are solved together with HiGHS over
-   their cheapest candidates per line (plus the nodes of their own optimum and
-   of a greedy start), on the stock and capacity the others leave, warm-started
-   from greedy.
-4. **Proven bound.** A Lagrangian bound prices the scarce stock and capacity
-   with the duals of the contested part's LP relaxation and routes every order
-   alone at those prices. It is valid for the whole batch whatever the prices,
-   and is reported with the answer, so the gap is a proof, not an estimate.
+   an over-loaded node are *contested*, and so is every order whose plan holds
+   stock or capacity that the contested orders could want and are short of.
+   All other orders keep their own optimum; the contested ones are first
+   re-routed greedily, which gives a feasible incumbent at once.
+3. **Relax and fix, block by block.** The contested part (in geographic blocks
+   when it is large) is solved as an LP over each line's cheapest candidates,
+   on what the other orders leave. Orders the LP routes in whole units keep
+   that routing; the fractional ones, then the fractional ones with their
+   neighbours, are decided by MIPs warm-started from the previous answer.
+4. **Proven bound.** The LP duals price the scarce stock and capacity; routing
+   every order alone at those prices is a Lagrangian bound, valid for the whole
+   batch for any nonnegative prices; a few subgradient steps improve it.
+5. **Polish.** While the bound is not yet tight, a contested part of moderate
+   size is solved as one MIP over more candidates, and a tiny batch as one
+   unpruned MIP (whose own bound is then a bound for the batch).
+
+Every step only accepts answers that are feasible and cheaper, so the answer
+is always feasible and the reported gap is a proof, not an estimate.
 """
 
 from __future__ import annotations
