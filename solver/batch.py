@@ -292,14 +292,7 @@ def _polish(problem, incumbent, contested, params, clock, emit):
 def _solve_exactly(problem, incumbent, params, clock, batch_cost):
     """Small batches: the whole model over every candidate, so that the MIP's
     own bound is a bound for the batch. Returns (units, bound, finished)."""
-    part = ModelInput(
-        np.arange(problem.cand_line.size),
-        np.arange(problem.pair_order.size),
-        np.arange(problem.num_lines),
-        np.arange(problem.num_orders),
-        problem.stock,
-        problem.capacity,
-    )
+    part = ModelInput.whole(problem)
     model, v, _keys, _rows = build_model(problem, part)
     mip = solve_mip(
         model,

@@ -41,6 +41,19 @@ class ModelInput:
     stock: np.ndarray
     capacity: np.ndarray
 
+    @classmethod
+    def whole(cls, problem) -> ModelInput:
+        """Every order and every candidate of the problem, on its full stock:
+        the unpruned model, whose MIP bound is a bound for the batch."""
+        return cls(
+            cands=np.arange(problem.cand_line.size),
+            pairs=np.arange(problem.pair_order.size),
+            lines=np.arange(problem.num_lines),
+            orders=np.arange(problem.num_orders),
+            stock=problem.stock,
+            capacity=problem.capacity,
+        )
+
 
 @dataclass(frozen=True)
 class Vars:

@@ -560,15 +560,7 @@ def test_same_seed_same_answer(generated):
 )
 def test_lower_bound_never_exceeds_the_true_optimum(generated, orders, scarcity, seed):
     _folder, problem = generated(orders, scarcity, seed)
-    everything = ModelInput(
-        cands=np.arange(problem.cand_line.size),
-        pairs=np.arange(problem.pair_order.size),
-        lines=np.arange(problem.num_lines),
-        orders=np.arange(problem.num_orders),
-        stock=problem.stock,
-        capacity=problem.capacity,
-    )
-    model, _v, _keys, _rows = build_model(problem, everything)
+    model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
     full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))
     assert full.status == SolveStatus.OPTIMAL
     params = OptimizeParams(time_limit=20.0)
