@@ -119,7 +119,7 @@ def generate(
     err.print(f"wrote {out_dir}: {summary}", highlight=False)
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
     args: Annotated[list[str] | None, typer.Argument(help="Arguments for the benchmark runner.")] = None,
 ) -> None:
