@@ -59,6 +59,8 @@ class OptimizeParams:
     """Cheapest line candidates kept per line in the joint MIP."""
     polish_candidates_per_line: int = 16
     """Cheapest line candidates kept per line in the final whole-part MIP."""
+    block_candidates_per_line: int = 5
+    """The same, when the contested part is cut into several blocks."""
     block_orders: int = 10000
     """Most contested orders re-routed in one LP (larger parts go block by block)."""
     exact_candidates: int = 5000
@@ -114,28 +116,39 @@ def optimize(
         return RoutingResult("optimize", status, alone.units, cost, bound, stats)
 
     emit("contested part", {})
-    contested = _contested_orders(problem, alone.units, over_stock, over_capacity)
+    colliding = _orders_using(problem, alone.units, over_stock, over_capacity)
+    contested = _with_neighbours(problem, alone.units, colliding)
+    stats["colliding_orders"] = int(colliding.sum())
     stats["contested_orders"] = int(contested.sum())
-    # A feasible incumbent from the start: the others keep their own optimum,
-    # the contested orders are routed greedily on what is left.
-    incumbent = _reroute_greedily(problem, alone.units, contested)
+    # A feasible incumbent from the start: without the colliding orders no
+    # stock or capacity is over-used, so every other order keeps its own
+    # optimum and the colliding ones are routed greedily on what is left.
+    incumbent = _reroute_greedily(problem, alone.units, colliding)
     best = evaluate(problem, incumbent).total_cost
     emit("contested part", {"best": best})
 
     prices = _Prices(problem)
     blocks = _blocks(problem, contested, params.block_orders)
+    # Big parts: fewer candidates per line keep each block's LP fast enough
+    # for a second pass, whose shifted blocks re-decide the first's borders.
+    per_line = params.candidates_per_line if len(blocks) == 1 else params.block_candidates_per_line
+    schedule = [(1, b) for b in blocks]
+    if len(blocks) > 1:
+        schedule += [(2, b) for b in _blocks(problem, contested, params.block_orders, shift=0.5)]
     stats["blocks"] = len(blocks)
     stats["lp_fractional_orders"] = 0
     timed_out = False
-    for number, block in enumerate(blocks, start=1):
-        share = _remaining(params, clock, 0.1 * params.time_limit) / (len(blocks) - number + 1)
-        if clock() >= 0.9 * params.time_limit:
-            timed_out = True
+    for step, (sweep, block) in enumerate(schedule):
+        steps_left = len(schedule) - step if sweep == 1 else len(schedule) - step + len(blocks)
+        share = _remaining(params, clock, 0.1 * params.time_limit) / steps_left
+        if clock() >= 0.85 * params.time_limit:
+            timed_out = sweep == 1  # an unfinished second sweep is only an unused chance
             break
-        emit(f"block {number}/{len(blocks)}: linear relaxation", {"orders": int(block.sum())})
+        label = f"sweep {sweep}, block {step % len(blocks) + 1}/{len(blocks)}"
+        emit(f"{label}: linear relaxation", {"orders": int(block.sum())})
         started = clock()
         candidate, fractional = _relax_and_fix(
-            problem, incumbent, block, params, share, prices, clock, stats
+            problem, incumbent, block, params, share, prices, clock, stats, per_line
         )
         stats.setdefault("block_seconds", []).append(round(clock() - started, 2))
         stats["lp_fractional_orders"] += fractional
@@ -145,7 +158,7 @@ def optimize(
         cost = evaluate(problem, candidate).total_cost
         if cost < best:
             incumbent, best = candidate, cost
-        emit(f"block {number}/{len(blocks)}: joint MIP", {"best": best})
+        emit(f"{label}: joint MIP", {"best": best})
 
     emit("lower bound", {"best": best})
     started = clock()
@@ -197,7 +210,7 @@ def _reroute_greedily(problem, units, orders_mask) -> np.ndarray:
     return kept + rerouted
 
 
-def _blocks(problem, contested, block_orders) -> list[np.ndarray]:
+def _blocks(problem, contested, block_orders, shift: float = 0.0) -> list[np.ndarray]:
     """Split the contested orders into geographic blocks of at most ``block_orders``.
 
     Stores reach only nearby customers, so most contention is local: orders
@@ -212,6 +225,8 @@ def _blocks(problem, contested, block_orders) -> list[np.ndarray]:
     code = _interleave_bits(lat) | (_interleave_bits(lon) << np.uint64(1))
     ordered = orders[np.argsort(code, kind="stable")]
     count = -(-orders.size // block_orders)
+    # ``shift`` moves the borders by a fraction of a block (wrapping around).
+    ordered = np.roll(ordered, -int(shift * orders.size / count))
     blocks = []
     for chunk in np.array_split(ordered, count):
         mask = np.zeros(problem.num_orders, dtype=bool)
@@ -228,7 +243,7 @@ def _interleave_bits(v: np.ndarray) -> np.ndarray:
     return (v | (v << np.uint64(1))) & np.uint64(0x55555555)
 
 
-def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock, stats):
+def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock, stats, per_line):
     """Re-route one block on what the others leave.
 
     The block's LP relaxation routes most orders in whole units: they keep
@@ -239,7 +254,7 @@ def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock,
     number of fractional orders).
     """
     deadline = clock() + time_limit
-    part, _ = _model_part(problem, incumbent, block, params, start=incumbent)
+    part, _ = _model_part(problem, incumbent, block, params, start=incumbent, per_line=per_line)
     model, v, keys, rows = build_model(problem, part)
     started = clock()
     lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True))
@@ -483,11 +498,6 @@ def _orders_using(problem, units, scarce_key, scarce_node) -> np.ndarray:
     return mask
 
 
-def _contested_orders(problem, units, over_stock, over_capacity) -> np.ndarray:
-    """Orders in conflict, plus the orders holding what they are short of."""
-    return _with_neighbours(problem, units, _orders_using(problem, units, over_stock, over_capacity))
-
-
 def _with_neighbours(problem, units, contested) -> np.ndarray:
     """``contested`` plus the orders whose plan in ``units`` holds stock or
     capacity that the contested orders could want and are short of."""
@@ -675,9 +685,9 @@ def _subgradient_bound(problem, alone: _Alone, prices: _Prices, upper, clock, de
 
 
 def _part_abs_gap(params: OptimizeParams, batch_cost: float) -> float:
-    """A part's MIP may stop within a tenth of the batch's gap budget: a gap
+    """A part's MIP may stop within a quarter of the batch's gap budget: a gap
     relative to the part alone would chase cents on a batch of millions."""
-    return max(params.rel_gap * batch_cost / 10.0, 1e-4)
+    return max(params.rel_gap * batch_cost / 4.0, 1e-4)
 
 
 def _within(cost: float, bound: float, rel_gap: float) -> bool:
