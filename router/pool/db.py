@@ -52,6 +52,17 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # psycopg prepares a statement after 5 runs; PostgreSQL may then switch to a
+        # generic plan, which for "node_pk = ANY(:nodes) AND sku = ANY(:skus)" is a scan
+        # of the whole balance table. Plans stay custom: planning costs microseconds.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode TO force_custom_plan")
+        dbapi_connection.commit()
+
+
 @dataclass
 class Database:
     """One engine plus the transaction helpers every pool operation uses."""
@@ -73,6 +84,7 @@ class Database:
             _configure_sqlite(self.engine)
         else:
             self.engine = create_engine(self.url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+            _configure_postgresql(self.engine)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

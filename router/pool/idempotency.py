@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from router.pool.errors import InvalidInput
 from router.pool.schema import idempotency
 
 MAX_KEY_LENGTH = 200
+RETENTION_SECONDS = 24 * 3600  # how long a retry can still get the stored answer
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,8 @@ def record(
             created_at=now,
         )
     )
+
+
+def prune(conn: Connection, older_than: datetime) -> int:
+    """Forget answers recorded before ``older_than``; returns how many."""
+    return conn.execute(delete(idempotency).where(idempotency.c.created_at < older_than)).rowcount

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 
 from router.pool import ledger
 from router.pool.errors import Conflict, InvalidInput, NotFound
@@ -21,6 +21,7 @@ from router.pool.schema import balances, nodes, skus
 
 CHUNK = 900  # bound parameters per IN (...) query, well under SQLite's limit
 MAX_FEED_ROWS = 200_000
+BIG_FEED_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,25 +80,29 @@ def _locked_balances(
     )
     for node_pk in sorted(pairs_by_node):
         wanted = sorted(pairs_by_node[node_pk])
-        for start in range(0, len(wanted), CHUNK):
-            query = (
-                select(*cols)
-                .where(
-                    balances.c.node_pk == node_pk, balances.c.sku.in_(wanted[start : start + CHUNK])
-                )
-                .order_by(balances.c.sku)
-            )
+        if len(wanted) > CHUNK:
+            # A big feed for one node: read the node's rows once rather than in IN-list
+            # chunks (a long IN list is matched row by row when the planner scans).
+            queries = [select(*cols).where(balances.c.node_pk == node_pk)]
+        else:
+            queries = [
+                select(*cols).where(balances.c.node_pk == node_pk, balances.c.sku.in_(wanted))
+            ]
+        wanted_set = set(wanted)
+        for query in queries:
+            query = query.order_by(balances.c.sku)
             if lock:
                 query = query.with_for_update()
             for r in conn.execute(query):
-                found[(r.node_pk, r.sku)] = _Current(
-                    r.on_hand,
-                    r.unsellable,
-                    r.safety_stock,
-                    bool(r.safety_explicit),
-                    r.reserved,
-                    r.version,
-                )
+                if r.sku in wanted_set:
+                    found[(r.node_pk, r.sku)] = _Current(
+                        r.on_hand,
+                        r.unsellable,
+                        r.safety_stock,
+                        bool(r.safety_explicit),
+                        r.reserved,
+                        r.version,
+                    )
     return found
 
 
@@ -187,6 +192,10 @@ def _write(
         conn.execute(insert(balances), inserts)
     if updates:
         conn.execute(_UPDATE_BALANCE, updates)
+    if len(inserts) > BIG_FEED_ROWS and conn.dialect.name == "postgresql":
+        # Fresh statistics, so the planner keeps using the (node, sku) index for the
+        # availability reads of routing right after a large load.
+        conn.execute(text("ANALYZE pool_balances"))
     ledger.append(
         conn,
         entries,
@@ -356,7 +365,8 @@ class NodeStock:
 @dataclass(frozen=True)
 class SkuAvailability:
     sku: str
-    pooled_available: int  # over active nodes only: what routing can promise
+    pooled_available: int  # over every node of the pool
+    active_available: int  # over active nodes only: what routing can promise now
     nodes: list[NodeStock]
 
 
@@ -397,7 +407,12 @@ def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]
             )
         )
     return [
-        SkuAvailability(sku, sum(n.available for n in stock if n.status == "active"), stock)
+        SkuAvailability(
+            sku,
+            sum(n.available for n in stock),
+            sum(n.available for n in stock if n.status == "active"),
+            stock,
+        )
         for sku, stock in per_sku.items()
     ]
 

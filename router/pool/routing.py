@@ -31,6 +31,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 
@@ -484,6 +485,20 @@ _HAS_HOLDS: Select = (
     .where(reservations.c.order_id == bindparam("order_id"), reservations.c.status == "held")
     .limit(1)
 )
+
+
+_LOCK_ORDER_ID = text("SELECT pg_advisory_xact_lock(hashtext(:order_id))")
+
+
+def lock_order(conn: Connection, order_id: str) -> None:
+    """Serialize the routings of one order id across processes (PostgreSQL).
+
+    A transaction-scoped advisory lock: a second routing of the same order waits until
+    the first commits, then sees its holds and its idempotency record (READ COMMITTED
+    takes a new snapshot per statement). SQLite's writers are serialized already.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_ORDER_ID, {"order_id": order_id})
 
 
 def order_has_holds(conn: Connection, order_id: str) -> bool:

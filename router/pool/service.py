@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -176,6 +176,7 @@ class Pool:
         for attempt in range(1, routing.MAX_ROUTE_ATTEMPTS + 1):
             try:
                 with self.db.write() as conn:
+                    routing.lock_order(conn, order.order_id)
                     if scope_key:
                         stored = idempotency.find(conn, scope_key, fingerprint)
                         if stored is not None:
@@ -282,6 +283,11 @@ class Pool:
             expired += closed
             if len(ids) < batch:
                 return expired
+
+    def prune_idempotency(self, *, keep_seconds: int = idempotency.RETENTION_SECONDS) -> int:
+        """Drop idempotency records older than ``keep_seconds`` (the sweeper calls this)."""
+        with self.db.write() as conn:
+            return idempotency.prune(conn, self.clock() - timedelta(seconds=keep_seconds))
 
     # --- inventory ----------------------------------------------------------------------
 

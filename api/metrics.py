@@ -1,0 +1,55 @@
+"""Prometheus metrics of one API process (each app gets its own registry)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.request_latency = Histogram(
+            "omniroute_http_request_duration_seconds",
+            "Time from request start to response end, per route template and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.routes = Counter(
+            "omniroute_routes_total",
+            "Route requests by outcome (filled, partial, unfilled, quote, replayed, rejected, busy).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reservations = Counter(
+            "omniroute_reservations_total",
+            "Reservations by lifecycle step (reserved, committed, released, expired).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+
+def count_route(metrics: Metrics, result) -> None:
+    """Count one answered route request and the reservations it made."""
+    if result.replayed:
+        metrics.routes.labels("replayed").inc()
+        return
+    if result.quote_only:
+        metrics.routes.labels("quote").inc()
+        return
+    metrics.routes.labels(result.status).inc()
+    made = sum(1 for line in result.lines for a in line.allocations if a.reservation_id)
+    if made:
+        metrics.reservations.labels("reserved").inc(made)
+
+
+def count_closed(metrics: Metrics, action: str, count: int) -> None:
+    outcome = {"commit": "committed", "release": "released", "expire": "expired"}[action]
+    if count:
+        metrics.reservations.labels(outcome).inc(count)

@@ -1,0 +1,53 @@
+"""POST /v1/route: route one order and reserve its allocation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from api.deps import MetricsDep, OmsKey, PoolDep, RequestIdDep
+from api.metrics import count_route
+from api.schemas import RouteRequest, RouteResponse
+from router.pool.errors import Busy, PoolError
+
+router = APIRouter(prefix="/v1", tags=["route"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="A retry with the same key returns the same answer and reserves once.",
+    ),
+]
+
+
+@router.post("/route", response_model=RouteResponse)
+def route_order(
+    body: RouteRequest,
+    pool: PoolDep,
+    principal: OmsKey,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Choose the nodes for every line and, unless `quote_only`, reserve the units."""
+    try:
+        result = pool.route(
+            body.to_order(),
+            quote_only=body.quote_only,
+            hold_seconds=body.hold_seconds,
+            actor=principal.key_id,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+        )
+    except PoolError as error:
+        metrics.routes.labels("busy" if isinstance(error, Busy) else "rejected").inc()
+        raise
+    count_route(metrics, result)
+    # The model is built once and dumped directly: returning it would make FastAPI
+    # validate it a second time on the hottest endpoint. The schema stays documented
+    # through response_model.
+    return Response(RouteResponse.of(result).model_dump_json(), media_type="application/json")

@@ -1,0 +1,254 @@
+"""A hypothesis state machine drives random feeds, routes, commits, releases, expiries and
+pauses against the pool and against a plain in-memory model of the ledger; after every
+step both must agree on every layer of every (node, sku)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from sqlalchemy import func, select
+
+from router.pool import Pool
+from router.pool.errors import Conflict, InvalidInput
+from router.pool.inventory import AdjustRow, SetRow
+from router.pool.nodes import NodeSpec
+from router.pool.routing import Order, OrderLine
+from router.pool.schema import balances, ledger, nodes
+from tests.service.conftest import FakeClock, pg_schema_url
+
+NODES = ("N0", "N1", "N2")
+SKUS = ("A", "B", "C")
+node_ids = st.sampled_from(NODES)
+sku_names = st.sampled_from(SKUS)
+units = st.integers(0, 6)
+
+
+@dataclass
+class Layers:
+    on_hand: int = 0
+    unsellable: int = 0
+    safety: int = 0
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return max(0, self.on_hand - self.unsellable - self.safety - self.reserved)
+
+
+@dataclass
+class Hold:
+    node: str
+    sku: str
+    qty: int
+    status: str
+    expires_at: datetime
+
+
+class PoolVersusModel(RuleBasedStateMachine):
+    database_url: str | None = None  # None: a fresh SQLite file per example
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self._tmp = None
+        self._pg = None
+        if self.database_url is None:
+            self._tmp = tempfile.mkdtemp()
+            url = f"sqlite:///{self._tmp}/pool.db"
+        else:
+            self._pg = pg_schema_url()
+            url = self._pg.__enter__()
+        self.pool = Pool.open(url, clock=self.clock, index_ttl=0.0)
+        for i, node in enumerate(NODES):
+            self.pool.create_node(
+                NodeSpec(node, "store", 30.0 + i, 120.0, ship_fixed=1.0 + i, handling_per_unit=1.0)
+            )
+        self.layers: dict[tuple[str, str], Layers] = {}
+        self.holds: dict[str, Hold] = {}
+        self.paused: set[str] = set()
+        self.orders = 0
+
+    def teardown(self) -> None:
+        self.pool.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._pg:
+            self._pg.__exit__(None, None, None)
+
+    # --- feeds -----------------------------------------------------------------------------
+
+    @rule(
+        node=node_ids,
+        sku=sku_names,
+        on_hand=units,
+        unsellable=st.none() | st.integers(0, 2),
+        safety=st.none() | st.integers(0, 2),
+    )
+    def set_stock(self, node, sku, on_hand, unsellable, safety):
+        self.pool.set_stock([SetRow(node, sku, on_hand, unsellable, safety)], actor="t")
+        layer = self.layers.setdefault((node, sku), Layers())
+        layer.on_hand = on_hand
+        if unsellable is not None:
+            layer.unsellable = unsellable
+        if safety is not None:
+            layer.safety = safety
+
+    @rule(
+        node=node_ids, sku=sku_names, d_on_hand=st.integers(-4, 4), d_unsellable=st.integers(-1, 1)
+    )
+    def adjust_stock(self, node, sku, d_on_hand, d_unsellable):
+        layer = self.layers.get((node, sku), Layers())
+        if layer.on_hand + d_on_hand < 0 or layer.unsellable + d_unsellable < 0:
+            with pytest.raises(InvalidInput):
+                self.pool.adjust_stock([AdjustRow(node, sku, d_on_hand, d_unsellable)], actor="t")
+            return
+        self.pool.adjust_stock([AdjustRow(node, sku, d_on_hand, d_unsellable)], actor="t")
+        layer.on_hand += d_on_hand
+        layer.unsellable += d_unsellable
+        self.layers[(node, sku)] = layer
+
+    @rule(node=node_ids, pause=st.booleans())
+    def pause_or_resume(self, node, pause):
+        self.pool.set_node_status(node, "paused" if pause else "active")
+        (self.paused.add if pause else self.paused.discard)(node)
+
+    # --- routing ---------------------------------------------------------------------------
+
+    @precondition(lambda self: any((s in {k[1] for k in self.layers}) for s in SKUS))
+    @rule(
+        sku=sku_names, qty=st.integers(1, 5), pickup=st.none() | node_ids, hold=st.integers(10, 100)
+    )
+    def route(self, sku, qty, pickup, hold):
+        if not any(k[1] == sku for k in self.layers):
+            return  # unknown SKU: covered by the API tests
+        self.orders += 1
+        order = Order(
+            f"o{self.orders}", (OrderLine("l1", sku, qty),), lat=30.0, lon=120.0, pickup_node=pickup
+        )
+        result = self.pool.route(order, hold_seconds=hold)
+        usable = [n for n in NODES if n not in self.paused and (pickup is None or n == pickup)]
+        can = sum(self.layers.get((n, sku), Layers()).available for n in usable)
+        allocated = sum(a.qty for a in result.lines[0].allocations)
+        # Unfilled units cost 150, any shipment far less: the optimum fills all it can.
+        assert allocated == min(qty, can)
+        for a in result.lines[0].allocations:
+            layer = self.layers[(a.node_id, sku)]
+            assert a.node_id in usable and a.qty <= layer.available
+            layer.reserved += a.qty
+            self.holds[a.reservation_id] = Hold(
+                a.node_id, sku, a.qty, "held", self.clock.now + timedelta(seconds=hold)
+            )
+
+    @precondition(lambda self: bool(self.holds))
+    @rule(data=st.data(), action=st.sampled_from(["commit", "release"]))
+    def close(self, data, action):
+        rid = data.draw(st.sampled_from(sorted(self.holds)))
+        hold = self.holds[rid]
+        target = {"commit": "committed", "release": "released"}[action]
+        expired_unswept = hold.status == "held" and hold.expires_at <= self.clock.now
+        if hold.status not in ("held", target) or (action == "commit" and expired_unswept):
+            with pytest.raises(Conflict):
+                self.pool.close_reservations([rid], action, actor="t")
+            return
+        self.pool.close_reservations([rid], action, actor="t")
+        if hold.status == "held":
+            layer = self.layers[(hold.node, hold.sku)]
+            layer.reserved -= hold.qty
+            if action == "commit":
+                layer.on_hand -= hold.qty
+            hold.status = target
+
+    @rule(seconds=st.integers(1, 60))
+    def time_passes_and_sweep_runs(self, seconds):
+        self.clock.advance(seconds)
+        expected = 0
+        for hold in self.holds.values():
+            if hold.status == "held" and hold.expires_at <= self.clock.now:
+                hold.status = "expired"
+                self.layers[(hold.node, hold.sku)].reserved -= hold.qty
+                expected += 1
+        assert self.pool.expire_due() == expected
+
+    # --- agreement -------------------------------------------------------------------------
+
+    @invariant()
+    def balances_match_the_model(self):
+        with self.pool.db.read() as conn:
+            rows = conn.execute(
+                select(nodes.c.node_id, balances).join(nodes, nodes.c.pk == balances.c.node_pk)
+            ).all()
+            ledger_sums = {
+                (r.node_id, r.sku): (r.oh, r.un, r.sa, r.re)
+                for r in conn.execute(
+                    select(
+                        nodes.c.node_id,
+                        ledger.c.sku,
+                        func.sum(ledger.c.d_on_hand).label("oh"),
+                        func.sum(ledger.c.d_unsellable).label("un"),
+                        func.sum(ledger.c.d_safety).label("sa"),
+                        func.sum(ledger.c.d_reserved).label("re"),
+                    )
+                    .join(nodes, nodes.c.pk == ledger.c.node_pk)
+                    .group_by(nodes.c.node_id, ledger.c.sku)
+                )
+            }
+        seen = {}
+        for r in rows:
+            seen[(r.node_id, r.sku)] = Layers(r.on_hand, r.unsellable, r.safety_stock, r.reserved)
+            assert ledger_sums[(r.node_id, r.sku)] == (
+                r.on_hand,
+                r.unsellable,
+                r.safety_stock,
+                r.reserved,
+            )
+        assert seen == self.layers
+
+    @invariant()
+    def pooled_availability_matches(self):
+        known = sorted({k[1] for k in self.layers})
+        if not known:
+            return
+        for found in self.pool.availability(known):
+            expected = sum(
+                self.layers[(n, found.sku)].available
+                for n in NODES
+                if (n, found.sku) in self.layers and n not in self.paused
+            )
+            assert found.active_available == expected
+            everywhere = sum(
+                self.layers[(n, found.sku)].available
+                for n in NODES
+                if (n, found.sku) in self.layers
+            )
+            assert found.pooled_available == everywhere
+
+
+SETTINGS = settings(
+    max_examples=25,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestPoolVersusModelSqlite = PoolVersusModel.TestCase
+TestPoolVersusModelSqlite.settings = SETTINGS
+
+
+class PoolVersusModelPostgres(PoolVersusModel):
+    database_url = "postgres"
+
+
+@pytest.mark.postgres
+class TestPoolVersusModelPostgres(PoolVersusModelPostgres.TestCase):
+    settings = settings(
+        max_examples=8,
+        stateful_step_count=20,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
