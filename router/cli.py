@@ -167,12 +167,9 @@ class _ProgressDisplay:
 
 def main() -> None:
     """Entry point of the ``omniroute`` script."""
-    try:
-        from api.commands import register
-    except ImportError:  # the service commands are optional at import time
-        register = None
-    if register is not None:
-        register(app)
+    from api.commands import register
+
+    register(app)
     app(prog_name="omniroute")
 
 
