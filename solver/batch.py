@@ -137,6 +137,14 @@ def optimize(
         schedule += [(2, b) for b in _blocks(problem, contested, params.block_orders, shift=0.5)]
     stats["blocks"] = len(blocks)
     stats["lp_fractional_orders"] = 0
+
+    def good_enough(units) -> bool:
+        """Already proven within the gap? (Only asked when one block covers all.)"""
+        if len(blocks) > 1:
+            return False
+        bound = max(alone.bound, _lagrangian_bound(problem, alone, prices))
+        return _within(evaluate(problem, units).total_cost, bound, params.rel_gap)
+
     timed_out = False
     for step, (sweep, block) in enumerate(schedule):
         steps_left = len(schedule) - step if sweep == 1 else len(schedule) - step + len(blocks)
@@ -148,7 +156,7 @@ def optimize(
         emit(f"{label}: linear relaxation", {"orders": int(block.sum())})
         started = clock()
         candidate, fractional = _relax_and_fix(
-            problem, incumbent, block, params, share, prices, clock, stats, per_line
+            problem, incumbent, block, params, share, prices, clock, stats, per_line, good_enough
         )
         stats.setdefault("block_seconds", []).append(round(clock() - started, 2))
         stats["lp_fractional_orders"] += fractional
@@ -243,7 +251,9 @@ def _interleave_bits(v: np.ndarray) -> np.ndarray:
     return (v | (v << np.uint64(1))) & np.uint64(0x55555555)
 
 
-def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock, stats, per_line):
+def _relax_and_fix(
+    problem, incumbent, block, params, time_limit, prices, clock, stats, per_line, good_enough
+):
     """Re-route one block on what the others leave.
 
     The block's LP relaxation routes most orders in whole units: they keep
@@ -271,7 +281,11 @@ def _relax_and_fix(problem, incumbent, block, params, time_limit, prices, clock,
     units[part.cands] *= ~fractional[problem.line_order[problem.cand_line[part.cands]]]
     units, _ = _solve_part(problem, units, fractional, params, max(deadline - clock(), 1.0), batch_cost)
     neighbourhood = _with_neighbours(problem, units, fractional) & block
-    if neighbourhood.sum() > fractional.sum() and deadline - clock() > 0.5:
+    if (
+        neighbourhood.sum() > fractional.sum()
+        and deadline - clock() > 0.5
+        and not good_enough(units)
+    ):
         started = clock()
         # Leave time for the bound and later blocks: this step only improves.
         budget = 0.6 * (deadline - clock())
