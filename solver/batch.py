@@ -163,9 +163,9 @@ def optimize(
         if candidate is None:
             timed_out = True
             continue
-        cost = evaluate(problem, candidate).total_cost
-        if cost < best:
-            incumbent, best = candidate, cost
+        candidate_cost = evaluate(problem, candidate).total_cost
+        if candidate_cost < best:
+            incumbent, best = candidate, candidate_cost
         emit(f"{label}: joint MIP", {"best": best})
 
     emit("lower bound", {"best": best})
@@ -183,9 +183,9 @@ def optimize(
         polished, finished = _polish(problem, incumbent, contested, params, clock, emit)
         stats["polish_seconds"] = round(clock() - started, 2)
         timed_out |= not finished
-        cost = evaluate(problem, polished).total_cost
-        if cost < best:
-            incumbent, best = polished, cost
+        polished_cost = evaluate(problem, polished).total_cost
+        if polished_cost < best:
+            incumbent, best = polished, polished_cost
 
     if not _within(best, bound, params.rel_gap) and problem.cand_line.size <= params.exact_candidates:
         emit("exact MIP", {"best": best, "bound": bound})

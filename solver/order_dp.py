@@ -270,7 +270,11 @@ def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
             [problem.split_penalty],
         ]
     )
-    rows, cols, vals, lo, hi = [], [], [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
 
     def add_row(rc, rv, rlo, rhi):
         r = len(lo)

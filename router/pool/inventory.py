@@ -195,7 +195,7 @@ def _write(
     if len(inserts) > BIG_FEED_ROWS and conn.dialect.name == "postgresql":
         # Fresh statistics, so the planner keeps using the (node, sku) index for the
         # availability reads of routing right after a large load.
-        conn.execute(text("ANALYZE pool_balances"))
+        conn.execute(text("ANALYZE pool_balances, pool_nodes"))
     ledger.append(
         conn,
         entries,

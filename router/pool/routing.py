@@ -43,7 +43,7 @@ from router.pool.schema import balances, nodes, reservations, skus
 from solver.order_dp import OrderPlan, OrderProblem, solve_order
 
 MAX_LINES = 500
-MAX_ROUTE_ATTEMPTS = 8
+MAX_ROUTE_ATTEMPTS = 16
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,9 @@ _READ_AVAILABILITY = (
     .where(
         balances.c.node_pk.in_(bindparam("node_pks", expanding=True)),
         balances.c.sku.in_(bindparam("skus", expanding=True)),
+        # Repeated on the node side so that the planner starts from a handful of nodes
+        # even when its statistics of pool_nodes are stale.
+        nodes.c.pk.in_(bindparam("node_pks", expanding=True)),
         nodes.c.status == "active",
         _AVAILABLE > 0,
     )

@@ -8,6 +8,7 @@ entries and idempotency record.
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,12 @@ def utcnow() -> datetime:
 class ReadModel:
     index: NodeIndex
     policy: RoutingPolicy
+
+
+def _back_off(attempt: int) -> None:
+    """Sleep a random moment, longer after each lost race, so that the transactions that
+    keep colliding on the same few rows stop arriving in lockstep."""
+    time.sleep(random.uniform(0, 0.002 * min(attempt, 8)))
 
 
 def _is_retryable(error: DBAPIError) -> bool:
@@ -78,8 +85,16 @@ class Pool:
         self._keys: dict[str, tuple[keys.Principal | None, float]] = {}
 
     @classmethod
-    def open(cls, url: str | None = None, *, run_migrations: bool = True, **kwargs: Any) -> Pool:
-        database = Database(url or database_url_from_env())
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        run_migrations: bool = True,
+        background_checkpoint: bool = False,
+        **kwargs: Any,
+    ) -> Pool:
+        """Open (and migrate) the pool; ``background_checkpoint`` is for long-running servers."""
+        database = Database(url or database_url_from_env(), background_checkpoint)
         if run_migrations:
             migrate(database)
         return cls(database, **kwargs)
@@ -198,6 +213,7 @@ class Pool:
                         idempotency.record(conn, scope_key, fingerprint, 200, result.to_json(), now)
                     return result
             except LostRace:
+                _back_off(attempt)
                 continue
             except IntegrityError:
                 if scope_key is None:
@@ -207,6 +223,7 @@ class Pool:
             except DBAPIError as error:
                 if not _is_retryable(error):
                     raise
+                _back_off(attempt)
         raise Busy(
             f"routing lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
             rule="route_retries",
