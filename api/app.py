@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -60,7 +61,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = app.state.pool is None
         if owned:
-            app.state.pool = await run_in_threadpool(Pool.open)
+            app.state.pool = await run_in_threadpool(
+                functools.partial(Pool.open, background_checkpoint=True)
+            )
         await run_in_threadpool(app.state.pool.read_model)
         sweeper = (
             asyncio.create_task(_sweep_expired(app.state.pool, metrics, sweep_seconds))

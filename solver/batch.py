@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
@@ -63,6 +65,10 @@ class OptimizeParams:
     """The same, when the contested part is cut into several blocks."""
     block_orders: int = 10000
     """Most contested orders re-routed in one LP (larger parts go block by block)."""
+    lns_orders: int = 60
+    """Orders re-solved together in one step of the large neighbourhood search."""
+    lns_rounds: int = 3
+    """Most rounds over the nodes in the large neighbourhood search."""
     exact_candidates: int = 5000
     """Batches with at most this many line candidates are solved as one
     unpruned MIP when the bound is not yet tight (tiny scenarios: proven optimum)."""
@@ -187,7 +193,10 @@ def optimize(
         if polished_cost < best:
             incumbent, best = polished, polished_cost
 
-    if not _within(best, bound, params.rel_gap) and problem.cand_line.size <= params.exact_candidates:
+    if (
+        not _within(best, bound, params.rel_gap)
+        and problem.cand_line.size <= params.exact_candidates
+    ):
         emit("exact MIP", {"best": best, "bound": bound})
         incumbent, exact_bound, finished = _solve_exactly(problem, incumbent, params, clock, best)
         bound = max(bound, exact_bound)
@@ -279,7 +288,9 @@ def _relax_and_fix(
         return units, 0
     batch_cost = evaluate(problem, incumbent).total_cost
     units[part.cands] *= ~fractional[problem.line_order[problem.cand_line[part.cands]]]
-    units, _ = _solve_part(problem, units, fractional, params, max(deadline - clock(), 1.0), batch_cost)
+    units, _ = _solve_part(
+        problem, units, fractional, params, max(deadline - clock(), 1.0), batch_cost, clock
+    )
     neighbourhood = _with_neighbours(problem, units, fractional) & block
     if (
         neighbourhood.sum() > fractional.sum()
@@ -290,7 +301,15 @@ def _relax_and_fix(
         # Leave time for the bound and later blocks: this step only improves.
         budget = 0.6 * (deadline - clock())
         units, status = _solve_part(
-            problem, units, neighbourhood, params, budget, batch_cost, start=units
+            problem,
+            units,
+            neighbourhood,
+            params,
+            budget,
+            batch_cost,
+            clock,
+            start=units,
+            search=True,
         )
         stats.setdefault("neighbourhood_mip", []).append(
             (int(neighbourhood.sum()), round(clock() - started, 2), str(status))
@@ -311,9 +330,11 @@ def _polish(problem, incumbent, contested, params, clock, emit):
         params,
         _remaining(params, clock, 0.0),
         evaluate(problem, incumbent).total_cost,
+        clock,
         start=incumbent,
         per_line=params.polish_candidates_per_line,
         on_progress=on_progress,
+        search=True,
     )
     return units, status == SolveStatus.OPTIMAL
 
@@ -342,29 +363,150 @@ def _solve_exactly(problem, incumbent, params, clock, batch_cost):
 
 
 def _solve_part(
-    problem, units, orders, params, time_limit, batch_cost, start=None, per_line=None, on_progress=None
+    problem,
+    units,
+    orders,
+    params,
+    time_limit,
+    batch_cost,
+    clock,
+    start=None,
+    per_line=None,
+    on_progress=None,
+    search=False,
 ):
     """Re-route the masked orders by MIP on what the others in ``units`` leave.
 
     ``start`` (default: greedy) must be feasible; the MIP can only improve on
-    it. Returns the new units and the MIP status.
+    it. Orders that share no stock or capacity row that could bind form
+    independent components, each solved as its own (much easier) MIP, smallest
+    first. With ``search``, a big linked part first goes through a large
+    neighbourhood search. Returns the new units and the worst MIP status.
     """
     part, start_units = _model_part(problem, units, orders, params, start=start, per_line=per_line)
-    model, v, _keys, _rows = build_model(problem, part)
-    mip = solve_mip(
-        model,
-        MipParams(
-            time_limit=time_limit,
-            rel_gap=params.rel_gap / 4,
-            abs_gap=_part_abs_gap(params, batch_cost),
-            seed=params.seed,
-        ),
-        start=start_vector(problem, part, v, start_units),
-        on_progress=on_progress,
-    )
+    model, v, _keys, rows = build_model(problem, part)
     result = units.copy()
-    result[part.cands] = v.extract(mip.x) if mip.x is not None else start_units
-    return result, mip.status
+    result[part.cands] = start_units
+    components = _components(problem, part, model, v, rows)
+    if search and len(components) == 1 and orders.sum() > params.lns_orders:
+        # A big tightly linked part: improve it by many small MIPs first, so
+        # that the whole-part MIP starts from a good answer and may prove it.
+        result = _large_neighbourhood_search(
+            problem, result, orders, part, params, 0.7 * time_limit, batch_cost, clock, per_line
+        )
+        part, start_units = _model_part(
+            problem, result, orders, params, start=result, per_line=per_line
+        )
+        model, v, _keys, rows = build_model(problem, part)
+        time_limit *= 0.3
+    if len(components) == 1:
+        mip = solve_mip(
+            model,
+            MipParams(
+                time_limit=time_limit,
+                rel_gap=params.rel_gap / 4,
+                abs_gap=_part_abs_gap(params, batch_cost),
+                seed=params.seed,
+            ),
+            start=start_vector(problem, part, v, start_units),
+            on_progress=on_progress,
+        )
+        if mip.x is not None:
+            result[part.cands] = v.extract(mip.x)
+        return result, mip.status
+    worst = SolveStatus.OPTIMAL
+    total = sum(int(c.sum()) for c in components)
+    for component in sorted(components, key=lambda c: int(c.sum())):
+        budget = time_limit * int(component.sum()) / total
+        result, status = _solve_part(
+            problem,
+            result,
+            component,
+            params,
+            budget,
+            batch_cost,
+            clock,
+            start=result,
+            per_line=per_line,
+            search=search,
+        )
+        if status != SolveStatus.OPTIMAL:
+            worst = status
+    return result, worst
+
+
+def _large_neighbourhood_search(
+    problem, units, orders, part: ModelInput, params, time_limit, batch_cost, clock, per_line
+) -> np.ndarray:
+    """Improve ``units`` for the masked orders by re-solving small neighbourhoods.
+
+    A neighbourhood is the orders that have one node among their candidates
+    (at most ``params.lns_orders`` of them, the ones for which the node is
+    cheapest); nodes are visited in a seeded random order, round after round,
+    until a round improves nothing or the time is used up. Each step is a
+    small MIP started from the current answer, so the cost never goes up.
+    """
+    deadline = clock() + time_limit
+    rng = np.random.default_rng(params.seed)
+    cand_orders = problem.line_order[problem.cand_line[part.cands]]
+    cand_nodes = problem.cand_node[part.cands]
+    unit_cost = problem.pair_ship_cost[problem.cand_pair[part.cands]] + problem.handling[cand_nodes]
+    nodes = np.unique(cand_nodes)
+    best = evaluate(problem, units).total_cost
+    for _round in range(params.lns_rounds):
+        improved = False
+        for node in rng.permutation(nodes).tolist():
+            if clock() >= deadline:
+                return units
+            at_node = cand_nodes == node
+            near = np.unique(cand_orders[at_node][np.argsort(unit_cost[at_node], kind="stable")])
+            chosen = near[: params.lns_orders]
+            if chosen.size < 2:
+                continue
+            mask = np.zeros(problem.num_orders, dtype=bool)
+            mask[chosen] = True
+            candidate, _status = _solve_part(
+                problem,
+                units,
+                mask,
+                params,
+                min(1.0, deadline - clock()),
+                batch_cost,
+                clock,
+                start=units,
+                per_line=per_line,
+            )
+            cost = evaluate(problem, candidate).total_cost
+            if cost < best - 1e-9:
+                units, best, improved = candidate, cost, True
+        if not improved:
+            break
+    return units
+
+
+def _components(problem, part: ModelInput, model, v, rows) -> list[np.ndarray]:
+    """Order masks of the part's independent components (linked by the stock
+    and capacity rows of the model, the only rows that span orders)."""
+    linking = np.r_[
+        np.arange(rows["stock"].start, rows["stock"].stop),
+        np.arange(rows["capacity"].start, rows["capacity"].stop),
+    ]
+    local_order = np.searchsorted(part.orders, problem.line_order[problem.cand_line[part.cands]])
+    sub = model.A[linking][:, : v.num_x].tocoo()
+    # A bipartite graph of orders and linking rows; its components are the answer.
+    n_orders = part.orders.size
+    graph = sp.coo_matrix(
+        (np.ones(sub.nnz), (local_order[sub.col], n_orders + sub.row)),
+        shape=(n_orders + linking.size, n_orders + linking.size),
+    )
+    _count, label = connected_components(graph, directed=False)
+    order_label = label[:n_orders]
+    components = []
+    for value in np.unique(order_label):
+        mask = np.zeros(problem.num_orders, dtype=bool)
+        mask[part.orders[order_label == value]] = True
+        components.append(mask)
+    return components
 
 
 # --- step 1: every order alone ---------------------------------------------------
@@ -437,7 +579,12 @@ def _orders_alone(problem, orders: np.ndarray, price: np.ndarray | None = None):
         else:
             exact[order] = False
             cost[order] = order_relaxation_cost(
-                op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
+                op.qty,
+                op.stock > 0,
+                op.ship_cost,
+                op.unit_cost,
+                op.split_penalty,
+                op.unfilled_penalty,
             )
     return units, cost, exact
 
@@ -519,7 +666,9 @@ def _with_neighbours(problem, units, contested) -> np.ndarray:
     # candidates; where that exceeds what the others leave, the others that
     # use it join them (one hop).
     in_lines = contested[problem.line_order[problem.cand_line]]
-    want_key, want_node = _usage(problem, problem.line_qty[problem.cand_line].astype(float), np.flatnonzero(in_lines))
+    want_key, want_node = _usage(
+        problem, problem.line_qty[problem.cand_line].astype(float), np.flatnonzero(in_lines)
+    )
     others = units * ~in_lines
     left_key, left_node = _usage(problem, others)
     short_key = (want_key > 0) & (want_key > problem.stock - left_key)
@@ -577,7 +726,9 @@ def _cheapest_candidates(problem, lines, per_line) -> np.ndarray:
     covered = np.bincount(pair_of, weights=held, minlength=pairs.size)
     handled = np.bincount(pair_of, weights=problem.handling[node] * held, minlength=pairs.size)
     pair_order = problem.pair_order[pairs]
-    order_units = np.bincount(problem.line_order, weights=problem.line_qty, minlength=problem.num_orders)
+    order_units = np.bincount(
+        problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
+    )
     pair_cost = (
         problem.pair_ship_cost[pairs]
         + handled
@@ -651,7 +802,9 @@ def _lagrangian_bound(problem, alone: _Alone, prices: _Prices) -> float:
     return total
 
 
-def _subgradient_bound(problem, alone: _Alone, prices: _Prices, upper, clock, deadline, stats) -> float:
+def _subgradient_bound(
+    problem, alone: _Alone, prices: _Prices, upper, clock, deadline, stats
+) -> float:
     """Improve the Lagrangian bound by projected subgradient steps from the LP prices.
 
     Each step routes every priced order alone at the current prices, moves
@@ -668,7 +821,11 @@ def _subgradient_bound(problem, alone: _Alone, prices: _Prices, upper, clock, de
         iterations += 1
         price = key + node[:, None]
         touched = np.zeros(problem.num_orders, dtype=bool)
-        touched[problem.line_order[problem.cand_line[price[problem.cand_node, problem.line_sku[problem.cand_line]] > 0]]] = True
+        touched[
+            problem.line_order[
+                problem.cand_line[price[problem.cand_node, problem.line_sku[problem.cand_line]] > 0]
+            ]
+        ] = True
         units, cost, _exact = _orders_alone(problem, touched, price)
         cand_touched = touched[problem.line_order[problem.cand_line]]
         units = np.where(cand_touched, units, alone.units)

@@ -357,6 +357,7 @@ def test_health_ready_metrics_and_request_id(env):
     assert 'omniroute_http_request_duration_seconds_count{method="POST",route="/v1/route"' in text
     assert_problem(client.get("/v1/nothing-here", headers=oms), 404)
     assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
 
 
 def test_request_log_line_is_json_with_the_request_id(env, caplog):
