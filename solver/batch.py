@@ -289,7 +289,7 @@ def _relax_and_fix(
     batch_cost = evaluate(problem, incumbent).total_cost
     units[part.cands] *= ~fractional[problem.line_order[problem.cand_line[part.cands]]]
     units, _ = _solve_part(
-        problem, units, fractional, params, max(deadline - clock(), 1.0), batch_cost, clock
+        problem, units, fractional, params, max(0.5 * (deadline - clock()), 1.0), batch_cost, clock
     )
     neighbourhood = _with_neighbours(problem, units, fractional) & block
     if (

@@ -206,6 +206,16 @@ def _write(
     )
 
 
+def _feed_state(conn: Connection, rows, lock: bool):
+    """What every feed needs first: node keys of the rows, the current balances
+    of their pairs (locked in (node, sku) order when ``lock``), node defaults."""
+    pks = _resolve(conn, rows)
+    by_node: dict[int, list[str]] = {}
+    for pk, r in zip(pks, rows, strict=True):
+        by_node.setdefault(pk, []).append(r.sku)
+    return pks, _locked_balances(conn, by_node, lock), _node_defaults(conn, set(by_node))
+
+
 def apply_set(
     conn: Connection,
     rows: list[SetRow],
@@ -218,12 +228,7 @@ def apply_set(
     request_id: str | None = None,
 ) -> FeedResult:
     """Set absolute stock for many pairs; with ``expected_version`` a row is compare-and-set."""
-    pks = _resolve(conn, rows)
-    by_node: dict[int, list[str]] = {}
-    for pk, r in zip(pks, rows, strict=True):
-        by_node.setdefault(pk, []).append(r.sku)
-    current = _locked_balances(conn, by_node, lock)
-    defaults = _node_defaults(conn, set(by_node))
+    pks, current, defaults = _feed_state(conn, rows, lock)
     updates, inserts, entries = [], [], []
     for i, (pk, r) in enumerate(zip(pks, rows, strict=True)):
         for name in ("on_hand", "unsellable", "safety_stock"):
@@ -292,12 +297,7 @@ def apply_adjust(
     request_id: str | None = None,
 ) -> FeedResult:
     """Add signed deltas to many pairs; no layer may go below zero."""
-    pks = _resolve(conn, rows)
-    by_node: dict[int, list[str]] = {}
-    for pk, r in zip(pks, rows, strict=True):
-        by_node.setdefault(pk, []).append(r.sku)
-    current = _locked_balances(conn, by_node, lock)
-    defaults = _node_defaults(conn, set(by_node))
+    pks, current, defaults = _feed_state(conn, rows, lock)
     updates, inserts, entries = [], [], []
     for i, (pk, r) in enumerate(zip(pks, rows, strict=True)):
         cur = current.get((pk, r.sku))
