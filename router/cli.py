@@ -98,6 +98,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 1,
     country: Annotated[str, typer.Option(help="ISO country code of the geography.")] = "CN",
     scarcity: Annotated[float, typer.Option(help="Stock divisor: 1 normal, 2 half the stock.")] = 1.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT_DIR.")] = False,
 ) -> None:
     """Generate a realistic scenario from real geography (GeoNames cities)."""
     from router.generate import generate_scenario
@@ -112,7 +113,10 @@ def generate(
             seed=seed,
             country=country,
             scarcity=scarcity,
+            overwrite=overwrite,
         )
+    except FileExistsError as exc:
+        _fail(f"{exc.args[0].replace('(pass overwrite=True)', '(pass --overwrite)')}")
     except ValueError as exc:
         _fail(str(exc))
     err.print(f"wrote {out_dir}: {summary}", highlight=False)

@@ -235,3 +235,16 @@ def test_end_to_end_on_the_realistic_fixture(tmp_path):
     assert summary["orders"] >= 1000
     assert summary["lower_bound"] <= summary["total_cost"]
     assert summary["status"] in ("optimal", "feasible", "time_limit")
+
+
+def test_generate_into_a_non_empty_folder_exits_2_and_keeps_it(tmp_path):
+    out = tmp_path / "scenario"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine\n")
+    run = omniroute(
+        "generate", out, "--orders", "5", "--stores", "2", "--warehouses", "1", "--skus", "5"
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "--overwrite" in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
