@@ -64,6 +64,8 @@ def solve(
                 )
     except ScenarioError as exc:
         _fail(str(exc))
+    except OSError as exc:  # e.g. --out on a read-only disk
+        _fail(f"cannot write the answer to {out}: {exc.strerror or exc}")
     print(json.dumps(output.summary, indent=2))
 
 
