@@ -117,7 +117,10 @@ def optimize(
     if not over_stock.any() and not over_capacity.any():
         cost = evaluate(problem, alone.units)
         bound = min(alone.bound, cost.total_cost)
-        status = "optimal" if _within(cost.total_cost, bound, params.rel_gap) else "feasible"
+        if _within(cost.total_cost, bound, params.rel_gap):
+            status = "optimal"
+        else:
+            status = "time_limit" if clock() >= params.time_limit else "feasible"
         stats["contested_orders"] = 0
         return RoutingResult("optimize", status, alone.units, cost, bound, stats)
 
@@ -146,7 +149,7 @@ def optimize(
 
     def good_enough(units) -> bool:
         """Already proven within the gap? (Only asked when one block covers all.)"""
-        if len(blocks) > 1:
+        if len(blocks) > 1 or clock() >= params.time_limit:
             return False
         bound = max(alone.bound, _lagrangian_bound(problem, alone, prices))
         return _within(evaluate(problem, units).total_cost, bound, params.rel_gap)
@@ -176,8 +179,11 @@ def optimize(
 
     emit("lower bound", {"best": best})
     started = clock()
-    bound = max(alone.bound, _lagrangian_bound(problem, alone, prices))
-    if not _within(best, bound, params.rel_gap):
+    bound = alone.bound
+    # Past the time limit the answer goes out with the bound it already has.
+    if clock() < params.time_limit:
+        bound = max(bound, _lagrangian_bound(problem, alone, prices))
+    if not _within(best, bound, params.rel_gap) and clock() < params.time_limit:
         deadline = started + max(0.25 * _remaining(params, clock, 0.0), 0.1)
         bound = max(bound, _subgradient_bound(problem, alone, prices, best, clock, deadline, stats))
     stats["bound_seconds"] = round(clock() - started, 2)

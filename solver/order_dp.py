@@ -299,7 +299,8 @@ def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
     col_hi = np.concatenate([upper, np.ones(n), qty.astype(np.float64), [float(max(n - 1, 0))]])
     integer = np.concatenate([np.ones(nx + n, dtype=bool), np.zeros(k + 1, dtype=bool)])
     model = MipModel(c, np.zeros(ncol), col_hi, integer, A, np.array(lo), np.array(hi))
-    result = solve_mip(model, MipParams(time_limit=1.0, rel_gap=0.0))
+    # No gap at all: an "exact" plan feeds the batch's proven lower bound.
+    result = solve_mip(model, MipParams(time_limit=1.0, rel_gap=0.0, abs_gap=0.0))
     alloc = np.zeros((k, n), dtype=np.int64)
     if result.x is not None:
         alloc[sku_idx, node_idx] = np.rint(result.x[:nx]).astype(np.int64)

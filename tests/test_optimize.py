@@ -588,3 +588,48 @@ def test_time_limited_solve_is_feasible_and_honest(generated):
     report = check(load_scenario(folder), assignments_frame(problem, result.units))
     assert report.feasible, report.violations[:3]
     assert report.total_cost == pytest.approx(result.cost.total_cost, abs=1e-6)
+
+
+def test_bound_of_a_large_order_never_exceeds_its_optimum(tmp_path):
+    """An order of 9 units goes to the small MIP of solver.order_dp; a plan it calls
+    exact feeds the lower bound, so it must be exact to the last decimal, not
+    merely within HiGHS's default absolute gap (here: handling costs of 1e-5)."""
+    inventory = [
+        f"n{n},s{s},{q}"
+        for n, row in enumerate(
+            [[3, 7, 0, 3], [4, 3, 2, 4], [2, 1, 4, 3], [6, 5, 2, 1], [6, 0, 5, 1]]
+        )
+        for s, q in enumerate(row)
+    ]
+    folder = (tmp_path / "s").resolve()
+    (folder).mkdir()
+    (folder / "scenario.json").write_text(
+        json.dumps(
+            {
+                "format": "omniroute-scenario/1",
+                "name": "r",
+                "split_penalty": 6.0,
+                "unfilled_penalty": 150.0,
+            }
+        )
+    )
+    (folder / "nodes.csv").write_text(
+        "node_id,kind,lat,lon,ship_fixed,ship_per_km,handling_per_unit,capacity_units,max_km\n"
+        "n0,warehouse,30.0,110.0,6.693228,0.0,0.0009265,,\n"
+        "n1,warehouse,30.0,110.0,6.333202,0.0,1.35e-05,,\n"
+        "n2,warehouse,30.0,110.0,7.59391,0.0,1.49e-05,,\n"
+        "n3,warehouse,30.0,110.0,3.698516,0.0,0.0004244,,\n"
+        "n4,warehouse,30.0,110.0,1.76384,0.0,0.0005029,,\n"
+    )
+    (folder / "inventory.csv").write_text("node_id,sku,available\n" + "\n".join(inventory) + "\n")
+    (folder / "orders.csv").write_text(
+        "order_id,line_id,sku,qty,lat,lon,pickup_node\n"
+        "o0,l0,s0,1,30.0,110.0,\no0,l1,s1,5,30.0,110.0,\n"
+        "o0,l2,s2,1,30.0,110.0,\no0,l3,s3,2,30.0,110.0,\n"
+    )
+    out = solve_scenario(load_scenario(folder), params=OptimizeParams(time_limit=10, rel_gap=0))
+    model, v, _keys, _rows = build_model(out.problem, ModelInput.whole(out.problem))
+    full = solve_mip(model, MipParams(time_limit=30, rel_gap=0, abs_gap=0))
+    optimum = check(out.scenario, assignments_frame(out.problem, v.extract(full.x))).total_cost
+    assert out.result.lower_bound <= optimum + 1e-9
+    assert out.result.cost.total_cost == pytest.approx(optimum, abs=1e-9)
