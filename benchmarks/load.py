@@ -67,6 +67,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_ready(base: str, proc: subprocess.Popen, *, timeout: float) -> None:
+    """Poll ``/readyz`` until it answers 200; raise if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server at {base} did not become ready")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def server(database_url: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     """``omniroute serve`` on a free loopback port (``workers`` uvicorn worker processes)."""
@@ -92,16 +106,7 @@ def server(database_url: str, workers: int = 1) -> Iterator[tuple[str, int]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.1)
+        wait_until_ready(base, proc, timeout=60)
         yield base, proc.pid
     finally:
         proc.terminate()

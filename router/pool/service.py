@@ -316,16 +316,7 @@ class Pool:
         reason: str | None = None,
         request_id: str | None = None,
     ) -> inventory.FeedResult:
-        with self.db.write() as conn:
-            return inventory.apply_set(
-                conn,
-                rows,
-                now=self.clock(),
-                actor=actor,
-                lock=not self.db.is_sqlite,
-                reason=reason,
-                request_id=request_id,
-            )
+        return self._feed(inventory.apply_set, rows, actor, reason, request_id)
 
     def adjust_stock(
         self,
@@ -335,8 +326,12 @@ class Pool:
         reason: str | None = None,
         request_id: str | None = None,
     ) -> inventory.FeedResult:
+        return self._feed(inventory.apply_adjust, rows, actor, reason, request_id)
+
+    def _feed(self, apply, rows, actor, reason, request_id) -> inventory.FeedResult:
+        """One feed in one write transaction (row locks only where the backend has them)."""
         with self.db.write() as conn:
-            return inventory.apply_adjust(
+            return apply(
                 conn,
                 rows,
                 now=self.clock(),

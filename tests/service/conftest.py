@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
+from benchmarks.load import free_port, wait_until_ready
 from router.pool import Pool
 from router.pool.inventory import SetRow
 from router.pool.nodes import NodeSpec
@@ -144,12 +142,6 @@ def seed_network(pool: Pool, stock: dict[tuple[str, str], int]) -> None:
         pool.set_stock([SetRow(n, s, q) for (n, s), q in stock.items()], actor="test")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 SERVE_SCRIPT = (
     "import sys, typer; from api.commands import register; "
     "app = typer.Typer(); register(app); app(sys.argv[1:])"
@@ -175,16 +167,7 @@ def running_server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server on port {port} did not become ready")
-            time.sleep(0.1)
+        wait_until_ready(base, proc, timeout=30)
         yield base
     finally:
         if kill:
