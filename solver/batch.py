@@ -48,10 +48,13 @@ from solver.contention import (
 )
 from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
+from solver.joint_lp import solve_joint_lp
+from solver.lp_rounding import round_joint_lp
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
 from solver.relax_fix import relax_and_fix
 from solver.subgradient import subgradient_bound
+from solver.unit_flow import route_single_units_by_flow
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,16 @@ def optimize(
     clock: Clock,
     progress: Progress | None = None,
 ) -> RoutingResult:
-    """Route the whole batch jointly; the answer is always feasible."""
+    """Route the whole batch jointly; the answer is always feasible.
+
+    The phases, each in its own module: every order alone (its optimum and the
+    first bound); the contested part with a greedy incumbent; then by size
+    (measured, see the README): a tiny batch is one MIP to the proven optimum;
+    otherwise the joint LP of the contested part gives global prices, a rounded
+    answer and the Lagrangian bound; a small batch then goes to one unpruned MIP
+    that stops as soon as the bound proves its answer; a large one is improved
+    block by block (relax and fix) and the bound by price updates.
+    """
     emit = progress or (lambda _phase, _details: None)
     stats: dict = {}
 
@@ -110,11 +122,127 @@ def optimize(
     # A feasible incumbent from the start: without the colliding orders no
     # stock or capacity is over-used, so every other order keeps its own
     # optimum and the colliding ones are routed greedily on what is left.
-    incumbent = reroute_greedily(problem, alone.units, colliding)
-    best = evaluate(problem, incumbent).total_cost
-    emit("contested part", {"best": best})
+    search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
+    search.offer(route_single_units_by_flow(problem, search.units, colliding))
+    emit("contested part", {"best": search.best})
 
+    if problem.cand_line.size <= params.exact_candidates:
+        # A tiny batch: one MIP over every candidate proves the optimum
+        # (HiGHS's own default gap at most), no decomposition first.
+        emit("exact MIP", {"best": search.best})
+        _exact_mip(problem, params, clock, search, rel_gap=min(params.rel_gap, 1e-4))
+        return search.result(params, clock, stats)
+
+    emit("joint LP", {"best": search.best})
+    joint = solve_joint_lp(
+        problem,
+        search.units,
+        contested,
+        params,
+        clock,
+        remaining(params, clock, 0.3 * params.time_limit),
+    )
     prices = Prices(problem)
+    if joint is None:
+        search.timed_out = True
+    else:
+        prices = joint.prices
+        stats["joint_lp"] = {
+            "solver": joint.solver,
+            "seconds": joint.seconds,
+            "columns": joint.columns,
+        }
+        rounded, kept = round_joint_lp(
+            problem, search.units, joint.part, joint.vars, joint.x, prices.unit_price()
+        )
+        stats["joint_lp"]["orders_kept"] = kept
+        search.offer(rounded)
+        emit("joint LP", {"best": search.best})
+
+    emit("lower bound", {"best": search.best})
+    started = clock()
+    if clock() < params.time_limit:
+        search.raise_bound(lagrangian_bound(problem, alone, prices))
+    stats["bound_seconds"] = round(clock() - started, 2)
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+
+    if problem.cand_line.size <= params.direct_mip_candidates:
+        if not search.proven(params) and clock() < params.time_limit:
+            emit("exact MIP", {"best": search.best, "bound": search.bound})
+            target = search.bound / (1.0 - params.rel_gap) if search.bound > 0 else None
+            _exact_mip(problem, params, clock, search, target=target)
+        return search.result(params, clock, stats)
+
+    _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
+
+    if not search.proven(params) and clock() < params.time_limit:
+        started = clock()
+        deadline = started + max(0.5 * remaining(params, clock, 0.0), 0.1)
+        search.raise_bound(
+            subgradient_bound(problem, alone, prices, search.best, clock, deadline, stats)
+        )
+        stats["bound_seconds"] += round(clock() - started, 2)
+        emit("lower bound", {"best": search.best, "bound": search.bound})
+
+    if not search.proven(params) and contested.sum() <= params.polish_orders:
+        emit("joint MIP polish", {"best": search.best, "bound": search.bound})
+        started = clock()
+        polished, finished = polish(problem, search.units, contested, params, clock, emit)
+        stats["polish_seconds"] = round(clock() - started, 2)
+        search.timed_out |= not finished
+        search.offer(polished)
+    return search.result(params, clock, stats)
+
+
+class _Search:
+    """The incumbent (always feasible), its cost, the best proven bound, and
+    whether a step was cut short by the time limit."""
+
+    def __init__(self, problem, units: np.ndarray, bound: float) -> None:
+        self.problem = problem
+        self.units = units
+        self.best = evaluate(problem, units).total_cost
+        self.bound = bound
+        self.timed_out = False
+
+    def offer(self, units: np.ndarray | None) -> None:
+        """Keep ``units`` (feasible by construction) if cheaper."""
+        if units is None:
+            return
+        cost = evaluate(self.problem, units).total_cost
+        if cost < self.best - 1e-9:
+            self.units, self.best = units, cost
+
+    def raise_bound(self, bound: float) -> None:
+        self.bound = max(self.bound, bound)
+
+    def proven(self, params: OptimizeParams) -> bool:
+        return within(self.best, self.bound, params.rel_gap)
+
+    def result(self, params: OptimizeParams, clock: Clock, stats: dict) -> RoutingResult:
+        cost = evaluate(self.problem, self.units)
+        bound = min(self.bound, cost.total_cost)
+        if within(cost.total_cost, bound, params.rel_gap):
+            status = "optimal"
+        elif self.timed_out or clock() >= params.time_limit:
+            status = "time_limit"
+        else:
+            status = "feasible"
+        return RoutingResult("optimize", status, self.units, cost, bound, stats)
+
+
+def _exact_mip(problem, params, clock, search: _Search, rel_gap=None, target=None) -> None:
+    """One MIP over every candidate from the incumbent; its bound is the batch's."""
+    units, bound, finished = solve_exactly(
+        problem, search.units, params, clock, search.best, rel_gap=rel_gap, target=target
+    )
+    search.offer(units)
+    search.raise_bound(bound)
+    search.timed_out |= not finished and not search.proven(params)
+
+
+def _improve_by_blocks(problem, params, clock, search, contested, emit, stats):
+    """Relax and fix, block by block, from the incumbent (each step only improves)."""
     blocks = geographic_blocks(problem, contested, params.block_orders)
     # Big parts: fewer candidates per line keep each block's LP fast enough
     # for a second pass, whose shifted blocks re-decide the first's borders.
@@ -131,70 +259,33 @@ def optimize(
         """Already proven within the gap? (Only asked when one block covers all.)"""
         if len(blocks) > 1 or clock() >= params.time_limit:
             return False
-        bound = max(alone.bound, lagrangian_bound(problem, alone, prices))
-        return within(evaluate(problem, units).total_cost, bound, params.rel_gap)
+        return within(evaluate(problem, units).total_cost, search.bound, params.rel_gap)
 
-    timed_out = False
     for step, (sweep, block) in enumerate(schedule):
-        steps_left = len(schedule) - step if sweep == 1 else len(schedule) - step + len(blocks)
-        share = remaining(params, clock, 0.1 * params.time_limit) / steps_left
-        if clock() >= 0.85 * params.time_limit:
-            timed_out = sweep == 1  # an unfinished second sweep is only an unused chance
+        if search.proven(params):
+            break
+        steps_left = len(schedule) - step
+        share = remaining(params, clock, 0.2 * params.time_limit) / steps_left
+        if clock() >= 0.8 * params.time_limit or share < 0.5:
             break
         label = f"sweep {sweep}, block {step % len(blocks) + 1}/{len(blocks)}"
         emit(f"{label}: linear relaxation", {"orders": int(block.sum())})
         started = clock()
+        # The blocks' own duals go to a scratch price table: the joint LP's
+        # global prices stay the ones the bound starts from.
         candidate, fractional = relax_and_fix(
-            problem, incumbent, block, params, share, prices, clock, stats, per_line, good_enough
+            problem,
+            search.units,
+            block,
+            params,
+            share,
+            Prices(problem),
+            clock,
+            stats,
+            per_line,
+            good_enough,
         )
         stats.setdefault("block_seconds", []).append(round(clock() - started, 2))
         stats["lp_fractional_orders"] += fractional
-        if candidate is None:
-            timed_out = True
-            continue
-        candidate_cost = evaluate(problem, candidate).total_cost
-        if candidate_cost < best:
-            incumbent, best = candidate, candidate_cost
-        emit(f"{label}: joint MIP", {"best": best})
-
-    emit("lower bound", {"best": best})
-    started = clock()
-    bound = alone.bound
-    # Past the time limit the answer goes out with the bound it already has.
-    if clock() < params.time_limit:
-        bound = max(bound, lagrangian_bound(problem, alone, prices))
-    if not within(best, bound, params.rel_gap) and clock() < params.time_limit:
-        deadline = started + max(0.25 * remaining(params, clock, 0.0), 0.1)
-        bound = max(bound, subgradient_bound(problem, alone, prices, best, clock, deadline, stats))
-    stats["bound_seconds"] = round(clock() - started, 2)
-    emit("lower bound", {"best": best, "bound": bound})
-
-    if not within(best, bound, params.rel_gap) and contested.sum() <= params.polish_orders:
-        emit("joint MIP polish", {"best": best, "bound": bound})
-        started = clock()
-        polished, finished = polish(problem, incumbent, contested, params, clock, emit)
-        stats["polish_seconds"] = round(clock() - started, 2)
-        timed_out |= not finished
-        polished_cost = evaluate(problem, polished).total_cost
-        if polished_cost < best:
-            incumbent, best = polished, polished_cost
-
-    if (
-        not within(best, bound, params.rel_gap)
-        and problem.cand_line.size <= params.exact_candidates
-    ):
-        emit("exact MIP", {"best": best, "bound": bound})
-        incumbent, exact_bound, finished = solve_exactly(problem, incumbent, params, clock, best)
-        bound = max(bound, exact_bound)
-        timed_out |= not finished
-        best = evaluate(problem, incumbent).total_cost
-
-    cost = evaluate(problem, incumbent)
-    bound = min(bound, cost.total_cost)
-    if within(cost.total_cost, bound, params.rel_gap):
-        status = "optimal"
-    elif timed_out or clock() >= params.time_limit:
-        status = "time_limit"
-    else:
-        status = "feasible"
-    return RoutingResult("optimize", status, incumbent, cost, bound, stats)
+        search.offer(candidate)
+        emit(f"{label}: joint MIP", {"best": search.best})

@@ -24,12 +24,19 @@ class Prices:
         self.node = np.zeros(problem.num_nodes)
 
     def record(self, lp, keys, rows) -> None:
-        if lp.row_duals is None:
-            return
-        # HiGHS reports the duals of <= rows in a minimisation as <= 0.
+        if lp.row_duals is not None:
+            self.record_duals(lp.row_duals, keys, rows)
+
+    def record_duals(self, row_duals, keys, rows) -> None:
+        """Prices from the stock and capacity rows' duals of a part's model."""
+        # HiGHS (and PDLP) report the duals of <= rows in a minimisation as <= 0.
         stock_keys = keys["stock"]
-        self.key[stock_keys[:, 0], stock_keys[:, 1]] = np.maximum(-lp.row_duals[rows["stock"]], 0.0)
-        self.node[keys["capacity"]] = np.maximum(-lp.row_duals[rows["capacity"]], 0.0)
+        self.key[stock_keys[:, 0], stock_keys[:, 1]] = np.maximum(-row_duals[rows["stock"]], 0.0)
+        self.node[keys["capacity"]] = np.maximum(-row_duals[rows["capacity"]], 0.0)
+
+    def unit_price(self) -> np.ndarray:
+        """(N, S) price of one unit of each SKU at each node (stock plus capacity)."""
+        return self.key + self.node[:, None]
 
 
 def lagrangian_bound(problem, alone: Alone, prices: Prices) -> float:

@@ -58,6 +58,9 @@ class MipParams:
     abs_gap: float = 1e-4
     """Costs are in currency units: below a hundredth of a cent is noise."""
     seed: int = 0
+    objective_target: float = float("-inf")
+    """Stop as soon as a solution costing at most this is found (the caller has
+    a bound of its own that proves such a solution good enough)."""
     threads: int = 1
     relax: bool = False
     """Solve the linear relaxation only (all columns continuous)."""
@@ -92,6 +95,8 @@ def solve_mip(
     h.setOptionValue("random_seed", int(params.seed))
     h.setOptionValue("threads", int(params.threads))
     h.setOptionValue("mip_abs_gap", float(params.abs_gap))
+    if np.isfinite(params.objective_target):
+        h.setOptionValue("objective_target", float(params.objective_target))
 
     csc = model.A.tocsc()
     csc.sort_indices()

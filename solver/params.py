@@ -36,3 +36,11 @@ class OptimizeParams:
     unpruned MIP when the bound is not yet tight (tiny scenarios: proven optimum)."""
     polish_orders: int = 3000
     """Contested parts up to this size get a final MIP over the whole part."""
+    direct_mip_candidates: int = 60000
+    """Batches with at most this many line candidates are, after the joint LP and
+    its bound, solved as one unpruned MIP (measured faster than the decomposition
+    there, and it proves the optimum); larger ones go through the decomposition."""
+    first_order_columns: int = 250000
+    """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
+    first_order_tolerance: float = 1e-4
+    """PDLP's relative optimality tolerance."""
