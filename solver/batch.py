@@ -52,7 +52,7 @@ from solver.joint_lp import solve_joint_lp
 from solver.lp_rounding import round_joint_lp
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
-from solver.relax_fix import relax_and_fix
+from solver.relax_fix import fix_the_rest, relax_and_fix
 from solver.subgradient import subgradient_bound
 from solver.unit_flow import route_single_units_by_flow
 
@@ -152,12 +152,31 @@ def optimize(
             "seconds": joint.seconds,
             "columns": joint.columns,
         }
-        rounded, kept = round_joint_lp(
+        rounded, undecided = round_joint_lp(
             problem, search.units, joint.part, joint.vars, joint.x, prices.unit_price()
         )
-        stats["joint_lp"]["orders_kept"] = kept
+        stats["joint_lp"]["undecided_orders"] = int(undecided.sum())
         search.offer(rounded)
-        emit("joint LP", {"best": search.best})
+        emit("joint LP: rounded", {"best": search.best})
+        if search.units is rounded and undecided.any():
+            started = clock()
+            deadline = started + remaining(params, clock, 0.45 * params.time_limit)
+            fixed = fix_the_rest(
+                problem,
+                rounded,
+                undecided,
+                contested,
+                params,
+                deadline,
+                search.best,
+                clock,
+                stats,
+                lambda units: False,
+                start=rounded,
+            )
+            search.offer(fixed)
+            stats["joint_lp"]["fix_seconds"] = round(clock() - started, 2)
+            emit("joint LP: fixed", {"best": search.best})
 
     emit("lower bound", {"best": search.best})
     started = clock()

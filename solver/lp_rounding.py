@@ -30,11 +30,12 @@ def round_joint_lp(
     v,
     x: np.ndarray,
     unit_price: np.ndarray | None,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray]:
     """An integral answer from the part's LP solution ``x``.
 
     ``units`` is the incumbent (feasible); orders outside ``part`` keep its
-    plans. Returns (units, number of part orders that kept the LP's routing).
+    plans. Returns (units, mask of the part's orders that did not keep the LP's
+    routing: fractional or dropped, routed by the repair).
     """
     cand_x = x[: v.num_x]
     pair_y = x[v.y0 : v.y0 + v.num_y]
@@ -72,4 +73,4 @@ def round_joint_lp(
     flowed = route_single_units_by_flow(problem, result, in_part)
     if flowed is not None:
         result = flowed
-    return result, int(keep.sum())
+    return result, repair

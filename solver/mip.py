@@ -95,8 +95,6 @@ def solve_mip(
     h.setOptionValue("random_seed", int(params.seed))
     h.setOptionValue("threads", int(params.threads))
     h.setOptionValue("mip_abs_gap", float(params.abs_gap))
-    if np.isfinite(params.objective_target):
-        h.setOptionValue("objective_target", float(params.objective_target))
 
     csc = model.A.tocsc()
     csc.sort_indices()
@@ -126,13 +124,27 @@ def solve_mip(
         sol.value_valid = True
         h.setSolution(sol)
 
-    if on_progress is not None and not params.relax:
+    stop_at = params.objective_target
+    if (on_progress is not None or np.isfinite(stop_at)) and not params.relax:
+        kinds = highspy.cb.HighsCallbackType
 
-        def _improving(_type, _message, data_out, _data_in, _user):
-            on_progress(float(data_out.objective_function_value), float(data_out.mip_dual_bound))
+        def _callback(kind, _message, data_out, data_in, _user):
+            if kind == kinds.kCallbackMipImprovingSolution and on_progress is not None:
+                on_progress(
+                    float(data_out.objective_function_value), float(data_out.mip_dual_bound)
+                )
+            elif (
+                kind == kinds.kCallbackMipInterrupt
+                and float(data_out.objective_function_value) <= stop_at
+            ):
+                # HiGHS's own ``objective_target`` option does not stop its MIP
+                # solver reliably (1.16): the incumbent is checked here instead.
+                data_in.user_interrupt = True
 
-        h.setCallback(_improving, None)
-        h.startCallback(highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution)
+        h.setCallback(_callback, None)
+        h.startCallback(kinds.kCallbackMipImprovingSolution)
+        if np.isfinite(stop_at):
+            h.startCallback(kinds.kCallbackMipInterrupt)
 
     h.run()
     return _result(h, params.relax)
