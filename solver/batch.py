@@ -49,11 +49,12 @@ from solver.contention import (
 from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp
+from solver.lagrange import dense_prices, search_prices, start_search
 from solver.lp_rounding import round_joint_lp
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
+from solver.pricing import build_structure
 from solver.relax_fix import fix_the_rest, relax_and_fix
-from solver.subgradient import subgradient_bound
 from solver.unit_flow import route_single_units_by_flow
 
 
@@ -179,10 +180,7 @@ def optimize(
             emit("joint LP: fixed", {"best": search.best})
 
     emit("lower bound", {"best": search.best})
-    started = clock()
-    if clock() < params.time_limit:
-        search.raise_bound(lagrangian_bound(problem, alone, prices))
-    stats["bound_seconds"] = round(clock() - started, 2)
+    _prove(problem, params, clock, search, alone, prices, stats, share=0.15)
     emit("lower bound", {"best": search.best, "bound": search.bound})
 
     if problem.cand_line.size <= params.direct_mip_candidates:
@@ -195,12 +193,7 @@ def optimize(
     _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
 
     if not search.proven(params) and clock() < params.time_limit:
-        started = clock()
-        deadline = started + max(0.5 * remaining(params, clock, 0.0), 0.1)
-        search.raise_bound(
-            subgradient_bound(problem, alone, prices, search.best, clock, deadline, stats)
-        )
-        stats["bound_seconds"] += round(clock() - started, 2)
+        _prove(problem, params, clock, search, alone, prices, stats, share=0.5)
         emit("lower bound", {"best": search.best, "bound": search.bound})
 
     if not search.proven(params) and contested.sum() <= params.polish_orders:
@@ -248,6 +241,45 @@ class _Search:
         else:
             status = "feasible"
         return RoutingResult("optimize", status, self.units, cost, bound, stats)
+
+
+def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats, share: float):
+    """Raise the bound: the Lagrangian at the prices so far, then a price search
+    on the vectorised oracle for ``share`` of the time left and the Lagrangian
+    (exact per order) at the best prices it found. Every value is a proven bound.
+    """
+    started = clock()
+    details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
+    if clock() < params.time_limit:
+        search.raise_bound(lagrangian_bound(problem, alone, prices))
+        details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
+    if not search.proven(params) and clock() < params.time_limit:
+        # Pricing the orders with a short candidate exactly, one by one, makes
+        # each step nearly the exact Lagrangian but costs seconds on big batches.
+        structure = build_structure(
+            problem, exact_short=problem.num_orders <= params.exact_pricing_orders
+        )
+        state = start_search(structure, prices.unit_price(), prices.node)
+        deadline = clock() + share * remaining(params, clock, 0.0)
+        search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
+        details["iterations"] += state.iterations
+        details["oracle_trajectory"] = state.trajectory[:: max(1, len(state.trajectory) // 20)]
+        search.raise_bound(state.best_value)
+        if (
+            state.best_key_price is not None
+            and structure.loop_orders.size == 0
+            and clock() < params.time_limit
+        ):
+            searched = Prices(problem)
+            searched.key, searched.node = dense_prices(
+                problem, structure, state.best_key_price, state.best_node_price
+            )
+            value = lagrangian_bound(problem, alone, searched)
+            if value > search.bound:
+                prices.key, prices.node = searched.key, searched.node
+            search.raise_bound(value)
+            details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
+    details["seconds"] = round(details["seconds"] + clock() - started, 2)
 
 
 def _exact_mip(problem, params, clock, search: _Search, rel_gap=None, target=None) -> None:

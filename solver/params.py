@@ -40,6 +40,9 @@ class OptimizeParams:
     """Batches with at most this many line candidates are, after the joint LP and
     its bound, solved as one unpruned MIP (measured faster than the decomposition
     there, and it proves the optimum); larger ones go through the decomposition."""
+    exact_pricing_orders: int = 30000
+    """Up to this many orders, every step of the price search prices the orders
+    with a short candidate exactly (tighter steps, seconds each beyond)."""
     first_order_columns: int = 250000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     first_order_tolerance: float = 1e-4

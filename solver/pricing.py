@@ -73,7 +73,7 @@ class PricingStructure:
 
     groups: tuple[PatternGroup, ...]
     loop_orders: np.ndarray
-    """Orders with more than ``MAX_GROUP_LINES`` lines (priced one by one, exactly)."""
+    """Orders priced one by one, exactly (see :func:`build_structure`)."""
     no_candidate_orders: np.ndarray
     """Orders without any candidate node: all their units stay unfilled."""
     cand_key: np.ndarray
@@ -96,8 +96,14 @@ class Priced:
     """The Lagrangian bound: sum of order_cost minus prices times limits."""
 
 
-def build_structure(problem) -> PricingStructure:
-    """Index arrays of :func:`price_orders` for ``problem``."""
+def build_structure(problem, exact_short: bool = True) -> PricingStructure:
+    """Index arrays of :func:`price_orders` for ``problem``.
+
+    ``exact_short``: orders with a line that wants more units than one of its
+    candidate nodes holds are priced one by one, exactly (there the relaxation
+    is loose: it may use such a node in several blocks); otherwise they are
+    priced like the others (faster, weaker, still valid).
+    """
     n_skus = problem.sku_ids.size
     cand_order = problem.line_order[problem.cand_line]
     key_code = problem.cand_node * n_skus + problem.line_sku[problem.cand_line]
@@ -106,7 +112,11 @@ def build_structure(problem) -> PricingStructure:
 
     lines_per_order = np.diff(problem.order_line_start)
     pairs_per_order = np.diff(problem.order_pair_start)
-    grouped = np.flatnonzero((lines_per_order <= MAX_GROUP_LINES) & (pairs_per_order > 0))
+    one_by_one = lines_per_order > MAX_GROUP_LINES
+    if exact_short:
+        cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
+        one_by_one[cand_order[cand_stock < problem.line_qty[problem.cand_line]]] = True
+    grouped = np.flatnonzero(~one_by_one & (pairs_per_order > 0))
     # pattern of each grouped order: its lines' quantities, in line order
     patterns: dict[tuple[int, ...], list[int]] = {}
     starts = problem.order_line_start
@@ -155,7 +165,7 @@ def build_structure(problem) -> PricingStructure:
         )
     return PricingStructure(
         groups=tuple(groups),
-        loop_orders=np.flatnonzero((lines_per_order > MAX_GROUP_LINES) & (pairs_per_order > 0)),
+        loop_orders=np.flatnonzero(one_by_one & (pairs_per_order > 0)),
         no_candidate_orders=np.flatnonzero(pairs_per_order == 0),
         cand_key=cand_key.astype(np.int64),
         key_node=key_node,
