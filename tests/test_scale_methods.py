@@ -36,7 +36,13 @@ def scarce_problems(tmp_path_factory):
     for seed in range(3):
         folder = tmp_path_factory.mktemp(f"scarce-{seed}")
         generate_scenario(
-            folder, orders=120, stores=15, warehouses=3, skus=30, seed=seed, scarcity=3.0,
+            folder,
+            orders=120,
+            stores=15,
+            warehouses=3,
+            skus=30,
+            seed=seed,
+            scarcity=3.0,
             overwrite=True,
         )
         problems.append((load_scenario(folder), build_problem(load_scenario(folder))))
@@ -44,7 +50,9 @@ def scarce_problems(tmp_path_factory):
 
 
 def _random_prices(structure, problem, rng):
-    key = rng.exponential(8.0, structure.key_node.size) * (rng.random(structure.key_node.size) < 0.4)
+    key = rng.exponential(8.0, structure.key_node.size) * (
+        rng.random(structure.key_node.size) < 0.4
+    )
     node = rng.exponential(2.0, problem.num_nodes) * (rng.random(problem.num_nodes) < 0.2)
     return key, node
 
@@ -131,7 +139,7 @@ def test_flow_routes_one_unit_orders_exactly(tiny_scenario_dir):
     problem = build_problem(load_scenario(folder))
     greedy = greedy_units(problem)
     flowed = route_single_units_by_flow(problem, greedy, np.ones(problem.num_orders, bool))
-    model, v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+    model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
     optimum = solve_mip(model, MipParams(rel_gap=0.0)).objective
     assert evaluate(problem, flowed).total_cost == pytest.approx(optimum)
 
@@ -148,7 +156,9 @@ def test_flow_equals_the_mip_on_one_unit_orders_with_others_fixed(scarce_problem
         from solver.candidates import model_part
         from solver.params import OptimizeParams
 
-        part, start = model_part(problem, flowed, single, OptimizeParams(), start=flowed, per_line=10**6)
+        part, start = model_part(
+            problem, flowed, single, OptimizeParams(), start=flowed, per_line=10**6
+        )
         model, v, _keys, _rows = build_model(problem, part)
         mip = solve_mip(model, MipParams(rel_gap=0.0), start=start_vector(problem, part, v, start))
         best = flowed.copy()
