@@ -12,17 +12,23 @@ and node capacity. The method exploits that:
    stock or capacity that the contested orders could want and are short of.
    All other orders keep their own optimum; the contested ones are first
    re-routed greedily, which gives a feasible incumbent at once.
-3. **Relax and fix, block by block.** The contested part (in geographic blocks
-   when it is large) is solved as an LP over each line's cheapest candidates,
-   on what the other orders leave. Orders the LP routes in whole units keep
-   that routing; the fractional ones, then the fractional ones with their
-   neighbours, are decided by MIPs warm-started from the previous answer.
-4. **Proven bound.** The LP duals price the scarce stock and capacity; routing
-   every order alone at those prices is a Lagrangian bound, valid for the whole
-   batch for any nonnegative prices; a few subgradient steps improve it.
-5. **Polish.** While the bound is not yet tight, a contested part of moderate
-   size is solved as one MIP over more candidates, and a tiny batch as one
-   unpruned MIP (whose own bound is then a bound for the batch).
+   re-routed greedily, and the one-unit orders among them exactly by a min-cost
+   flow (:mod:`solver.unit_flow`), which gives a feasible incumbent at once.
+3. **By size** (thresholds in :class:`solver.params.OptimizeParams`, measured):
+   a *tiny* batch is one MIP over every candidate, to the proven optimum.
+4. **Joint LP** (:mod:`solver.joint_lp`). Otherwise one LP of the *whole*
+   contested part (HiGHS, or PDLP when it is big) gives one global price vector
+   for scarce stock and capacity. Its whole-unit routings are kept where they
+   fit together, the rest repaired (:mod:`solver.lp_rounding`) and then
+   re-decided by MIPs with their neighbours (:mod:`solver.relax_fix`).
+5. **Proven bound** (:mod:`solver.bound`, :mod:`solver.lagrange`). At the LP's
+   prices, every order alone priced, minus the prices times the limits, is a
+   Lagrangian bound, valid for any nonnegative prices; a price search on the
+   vectorised oracle (:mod:`solver.pricing`) improves it.
+6. **Finish.** A *small* batch then goes to one unpruned MIP warm-started from
+   the incumbent, stopped as soon as the bound proves its answer. A *large* one
+   is improved block by block (relax and fix in geographic blocks), the bound
+   by more price steps, and a contested part of moderate size by one MIP.
 
 Every step only accepts answers that are feasible and cheaper, so the answer
 is always feasible and the reported gap is a proof, not an estimate.
@@ -127,7 +133,10 @@ def optimize(
     search.offer(route_single_units_by_flow(problem, search.units, colliding))
     emit("contested part", {"best": search.best})
 
-    if problem.cand_line.size <= params.exact_candidates:
+    if (
+        problem.cand_line.size <= params.exact_candidates
+        or problem.num_orders <= params.exact_orders
+    ):
         # A tiny batch: one MIP over every candidate proves the optimum
         # (HiGHS's own default gap at most), no decomposition first.
         emit("exact MIP", {"best": search.best})
@@ -244,40 +253,33 @@ class _Search:
 
 
 def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats, share: float):
-    """Raise the bound: the Lagrangian at the prices so far, then a price search
-    on the vectorised oracle for ``share`` of the time left and the Lagrangian
-    (exact per order) at the best prices it found. Every value is a proven bound.
+    """Raise the bound by a price search from ``prices`` for ``share`` of the time left.
+
+    Every step evaluates the Lagrangian on the vectorised oracle: up to
+    ``exact_pricing_orders`` orders, with the orders that have a short candidate
+    priced exactly (near the exact Lagrangian); beyond, all relaxed (fast, looser),
+    and then, if there is time, the exact Lagrangian once at the best prices
+    found. Every value is a proven bound; the best prices replace ``prices``.
     """
+    if search.proven(params) or clock() >= params.time_limit:
+        return
     started = clock()
     details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
-    if clock() < params.time_limit:
-        search.raise_bound(lagrangian_bound(problem, alone, prices))
-        details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
-    if not search.proven(params) and clock() < params.time_limit:
-        # Pricing the orders with a short candidate exactly, one by one, makes
-        # each step nearly the exact Lagrangian but costs seconds on big batches.
-        structure = build_structure(
-            problem, exact_short=problem.num_orders <= params.exact_pricing_orders
+    small = problem.num_orders <= params.exact_pricing_orders
+    structure = build_structure(problem, exact_short=small)
+    state = start_search(structure, prices.unit_price(), prices.node)
+    deadline = clock() + max(share * remaining(params, clock, 0.0), 0.05)
+    search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
+    search.raise_bound(state.best_value)
+    details["iterations"] += state.iterations
+    details["trajectory"] += state.trajectory[:: max(1, len(state.trajectory) // 10)]
+    if state.best_key_price is not None:
+        prices.key, prices.node = dense_prices(
+            problem, structure, state.best_key_price, state.best_node_price
         )
-        state = start_search(structure, prices.unit_price(), prices.node)
-        deadline = clock() + share * remaining(params, clock, 0.0)
-        search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
-        details["iterations"] += state.iterations
-        details["oracle_trajectory"] = state.trajectory[:: max(1, len(state.trajectory) // 20)]
-        search.raise_bound(state.best_value)
-        if (
-            state.best_key_price is not None
-            and structure.loop_orders.size == 0
-            and clock() < params.time_limit
-        ):
-            searched = Prices(problem)
-            searched.key, searched.node = dense_prices(
-                problem, structure, state.best_key_price, state.best_node_price
-            )
-            value = lagrangian_bound(problem, alone, searched)
-            if value > search.bound:
-                prices.key, prices.node = searched.key, searched.node
-            search.raise_bound(value)
+        # The exact Lagrangian costs about a millisecond per order here.
+        if not small and remaining(params, clock, 0.0) > 1e-3 * problem.num_orders:
+            search.raise_bound(lagrangian_bound(problem, alone, prices))
             details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
     details["seconds"] = round(details["seconds"] + clock() - started, 2)
 
