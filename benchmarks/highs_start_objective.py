@@ -62,7 +62,9 @@ def main() -> None:
                         f"seed {seed} gap {gap:g}: HiGHS reported {result.reported_objective:.6f}; "
                         f"returned {result.objective:.6f} ({result.check})"
                     )
-    print(f"{len(seeds_hit)} of {args.seeds} seeds disagreed; outcomes: {dict(outcomes)}")
+    print(
+        f"{len(seeds_hit)} of {args.seeds} seeds disagreed; outcomes: { {str(k): n for k, n in outcomes.items()} }"
+    )
 
 
 if __name__ == "__main__":

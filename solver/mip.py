@@ -210,7 +210,7 @@ def solve_mip(
         if retry.x is not None and retry.objective < best.objective:
             best = retry
     return MipResult(
-        SolveStatus.FEASIBLE,
+        SolveStatus.FEASIBLE if best.x is not None else SolveStatus.NO_SOLUTION,
         best.x,
         best.objective,
         min(bound, best.objective),
