@@ -62,9 +62,8 @@ def main() -> None:
                         f"seed {seed} gap {gap:g}: HiGHS reported {result.reported_objective:.6f}; "
                         f"returned {result.objective:.6f} ({result.check})"
                     )
-    print(
-        f"{len(seeds_hit)} of {args.seeds} seeds disagreed; outcomes: { {str(k): n for k, n in outcomes.items()} }"
-    )
+    counts = ", ".join(f"{outcome}: {n}" for outcome, n in outcomes.items())
+    print(f"{len(seeds_hit)} of {args.seeds} seeds disagreed; results: {counts}")
 
 
 if __name__ == "__main__":
