@@ -356,10 +356,9 @@ def _result(
             SolveStatus.NO_SOLUTION, None, float("inf"), bound, interrupted=interrupted
         )
     reported = float(info.objective_function_value)
-    solved = status == ms.kOptimal
-    status = SolveStatus.OPTIMAL if solved else SolveStatus.FEASIBLE
+    solved = SolveStatus.OPTIMAL if status == ms.kOptimal else SolveStatus.FEASIBLE
     checked = check_solution(model, x, reported)
-    return from_check(status, x, reported, bound, checked, presolve, None, interrupted)
+    return from_check(solved, x, reported, bound, checked, presolve, None, interrupted)
 
 
 def from_check(
