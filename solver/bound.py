@@ -46,7 +46,10 @@ def lagrangian_bound(problem, alone: Alone, prices: Prices) -> float:
     into the objective can only lower the optimum. Orders with no priced
     candidate keep their unpriced optimum alone.
     """
-    price = prices.key + prices.node[:, None]
+    # A price on a node without a capacity limit prices no row: it must not
+    # enter the orders' costs (it is never subtracted below).
+    node_price = np.where(np.isfinite(problem.capacity), prices.node, 0.0)
+    price = prices.key + node_price[:, None]
     touched = price[problem.cand_node, problem.line_sku[problem.cand_line]] > 0
     orders = np.zeros(problem.num_orders, dtype=bool)
     orders[problem.line_order[problem.cand_line[touched]]] = True
@@ -54,5 +57,5 @@ def lagrangian_bound(problem, alone: Alone, prices: Prices) -> float:
     total = float(alone.cost[~orders].sum() + priced_cost[orders].sum())
     total -= float((prices.key * problem.stock).sum())
     finite = np.isfinite(problem.capacity)
-    total -= float((prices.node[finite] * problem.capacity[finite]).sum())
+    total -= float((node_price[finite] * problem.capacity[finite]).sum())
     return total

@@ -21,6 +21,7 @@ from solver.candidates import model_part
 from solver.first_order_lp import solve_lp_first_order
 from solver.mip import MipParams, solve_mip
 from solver.model import build_model
+from solver.params import stop_requested
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def solve_joint_lp(
         result = solve_lp_first_order(model, time_limit, params.first_order_tolerance)
         x, duals, solver = result.x, result.row_duals, "pdlp"
     else:
-        lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True))
+        lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock))
         if lp.x is None:
             return None
         x, duals, solver = lp.x, lp.row_duals, "highs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,7 +10,16 @@ Progress = Callable[[str, dict], None]
 """Receives (phase, details) events: phase names and best cost / bound so far."""
 
 Clock = Callable[[], float]
-"""Seconds elapsed since the solve started (the caller owns the clock)."""
+"""Seconds elapsed since the solve started (the caller owns the clock).
+
+A caller that wants the solve to stop early (Ctrl-C, SIGTERM) makes its clock
+return ``math.inf`` from then on: every step then sees its time up, and a
+running HiGHS solve is stopped through :func:`stop_requested`."""
+
+
+def stop_requested(clock: Clock) -> Callable[[], bool]:
+    """The stop test for :func:`solver.mip.solve_mip`: true once ``clock`` returns inf."""
+    return lambda: math.isinf(clock())
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from solver.budget import part_abs_gap, remaining
 from solver.cost import evaluate
 from solver.mip import MipParams, SolveStatus, solve_mip
 from solver.model import ModelInput, build_model, start_vector
+from solver.params import stop_requested
 from solver.part_mip import solve_part
 
 
@@ -52,6 +53,7 @@ def solve_exactly(problem, incumbent, params, clock, batch_cost, rel_gap=None, t
             objective_target=float("-inf") if target is None else target,
         ),
         start=start_vector(problem, part, v, incumbent),
+        stop=stop_requested(clock),
     )
     if mip.x is None:
         return incumbent, mip.bound, False

@@ -214,7 +214,12 @@ def _transitions(radix: tuple[int, ...]) -> tuple[tuple[int, np.ndarray, np.ndar
 def price_orders(
     problem, structure: PricingStructure, key_price: np.ndarray, node_price: np.ndarray
 ) -> Priced:
-    """Route every order alone at prices ``key_price`` (K,) and ``node_price`` (N,), both >= 0."""
+    """Route every order alone at prices ``key_price`` (K,) and ``node_price`` (N,), both >= 0.
+
+    A price on a node without a capacity limit prices no row and is ignored.
+    """
+    finite = np.isfinite(problem.capacity)
+    node_price = np.where(finite, node_price, 0.0)
     unit_cost = (
         problem.handling[problem.cand_node]
         + key_price[structure.cand_key]
@@ -242,7 +247,6 @@ def price_orders(
         order_cost[mask] = loop_cost[mask]
         in_loop = mask[problem.line_order[problem.cand_line]]
         units[in_loop] = loop_units[in_loop]
-    finite = np.isfinite(problem.capacity)
     value = float(order_cost.sum())
     value -= float(key_price @ structure.key_stock)
     value -= float(node_price[finite] @ problem.capacity[finite])

@@ -12,6 +12,7 @@ from solver.contention import (
 from solver.cost import evaluate
 from solver.mip import MipParams, solve_mip
 from solver.model import build_model
+from solver.params import stop_requested
 from solver.part_mip import solve_part
 
 
@@ -31,7 +32,7 @@ def relax_and_fix(
     part, _ = model_part(problem, incumbent, block, params, start=incumbent, per_line=per_line)
     model, v, keys, rows = build_model(problem, part)
     started = clock()
-    lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True))
+    lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock))
     stats.setdefault("lp_seconds", []).append(round(clock() - started, 2))
     if lp.x is None:
         return None, 0
