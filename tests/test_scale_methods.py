@@ -176,3 +176,29 @@ def test_rounding_any_lp_point_gives_a_feasible_answer(scarce_problems):
             units, _undecided = round_joint_lp(problem, greedy_units(problem), part, v, x, None)
             report = check(scenario, assignments_frame(problem, units))
             assert report.feasible, report.violations[:3]
+
+
+@pytest.mark.parametrize("path", ["small", "large", "large-first-order"])
+def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems, path):
+    """The joint-LP paths on batches small enough for a proven optimum: the
+    answer is feasible, and bound <= optimum <= cost."""
+    import time
+
+    from solver.batch import optimize
+    from solver.params import OptimizeParams
+
+    params = OptimizeParams(
+        time_limit=20,
+        exact_orders=0,
+        exact_candidates=0,
+        direct_mip_candidates=10**9 if path == "small" else 0,
+        first_order_columns=0 if path == "large-first-order" else 10**9,
+    )
+    for scenario, problem in scarce_problems:
+        model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+        optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
+        started = time.perf_counter()
+        result = optimize(problem, params, lambda s=started: time.perf_counter() - s)
+        assert result.lower_bound <= optimum + 1e-6
+        assert result.cost.total_cost >= optimum - 1e-6
+        assert check(scenario, assignments_frame(problem, result.units)).feasible
