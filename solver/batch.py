@@ -56,7 +56,7 @@ from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
-from solver.lp_rounding import round_joint_lp
+from solver.lp_rounding import keep_whole_units, repair
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
 from solver.pricing import build_structure
@@ -162,11 +162,7 @@ def optimize(
             "seconds": joint.seconds,
             "columns": joint.columns,
         }
-        rounded, undecided = round_joint_lp(
-            problem, search.units, joint.part, joint.vars, joint.x, prices.unit_price()
-        )
-        stats["joint_lp"]["undecided_orders"] = int(undecided.sum())
-        search.offer(rounded)
+        rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
         emit("joint LP: rounded", {"best": search.best})
         if search.units is rounded and undecided.any():
             started = clock()
@@ -282,6 +278,32 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
             search.raise_bound(lagrangian_bound(problem, alone, prices))
             details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
     details["seconds"] = round(details["seconds"] + clock() - started, 2)
+
+
+def _dive(problem, params, clock, search: _Search, contested, joint, stats):
+    """Round the joint LP: keep its whole-unit routings; solve the LP again for
+    the orders it left undecided, on what the kept ones leave (at most
+    ``dive_rounds`` times, while that is worth it); repair the rest.
+    Returns (the rounded answer, the orders the LPs never decided)."""
+    kept, undecided = keep_whole_units(problem, search.units, joint.part, joint.vars, joint.x)
+    rounds = [int(undecided.sum())]
+    deadline = clock() + 0.5 * remaining(params, clock, 0.4 * params.time_limit)
+    for _round in range(params.dive_rounds):
+        if undecided.sum() < 20 or clock() >= deadline:
+            break
+        again = solve_joint_lp(problem, kept, undecided, params, clock, deadline - clock())
+        if again is None:
+            break
+        kept, still = keep_whole_units(problem, kept, again.part, again.vars, again.x)
+        if still.sum() >= undecided.sum():
+            undecided = still
+            break
+        undecided = still
+        rounds.append(int(undecided.sum()))
+    stats["joint_lp"]["undecided_orders"] = rounds
+    rounded = repair(problem, kept, undecided, contested, joint.prices.unit_price())
+    search.offer(rounded)
+    return rounded, undecided
 
 
 def _exact_mip(problem, params, clock, search: _Search, rel_gap=None, target=None) -> None:

@@ -50,7 +50,9 @@ def solve_joint_lp(
         result = solve_lp_first_order(model, time_limit, params.first_order_tolerance)
         x, duals, solver = result.x, result.row_duals, "pdlp"
     else:
-        lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock))
+        lp = solve_mip(
+            model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock)
+        )
         if lp.x is None:
             return None
         x, duals, solver = lp.x, lp.row_duals, "highs"

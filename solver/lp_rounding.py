@@ -23,19 +23,12 @@ INTEGRAL_TOLERANCE = 0.05
 """A first-order LP's answer is approximate: values this close to an integer count as it."""
 
 
-def round_joint_lp(
-    problem,
-    units: np.ndarray,
-    part,
-    v,
-    x: np.ndarray,
-    unit_price: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """An integral answer from the part's LP solution ``x``.
+def keep_whole_units(problem, units: np.ndarray, part, v, x: np.ndarray):
+    """The part's orders that the LP ``x`` routes in whole units, where they fit.
 
-    ``units`` is the incumbent (feasible); orders outside ``part`` keep its
-    plans. Returns (units, mask of the part's orders that did not keep the LP's
-    routing: fractional or dropped, routed by the repair).
+    Returns (units with those orders' LP plans and no units for the part's
+    other orders, mask of those other orders: fractional or dropped). Orders
+    outside ``part`` keep their plans in ``units``. The result is feasible.
     """
     cand_x = x[: v.num_x]
     pair_y = x[v.y0 : v.y0 + v.num_y]
@@ -54,23 +47,26 @@ def round_joint_lp(
     result[part.cands[take]] = rounded[take]
     # A line never gets more than it asks (the rounding could, by tolerance).
     line_units = np.bincount(problem.cand_line, weights=result, minlength=problem.num_lines)
-    over_line = line_units > problem.line_qty
-    keep[problem.line_order[over_line]] = False
+    keep[problem.line_order[line_units > problem.line_qty]] = False
     over_stock, over_capacity = overused(problem, result)
     if over_stock.any() or over_capacity.any():
         keep &= ~orders_using(problem, result, over_stock, over_capacity)
-    result *= ~(in_part & ~keep)[problem.line_order[problem.cand_line]]
+    undecided = in_part & ~keep
+    result *= ~undecided[problem.line_order[problem.cand_line]]
+    return result, undecided
 
-    repair = in_part & ~keep
-    used_key, used_node = usage(problem, result)
-    result += greedy_units(
+
+def repair(problem, units: np.ndarray, undecided, movable, unit_price) -> np.ndarray:
+    """Route the ``undecided`` orders (no units in ``units``) greedily on what is
+    left, at costs plus ``unit_price``; then the one-unit orders of ``movable``
+    exactly by a min-cost flow. Feasible in, feasible out."""
+    used_key, used_node = usage(problem, units)
+    result = units + greedy_units(
         problem,
-        orders=np.flatnonzero(repair),
+        orders=np.flatnonzero(undecided),
         stock=problem.stock - used_key.astype(np.int64),
         capacity=problem.capacity - used_node,
         unit_price=unit_price,
     )
-    flowed = route_single_units_by_flow(problem, result, in_part)
-    if flowed is not None:
-        result = flowed
-    return result, repair
+    flowed = route_single_units_by_flow(problem, result, movable)
+    return result if flowed is None else flowed

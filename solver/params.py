@@ -55,6 +55,8 @@ class OptimizeParams:
     exact_pricing_orders: int = 30000
     """Up to this many orders, every step of the price search prices the orders
     with a short candidate exactly (tighter steps, seconds each beyond)."""
+    dive_rounds: int = 3
+    """Most re-solves of the joint LP for the orders its rounding left undecided."""
     first_order_columns: int = 250000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     first_order_tolerance: float = 1e-4

@@ -22,7 +22,7 @@ from solver.contention import overused
 from solver.cost import evaluate
 from solver.first_order_lp import dual_bound, solve_lp_first_order
 from solver.greedy import greedy_units
-from solver.lp_rounding import round_joint_lp
+from solver.lp_rounding import keep_whole_units, repair
 from solver.mip import MipParams, SolveStatus, solve_mip
 from solver.model import ModelInput, build_model, start_vector
 from solver.pricing import build_structure, price_orders
@@ -173,7 +173,10 @@ def test_rounding_any_lp_point_gives_a_feasible_answer(scarce_problems):
         model, v, _keys, _rows = build_model(problem, part)
         lp = solve_mip(model, MipParams(relax=True))
         for x in (lp.x, np.clip(lp.x + rng.normal(0, 0.3, lp.x.size), model.col_lo, model.col_hi)):
-            units, _undecided = round_joint_lp(problem, greedy_units(problem), part, v, x, None)
+            kept, undecided = keep_whole_units(problem, greedy_units(problem), part, v, x)
+            assert not overused(problem, kept)[0].any()
+            everyone = np.ones(problem.num_orders, dtype=bool)
+            units = repair(problem, kept, undecided, everyone, None)
             report = check(scenario, assignments_frame(problem, units))
             assert report.feasible, report.violations[:3]
 
