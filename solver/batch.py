@@ -150,7 +150,7 @@ def optimize(
         contested,
         params,
         clock,
-        remaining(params, clock, 0.3 * params.time_limit),
+        remaining(params, clock, 0.6 * params.time_limit),
     )
     prices = Prices(problem)
     if joint is None:
@@ -166,7 +166,7 @@ def optimize(
         emit("joint LP: rounded", {"best": search.best})
         if search.units is rounded and undecided.any():
             started = clock()
-            deadline = started + remaining(params, clock, 0.45 * params.time_limit)
+            deadline = started + remaining(params, clock, 0.3 * params.time_limit)
             fixed = fix_the_rest(
                 problem,
                 rounded,
@@ -287,7 +287,7 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     Returns (the rounded answer, the orders the LPs never decided)."""
     kept, undecided = keep_whole_units(problem, search.units, joint.part, joint.vars, joint.x)
     rounds = [int(undecided.sum())]
-    deadline = clock() + 0.5 * remaining(params, clock, 0.4 * params.time_limit)
+    deadline = clock() + remaining(params, clock, 0.45 * params.time_limit)
     for _round in range(params.dive_rounds):
         if undecided.sum() < 20 or clock() >= deadline:
             break
@@ -341,7 +341,8 @@ def _improve_by_blocks(problem, params, clock, search, contested, emit, stats):
             break
         steps_left = len(schedule) - step
         share = remaining(params, clock, 0.2 * params.time_limit) / steps_left
-        if clock() >= 0.8 * params.time_limit or share < 0.5:
+        # A block's LP needs seconds: a sliver of time would only be wasted.
+        if clock() >= 0.8 * params.time_limit or share < 2.0 + 5e-4 * block.sum():
             break
         label = f"sweep {sweep}, block {step % len(blocks) + 1}/{len(blocks)}"
         emit(f"{label}: linear relaxation", {"orders": int(block.sum())})

@@ -43,7 +43,10 @@ def solve_joint_lp(
     Returns ``None`` when no LP answer came back within ``time_limit``.
     """
     started = clock()
-    part, _ = model_part(problem, incumbent, contested, params, start=incumbent)
+    # Big parts keep fewer candidates per line: the LP stays within reach.
+    big = contested.sum() > params.block_orders
+    per_line = params.block_candidates_per_line if big else params.candidates_per_line
+    part, _ = model_part(problem, incumbent, contested, params, start=incumbent, per_line=per_line)
     model, v, keys, rows = build_model(problem, part)
     prices = Prices(problem)
     if model.c.size > params.first_order_columns:

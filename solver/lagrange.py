@@ -61,8 +61,7 @@ def search_prices(
     finite = np.isfinite(problem.capacity)
     capacity = np.where(finite, problem.capacity, 0.0)
     key, node = search.key_price, search.node_price
-    # From LP prices, which are near the best already, a full Polyak step overshoots.
-    theta, stall = 0.25, 0
+    theta, stall = 1.0, 0
     for _ in range(max_iterations):
         if clock() >= deadline:
             break
