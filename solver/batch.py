@@ -152,11 +152,14 @@ def optimize(
         clock,
         remaining(params, clock, 0.6 * params.time_limit),
     )
-    prices = Prices(problem)
-    if joint is None:
-        search.timed_out = True
-    else:
-        prices = joint.prices
+    prices = Prices(problem) if joint is None else joint.prices
+    search.timed_out |= joint is None
+    # The bound first, from the joint LP's prices: cheap, and owed in any case.
+    emit("lower bound", {"best": search.best})
+    _prove(problem, params, clock, search, alone, prices, stats, share=0.05)
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+
+    if joint is not None:
         stats["joint_lp"] = {
             "solver": joint.solver,
             "seconds": joint.seconds,
@@ -164,7 +167,9 @@ def optimize(
         }
         rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
         emit("joint LP: rounded", {"best": search.best})
-        if search.units is rounded and undecided.any():
+        # A MIP over thousands of undecided orders would not finish: those are
+        # left to the block sweeps below.
+        if search.units is rounded and 0 < undecided.sum() <= params.polish_orders:
             started = clock()
             deadline = started + remaining(params, clock, 0.3 * params.time_limit)
             fixed = fix_the_rest(
@@ -177,16 +182,16 @@ def optimize(
                 search.best,
                 clock,
                 stats,
-                lambda units: False,
+                search.proven_units(params),
                 start=rounded,
             )
             search.offer(fixed)
             stats["joint_lp"]["fix_seconds"] = round(clock() - started, 2)
             emit("joint LP: fixed", {"best": search.best})
 
-    emit("lower bound", {"best": search.best})
-    _prove(problem, params, clock, search, alone, prices, stats, share=0.15)
-    emit("lower bound", {"best": search.best, "bound": search.bound})
+    if not search.proven(params) and clock() < params.time_limit:
+        _prove(problem, params, clock, search, alone, prices, stats, share=0.1)
+        emit("lower bound", {"best": search.best, "bound": search.bound})
 
     if problem.cand_line.size <= params.direct_mip_candidates:
         if not search.proven(params) and clock() < params.time_limit:
@@ -235,6 +240,12 @@ class _Search:
 
     def proven(self, params: OptimizeParams) -> bool:
         return within(self.best, self.bound, params.rel_gap)
+
+    def proven_units(self, params: OptimizeParams):
+        """A test: would these units be proven within the gap by the bound so far?"""
+        return lambda units: within(
+            evaluate(self.problem, units).total_cost, self.bound, params.rel_gap
+        )
 
     def result(self, params: OptimizeParams, clock: Clock, stats: dict) -> RoutingResult:
         cost = evaluate(self.problem, self.units)
