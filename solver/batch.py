@@ -194,6 +194,9 @@ def optimize(
         emit("lower bound", {"best": search.best, "bound": search.bound})
 
     if problem.cand_line.size <= params.direct_mip_candidates:
+        if not search.proven(params) and contested.sum() <= params.polish_orders:
+            emit("joint MIP polish", {"best": search.best, "bound": search.bound})
+            _polish(problem, params, clock, search, contested, emit, stats, reserve=0.4)
         if not search.proven(params) and clock() < params.time_limit:
             emit("exact MIP", {"best": search.best, "bound": search.bound})
             target = search.bound / (1.0 - params.rel_gap) if search.bound > 0 else None
@@ -208,11 +211,7 @@ def optimize(
 
     if not search.proven(params) and contested.sum() <= params.polish_orders:
         emit("joint MIP polish", {"best": search.best, "bound": search.bound})
-        started = clock()
-        polished, finished = polish(problem, search.units, contested, params, clock, emit)
-        stats["polish_seconds"] = round(clock() - started, 2)
-        search.timed_out |= not finished
-        search.offer(polished)
+        _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
     return search.result(params, clock, stats)
 
 
@@ -315,6 +314,24 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     rounded = repair(problem, kept, undecided, contested, joint.prices.unit_price())
     search.offer(rounded)
     return rounded, undecided
+
+
+def _polish(problem, params, clock, search: _Search, contested, emit, stats, reserve: float):
+    """The contested part as one MIP (see :func:`solver.polish.polish`), leaving
+    ``reserve`` of the time left to later steps."""
+    started = clock()
+    polished, finished = polish(
+        problem,
+        search.units,
+        contested,
+        params,
+        clock,
+        emit,
+        reserve=reserve * remaining(params, clock, 0.0),
+    )
+    stats["polish_seconds"] = round(clock() - started, 2)
+    search.offer(polished)
+    search.timed_out |= not finished and not search.proven(params)
 
 
 def _exact_mip(problem, params, clock, search: _Search, rel_gap=None, target=None) -> None:

@@ -12,8 +12,9 @@ from solver.params import stop_requested
 from solver.part_mip import solve_part
 
 
-def polish(problem, incumbent, contested, params, clock, emit):
-    """The whole contested part as one MIP, warm-started from the incumbent."""
+def polish(problem, incumbent, contested, params, clock, emit, reserve: float = 0.0):
+    """The whole contested part as one MIP, warm-started from the incumbent,
+    leaving ``reserve`` seconds of the time limit to later steps."""
 
     def on_progress(best: float, bound: float) -> None:
         emit("joint MIP polish", {"part_best": best, "part_bound": bound})
@@ -23,7 +24,7 @@ def polish(problem, incumbent, contested, params, clock, emit):
         incumbent,
         contested,
         params,
-        remaining(params, clock, 0.0),
+        remaining(params, clock, reserve),
         evaluate(problem, incumbent).total_cost,
         clock,
         start=incumbent,
