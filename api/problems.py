@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -89,8 +90,8 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-def _request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+def _request_id(_request: Request) -> str | None:
+    return correlation_id.get()
 
 
 async def _on_pool_error(request: Request, exc: Exception) -> JSONResponse:
@@ -176,18 +177,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    return problem(
-        _request_id(request),
-        500,
-        "internal error; see the log line of this request",
-        rule="internal",
-        instance=request.url.path,
-    )
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(PoolError, _on_pool_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
