@@ -25,7 +25,7 @@ def log_config(level: str = "info", uvicorn_level: str = "warning") -> dict[str,
         "formatters": {
             "json": {
                 "()": "pythonjsonlogger.json.JsonFormatter",
-                "fmt": "%(levelname)s %(name)s %(message)s",
+                "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
                 "timestamp": "ts",  # RFC 3339 in UTC
                 "rename_fields": {
                     "levelname": "level",
