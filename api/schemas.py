@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -62,15 +63,32 @@ def _to_naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+@dataclass(frozen=True)
+class _Documented:
+    """Puts ``pattern`` into the OpenAPI schema (so clients and fuzzers see the rule);
+    the check itself is the validator beside it, whose error says the rule in words."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+_ID_PATTERN = _Documented(r"^[^\s\x00-\x1f\x7f-\x9f]+$")
+_TEXT_PATTERN = _Documented(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")
 IdChars = AfterValidator(_check_id)
 TextChars = AfterValidator(_check_text)
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64), IdChars]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64), IdChars, _ID_PATTERN]
 """Node, SKU, line and other short ids (their database columns hold 64 characters)."""
-OrderId = Annotated[str, StringConstraints(min_length=1, max_length=128), IdChars]
-Channel = Annotated[str, StringConstraints(min_length=1, max_length=32), IdChars]
-IdempotencyKeyValue = Annotated[str, StringConstraints(min_length=1, max_length=200), IdChars]
-Text = Annotated[str, StringConstraints(max_length=200), TextChars]
+OrderId = Annotated[str, StringConstraints(min_length=1, max_length=128), IdChars, _ID_PATTERN]
+Channel = Annotated[str, StringConstraints(min_length=1, max_length=32), IdChars, _ID_PATTERN]
+IdempotencyKeyValue = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), IdChars, _ID_PATTERN
+]
+Text = Annotated[str, StringConstraints(max_length=200), TextChars, _TEXT_PATTERN]
 """Free text (a reason, a label): tab and newline allowed, other control characters not."""
 
 Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
@@ -113,6 +131,19 @@ class LineIn(Strict):
 
 
 class RouteRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord-1001",
+                    "lines": [{"line_id": "1", "sku": "SKU-1001", "qty": 2}],
+                    "customer": {"lat": 31.2304, "lon": 121.4737},
+                }
+            ]
+        },
+    )
+
     order_id: OrderId
     channel: Channel = "web"
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]

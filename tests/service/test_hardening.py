@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,9 +22,11 @@ from sqlalchemy import text
 
 from api.schemas import Timestamp
 from router.pool import Pool
+from router.pool.inventory import SetRow
 from router.pool.schema import skus
 from tests.service.conftest import (
     CUSTOMER,
+    NETWORK,
     REPO,
     SERVE_SCRIPT,
     pg_schema_url,
@@ -347,3 +352,61 @@ def test_serve_refuses_bad_options_in_one_line(option, value, message, tmp_path)
     )
     assert result.returncode == 2
     assert result.stderr.strip() == message
+
+
+# --- schemathesis -----------------------------------------------------------------------
+
+
+def run_schemathesis(
+    base: str,
+    api_key: str,
+    examples: int,
+    report_dir: Path,
+    phases: str = "examples,coverage,fuzzing,stateful",
+) -> dict:
+    """Fuzz every operation of the OpenAPI spec with an admin key; only a 5xx fails.
+    Returns schemathesis' JSON report."""
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json"]
+    command += ["-H", f"Authorization: Bearer {api_key}", "--max-examples", str(examples)]
+    command += ["--checks", "not_a_server_error", "--phases", phases]
+    command += ["--workers", "1", "--seed", "6"]
+    command += ["--report", "json", "--report-dir", str(report_dir)]
+    subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    (report,) = report_dir.glob("json-*.json")
+    return json.loads(report.read_text())
+
+
+def seed_for_fuzzing(pool: Pool) -> str:
+    """The hand network plus the ids a fuzzer tries first ("0") and the spec's example
+    SKU, so that generated orders reach routing and reservations, not only 404 or 422."""
+    seed_network(pool, {})
+    pool.create_node(replace(NETWORK[0], node_id="0"))
+    stock = [(n, s) for n in ("W1", "S1", "0") for s in ("0", "A", "SKU-1001")]
+    pool.set_stock([SetRow(n, s, 1000) for n, s in stock], actor="test")
+    return pool.create_key("admin")
+
+
+# The suite's modest run: the boundary cases of every field (coverage phase) and five
+# random cases per operation. OMNIROUTE_FUZZ_EXAMPLES=150 runs the long one of
+# benchmarks/SERVICE.md (every phase, 150 per operation).
+FUZZ_EXAMPLES = int(os.environ.get("OMNIROUTE_FUZZ_EXAMPLES", "5"))
+FUZZ_PHASES = (
+    "examples,coverage,fuzzing,stateful"
+    if "OMNIROUTE_FUZZ_EXAMPLES" in os.environ
+    else "examples,coverage,fuzzing"
+)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_schemathesis_finds_no_server_error(backend, tmp_path):
+    with backend_url(backend, tmp_path) as url:
+        pool = Pool.open(url)
+        admin = seed_for_fuzzing(pool)
+        pool.close()
+        with running_server(url) as base:
+            report = run_schemathesis(base, admin, FUZZ_EXAMPLES, tmp_path / "report", FUZZ_PHASES)
+    assert report["complete"] and report["operations"]["tested"] >= 17, report["operations"]
+    assert report["test_cases"]["with_failures"] == 0, report["failures"]
+    assert report["exit_code"] == 0 and report["test_cases"]["generated"] > 500
