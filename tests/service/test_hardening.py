@@ -370,6 +370,7 @@ def run_schemathesis(
     command += ["-H", f"Authorization: Bearer {api_key}", "--max-examples", str(examples)]
     command += ["--checks", "not_a_server_error", "--phases", phases]
     command += ["--generation-allow-x00", "true"]  # off by default; NUL broke PostgreSQL
+    command += ["--generation-database", "none"]  # no example cache in the checkout
     command += ["--workers", "1", "--seed", "6"]
     command += ["--report", "json", "--report-dir", str(report_dir)]
     subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
