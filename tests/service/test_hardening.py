@@ -370,10 +370,13 @@ def run_schemathesis(
     command += ["-H", f"Authorization: Bearer {api_key}", "--max-examples", str(examples)]
     command += ["--checks", "not_a_server_error", "--phases", phases]
     command += ["--generation-allow-x00", "true"]  # off by default; NUL broke PostgreSQL
-    command += ["--generation-database", "none"]  # no example cache in the checkout
     command += ["--workers", "1", "--seed", "6"]
     command += ["--report", "json", "--report-dir", str(report_dir)]
-    subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    # Run beside the report: schemathesis keeps a crash cache in its working folder.
+    subprocess.run(
+        command, cwd=report_dir, capture_output=True, text=True, timeout=600, check=False
+    )
     (report,) = report_dir.glob("json-*.json")
     return json.loads(report.read_text())
 
