@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from api import problems
 from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware
-from api.routes import health, inventory, nodes, reservations, route
+from api.routes import campaigns, health, inventory, nodes, reservations, route
 from router.pool import Pool
 
 log = logging.getLogger("omniroute.api")
@@ -41,6 +41,7 @@ async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
         try:
             expired = await run_in_threadpool(pool.expire_due)
             count_closed(metrics, "expire", expired)
+            await run_in_threadpool(pool.expire_locks_due)  # campaign windows that ended
             await run_in_threadpool(pool.prune_idempotency)
         except Exception:  # a failed sweep is retried at the next tick
             log.exception("expiry sweep failed")
@@ -89,7 +90,7 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
-    for module in (route, reservations, inventory, nodes, health):
+    for module in (route, reservations, inventory, nodes, campaigns, health):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

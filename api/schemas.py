@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from router.pool import inventory
+from router.pool import inventory, locks
 from router.pool.nodes import NodeSpec
 from router.pool.reservations import ReservationView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
@@ -49,6 +49,10 @@ class RouteRequest(Strict):
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
     quote_only: bool = Field(False, description="Answer the allocation but reserve nothing.")
     hold_seconds: Annotated[int, Field(ge=1, le=MAX_HOLD_SECONDS)] = DEFAULT_HOLD_SECONDS
+    campaign: Id | None = Field(
+        None,
+        description="Route from this campaign's locked units first (then the pool, if allowed).",
+    )
 
     def to_order(self) -> Order:
         return Order(
@@ -58,6 +62,7 @@ class RouteRequest(Strict):
             lon=self.customer.lon if self.customer else None,
             pickup_node=self.pickup_node,
             channel=self.channel,
+            campaign=self.campaign,
         )
 
 
@@ -105,6 +110,7 @@ class RouteResponse(BaseModel):
     hold_expires_at: datetime | None
     attempts: int
     replayed: bool
+    locked_units: int = Field(description="Units taken from the campaign's locks.")
 
     @classmethod
     def of(cls, result: RouteResult) -> RouteResponse:
@@ -201,6 +207,7 @@ class NodeStockOut(BaseModel):
     unsellable: int
     safety_stock: int
     reserved: int
+    locked: int = Field(description="Units locked for campaigns; no other channel sells them.")
     available: int
     version: int
 
@@ -230,6 +237,7 @@ class LedgerEntryOut(BaseModel):
     d_unsellable: int
     d_safety: int
     d_reserved: int
+    d_locked: int
     actor: str
     reason: str | None
     ref: str | None
@@ -242,6 +250,93 @@ class LedgerOut(BaseModel):
     sku: str
     entries: list[LedgerEntryOut]
     next_after: int | None
+
+
+# --- campaigns (stock locks) ---------------------------------------------------------------
+
+Rfc3339 = Annotated[
+    AwareDatetime, Field(description="RFC 3339 with an offset, e.g. 2026-03-01T00:00:00+08:00.")
+]
+
+
+def naive_utc(value: datetime) -> datetime:
+    """An aware timestamp as the pool stores it (naive UTC)."""
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def aware_utc(value: datetime | None) -> datetime | None:
+    """A stored (naive UTC) timestamp as the API answers it (with its offset, Z)."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+class LockRowIn(Strict):
+    node_id: Id
+    sku: Id
+    qty: Annotated[int, Field(ge=1, le=1_000_000_000)]
+
+
+class LockRequest(Strict):
+    locks: Annotated[list[LockRowIn], Field(min_length=1, max_length=locks.MAX_LOCK_ROWS)]
+    starts_at: Rfc3339
+    ends_at: Rfc3339
+    allow_pool: bool | None = Field(
+        None,
+        description="May the campaign's orders take pool stock once its locked units run out? "
+        "Omitted: unchanged (true for a new campaign).",
+    )
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+    def to_rows(self) -> list[locks.LockRow]:
+        return [locks.LockRow(r.node_id, r.sku, r.qty) for r in self.locks]
+
+
+class LockOut(BaseModel):
+    lock_id: str
+    node_id: str
+    sku: str
+    qty: int = Field(description="Units locked at creation.")
+    used: int = Field(description="Units the campaign's orders took.")
+    remaining: int = Field(description="Units still locked.")
+    returned: int = Field(description="Units given back to the pool when the lock closed.")
+    starts_at: datetime
+    ends_at: datetime
+    status: Literal["active", "released", "expired"]
+    created_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, view: locks.LockView) -> LockOut:
+        return cls(
+            **{
+                **view.__dict__,
+                "starts_at": aware_utc(view.starts_at),
+                "ends_at": aware_utc(view.ends_at),
+                "created_at": aware_utc(view.created_at),
+                "closed_at": aware_utc(view.closed_at),
+            }
+        )
+
+
+class CampaignOut(BaseModel):
+    campaign_id: str
+    allow_pool: bool
+    locked: int = Field(description="Units still locked over all active locks.")
+    used: int = Field(description="Units the campaign's orders took over all locks.")
+    created_at: datetime
+    updated_at: datetime
+    locks: list[LockOut]
+
+    @classmethod
+    def of(cls, view: locks.CampaignView) -> CampaignOut:
+        return cls(
+            campaign_id=view.campaign_id,
+            allow_pool=view.allow_pool,
+            locked=sum(lk.remaining for lk in view.locks),
+            used=sum(lk.used for lk in view.locks),
+            created_at=aware_utc(view.created_at),
+            updated_at=aware_utc(view.updated_at),
+            locks=[LockOut.of(lk) for lk in view.locks],
+        )
 
 
 # --- nodes --------------------------------------------------------------------------------
