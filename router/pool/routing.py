@@ -366,6 +366,9 @@ def reserve_plan(conn: Connection, moves: list[tuple[int, str, int]]) -> None:
 
 
 def _reserve_capacity(conn: Connection, moves: list[tuple[int, str, int]]) -> None:
+    """Add the plan's units to each node's backlog, within its capacity, or raise ``LostRace``."""
+    if not moves:
+        return
     per_node: dict[int, int] = {}
     for node_pk, _sku, units in moves:
         per_node[node_pk] = per_node.get(node_pk, 0) + units
