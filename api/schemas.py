@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from router.pool import inventory, locks
+from router.pool import inventory
+from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
 from router.pool.reservations import ReservationView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
@@ -264,9 +265,9 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def aware_utc(value: datetime | None) -> datetime | None:
+def aware_utc(value: datetime) -> datetime:
     """A stored (naive UTC) timestamp as the API answers it (with its offset, Z)."""
-    return None if value is None else value.replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC)
 
 
 class LockRowIn(Strict):
@@ -276,7 +277,7 @@ class LockRowIn(Strict):
 
 
 class LockRequest(Strict):
-    locks: Annotated[list[LockRowIn], Field(min_length=1, max_length=locks.MAX_LOCK_ROWS)]
+    locks: Annotated[list[LockRowIn], Field(min_length=1, max_length=MAX_LOCK_ROWS)]
     starts_at: Rfc3339
     ends_at: Rfc3339
     allow_pool: bool | None = Field(
@@ -286,8 +287,8 @@ class LockRequest(Strict):
     )
     reason: Annotated[str, Field(max_length=200)] | None = None
 
-    def to_rows(self) -> list[locks.LockRow]:
-        return [locks.LockRow(r.node_id, r.sku, r.qty) for r in self.locks]
+    def to_rows(self) -> list[LockRow]:
+        return [LockRow(r.node_id, r.sku, r.qty) for r in self.locks]
 
 
 class LockOut(BaseModel):
@@ -305,14 +306,14 @@ class LockOut(BaseModel):
     closed_at: datetime | None
 
     @classmethod
-    def of(cls, view: locks.LockView) -> LockOut:
+    def of(cls, view: LockView) -> LockOut:
         return cls(
             **{
                 **view.__dict__,
                 "starts_at": aware_utc(view.starts_at),
                 "ends_at": aware_utc(view.ends_at),
                 "created_at": aware_utc(view.created_at),
-                "closed_at": aware_utc(view.closed_at),
+                "closed_at": aware_utc(view.closed_at) if view.closed_at else None,
             }
         )
 
@@ -327,7 +328,7 @@ class CampaignOut(BaseModel):
     locks: list[LockOut]
 
     @classmethod
-    def of(cls, view: locks.CampaignView) -> CampaignOut:
+    def of(cls, view: CampaignView) -> CampaignOut:
         return cls(
             campaign_id=view.campaign_id,
             allow_pool=view.allow_pool,

@@ -106,7 +106,7 @@ def campaign(conn: Connection, campaign_id: str) -> CampaignView:
             f"campaign {campaign_id!r} does not exist", field="campaign_id", rule="known_campaign"
         )
     locks = [
-        LockView(*r)
+        LockView(**r._mapping)
         for r in conn.execute(
             _LOCK_VIEW.where(campaign_locks.c.campaign_id == campaign_id).order_by(
                 campaign_locks.c.created_at, nodes.c.node_id, campaign_locks.c.sku
@@ -172,7 +172,7 @@ def read_locked(
         _READ_LOCKED,
         {"campaign_id": campaign_id, "skus": list(sku_list), "node_pks": node_pks, "now": now},
     )
-    return [LockedStock(*r) for r in rows]
+    return [LockedStock(**r._mapping) for r in rows]
 
 
 # --- use by a campaign order -----------------------------------------------------------------
