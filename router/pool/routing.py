@@ -339,14 +339,10 @@ _RESERVE_CAPACITY = (
 
 def _plan_moves(prepared: PreparedOrder, plan: OrderPlan, index: NodeIndex):
     """(node_pk, sku, units) of the plan, sorted: the fixed lock order."""
-    return _alloc_moves(prepared, plan.alloc, index)
-
-
-def _alloc_moves(prepared: PreparedOrder, alloc: np.ndarray, index: NodeIndex):
     moves = []
-    for k, j in zip(*np.nonzero(alloc), strict=True):
+    for k, j in zip(*np.nonzero(plan.alloc), strict=True):
         pos = int(prepared.candidates[j])
-        moves.append((int(index.pk[pos]), prepared.sku_list[k], int(alloc[k, j])))
+        moves.append((int(index.pk[pos]), prepared.sku_list[k], int(plan.alloc[k, j])))
     moves.sort()
     return moves
 

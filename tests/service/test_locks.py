@@ -8,16 +8,19 @@ costs 4.5 + 2/unit (10 km), so an ordinary one-unit order goes to S1 (6.5 < 11).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from router.pool import Pool
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.locks import LockRow
-from router.pool.routing import Order, OrderLine
+from router.pool.routing import Order, OrderLine, complete_from_pool
 from router.pool.schema import balances, campaign_locks, ledger, nodes
+from solver.order_dp import OrderProblem, order_cost, solve_order
 from tests.service.conftest import CUSTOMER, seed_network
 
 DAY = timedelta(days=1)
@@ -311,3 +314,62 @@ def test_stored_windows_are_naive_utc(seeded):
     view = lock(pool, clock, [("W1", "A", 1)])
     assert view.locks[0].starts_at == clock.now and view.locks[0].ends_at.tzinfo is None
     assert isinstance(view.locks[0].ends_at, datetime)
+
+
+def test_a_new_node_completes_the_order_when_the_locked_node_has_no_pool_units(pool, clock):
+    seed_network(pool, {("W1", "A"): 1, ("S1", "A"): 2})
+    lock(pool, clock, [("W1", "A", 1)])
+    result = pool.route(order("c1", 2, campaign="spring"))
+    # W1's locked unit (10 + 1), then S1 from the pool (~4.5 + 2) and one split (6).
+    assert sorted((a.node_id, a.qty) for a in result.lines[0].allocations) == [
+        ("S1", 1),
+        ("W1", 1),
+    ]
+    assert result.locked_units == 1 and result.cost.total == pytest.approx(23.5, abs=0.01)
+    check_books(pool)
+
+
+# --- the completion rule on arrays (no database) ------------------------------------------------
+
+
+def test_completing_from_the_pool_charges_only_what_the_shipments_add():
+    problem = OrderProblem(
+        qty=np.array([3]),
+        stock=np.array([[1, 5]]),
+        ship_cost=np.array([10.0, 4.0]),
+        unit_cost=np.array([[1.0, 2.0]]),
+        capacity=np.array([np.inf, 5.0]),
+        split_penalty=6.0,
+        unfilled_penalty=150.0,
+    )
+    taken = np.array([[1, 0]])
+    rest = complete_from_pool(problem, taken, np.array([[2, 5]]))
+    # Node 0 already ships: no second shipment; node 1 would add its shipment and a split.
+    assert rest.qty.tolist() == [2] and rest.split_penalty == 0.0
+    assert rest.ship_cost.tolist() == [0.0, 10.0] and rest.capacity.tolist() == [np.inf, 5.0]
+    plan = solve_order(rest)
+    assert plan.alloc.tolist() == [[2, 0]]  # 2 x 1 beats 10 + 2 x 2
+    combined = taken + plan.alloc
+    assert order_cost(problem, combined) == order_cost(problem, taken) + plan.total_cost
+
+
+def test_completing_from_the_pool_after_nothing_locked_is_the_plain_problem():
+    problem = OrderProblem(
+        qty=np.array([2]),
+        stock=np.array([[0, 0]]),
+        ship_cost=np.array([10.0, 4.0]),
+        unit_cost=np.array([[1.0, 2.0]]),
+        capacity=np.array([np.inf, np.inf]),
+        split_penalty=6.0,
+        unfilled_penalty=150.0,
+    )
+    rest = complete_from_pool(problem, np.zeros((1, 2), dtype=np.int64), np.array([[2, 2]]))
+    assert rest.ship_cost.tolist() == [10.0, 4.0] and rest.split_penalty == 6.0
+
+
+def test_an_order_without_a_campaign_keeps_its_fingerprint():
+    plain = order("o1", 1)
+    assert plain.fingerprint() != order("o1", 1, campaign="spring").fingerprint()
+    body = '{"channel":"web","lat":31.2304,"lines":[{"line_id":"l1","qty":1,"sku":"A"}],'
+    body += '"lon":121.4737,"order_id":"o1","pickup_node":null}'
+    assert plain.fingerprint() == hashlib.sha256(body.encode()).hexdigest()
