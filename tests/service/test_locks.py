@@ -9,6 +9,7 @@ costs 4.5 + 2/unit (10 km), so an ordinary one-unit order goes to S1 (6.5 < 11).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -349,8 +350,10 @@ def test_completing_from_the_pool_charges_only_what_the_shipments_add():
     assert rest.ship_cost.tolist() == [0.0, 10.0] and rest.capacity.tolist() == [np.inf, 5.0]
     plan = solve_order(rest)
     assert plan.alloc.tolist() == [[2, 0]]  # 2 x 1 beats 10 + 2 x 2
-    combined = taken + plan.alloc
-    assert order_cost(problem, combined) == order_cost(problem, taken) + plan.total_cost
+    # The combined cost is the cost of what was taken (as if it were the whole order)
+    # plus the completion's own cost: 11 + 2 = 13.
+    taken_alone = order_cost(replace(problem, qty=taken.sum(axis=1)), taken)
+    assert order_cost(problem, taken + plan.alloc) == taken_alone + plan.total_cost == 13.0
 
 
 def test_completing_from_the_pool_after_nothing_locked_is_the_plain_problem():
