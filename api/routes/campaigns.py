@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from api.deps import AdminKey, OmsKey, PoolDep, RequestIdDep
-from api.schemas import CampaignOut, LockRequest, naive_utc
+from api.schemas import CampaignOut, Id, LockRequest
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
-CampaignId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\s]+$")]
 
 
 @router.post("/{campaign_id}/locks", response_model=CampaignOut, status_code=201)
 def lock_stock(
-    campaign_id: CampaignId,
+    campaign_id: Id,
     body: LockRequest,
     pool: PoolDep,
     principal: AdminKey,
@@ -26,8 +23,8 @@ def lock_stock(
     view = pool.lock_stock(
         campaign_id,
         body.to_rows(),
-        starts_at=naive_utc(body.starts_at),
-        ends_at=naive_utc(body.ends_at),
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
         allow_pool=body.allow_pool,
         actor=principal.key_id,
         reason=body.reason,
@@ -37,14 +34,14 @@ def lock_stock(
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-def get_campaign(campaign_id: CampaignId, pool: PoolDep, _key: OmsKey) -> CampaignOut:
+def get_campaign(campaign_id: Id, pool: PoolDep, _key: OmsKey) -> CampaignOut:
     """The campaign, its locks and what each has left."""
     return CampaignOut.of(pool.campaign(campaign_id))
 
 
 @router.post("/{campaign_id}/release", response_model=CampaignOut)
 def release_campaign(
-    campaign_id: CampaignId, pool: PoolDep, principal: AdminKey, request_id: RequestIdDep
+    campaign_id: Id, pool: PoolDep, principal: AdminKey, request_id: RequestIdDep
 ) -> CampaignOut:
     """Return what is left of every active lock to the pool now (a repeat is a no-op)."""
     return CampaignOut.of(

@@ -157,7 +157,7 @@ def test_bad_input_is_a_problem_naming_the_field_and_changes_nothing(served):
         admin.post("/v1/campaigns/sp%20ring/locks", json=lock_body(("W1", "A", 1))),
         422,
         "campaign_id",
-        "string_pattern_mismatch",
+        "id_characters",
     )
     assert_problem(
         oms.post("/v1/route", json=route_body("c1", 1, "nope")), 422, "campaign", "known_campaign"
