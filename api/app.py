@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from api import logs, problems
 from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
-from api.routes import health, inventory, nodes, reservations, route
+from api.routes import campaigns, health, inventory, nodes, reservations, route
 from router.pool import Pool
 
 log = logging.getLogger("omniroute.api")
@@ -30,6 +30,7 @@ async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
         try:
             expired = await run_in_threadpool(pool.expire_due)
             count_closed(metrics, "expire", expired)
+            await run_in_threadpool(pool.expire_locks_due)  # campaign windows that ended
             await run_in_threadpool(pool.prune_idempotency)
         except Exception:  # a failed sweep is retried at the next tick
             log.exception("expiry sweep failed")
@@ -78,7 +79,7 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
-    for module in (route, reservations, inventory, nodes, health):
+    for module in (route, reservations, inventory, nodes, campaigns, health):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: the request id is set before anything else runs.

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from router.pool import inventory
+from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
 from router.pool.reservations import ReservationView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
@@ -153,6 +154,10 @@ class RouteRequest(Strict):
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
     quote_only: StrictBool = Field(False, description="Answer the allocation but reserve nothing.")
     hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
+    campaign: Id | None = Field(
+        None,
+        description="Route from this campaign's locked units first (then the pool, if allowed).",
+    )
 
     def to_order(self) -> Order:
         return Order(
@@ -162,6 +167,7 @@ class RouteRequest(Strict):
             lon=self.customer.lon if self.customer else None,
             pickup_node=self.pickup_node,
             channel=self.channel,
+            campaign=self.campaign,
         )
 
 
@@ -209,6 +215,7 @@ class RouteResponse(BaseModel):
     hold_expires_at: UtcTime | None
     attempts: int
     replayed: bool
+    locked_units: int = Field(description="Units taken from the campaign's locks.")
 
     @classmethod
     def of(cls, result: RouteResult) -> RouteResponse:
@@ -305,6 +312,7 @@ class NodeStockOut(BaseModel):
     unsellable: int
     safety_stock: int
     reserved: int
+    locked: int = Field(description="Units locked for campaigns; no other channel sells them.")
     available: int
     version: int
 
@@ -334,6 +342,7 @@ class LedgerEntryOut(BaseModel):
     d_unsellable: int
     d_safety: int
     d_reserved: int
+    d_locked: int
     actor: str
     reason: str | None
     ref: str | None
@@ -346,6 +355,74 @@ class LedgerOut(BaseModel):
     sku: str
     entries: list[LedgerEntryOut]
     next_after: int | None
+
+
+# --- campaigns (stock locks) ---------------------------------------------------------------
+
+LockUnits = Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)]
+"""Units of one lock (strict integer)."""
+
+
+class LockRowIn(Strict):
+    node_id: Id
+    sku: Id
+    qty: LockUnits
+
+
+class LockRequest(Strict):
+    locks: Annotated[list[LockRowIn], Field(min_length=1, max_length=MAX_LOCK_ROWS)]
+    starts_at: Timestamp = Field(description="RFC 3339 with an offset; the window starts.")
+    ends_at: Timestamp = Field(description="RFC 3339 with an offset; the window ends (excluded).")
+    allow_pool: StrictBool | None = Field(
+        None,
+        description="May the campaign's orders take pool stock once its locked units run out? "
+        "Omitted: unchanged (true for a new campaign).",
+    )
+    reason: Text | None = None
+
+    def to_rows(self) -> list[LockRow]:
+        return [LockRow(r.node_id, r.sku, r.qty) for r in self.locks]
+
+
+class LockOut(BaseModel):
+    lock_id: str
+    node_id: str
+    sku: str
+    qty: int = Field(description="Units locked at creation.")
+    used: int = Field(description="Units the campaign's orders took.")
+    remaining: int = Field(description="Units still locked.")
+    returned: int = Field(description="Units given back to the pool when the lock closed.")
+    starts_at: UtcTime
+    ends_at: UtcTime
+    status: Literal["active", "released", "expired"]
+    created_at: UtcTime
+    closed_at: UtcTime | None
+
+    @classmethod
+    def of(cls, view: LockView) -> LockOut:
+        return cls.model_validate(view, from_attributes=True)
+
+
+class CampaignOut(BaseModel):
+    campaign_id: str
+    allow_pool: bool
+    locked: int = Field(description="Units still locked over all active locks.")
+    used: int = Field(description="Units the campaign's orders took over all locks.")
+    created_at: UtcTime
+    updated_at: UtcTime
+    locks: list[LockOut]
+
+    @classmethod
+    def of(cls, view: CampaignView) -> CampaignOut:
+        return cls(
+            campaign_id=view.campaign_id,
+            allow_pool=view.allow_pool,
+            locked=sum(lk.remaining for lk in view.locks),
+            used=sum(lk.used for lk in view.locks),
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            locks=[LockOut.of(lk) for lk in view.locks],
+        )
 
 
 # --- nodes --------------------------------------------------------------------------------
