@@ -143,6 +143,10 @@ def optimize(
         _exact_mip(problem, params, clock, search, rel_gap=min(params.rel_gap, 1e-4))
         return search.result(params, clock, stats)
 
+    if contested.sum() <= params.block_orders:
+        _small(problem, params, clock, search, alone, contested, emit, stats)
+        return search.result(params, clock, stats)
+
     emit("joint LP", {"best": search.best})
     joint = solve_joint_lp(
         problem,
@@ -151,9 +155,12 @@ def optimize(
         params,
         clock,
         remaining(params, clock, 0.6 * params.time_limit),
+        whole=_model_columns(problem) <= params.whole_lp_columns,
     )
     prices = Prices(problem) if joint is None else joint.prices
     search.timed_out |= joint is None
+    if joint is not None:
+        search.raise_bound(joint.bound)
     # The bound first, from the joint LP's prices: cheap, and owed in any case.
     emit("lower bound", {"best": search.best})
     _prove(problem, params, clock, search, alone, prices, stats, share=0.05)
@@ -192,16 +199,6 @@ def optimize(
     if not search.proven(params) and clock() < params.time_limit:
         _prove(problem, params, clock, search, alone, prices, stats, share=0.1)
         emit("lower bound", {"best": search.best, "bound": search.bound})
-
-    if problem.cand_line.size <= params.direct_mip_candidates:
-        if not search.proven(params) and contested.sum() <= params.polish_orders:
-            emit("joint MIP polish", {"best": search.best, "bound": search.bound})
-            _polish(problem, params, clock, search, contested, emit, stats, reserve=0.4)
-        if not search.proven(params) and clock() < params.time_limit:
-            emit("exact MIP", {"best": search.best, "bound": search.bound})
-            target = search.bound / (1.0 - params.rel_gap) if search.bound > 0 else None
-            _exact_mip(problem, params, clock, search, target=target)
-        return search.result(params, clock, stats)
 
     _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
 
@@ -290,6 +287,44 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
     details["seconds"] = round(details["seconds"] + clock() - started, 2)
 
 
+def _model_columns(problem) -> int:
+    """Columns of the unpruned model: units, shipments, unfilled units, splits."""
+    return int(
+        problem.cand_line.size + problem.pair_order.size + problem.num_lines + problem.num_orders
+    )
+
+
+def _small(problem, params, clock, search: _Search, alone, contested, emit, stats) -> None:
+    """A contested part of at most ``block_orders``: relax and fix over the
+    whole part (its LP is the joint LP), the bound by a price search from its
+    prices, then the whole part as one MIP over more candidates."""
+    emit("joint LP", {"orders": int(contested.sum())})
+    prices = Prices(problem)
+    started = clock()
+    candidate, fractional = relax_and_fix(
+        problem,
+        search.units,
+        contested,
+        params,
+        remaining(params, clock, 0.1 * params.time_limit),
+        prices,
+        clock,
+        stats,
+        params.candidates_per_line,
+        search.proven_units(params),
+    )
+    stats["joint_lp"] = {"seconds": round(clock() - started, 2), "fractional_orders": fractional}
+    search.timed_out |= candidate is None
+    search.offer(candidate)
+    emit("joint LP", {"best": search.best})
+    emit("lower bound", {"best": search.best})
+    _prove(problem, params, clock, search, alone, prices, stats, share=0.25)
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+    if not search.proven(params) and contested.sum() <= params.polish_orders:
+        emit("joint MIP polish", {"best": search.best, "bound": search.bound})
+        _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
+
+
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     """Round the joint LP: keep its whole-unit routings; solve the LP again for
     the orders it left undecided, on what the kept ones leave (at most
@@ -311,7 +346,9 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
         undecided = still
         rounds.append(int(undecided.sum()))
     stats["joint_lp"]["undecided_orders"] = rounds
-    rounded = repair(problem, kept, undecided, contested, joint.prices.unit_price())
+    movable = np.zeros(problem.num_orders, dtype=bool)
+    movable[joint.part.orders] = True
+    rounded = repair(problem, kept, undecided, movable, joint.prices.unit_price())
     search.offer(rounded)
     return rounded, undecided
 
