@@ -381,13 +381,30 @@ def generate_scenario(
         _write_files(folder, scenario, nodes, cities, inventory_rows, lines)
         if regime is None:
             return None
-        report = _settle_regime(folder, regime, target, stock, scarcity, nodes, sku_ids)
-        # The regime's stock and its measurement replace what was written above.
-        scenario["generator"] = report.as_json()
-        final = stock.available(scarcity, report.warehouse_stock_scale)
+        started = time.perf_counter()
+        scale, fill, greedy_runs = _calibrate_on_files(
+            folder, target, stock, scarcity, nodes, sku_ids
+        )
+        calibration_seconds = time.perf_counter() - started
+        # The regime's stock replaces what was written above; collisions are
+        # measured on the files as they are now, exactly as a solve would see them.
+        final = stock.available(scarcity, scale)
         inventory_rows[:] = _inventory_rows(final, nodes, sku_ids)
-        _write_scenario_json(folder, scenario)
         _write_inventory(folder, inventory_rows)
+        started = time.perf_counter()
+        collisions = _collisions(build_problem(load_scenario(folder)))
+        report = RegimeReport(
+            regime=regime,
+            target_greedy_fill=target,
+            warehouse_stock_scale=scale,
+            greedy_fill=fill,
+            greedy_runs=greedy_runs,
+            calibration_seconds=round(calibration_seconds, 3),
+            collision_seconds=round(time.perf_counter() - started, 3),
+            **collisions,
+        )
+        scenario["generator"] = report.as_json()
+        _write_scenario_json(folder, scenario)
         return report
 
     report = _write_atomically(out_dir, overwrite, write_into)
@@ -406,7 +423,9 @@ def generate_scenario(
     )
 
 
-def _regime_target(regime: str | None, greedy_fill: float | None) -> tuple[str | None, float | None]:
+def _regime_target(
+    regime: str | None, greedy_fill: float | None
+) -> tuple[str | None, float | None]:
     """The regime's name and greedy fill target, from the two knobs; reject what is unknown."""
     if regime is not None and regime not in REGIMES:
         raise ValueError(
@@ -639,7 +658,9 @@ class _Stock:
     warehouse: dict[tuple[int, int], float]
     store: dict[tuple[int, int], int]
 
-    def available(self, scarcity: float, warehouse_scale: float = 1.0) -> dict[tuple[int, int], int]:
+    def available(
+        self, scarcity: float, warehouse_scale: float = 1.0
+    ) -> dict[tuple[int, int], int]:
         """Units keyed by (node index, SKU rank): ``scarcity`` divides all stock,
         ``warehouse_scale`` multiplies warehouse stock (floored to whole units)."""
         divisor = scarcity / warehouse_scale
@@ -858,23 +879,22 @@ def _make_pickups(
 # --- the stock regime: calibrated and measured on the written files ---------------------
 
 
-def _settle_regime(
+def _calibrate_on_files(
     folder: Path,
-    regime: str,
     target: float | None,
     stock: _Stock,
     scarcity: float,
     nodes: _Nodes,
     sku_ids: Sequence[str],
-) -> RegimeReport:
-    """Find the warehouse stock scale of the regime and measure it on the files in ``folder``.
+) -> tuple[float, float, int]:
+    """The warehouse stock scale of the regime, greedy's fill there, and the greedy runs made.
 
-    The files hold the stock as drawn (scale 1). They are loaded and prepared
-    once, as ``omniroute solve`` would; every other scale only lowers the
-    warehouse entries of the stock matrix (candidates whose stock falls to zero
-    stay in the arrays but can give nothing, which changes no decision).
+    The files in ``folder`` hold the stock as drawn (scale 1). They are loaded
+    and prepared once, as ``omniroute solve`` would; every other scale only
+    lowers the warehouse entries of the stock matrix. Candidates whose stock
+    falls to zero stay in the arrays, and greedy never takes from a node without
+    stock, so its fill at a scale is its fill on the files written at that scale.
     """
-    started = time.perf_counter()
     problem = build_problem(load_scenario(folder))
     at_scale = _WarehouseStock(problem, stock, scarcity, nodes, sku_ids)
     ordered = float(problem.line_qty.sum())
@@ -889,21 +909,7 @@ def _settle_regime(
         return runs[scale]
 
     scale = 1.0 if target is None else _calibrate(fill_at, at_scale.estimate_fill, target)
-    fill = fill_at(scale)
-    calibration_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    collisions = _collisions(problem.replace(stock=at_scale.stock(scale)))
-    return RegimeReport(
-        regime=regime,
-        target_greedy_fill=target,
-        warehouse_stock_scale=scale,
-        greedy_fill=fill,
-        greedy_runs=len(runs),
-        calibration_seconds=round(calibration_seconds, 3),
-        collision_seconds=round(time.perf_counter() - started, 3),
-        **collisions,
-    )
+    return scale, fill_at(scale), len(runs)
 
 
 class _WarehouseStock:
