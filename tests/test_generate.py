@@ -690,3 +690,38 @@ def test_cn_2000_loads_with_pandas():
     )
     assert np.issubdtype(inventory.available.dtype, np.integer)
     assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
+
+
+# --- the generate command ------------------------------------------------------------------
+
+
+def _omniroute(*args: object):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from router.cli import main; main()", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_generate_scarce_reports_the_measured_regime(tmp_path):
+    shape = [f"--{key}={value}" for key, value in SMALL.items()]
+    run = _omniroute("generate", tmp_path / "scarce", *shape, "--regime", "scarce")
+    assert run.returncode == 0, run.stderr
+    meta = json.loads((tmp_path / "scarce" / "scenario.json").read_text())["generator"]
+    assert f"greedy fills {meta['greedy_fill']:.2%}" in " ".join(run.stderr.split())
+    assert f"{meta['colliding_share']:.1%} of the orders collide" in " ".join(run.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--regime", "famine"], "--regime 'famine' not understood"),
+        (["--greedy-fill", "2"], "--greedy-fill 2.0 not understood"),
+    ],
+)
+def test_cli_generate_bad_regime_exits_2(tmp_path, args, message):
+    run = _omniroute("generate", tmp_path / "bad", "--orders", 20, *args)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert message in " ".join(run.stderr.split())
+    assert not (tmp_path / "bad").exists()
