@@ -776,15 +776,18 @@ def display_cells(r: dict) -> list[str]:
         regime += f" ({r['scenario_greedy_fill']:.1%} fill, {r['colliding_share']:.0%} coll.)"
     if r["strategy"] == FULL_LP:
         # No answer: the row carries the LP's value (an estimate when PDLP solved it).
-        estimate = "" if r["full_lp_solver"] == "highs" else "≈"
+        exact = r["full_lp_solver"] == "highs"
+        status = str(r["status"])
+        if not exact and r["full_lp_dual"] is not None:
+            status += f" (dual {r['full_lp_dual']:,.2f})"
         return [
             r["scenario"],
             regime,
             _fmt(r["orders"], "{:,}"),
             f"full LP ({r['full_lp_solver'] or '?'})",
-            str(r["status"]),
+            status,
             "-",
-            estimate + _fmt(r["full_lp"], "{:,.2f}"),
+            ("" if exact else "≈") + _fmt(r["full_lp"], "{:,.2f}"),
             *["-"] * 9,
             _fmt(r["seconds"], "{:.2f}"),
             _fmt(r["peak_memory_mb"], "{:,.0f}"),
