@@ -144,7 +144,7 @@ def generate(
     if report is not None:
         err.print(
             f"regime {report.regime}: greedy fills {report.greedy_fill:.2%} of the units "
-            f"(warehouse stock x{report.warehouse_stock_scale:g}, {report.greedy_runs} greedy "
+            f"(warehouse {_cover(report.warehouse_cover)}, {report.greedy_runs} greedy "
             f"runs, {report.calibration_seconds:.1f} s); {report.colliding_share:.1%} of the "
             f"orders collide ({report.contested_skus:,} SKUs, {report.contested_warehouses} "
             f"warehouses, {report.contested_stores} stores contested; top {TOP_SKUS} SKUs hold "
@@ -168,6 +168,12 @@ def bench(
     from benchmarks.runner import main as bench_main
 
     raise typer.Exit(code=bench_main(args or []))
+
+
+def _cover(cover: float | None) -> str:
+    if cover is None:
+        return "stock as drawn"
+    return f"stock capped at {cover:g}x each SKU's expected demand"
 
 
 class _ProgressDisplay:

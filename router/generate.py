@@ -16,8 +16,9 @@ whose city table is the input geography).
 A *stock regime* (``regime='plentiful'`` or ``'scarce'``, or a ``greedy_fill``
 target) is described by what a user of the rule engine sees: the share of units
 the greedy baseline fills and the share of orders whose own optimum collides
-with others'. The scarce regime scales warehouse stock by one factor, found by
-a few deterministic runs of the real greedy on the written files, then measures
+with others'. The scarce regime caps every SKU's warehouse stock at one cover
+(a multiple of its expected demand), found by a few deterministic runs of the
+real greedy on the written files, then measures
 the collisions with the optimizer's own first step; both go into scenario.json.
 """
 
@@ -111,7 +112,8 @@ REGIMES = {"plentiful": None, "scarce": 0.90}
 
 ``plentiful`` keeps the stock as drawn (the greedy rule engine fills about 99%
 of the units); ``scarce`` is the situation before a promotion: warehouse stock
-is scaled down until greedy fills 90% of the units, and most orders' own
+is capped at one cover (a multiple of each SKU's expected demand) until greedy
+fills 90% of the units, and most orders' own
 optimum collides with other orders' on stock or capacity."""
 
 GREEDY_FILL_TOLERANCE = 0.01
@@ -120,9 +122,10 @@ GREEDY_FILL_TOLERANCE = 0.01
 MAX_GREEDY_RUNS = 8
 """Most greedy runs one calibration makes (each costs a full greedy pass)."""
 
-WAREHOUSE_SCALE_RANGE = (0.001, 1.0)
-"""Range searched for the warehouse stock scale of a calibrated regime: at most
-the stock as drawn, so every scale's candidates are among the drawn stock's."""
+WAREHOUSE_COVER_MIN = 0.01
+"""Least warehouse cover (stock per unit of expected demand) a calibration tries.
+Covers never raise stock above the drawn stock, so every cover's candidates are
+among the drawn stock's."""
 
 TOP_SKUS = 10
 """How many SKUs the realism figure ``top_sku_excess_share`` looks at."""
@@ -141,7 +144,9 @@ class RegimeReport:
 
     regime: str
     target_greedy_fill: float | None
-    warehouse_stock_scale: float
+    warehouse_cover: float | None
+    """Each SKU's warehouse stock is capped at about this many times its expected
+    demand (None: the stock as drawn)."""
     greedy_fill: float
     greedy_runs: int
     colliding_share: float
@@ -159,7 +164,7 @@ class RegimeReport:
         return {
             "regime": self.regime,
             "target_greedy_fill": self.target_greedy_fill,
-            "warehouse_stock_scale": self.warehouse_stock_scale,
+            "warehouse_cover": self.warehouse_cover,
             "greedy_fill": round(self.greedy_fill, 6),
             "colliding_share": round(self.colliding_share, 6),
             "contested_skus": self.contested_skus,
@@ -278,8 +283,9 @@ def generate_scenario(
         but for that key and the name).
     greedy_fill
         Target share of ordered units that the greedy rule engine fills, between
-        0 and 1 (``scarce`` defaults to 0.90). Warehouse stock is scaled by one
-        factor until greedy's measured fill is within ``GREEDY_FILL_TOLERANCE``
+        0 and 1 (``scarce`` defaults to 0.90). Each SKU's warehouse stock is capped
+        at one cover (a multiple of its expected demand), calibrated until greedy's
+        measured fill is within ``GREEDY_FILL_TOLERANCE``
         of it (stores' shelves, orders and pickups do not change). Given without
         ``regime``, the regime is recorded as ``calibrated``.
     name
@@ -389,13 +395,13 @@ def generate_scenario(
         if regime is None:
             return None
         started = time.perf_counter()
-        scale, fill, greedy_runs = _calibrate_on_files(
+        cover, fill, greedy_runs = _calibrate_on_files(
             folder, target, stock, scarcity, nodes, sku_ids
         )
         calibration_seconds = time.perf_counter() - started
         # The regime's stock replaces what was written above; collisions are
         # measured on the files as they are now, exactly as a solve would see them.
-        final = stock.available(scarcity, scale)
+        final = stock.available(scarcity, cover)
         inventory_rows[:] = _inventory_rows(final, nodes, sku_ids)
         _write_inventory(folder, inventory_rows)
         started = time.perf_counter()
@@ -403,7 +409,7 @@ def generate_scenario(
         report = RegimeReport(
             regime=regime,
             target_greedy_fill=target,
-            warehouse_stock_scale=scale,
+            warehouse_cover=cover,
             greedy_fill=fill,
             greedy_runs=greedy_runs,
             calibration_seconds=round(calibration_seconds, 3),
@@ -655,25 +661,61 @@ def _sku_ids(skus: int, rng: np.random.Generator) -> list[str]:
 
 @dataclass(frozen=True)
 class _Stock:
-    """Stock drawn before any scaling: warehouse units (float) and store shelf units.
+    """Stock drawn before any thinning: warehouse units and store shelf units.
 
-    Only warehouse stock is scaled by the regime's calibration: store shelves
-    (and therefore the pickups, which ask only for what a shelf shows) stay
-    the same whatever the warehouse scale, so calibrating never redraws orders.
+    Only warehouse stock is thinned by a regime: store shelves (and therefore
+    the pickups, which ask only for what a shelf shows) stay the same whatever
+    the warehouse cover, so calibrating never redraws orders.
     """
 
     warehouse: dict[tuple[int, int], float]
     store: dict[tuple[int, int], int]
+    expected_demand: np.ndarray
+    """(SKUs,) units of each SKU rank the batch is expected to order."""
 
-    def available(
-        self, scarcity: float, warehouse_scale: float = 1.0
-    ) -> dict[tuple[int, int], int]:
-        """Units keyed by (node index, SKU rank): ``scarcity`` divides all stock,
-        ``warehouse_scale`` multiplies warehouse stock (floored to whole units)."""
-        divisor = scarcity / warehouse_scale
-        units = {key: int(raw // divisor) for key, raw in self.warehouse.items()}
-        units.update((key, int(raw // scarcity)) for key, raw in self.store.items())
-        return units
+    def warehouse_keys(self) -> list[tuple[int, int]]:
+        return sorted(self.warehouse)
+
+    def warehouse_units(self, cover: float | None) -> np.ndarray:
+        """Warehouse units in ``warehouse_keys`` order, thinned to ``cover`` (None: as drawn).
+
+        ``cover`` caps each SKU's warehouse stock at about ``cover`` times its
+        expected demand: every warehouse holding it keeps its share, rounded up,
+        so a SKU a warehouse carries never drops to zero there. SKUs already
+        below the cap keep their stock. Thinning by cover rather than by one
+        factor shortens every popular SKU at once, as before a promotion,
+        instead of emptying the few that were already short.
+        """
+        keys = self.warehouse_keys()
+        raw = np.array([self.warehouse[key] for key in keys], dtype=np.float64)
+        if cover is None:
+            return raw
+        rank = np.array([r for _, r in keys], dtype=np.int64)
+        total = np.bincount(rank, weights=raw, minlength=self.expected_demand.size)
+        share = np.divide(
+            self.expected_demand[rank], total[rank], out=np.ones_like(raw), where=total[rank] > 0
+        )
+        return np.minimum(raw, np.ceil(raw * (cover * share)))
+
+    def uncapped_cover(self) -> float:
+        """The smallest cover that thins nothing (the drawn stock)."""
+        keys = self.warehouse_keys()
+        raw = np.array([self.warehouse[key] for key in keys], dtype=np.float64)
+        rank = np.array([r for _, r in keys], dtype=np.int64)
+        total = np.bincount(rank, weights=raw, minlength=self.expected_demand.size)
+        held = total > 0
+        return float(np.max(total[held] / self.expected_demand[held])) if held.any() else 1.0
+
+    def available(self, scarcity: float, cover: float | None = None) -> dict[tuple[int, int], int]:
+        """Units keyed by (node index, SKU rank): warehouse stock thinned to ``cover``,
+        then every quantity divided by ``scarcity`` (floored to whole units)."""
+        units = np.floor_divide(self.warehouse_units(cover), scarcity)
+        available = {
+            key: int(quantity)
+            for key, quantity in zip(self.warehouse_keys(), units.tolist(), strict=True)
+        }
+        available.update((key, int(raw // scarcity)) for key, raw in self.store.items())
+        return available
 
 
 def _inventory(
@@ -734,7 +776,7 @@ def _inventory(
         units = rng.choice(STORE_UNITS, size=listed, p=STORE_UNITS_P)
         for rank, quantity in zip(sorted(ranks.tolist()), units.tolist(), strict=True):
             store_units[(store, rank)] = int(quantity)
-    return _Stock(warehouse_units, store_units)
+    return _Stock(warehouse_units, store_units, demand)
 
 
 def _order_lines(
@@ -893,34 +935,36 @@ def _calibrate_on_files(
     scarcity: float,
     nodes: _Nodes,
     sku_ids: Sequence[str],
-) -> tuple[float, float, int]:
-    """The warehouse stock scale of the regime, greedy's fill there, and the greedy runs made.
+) -> tuple[float | None, float, int]:
+    """The warehouse cover of the regime (None: as drawn), greedy's fill there, and its runs.
 
-    The files in ``folder`` hold the stock as drawn (scale 1). They are loaded
-    and prepared once, as ``omniroute solve`` would; every other scale only
-    lowers the warehouse entries of the stock matrix. Candidates whose stock
-    falls to zero stay in the arrays, and greedy never takes from a node without
-    stock, so its fill at a scale is its fill on the files written at that scale.
+    The files in ``folder`` hold the stock as drawn. They are loaded and
+    prepared once, as ``omniroute solve`` would; every cover only lowers the
+    warehouse entries of the stock matrix. Candidates whose stock falls to zero
+    stay in the arrays, and greedy never takes from a node without stock, so
+    its fill at a cover is its fill on the files written with that cover.
     """
     problem = build_problem(load_scenario(folder))
-    at_scale = _WarehouseStock(problem, stock, scarcity, nodes, sku_ids)
+    at_cover = _WarehouseStock(problem, stock, scarcity, nodes, sku_ids)
     ordered = float(problem.line_qty.sum())
-    runs: dict[float, float] = {}
+    runs: dict[float | None, float] = {}
 
-    def fill_at(scale: float) -> float:
-        if scale not in runs:
-            units = greedy_units(problem.replace(stock=at_scale.stock(scale)))
-            runs[scale] = float(units.sum()) / ordered if ordered else 1.0
-            if scale == 1.0:
-                at_scale.learn_store_use(units)
-        return runs[scale]
+    def fill_at(cover: float | None) -> float:
+        if cover not in runs:
+            units = greedy_units(problem.replace(stock=at_cover.stock(cover)))
+            runs[cover] = float(units.sum()) / ordered if ordered else 1.0
+            if cover is None:
+                at_cover.learn_store_use(units)
+        return runs[cover]
 
-    scale = 1.0 if target is None else _calibrate(fill_at, at_scale.estimate_fill, target)
-    return scale, fill_at(scale), len(runs)
+    cover = None
+    if target is not None and fill_at(None) > target + GREEDY_FILL_TOLERANCE:
+        cover = _calibrate(fill_at, at_cover.estimate_fill, target, stock.uncapped_cover())
+    return cover, fill_at(cover), len(runs)
 
 
 class _WarehouseStock:
-    """The problem's stock matrix at any warehouse stock scale, and a cheap fill estimate."""
+    """The problem's stock matrix at any warehouse cover, and a cheap fill estimate."""
 
     def __init__(
         self,
@@ -932,20 +976,23 @@ class _WarehouseStock:
     ) -> None:
         node_index = {node_id: i for i, node_id in enumerate(problem.node_ids.tolist())}
         sku_index = {sku: i for i, sku in enumerate(problem.sku_ids.tolist())}
-        keys = sorted(stock.warehouse)
+        keys = stock.warehouse_keys()
         self._problem = problem
+        self._stock = stock
         self._node = np.array([node_index[nodes.node_id[n]] for n, _ in keys], dtype=np.int64)
         self._sku = np.array([sku_index[sku_ids[r]] for _, r in keys], dtype=np.int64)
-        self._raw = np.array([stock.warehouse[key] for key in keys], dtype=np.float64)
         self._scarcity = scarcity
         skus = problem.sku_ids.size
         self._demand = np.bincount(problem.line_sku, weights=problem.line_qty, minlength=skus)
         self._store_use = np.zeros(skus)
 
-    def stock(self, scale: float) -> np.ndarray:
-        """(N, S) stock with warehouse units ``raw // (scarcity / scale)``, as the files say."""
+    def _units(self, cover: float | None) -> np.ndarray:
+        return np.floor_divide(self._stock.warehouse_units(cover), self._scarcity)
+
+    def stock(self, cover: float | None) -> np.ndarray:
+        """(N, S) stock with the warehouse units the files get at ``cover``."""
         matrix = self._problem.stock.copy()
-        matrix[self._node, self._sku] = np.floor_divide(self._raw, self._scarcity / scale)
+        matrix[self._node, self._sku] = self._units(cover)
         return matrix
 
     def learn_store_use(self, units: np.ndarray) -> None:
@@ -958,45 +1005,44 @@ class _WarehouseStock:
             minlength=self._demand.size,
         )
 
-    def estimate_fill(self, scale: float) -> float:
+    def estimate_fill(self, cover: float) -> float:
         """Share of ordered units that each SKU's warehouse stock plus what stores gave
         at the drawn stock could fill, ignoring geography and the order of arrival."""
-        warehouse = np.bincount(
-            self._sku,
-            weights=np.floor_divide(self._raw, self._scarcity / scale),
-            minlength=self._demand.size,
-        )
+        warehouse = np.bincount(self._sku, weights=self._units(cover), minlength=self._demand.size)
         total = self._demand.sum()
         filled = np.minimum(self._demand, warehouse + self._store_use).sum()
         return float(filled / total) if total else 1.0
 
 
 def _calibrate(
-    fill_at: Callable[[float], float], estimate: Callable[[float], float], target: float
-) -> float:
-    """The warehouse stock scale whose greedy fill is nearest ``target``.
+    fill_at: Callable[[float | None], float],
+    estimate: Callable[[float], float],
+    target: float,
+    uncapped: float,
+) -> float | None:
+    """The warehouse cover whose greedy fill is nearest ``target`` (None: the drawn stock).
 
     Each greedy run costs a pass over the whole batch, so runs are few: the
-    drawn stock first (scale 1: nothing to do when greedy fills no more than the
-    target there); then, while every run is on one side of the target, the
-    scale where a cheap vectorised ``estimate`` shifted by its measured error
-    meets the target, then the secant through the last two runs (on the
-    logarithm of the scale, at most 2x further); once runs lie on both sides,
-    false position on the logarithm of the scale (Illinois variant). It stops within
+    drawn stock first (``fill_at(None)``, equal to the fill at ``uncapped``);
+    then, while every run is on one side of the target, the cover where a cheap
+    vectorised ``estimate`` shifted by its measured error meets the target,
+    then the secant through the last two runs (on the logarithm of the cover,
+    at most 2x further); once runs lie on both sides, false position on the
+    logarithm of the cover (Illinois variant). It stops within
     ``GREEDY_FILL_TOLERANCE`` or after ``MAX_GREEDY_RUNS``; every step is
-    deterministic. Scales are rounded to four decimals (as recorded).
+    deterministic. Covers are rounded to four decimals (as recorded).
     """
-    low, high = WAREHOUSE_SCALE_RANGE
+    low, high = WAREHOUSE_COVER_MIN, max(uncapped, WAREHOUSE_COVER_MIN)
 
     def where_estimate_is(goal: float) -> float:
         lo, hi = math.log(low), math.log(high)
-        for _ in range(40):  # the estimate grows with the scale
+        for _ in range(40):  # the estimate grows with the cover
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if estimate(math.exp(mid)) < goal else (lo, mid)
         return math.exp(hi)
 
-    runs = [(high, fill_at(high))]
-    below: tuple[float, float] | None = None  # (log scale, fill - target) of the bracket ends
+    runs = [(high, fill_at(None))]
+    below: tuple[float, float] | None = None  # (log cover, fill - target) of the bracket ends
     above: tuple[float, float] | None = None
     side = 0
     while abs(runs[-1][1] - target) > GREEDY_FILL_TOLERANCE and len(runs) < MAX_GREEDY_RUNS:
@@ -1026,7 +1072,8 @@ def _calibrate(
         if any(step == s for s, _ in runs):
             break
         runs.append((step, fill_at(step)))
-    return min(runs, key=lambda run: (abs(run[1] - target), -run[0]))[0]
+    best = min(runs, key=lambda run: (abs(run[1] - target), -run[0]))[0]
+    return None if best == high else best
 
 
 def _collisions(problem: Problem) -> dict:
