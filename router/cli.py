@@ -104,7 +104,7 @@ def generate(
         str | None,
         typer.Option(
             help="Stock regime, measured and recorded in scenario.json: plentiful (stock as "
-            "drawn) or scarce (warehouse stock scaled until greedy fills 90% of the units)."
+            "drawn) or scarce (each SKU's warehouse stock capped until greedy fills 90% of the units)."
         ),
     ] = None,
     greedy_fill: Annotated[
