@@ -44,7 +44,8 @@ import numpy as np
 from router.geo import EARTH_RADIUS_KM, haversine_km
 from router.problem import Problem, build_problem
 from router.scenario import FORMAT, INVENTORY_COLUMNS, NODE_COLUMNS, ORDER_COLUMNS, load_scenario
-from solver.batch import _orders_using, _overused, _route_each_order_alone, _usage
+from solver.alone import route_each_order_alone
+from solver.contention import orders_using, overused, usage
 from solver.greedy import greedy_units
 
 _Written = TypeVar("_Written")
@@ -1083,10 +1084,10 @@ def _collisions(problem: Problem) -> dict:
     test of over-used stock and capacity, so "colliding" means here what it
     means to the optimizer.
     """
-    alone = _route_each_order_alone(problem)
-    over_stock, over_capacity = _overused(problem, alone.units)
-    colliding = _orders_using(problem, alone.units, over_stock, over_capacity)
-    by_key, _ = _usage(problem, alone.units)
+    alone = route_each_order_alone(problem)
+    over_stock, over_capacity = overused(problem, alone.units)
+    colliding = orders_using(problem, alone.units, over_stock, over_capacity)
+    by_key, _ = usage(problem, alone.units)
     excess = np.maximum(by_key - problem.stock, 0.0).sum(axis=0)
     contested_nodes = over_stock.any(axis=1) | over_capacity
     top = np.sort(excess)[::-1][:TOP_SKUS].sum()
