@@ -143,10 +143,6 @@ def optimize(
         _exact_mip(problem, params, clock, search, rel_gap=min(params.rel_gap, 1e-4))
         return search.result(params, clock, stats)
 
-    if contested.sum() <= params.block_orders:
-        _small(problem, params, clock, search, alone, contested, emit, stats)
-        return search.result(params, clock, stats)
-
     emit("joint LP", {"best": search.best})
     joint = solve_joint_lp(
         problem,
@@ -200,13 +196,11 @@ def optimize(
         _prove(problem, params, clock, search, alone, prices, stats, share=0.1)
         emit("lower bound", {"best": search.best, "bound": search.bound})
 
-    _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
-
-    if not search.proven(params) and clock() < params.time_limit:
+    if contested.sum() > params.block_orders:
+        _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
         _prove(problem, params, clock, search, alone, prices, stats, share=0.5)
         emit("lower bound", {"best": search.best, "bound": search.bound})
-
-    if not search.proven(params) and contested.sum() <= params.polish_orders:
+    elif not search.proven(params) and contested.sum() <= params.polish_orders:
         emit("joint MIP polish", {"best": search.best, "bound": search.bound})
         _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
     return search.result(params, clock, stats)
@@ -300,37 +294,6 @@ def _model_columns(problem) -> int:
     return int(
         problem.cand_line.size + problem.pair_order.size + problem.num_lines + problem.num_orders
     )
-
-
-def _small(problem, params, clock, search: _Search, alone, contested, emit, stats) -> None:
-    """A contested part of at most ``block_orders``: relax and fix over the
-    whole part (its LP is the joint LP), the bound by a price search from its
-    prices, then the whole part as one MIP over more candidates."""
-    emit("joint LP", {"orders": int(contested.sum())})
-    prices = Prices(problem)
-    started = clock()
-    candidate, fractional = relax_and_fix(
-        problem,
-        search.units,
-        contested,
-        params,
-        remaining(params, clock, 0.1 * params.time_limit),
-        prices,
-        clock,
-        stats,
-        params.candidates_per_line,
-        search.proven_units(params),
-    )
-    stats["joint_lp"] = {"seconds": round(clock() - started, 2), "fractional_orders": fractional}
-    search.timed_out |= candidate is None
-    search.offer(candidate)
-    emit("joint LP", {"best": search.best})
-    emit("lower bound", {"best": search.best})
-    _prove(problem, params, clock, search, alone, prices, stats, share=0.25)
-    emit("lower bound", {"best": search.best, "bound": search.bound})
-    if not search.proven(params) and contested.sum() <= params.polish_orders:
-        emit("joint MIP polish", {"best": search.best, "bound": search.bound})
-        _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
 
 
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):

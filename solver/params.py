@@ -57,7 +57,7 @@ class OptimizeParams:
     """Large batches whose unpruned model has at most this many columns get the
     joint LP over the whole batch (every order and candidate): its duals then
     prove a bound directly. Larger ones get the LP of the contested part."""
-    first_order_columns: int = 250000
+    first_order_columns: int = 20000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     first_order_tolerance: float = 1e-4
     """PDLP's relative optimality tolerance."""
