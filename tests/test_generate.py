@@ -424,13 +424,14 @@ def _measured_on_files(folder: Path) -> tuple[float, float]:
     """Greedy fill and colliding share, recomputed from the files alone."""
     from router.problem import build_problem
     from router.scenario import load_scenario
-    from solver.batch import _orders_using, _overused, _route_each_order_alone
+    from solver.alone import route_each_order_alone
+    from solver.contention import orders_using, overused
     from solver.greedy import greedy_units
 
     problem = build_problem(load_scenario(folder))
     fill = greedy_units(problem).sum() / problem.line_qty.sum()
-    alone = _route_each_order_alone(problem)
-    colliding = _orders_using(problem, alone.units, *_overused(problem, alone.units))
+    alone = route_each_order_alone(problem)
+    colliding = orders_using(problem, alone.units, *overused(problem, alone.units))
     return float(fill), float(colliding.mean())
 
 
