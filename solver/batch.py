@@ -150,7 +150,7 @@ def optimize(
         contested,
         params,
         clock,
-        remaining(params, clock, 0.6 * params.time_limit),
+        remaining(params, clock, 0.5 * params.time_limit),
         whole=_model_columns(problem) <= params.whole_lp_columns,
     )
     prices = Prices(problem) if joint is None else joint.prices
@@ -174,7 +174,7 @@ def optimize(
         # left to the block sweeps below.
         if search.units is rounded and 0 < undecided.sum() <= params.polish_orders:
             started = clock()
-            deadline = started + remaining(params, clock, 0.3 * params.time_limit)
+            deadline = started + remaining(params, clock, 0.25 * params.time_limit)
             fixed = fix_the_rest(
                 problem,
                 rounded,
@@ -262,8 +262,13 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         return
     started = clock()
     details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
-    small = problem.num_orders <= params.exact_pricing_orders
-    structure = build_structure(problem, exact_short=small)
+    structure = build_structure(problem, exact_short=True)
+    # Pricing the orders with a short candidate exactly makes each step nearly
+    # the exact Lagrangian, at about a millisecond per such order: worth it
+    # only while they are few.
+    small = structure.loop_orders.size <= params.exact_pricing_orders
+    if not small:
+        structure = build_structure(problem, exact_short=False)
     state = start_search(structure, prices.unit_price(), prices.node)
     deadline = clock() + max(share * remaining(params, clock, 0.0), 0.05)
     search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
@@ -278,7 +283,7 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
             # Once at the best prices: the orders with a short candidate priced
             # exactly (about a millisecond each), the rest vectorised.
             tight = build_structure(problem, exact_short=True)
-            if remaining(params, clock, 0.0) > 2e-3 * tight.loop_orders.size:
+            if remaining(params, clock, 0.0) > 4e-3 * tight.loop_orders.size:
                 # (both structures number the stock keys alike)
                 priced = price_orders(problem, tight, state.best_key_price, state.best_node_price)
                 search.raise_bound(
@@ -303,7 +308,7 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     Returns (the rounded answer, the orders the LPs never decided)."""
     kept, undecided = keep_whole_units(problem, search.units, joint.part, joint.vars, joint.x)
     rounds = [int(undecided.sum())]
-    deadline = clock() + remaining(params, clock, 0.45 * params.time_limit)
+    deadline = clock() + remaining(params, clock, 0.4 * params.time_limit)
     for _round in range(params.dive_rounds):
         if undecided.sum() < 20 or clock() >= deadline:
             break

@@ -48,9 +48,10 @@ class OptimizeParams:
     at most), measured faster there than any decomposition."""
     polish_orders: int = 3000
     """Contested parts up to this size get a final MIP over the whole part."""
-    exact_pricing_orders: int = 30000
-    """Up to this many orders, every step of the price search prices the orders
-    with a short candidate exactly (tighter steps, seconds each beyond)."""
+    exact_pricing_orders: int = 1500
+    """While at most this many orders have a short candidate (a line wanting
+    more than the node holds), every step of the price search prices them
+    exactly (tighter steps; about a millisecond each)."""
     dive_rounds: int = 3
     """Most re-solves of the joint LP for the orders its rounding left undecided."""
     whole_lp_columns: int = 1_500_000
