@@ -167,6 +167,7 @@ def optimize(
             "solver": joint.solver,
             "seconds": joint.seconds,
             "columns": joint.columns,
+            "converged": joint.converged,
         }
         rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
         emit("joint LP: rounded", {"best": search.best})
@@ -306,15 +307,17 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     the orders it left undecided, on what the kept ones leave (at most
     ``dive_rounds`` times, while that is worth it); repair the rest.
     Returns (the rounded answer, the orders the LPs never decided)."""
-    kept, undecided = keep_whole_units(problem, search.units, joint.part, joint.vars, joint.x)
+    kept, undecided = keep_whole_units(
+        problem, search.units, joint.part, joint.vars, joint.x, joint.converged
+    )
     rounds = [int(undecided.sum())]
     deadline = clock() + remaining(params, clock, 0.4 * params.time_limit)
     for _round in range(params.dive_rounds):
         if undecided.sum() < 20 or clock() >= deadline:
             break
         again = solve_joint_lp(problem, kept, undecided, params, clock, deadline - clock())
-        if again is None:
-            break
+        if again is None or not again.converged:
+            break  # an unfinished LP's near-zero routing would look whole
         kept, still = keep_whole_units(problem, kept, again.part, again.vars, again.x)
         if still.sum() >= undecided.sum():
             undecided = still

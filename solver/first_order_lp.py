@@ -35,6 +35,8 @@ class FirstOrderResult:
     iterations: int
     seconds: float
     termination: str
+    converged: bool
+    """PDLP met its optimality tolerance (otherwise: a time or iteration limit)."""
 
 
 def solve_lp_first_order(
@@ -42,7 +44,7 @@ def solve_lp_first_order(
 ) -> FirstOrderResult:
     """Solve the LP relaxation of ``model`` with PDLP within ``time_limit`` seconds."""
     import scipy.sparse as sp
-    from ortools.pdlp import solvers_pb2
+    from ortools.pdlp import solve_log_pb2, solvers_pb2
     from ortools.pdlp.python import pdlp
 
     qp = pdlp.QuadraticProgram()
@@ -73,7 +75,8 @@ def solve_lp_first_order(
         primal_objective=float(model.c @ x + model.offset),
         iterations=int(log.iteration_count),
         seconds=float(log.solve_time_sec),
-        termination=str(log.termination_reason),
+        termination=solve_log_pb2.TerminationReason.Name(log.termination_reason),
+        converged=log.termination_reason == solve_log_pb2.TERMINATION_REASON_OPTIMAL,
     )
 
 

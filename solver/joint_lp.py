@@ -36,6 +36,9 @@ class JointLp:
     bound: float
     """A proven lower bound of the batch when the LP covered the whole batch
     (every order, every candidate, full stock), else ``-inf``."""
+    converged: bool
+    """The LP solver met its tolerance (PDLP may stop at its time limit first:
+    then its routing is only a rough guide)."""
 
 
 def solve_joint_lp(
@@ -61,17 +64,17 @@ def solve_joint_lp(
     prices = Prices(problem)
     if model.c.size > params.first_order_columns:
         result = solve_lp_first_order(model, time_limit, params.first_order_tolerance)
-        x, duals, solver = result.x, result.row_duals, "pdlp"
+        x, duals, solver, converged = result.x, result.row_duals, "pdlp", result.converged
     else:
         lp = solve_mip(
             model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock)
         )
         if lp.x is None:
             return None
-        x, duals, solver = lp.x, lp.row_duals, "highs"
+        x, duals, solver, converged = lp.x, lp.row_duals, "highs", True
     prices.record_duals(duals, keys, rows)
     # Weak duality from the duals alone: proven whatever the LP solver's accuracy.
     bound = dual_bound(model, duals) if whole else float("-inf")
     return JointLp(
-        part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size), bound
+        part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size), bound, converged
     )

@@ -23,8 +23,11 @@ INTEGRAL_TOLERANCE = 0.05
 """A first-order LP's answer is approximate: values this close to an integer count as it."""
 
 
-def keep_whole_units(problem, units: np.ndarray, part, v, x: np.ndarray):
+def keep_whole_units(problem, units: np.ndarray, part, v, x: np.ndarray, converged: bool = True):
     """The part's orders that the LP ``x`` routes in whole units, where they fit.
+
+    From an LP stopped before its tolerance (``converged`` false) only plans that
+    fill every unit are kept: its near-zero values would pass for whole units.
 
     Returns (units with those orders' LP plans and no units for the part's
     other orders, mask of those other orders: fractional or dropped). Orders
@@ -48,6 +51,8 @@ def keep_whole_units(problem, units: np.ndarray, part, v, x: np.ndarray):
     # A line never gets more than it asks (the rounding could, by tolerance).
     line_units = np.bincount(problem.cand_line, weights=result, minlength=problem.num_lines)
     keep[problem.line_order[line_units > problem.line_qty]] = False
+    if not converged:
+        keep[problem.line_order[line_units < problem.line_qty]] = False
     keep &= ~_orders_beyond_limits(problem, result, keep, cand_x, part)
     undecided = in_part & ~keep
     result *= ~undecided[problem.line_order[problem.cand_line]]
