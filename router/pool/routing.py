@@ -530,6 +530,40 @@ def route_and_reserve(
             rule="one_open_routing_per_order",
         )
     prepared, plan = plan_order(conn, order, index, policy)
+    return reserve_routing(
+        conn,
+        order,
+        index,
+        prepared,
+        plan,
+        now=now,
+        hold_seconds=hold_seconds,
+        attempt=attempt,
+        actor=actor,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
+
+
+def reserve_routing(
+    conn: Connection,
+    order: Order,
+    index: NodeIndex,
+    prepared: PreparedOrder,
+    plan: OrderPlan,
+    *,
+    now: datetime,
+    hold_seconds: int,
+    attempt: int,
+    actor: str,
+    idempotency_key: str | None,
+    request_id: str | None,
+) -> RouteResult:
+    """Reserve a decided plan (one order's, or its part of a wave) and record it.
+
+    Raises ``LostRace`` when the stock or capacity the plan counts on is gone; the
+    caller rolls back (a wave rolls back to a savepoint and repairs the order).
+    """
     moves = _plan_moves(prepared, plan, index)
     reserve_plan(conn, moves)
     expires = now + timedelta(seconds=hold_seconds)
