@@ -87,7 +87,15 @@ def orders_frame(orders: list[Order], index: NodeIndex) -> pd.DataFrame:
             lat, lon = float(order.lat), float(order.lon)  # type: ignore[arg-type]
         for line in order.lines:
             rows.append(
-                (order.order_id, line.line_id, line.sku, line.qty, lat, lon, order.pickup_node or "")
+                (
+                    order.order_id,
+                    line.line_id,
+                    line.sku,
+                    line.qty,
+                    lat,
+                    lon,
+                    order.pickup_node or "",
+                )
             )
     frame = pd.DataFrame(
         rows, columns=["order_id", "line_id", "sku", "qty", "lat", "lon", "pickup_node"]

@@ -508,7 +508,9 @@ class Waves:
                     params=OptimizeParams(time_limit=self.settings.time_limit),
                 )
             except Exception:  # the orders are then routed one by one: nothing is lost
-                log.exception("joint solve of wave %s failed; routing its orders one by one", wave_id)
+                log.exception(
+                    "joint solve of wave %s failed; routing its orders one by one", wave_id
+                )
                 solve_kpis["status"] = "failed"
             else:
                 result = output.result
@@ -531,7 +533,13 @@ class Waves:
 
         started = time.perf_counter()
         entries = [
-            _Entry(order, r.hold_seconds, r.actor, r.callback_url is not None, joint.get(order.order_id))
+            _Entry(
+                order,
+                r.hold_seconds,
+                r.actor,
+                r.callback_url is not None,
+                joint.get(order.order_id),
+            )
             for order, r in zip(orders, rows, strict=True)
         ]
         chunk = self.settings.reserve_chunk
@@ -734,7 +742,9 @@ def _order_plans(
             sku = str(problem.sku_ids[problem.line_sku[problem.cand_line[c]]])
             alloc[row_of_sku[sku], column[int(problem.cand_node[c])]] += int(units[c])
         pairs = problem.pairs_of(o)
-        pair_of_node = {int(n): p for p, n in enumerate(problem.pair_node[pairs], start=pairs.start)}
+        pair_of_node = {
+            int(n): p for p, n in enumerate(problem.pair_node[pairs], start=pairs.start)
+        }
         chosen = [pair_of_node[int(n)] for n in used_nodes]
         pickup = problem.order_pickup[o] >= 0
         order_problem = OrderProblem(
