@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas import Customer, Id, LineIn, OrderId, RouteResponse, Strict
+from api.schemas import Customer, Id, LineIn, OrderId, ReservationOut, RouteResponse, Strict
 from router.pool.routing import MAX_LINES, Order, OrderLine
 from router.pool.service import DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS
 from router.pool.waves import MAX_CALLBACK_URL, OrderView, Queued, WaveView
@@ -75,6 +75,9 @@ class OrderOut(BaseModel):
         description="The joint plan's stock was taken meanwhile; routed alone on what was left."
     )
     result: RouteResponse | None
+    reservations: list[ReservationOut] = Field(
+        description="The order's reservations as they are now (held, committed, ...)."
+    )
     rejection: RejectionOut | None
     callback: CallbackOut | None
 
@@ -89,6 +92,7 @@ class OrderOut(BaseModel):
             routed_at=view.routed_at,
             repaired=view.repaired,
             result=RouteResponse.of(view.result) if view.result is not None else None,
+            reservations=[ReservationOut.of(r) for r in view.reservations],
             rejection=RejectionOut(**view.rejection) if view.rejection else None,
             callback=CallbackOut(
                 state=view.callback_state,  # type: ignore[arg-type]

@@ -40,13 +40,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from router.pool import idempotency, routing
+from router.pool import idempotency, ledger, reservations, routing
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.nodes import NodeIndex
+from router.pool.reservations import ReservationView
 from router.pool.routing import LostRace, Order, OrderLine, PreparedOrder, RouteResult
+from router.pool.schema import reservations as reservations_table
 from router.pool.schema import wave_orders, waves
 from router.pool.snapshot import snapshot_scenario
 from router.problem import Problem
@@ -77,6 +79,8 @@ class WaveSettings:
         A wave closes as soon as it holds this many orders.
     time_limit
         Seconds the joint solve may take.
+    rel_gap
+        The joint solve stops once its answer is proven within this gap of the bound.
     lease_seconds
         A solving wave whose claim was not refreshed for this long is solved again.
     reserve_chunk
@@ -87,6 +91,7 @@ class WaveSettings:
     channel_windows: Mapping[str, float] = field(default_factory=dict)
     max_orders: int = 2000
     time_limit: float = 8.0
+    rel_gap: float = 0.005
     lease_seconds: float = 60.0
     reserve_chunk: int = 100
 
@@ -127,6 +132,7 @@ class WaveSettings:
             channel_windows=windows,
             max_orders=int(number("OMNIROUTE_WAVE_MAX_ORDERS", 2000, minimum=1)),
             time_limit=number("OMNIROUTE_WAVE_TIME_LIMIT", 8.0, minimum=0.1),
+            rel_gap=number("OMNIROUTE_WAVE_GAP", 0.005, minimum=0),
             lease_seconds=number("OMNIROUTE_WAVE_LEASE_SECONDS", 60.0, minimum=1),
         )
 
@@ -180,6 +186,8 @@ class OrderView:
     callback_state: str | None
     callback_attempts: int
     callback_error: str | None
+    reservations: list[ReservationView] = field(default_factory=list)
+    """The order's reservations now (held, committed, released or expired)."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,24 @@ def order_from_json(body: str) -> Order:
         pickup_node=data["pickup_node"],
         channel=data["channel"],
     )
+
+
+_RECORD_OUTCOME = (
+    update(wave_orders)
+    .where(wave_orders.c.order_id == bindparam("b_order"))
+    .values(
+        state=bindparam("state"),
+        result=bindparam("result"),
+        repaired=bindparam("repaired"),
+        routed_at=bindparam("routed_at"),
+        callback_state=bindparam("callback_state"),
+        callback_next_at=bindparam("callback_next_at"),
+    )
+)
+
+
+def _routed(result: RouteResult, repaired: bool) -> dict[str, Any]:
+    return {"state": "routed", "result": result.to_json(), "repaired": repaired}
 
 
 class LostClaim(Exception):
@@ -505,7 +531,9 @@ class Waves:
             try:
                 output = solve_scenario(
                     scenario,
-                    params=OptimizeParams(time_limit=self.settings.time_limit),
+                    params=OptimizeParams(
+                        time_limit=self.settings.time_limit, rel_gap=self.settings.rel_gap
+                    ),
                 )
             except Exception:  # the orders are then routed one by one: nothing is lost
                 log.exception(
@@ -576,8 +604,7 @@ class Waves:
                         .values(claimed_at=now)
                     ).rowcount:
                         raise LostClaim(wave_id)
-                    for entry in entries:
-                        self._reserve_entry(conn, entry, index, now)
+                    self._reserve_entries(conn, entries, index, now)
                 return
             except LostRace:  # an order could not even be repaired: redo the whole chunk
                 if attempt == routing.MAX_ROUTE_ATTEMPTS:
@@ -588,33 +615,99 @@ class Waves:
                     raise
                 _back_off(attempt)
 
-    def _reserve_entry(self, conn: Connection, entry: _Entry, index: NodeIndex, now) -> None:
-        order = entry.order
-        routing.lock_order(conn, order.order_id)
-        state = conn.execute(
-            select(wave_orders.c.state).where(wave_orders.c.order_id == order.order_id)
-        ).scalar_one()
-        if state != "queued":
-            return  # routed by an earlier, interrupted run of this wave
-        changes: dict[str, Any]
-        if routing.order_has_holds(conn, order.order_id):
-            rejection = {
-                "rule": "one_open_routing_per_order",
-                "detail": f"order {order.order_id!r} was routed elsewhere (it holds reservations)",
-            }
-            changes = {"state": "rejected", "result": json.dumps(rejection), "routed_at": now}
-        else:
-            result, repaired = self._reserve_order(conn, entry, index, now)
-            changes = {
-                "state": "routed",
-                "result": result.to_json(),
-                "repaired": repaired,
-                "routed_at": now,
-            }
-            if entry.has_callback:
-                changes.update(callback_state="pending", callback_next_at=now)
+    def _reserve_entries(
+        self, conn: Connection, entries: list[_Entry], index: NodeIndex, now: datetime
+    ) -> None:
+        """Reserve a chunk: all joint plans at once when their stock is all still there
+        (one conditional update per (node, sku) of the summed moves), else order by order
+        with repairs. Orders already routed (an interrupted earlier run) are skipped."""
+        ids = sorted(e.order.order_id for e in entries)
+        for order_id in ids:
+            routing.lock_order(conn, order_id)
+        states = dict(
+            conn.execute(
+                select(wave_orders.c.order_id, wave_orders.c.state).where(
+                    wave_orders.c.order_id.in_(ids)
+                )
+            ).all()
+        )
+        holding = set(
+            conn.execute(
+                select(reservations_table.c.order_id)
+                .where(
+                    reservations_table.c.order_id.in_(ids),
+                    reservations_table.c.status == "held",
+                )
+                .distinct()
+            ).scalars()
+        )
+        todo = [e for e in entries if states.get(e.order.order_id) == "queued"]
+        outcome: dict[str, dict[str, Any]] = {}
+        for entry in todo:
+            if entry.order.order_id in holding:
+                rejection = {
+                    "rule": "one_open_routing_per_order",
+                    "detail": f"order {entry.order.order_id!r} was routed elsewhere "
+                    "(it holds reservations)",
+                }
+                outcome[entry.order.order_id] = {
+                    "state": "rejected",
+                    "result": json.dumps(rejection),
+                }
+        fresh = [e for e in todo if e.order.order_id not in holding]
+        planned = [e for e in fresh if e.joint is not None]
+        writes = {
+            e.order.order_id: routing.reserving(
+                e.order, index, *e.joint, now=now, hold_seconds=e.hold_seconds, attempt=1
+            )
+            for e in planned
+            if e.joint is not None
+        }
+        summed: dict[tuple[int, str], int] = {}
+        for w in writes.values():
+            for pk, sku, units in w.moves:
+                summed[(pk, sku)] = summed.get((pk, sku), 0) + units
+        all_there = False
+        if writes:
+            try:
+                with conn.begin_nested():
+                    routing.reserve_plan(conn, sorted((pk, s, u) for (pk, s), u in summed.items()))
+                all_there = True
+            except LostRace:
+                pass
+        if all_there:
+            routing.write_reservations(conn, [row for w in writes.values() for row in w.rows])
+            by_actor: dict[str, list] = {}
+            for e in planned:
+                by_actor.setdefault(e.actor, []).extend(writes[e.order.order_id].entries)
+            for actor, ledger_entries in by_actor.items():
+                ledger.append(conn, ledger_entries, now=now, actor=actor)
+            for e in planned:
+                outcome[e.order.order_id] = _routed(writes[e.order.order_id].result, False)
+        for entry in fresh:
+            if entry.order.order_id not in outcome:
+                outcome[entry.order.order_id] = _routed(
+                    *self._reserve_order(conn, entry, index, now)
+                )
+        if not outcome:
+            return
+        callbacks = {e.order.order_id for e in todo if e.has_callback}
         conn.execute(
-            update(wave_orders).where(wave_orders.c.order_id == order.order_id).values(**changes)
+            _RECORD_OUTCOME,
+            [
+                {
+                    "b_order": order_id,
+                    "state": change["state"],
+                    "result": change["result"],
+                    "repaired": change.get("repaired", False),
+                    "routed_at": now,
+                    "callback_state": "pending"
+                    if order_id in callbacks and change["state"] == "routed"
+                    else None,
+                    "callback_next_at": now if order_id in callbacks else None,
+                }
+                for order_id, change in outcome.items()
+            ],
         )
 
     def _reserve_order(
@@ -683,6 +776,7 @@ class Waves:
                 .join(waves, waves.c.wave_id == wave_orders.c.wave_id)
                 .where(wave_orders.c.order_id == order_id)
             ).first()
+            held = reservations.of_order(conn, order_id) if row is not None else []
         if row is None:
             raise NotFound(
                 f"order {order_id!r} was not queued in a wave", field="order_id", rule="known_order"
@@ -701,6 +795,7 @@ class Waves:
             callback_state=row.callback_state,
             callback_attempts=row.callback_attempts,
             callback_error=row.callback_error,
+            reservations=held if routed else [],
         )
 
     def counts(self) -> dict[str, int]:

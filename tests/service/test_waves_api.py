@@ -117,6 +117,7 @@ def test_wave_lifecycle_and_signed_retried_callback(db_url, wave_env):
         assert [(r["reservation_id"], r["status"]) for r in held] == [
             (allocation["reservation_id"], "held")
         ]
+        assert near["reservations"] == held
 
         # The receiver failed the first delivery; the retry came with a fresh valid signature.
         done = wait_for(
@@ -257,3 +258,29 @@ def test_no_oversell_while_a_wave_races_route_clients_sqlite(sqlite_url, monkeyp
 def test_no_oversell_while_a_wave_races_route_clients_postgres_two_processes(monkeypatch):
     with pg_schema_url() as url:
         _run_wave_race(url, 2, monkeypatch)
+
+
+def test_serve_refuses_bad_wave_settings_naming_the_variable(sqlite_url, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from tests.service.conftest import REPO, SERVE_SCRIPT
+
+    env = {
+        **os.environ,
+        "OMNIROUTE_DATABASE_URL": sqlite_url,
+        "OMNIROUTE_WAVE_MAX_ORDERS": "0",
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, "serve", "--port", "1"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "OMNIROUTE_WAVE_MAX_ORDERS='0': must be a number >= 1" in done.stderr
+    assert "Traceback" not in done.stderr
