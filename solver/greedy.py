@@ -67,7 +67,9 @@ def _route_order(problem, order, stock, capacity, units) -> None:
             ok = can_give > 0
             if not ok.any():
                 break
-            open_cost = np.array([0.0 if n in shipping else ship_cost[n] for n in cand_nodes.tolist()])
+            open_cost = np.array(
+                [0.0 if n in shipping else ship_cost[n] for n in cand_nodes.tolist()]
+            )
             cost = open_cost + problem.handling[cand_nodes] * remaining
             pick = np.flatnonzero(ok)[np.argmin(cost[ok])]
             node = int(cand_nodes[pick])

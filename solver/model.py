@@ -118,7 +118,9 @@ class ModelBuilder:
             (cat(self._vals), (cat(self._rows).astype(np.int64), cat(self._cols).astype(np.int64))),
             shape=(self.num_rows, self.c.size),
         )
-        return MipModel(self.c, self.col_lo, self.col_hi, self.integer, A, cat(self._lo), cat(self._hi))
+        return MipModel(
+            self.c, self.col_lo, self.col_hi, self.integer, A, cat(self._lo), cat(self._hi)
+        )
 
 
 def build_model(
@@ -284,6 +286,8 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
         _local_index(part.lines, problem.cand_line[part.cands]), weights=x, minlength=v.num_u
     )
     u = problem.line_qty[part.lines] - line_units
-    ships = np.bincount(_local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z)
+    ships = np.bincount(
+        _local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z
+    )
     z = np.maximum(ships - 1, 0)
     return np.concatenate([x, y, u, z])
