@@ -1,7 +1,7 @@
 """Waves against one-by-one routing, and the oversell race during a wave (loopback HTTP).
 
     .venv/bin/python -m benchmarks.waves [--orders 2000] [--stores 1000] [--warehouses 12]
-        [--skus 2000] [--seed 1] [--time-limit 8] [--race-clients 64] [--race-orders 1000]
+        [--skus 2000] [--seed 1] [--time-limit 10] [--race-clients 64] [--race-orders 1000]
         [--postgres-url URL]
 
 Phases, each on a fresh database loaded with the same generated scenario
@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--warehouses", type=int, default=12)
     parser.add_argument("--skus", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--time-limit", type=float, default=8.0)
+    parser.add_argument("--time-limit", type=float, default=10.0)
     parser.add_argument("--race-clients", type=int, default=64)
     parser.add_argument("--race-orders", type=int, default=1000)
     parser.add_argument("--postgres-url", default=None)

@@ -90,7 +90,7 @@ class WaveSettings:
     window_seconds: float = 300.0
     channel_windows: Mapping[str, float] = field(default_factory=dict)
     max_orders: int = 2000
-    time_limit: float = 8.0
+    time_limit: float = 10.0
     rel_gap: float = 0.005
     lease_seconds: float = 60.0
     reserve_chunk: int = 100
@@ -131,7 +131,7 @@ class WaveSettings:
             window_seconds=number("OMNIROUTE_WAVE_WINDOW_SECONDS", 300.0, minimum=0),
             channel_windows=windows,
             max_orders=int(number("OMNIROUTE_WAVE_MAX_ORDERS", 2000, minimum=1)),
-            time_limit=number("OMNIROUTE_WAVE_TIME_LIMIT", 8.0, minimum=0.1),
+            time_limit=number("OMNIROUTE_WAVE_TIME_LIMIT", 10.0, minimum=0.1),
             rel_gap=number("OMNIROUTE_WAVE_GAP", 0.005, minimum=0),
             lease_seconds=number("OMNIROUTE_WAVE_LEASE_SECONDS", 60.0, minimum=1),
         )

@@ -317,3 +317,49 @@ def test_pool_stock_rows_are_untouched_by_queueing(waves):
     (stock,) = waves.pool.availability(["A"])
     assert sum(n.reserved for n in stock.nodes) == 0
     waves.pool.set_stock([SetRow("W1", "A", 3)], actor="feed")  # feeds still work meanwhile
+
+
+# --- one problem, one model ----------------------------------------------------------------
+
+HAND_CHECKED = [
+    "capacity-binds",
+    "pickup-competes",
+    "beyond-max-km",
+    "same-sku-two-lines",
+    "greedy-trap",
+    "split-vs-wait",
+]
+
+
+@pytest.mark.parametrize("fixture", HAND_CHECKED)
+def test_a_wave_of_a_fixture_reserves_its_proven_optimum(pool, fixture):
+    """Loaded into the pool and queued as one wave, each hand-checked fixture costs exactly
+    its optimum: the wave is the batch model (stock, capacity, reach, pickup, penalties)."""
+    import json
+
+    from router.pool.scenario_load import load_into_pool
+    from router.scenario import load_scenario
+
+    folder = REPO / "fixtures" / fixture
+    scenario = load_scenario(folder)
+    load_into_pool(pool, scenario)
+    waves = Waves(pool, WaveSettings(window_seconds=60, time_limit=5, rel_gap=0.0))
+    wave_id = None
+    for order_id, rows in scenario.orders.groupby("order_id", sort=False):
+        first = rows.iloc[0]
+        lines = tuple(OrderLine(str(r.line_id), str(r.sku), int(r.qty)) for r in rows.itertuples())
+        queued = waves.queue(
+            Order(
+                str(order_id), lines, float(first.lat), float(first.lon), first.pickup_node or None
+            ),
+            hold_seconds=900,
+        )
+        wave_id = queued.wave_id
+    waves.close(wave_id)
+    waves.run_due()
+    expected = json.loads((folder / "expected.json").read_text())["optimal_total_cost"]
+    kpis = waves.wave(wave_id).kpis
+    assert kpis["orders_routed"] == scenario.orders["order_id"].nunique()
+    assert kpis["cost"] == pytest.approx(expected, abs=1e-5)
+    assert kpis["solve"]["status"] == "optimal"
+    assert_invariant(pool)
