@@ -363,3 +363,18 @@ def test_a_wave_of_a_fixture_reserves_its_proven_optimum(pool, fixture):
     assert kpis["cost"] == pytest.approx(expected, abs=1e-5)
     assert kpis["solve"]["status"] == "optimal"
     assert_invariant(pool)
+
+
+def test_a_paused_node_gets_nothing_and_a_pickup_there_stays_unfilled(pool):
+    seed_network(pool, {("W1", "A"): 5, ("S1", "A"): 5})
+    pool.set_node_status("S1", "paused")
+    waves = Waves(pool, WaveSettings(window_seconds=60))
+    wave_id = waves.queue(order("delivery"), hold_seconds=900).wave_id
+    waves.queue(order("pickup", pickup_node="S1"), hold_seconds=900)
+    waves.close(wave_id)
+    waves.run_due()
+    assert node_of(waves.order("delivery")) == ["W1"]  # S1 would be cheaper, but paused
+    pickup = waves.order("pickup")
+    assert pickup.result.status == "unfilled" and node_of(pickup) == []
+    assert pickup.reservations == []
+    assert_invariant(pool)
