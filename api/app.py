@@ -7,16 +7,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api import problems
+from api import logs, problems
 from api.metrics import Metrics, count_closed
-from api.middleware import RequestContextMiddleware
+from api.middleware import RequestContextMiddleware, request_id_middleware_options
 from api.routes import health, inventory, nodes, reservations, route, waves
 from router.pool import Pool
 from router.pool.callbacks import CallbackSettings, deliver_due
@@ -25,17 +25,6 @@ from router.pool.waves import Waves, WaveSettings
 log = logging.getLogger("omniroute.api")
 DEFAULT_SWEEP_SECONDS = 5.0
 DEFAULT_WAVE_TICK_SECONDS = 0.5
-
-
-def _configure_logging() -> None:
-    """One JSON object per line on stderr, unless the host app configured logging."""
-    access = logging.getLogger("omniroute")
-    if not access.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
-        access.propagate = False
 
 
 async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
@@ -87,7 +76,7 @@ def create_app(
     ``sweep_seconds <= 0`` turns the background expiry sweep off (tests call
     ``pool.expire_due()`` themselves).
     """
-    _configure_logging()
+    logs.configure_unless_configured()
     metrics = Metrics()
 
     @asynccontextmanager
@@ -147,4 +136,6 @@ def create_app(
     for module in (route, reservations, inventory, nodes, health, waves):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Added last, so outermost: the request id is set before anything else runs.
+    app.add_middleware(CorrelationIdMiddleware, **request_id_middleware_options())
     return app

@@ -7,9 +7,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas import Customer, Id, LineIn, OrderId, ReservationOut, RouteResponse, Strict
+from api.schemas import (
+    Channel,
+    Customer,
+    HoldSeconds,
+    Id,
+    LineIn,
+    OrderId,
+    ReservationOut,
+    RouteResponse,
+    Strict,
+)
 from router.pool.routing import MAX_LINES, Order, OrderLine
-from router.pool.service import DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS
+from router.pool.service import DEFAULT_HOLD_SECONDS
 from router.pool.waves import MAX_CALLBACK_URL, OrderView, Queued, WaveView
 
 
@@ -17,13 +27,13 @@ class QueueRequest(Strict):
     """An order that can wait for its channel's wave."""
 
     order_id: OrderId
-    channel: Annotated[str, Field(min_length=1, max_length=32)] = "web"
+    channel: Channel = "web"
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
     customer: Customer | None = Field(
         None, description="Delivery location; may be omitted for a pickup order."
     )
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
-    hold_seconds: Annotated[int, Field(ge=1, le=MAX_HOLD_SECONDS)] = Field(
+    hold_seconds: HoldSeconds = Field(
         DEFAULT_HOLD_SECONDS, description="How long the reservations hold once routed."
     )
     callback_url: Annotated[str, Field(min_length=1, max_length=MAX_CALLBACK_URL)] | None = Field(
