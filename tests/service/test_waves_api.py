@@ -284,3 +284,18 @@ def test_serve_refuses_bad_wave_settings_naming_the_variable(sqlite_url, monkeyp
     assert done.returncode == 2
     assert "OMNIROUTE_WAVE_MAX_ORDERS='0': must be a number >= 1" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_queued_orders_survive_a_killed_server(sqlite_url, monkeypatch):
+    """SIGKILL the server with a wave open; the next server closes and solves it."""
+    monkeypatch.setenv("OMNIROUTE_WAVE_WINDOWS", "web=3")
+    key = seeded(sqlite_url)
+    with running_server(sqlite_url, kill=True) as base:
+        queued = httpx.post(
+            f"{base}/v1/orders", json=body("near"), headers={"X-API-Key": key}, timeout=30
+        ).json()
+    with running_server(sqlite_url) as base:
+        client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+        wait_for(lambda: client.get(f"/v1/waves/{queued['wave_id']}").json()["state"] == "done")
+        near = client.get("/v1/orders/near").json()
+        assert near["state"] == "routed" and near["reservations"][0]["status"] == "held"
