@@ -590,23 +590,40 @@ class Waves:
     def _reserve_chunk(
         self, wave_id: str, token: str, entries: list[_Entry], index: NodeIndex
     ) -> None:
-        """Reserve the entries in one transaction (retried whole on a PostgreSQL deadlock)."""
+        """Reserve the chunk's joint plans in one transaction; if some stock is gone, reserve
+        (or repair) its orders one transaction each, so that the transactions that race
+        ``/v1/route`` clients hold few rows and briefly."""
+        if not self._in_transaction(wave_id, token, entries, index, all_or_nothing=True):
+            for entry in entries:
+                self._in_transaction(wave_id, token, [entry], index, all_or_nothing=False)
+
+    def _in_transaction(
+        self,
+        wave_id: str,
+        token: str,
+        entries: list[_Entry],
+        index: NodeIndex,
+        *,
+        all_or_nothing: bool,
+    ) -> bool:
+        """One write transaction (retried whole on a PostgreSQL deadlock) that first refreshes
+        the claim and stops if another process has taken the wave."""
         from router.pool.service import _back_off, _is_retryable
 
         for attempt in range(1, routing.MAX_ROUTE_ATTEMPTS + 1):
             try:
                 with self.db.write() as conn:
                     now = self.pool.clock()
-                    # Refresh the claim, and stop if another process has taken the wave.
                     if not conn.execute(
                         update(waves)
                         .where(waves.c.wave_id == wave_id, waves.c.claim_token == token)
                         .values(claimed_at=now)
                     ).rowcount:
                         raise LostClaim(wave_id)
-                    self._reserve_entries(conn, entries, index, now)
-                return
-            except LostRace:  # an order could not even be repaired: redo the whole chunk
+                    return self._reserve_entries(
+                        conn, entries, index, now, all_or_nothing=all_or_nothing
+                    )
+            except LostRace:  # an order could not even be repaired: redo the transaction
                 if attempt == routing.MAX_ROUTE_ATTEMPTS:
                     raise
                 _back_off(attempt)
@@ -614,13 +631,21 @@ class Waves:
                 if not _is_retryable(error) or attempt == routing.MAX_ROUTE_ATTEMPTS:
                     raise
                 _back_off(attempt)
+        raise AssertionError("unreachable")
 
     def _reserve_entries(
-        self, conn: Connection, entries: list[_Entry], index: NodeIndex, now: datetime
-    ) -> None:
-        """Reserve a chunk: all joint plans at once when their stock is all still there
-        (one conditional update per (node, sku) of the summed moves), else order by order
-        with repairs. Orders already routed (an interrupted earlier run) are skipped."""
+        self,
+        conn: Connection,
+        entries: list[_Entry],
+        index: NodeIndex,
+        now: datetime,
+        *,
+        all_or_nothing: bool,
+    ) -> bool:
+        """Reserve the joint plans at once when their stock is all still there (one
+        conditional update per (node, sku) of the summed moves); else, with
+        ``all_or_nothing``, write nothing and answer False; without, order by order with
+        repairs. Orders already routed (an interrupted earlier run) are skipped."""
         ids = sorted(e.order.order_id for e in entries)
         for order_id in ids:
             routing.lock_order(conn, order_id)
@@ -674,7 +699,8 @@ class Waves:
                     routing.reserve_plan(conn, sorted((pk, s, u) for (pk, s), u in summed.items()))
                 all_there = True
             except LostRace:
-                pass
+                if all_or_nothing:
+                    return False
         if all_there:
             routing.write_reservations(conn, [row for w in writes.values() for row in w.rows])
             by_actor: dict[str, list] = {}
@@ -690,7 +716,7 @@ class Waves:
                     *self._reserve_order(conn, entry, index, now)
                 )
         if not outcome:
-            return
+            return True
         callbacks = {e.order.order_id for e in todo if e.has_callback}
         conn.execute(
             _RECORD_OUTCOME,
@@ -709,6 +735,7 @@ class Waves:
                 for order_id, change in outcome.items()
             ],
         )
+        return True
 
     def _reserve_order(
         self, conn: Connection, entry: _Entry, index: NodeIndex, now: datetime
