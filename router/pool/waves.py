@@ -741,19 +741,22 @@ class Waves:
         self, conn: Connection, entry: _Entry, index: NodeIndex, now: datetime
     ) -> tuple[RouteResult, bool]:
         """The joint plan if its stock is still there, else a repair: (result, repaired)."""
-        common = {
-            "now": now,
-            "hold_seconds": entry.hold_seconds,
-            "actor": entry.actor,
-            "idempotency_key": None,
-            "request_id": None,
-        }
         if entry.joint is not None:
             prepared, plan = entry.joint
             try:
                 with conn.begin_nested():
                     result = routing.reserve_routing(
-                        conn, entry.order, index, prepared, plan, attempt=1, **common
+                        conn,
+                        entry.order,
+                        index,
+                        prepared,
+                        plan,
+                        now=now,
+                        hold_seconds=entry.hold_seconds,
+                        attempt=1,
+                        actor=entry.actor,
+                        idempotency_key=None,
+                        request_id=None,
                     )
                 return result, False
             except LostRace:
@@ -763,7 +766,16 @@ class Waves:
             try:
                 with conn.begin_nested():
                     result = routing.route_and_reserve(
-                        conn, entry.order, index, policy, attempt=attempt, **common
+                        conn,
+                        entry.order,
+                        index,
+                        policy,
+                        now=now,
+                        hold_seconds=entry.hold_seconds,
+                        attempt=attempt,
+                        actor=entry.actor,
+                        idempotency_key=None,
+                        request_id=None,
                     )
                 return result, entry.joint is not None
             except LostRace:
