@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.waves [--orders 2000] [--stores 1000] [--warehouses 12]
         [--skus 2000] [--seed 1] [--time-limit 10] [--race-clients 64] [--race-orders 1000]
-        [--postgres-url URL]
+        [--postgres-url URL] [--skip-race] [--skip-compare]
 
 Phases, each on a fresh database loaded with the same generated scenario
 (``omniroute generate``: real geography, ``--stores`` stores, ``--warehouses``
@@ -208,6 +208,8 @@ def race_phase(folder, workdir, bodies, args, pg_url: str | None) -> dict:
         "api_processes": processes,
         "race_statuses": dict(statuses),
         "wave_close_to_done_seconds": round(elapsed, 2),
+        "wave_solve_seconds": wave["kpis"]["solve"]["seconds"],
+        "wave_reserve_seconds": wave["kpis"]["reserve_seconds"],
         "wave_repaired_orders": wave["kpis"]["orders_repaired"],
         **checked,
     }
@@ -225,6 +227,7 @@ def main() -> None:
     parser.add_argument("--race-orders", type=int, default=1000)
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--skip-race", action="store_true")
+    parser.add_argument("--skip-compare", action="store_true", help="only the race phase(s)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="omniroute-waves-"))
@@ -243,16 +246,17 @@ def main() -> None:
         f"{len(bodies)} orders, {args.stores} stores, {args.warehouses} warehouses, "
         f"{args.skus} SKUs, seed {args.seed}, wave time limit {args.time_limit} s"
     )
-    wave = wave_phase(folder, workdir, bodies, args.time_limit)
-    print("wave:", wave)
-    single = one_by_one_phase(folder, workdir, bodies)
-    print("one by one (/v1/route):", single)
-    extra = single["splits"] - wave["splits"]
-    print(
-        f"wave vs one by one: cost {wave['cost']:.2f} vs {single['cost']:.2f} "
-        f"({(wave['cost'] / single['cost'] - 1) * 100:+.2f}%), splits {wave['splits']} vs "
-        f"{single['splits']} ({extra} fewer)"
-    )
+    if not args.skip_compare:
+        wave = wave_phase(folder, workdir, bodies, args.time_limit)
+        print("wave:", wave)
+        single = one_by_one_phase(folder, workdir, bodies)
+        print("one by one (/v1/route):", single)
+        extra = single["splits"] - wave["splits"]
+        print(
+            f"wave vs one by one: cost {wave['cost']:.2f} vs {single['cost']:.2f} "
+            f"({(wave['cost'] / single['cost'] - 1) * 100:+.2f}%), splits {wave['splits']} vs "
+            f"{single['splits']} ({extra} fewer)"
+        )
     if not args.skip_race:
         print("race:", race_phase(folder, workdir, bodies, args, None))
         if args.postgres_url:
