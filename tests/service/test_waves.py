@@ -378,3 +378,40 @@ def test_a_paused_node_gets_nothing_and_a_pickup_there_stays_unfilled(pool):
     assert pickup.result.status == "unfilled" and node_of(pickup) == []
     assert pickup.reservations == []
     assert_invariant(pool)
+
+
+# --- callbacks (delivery loop in-process, against a real HTTP receiver on loopback) ----------
+
+
+def test_a_callback_that_keeps_failing_backs_off_then_fails_and_the_order_stays_routed(pool, clock):
+    import httpx
+
+    from router.pool.callbacks import CallbackSettings, deliver_due
+    from tests.service.test_waves_api import receiver
+
+    seed_network(pool, {("W1", "A"): 1})
+    settings = CallbackSettings(secret="s", max_attempts=3, first_delay=10.0)
+    waves = Waves(pool, WaveSettings(window_seconds=60), callbacks_enabled=True)
+    with receiver(fail_first=99) as (hook, received), httpx.Client() as client:
+        wave_id = waves.queue(order("near"), hold_seconds=900, callback_url=hook).wave_id
+        assert deliver_due(pool, settings, client) == 0 and received == []  # not routed yet
+        waves.close(wave_id)
+        waves.run_due()
+        assert deliver_due(pool, settings, client) == 0 and len(received) == 1
+        assert deliver_due(pool, settings, client) == 0 and len(received) == 1  # backing off
+        clock.advance(10)  # first retry after 10 s, the second after 20 s more
+        deliver_due(pool, settings, client)
+        clock.advance(19)
+        deliver_due(pool, settings, client)
+        assert len(received) == 2
+        clock.advance(1)
+        deliver_due(pool, settings, client)
+        assert len(received) == 3
+        clock.advance(3600)
+        deliver_due(pool, settings, client)
+        assert len(received) == 3  # gave up after max_attempts
+    view = waves.order("near")
+    assert (view.callback_state, view.callback_attempts) == ("failed", 3)
+    assert view.callback_error == "HTTP 500"
+    assert view.state == "routed" and view.reservations[0].status == "held"
+    assert settings.delay_after(1) == 10.0 and settings.delay_after(30) == settings.max_delay
