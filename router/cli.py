@@ -67,6 +67,10 @@ def solve(
     except OSError as exc:  # e.g. --out on a read-only disk
         _fail(f"cannot write the answer to {out}: {exc.strerror or exc}")
     print(json.dumps(output.summary, indent=2))
+    if output.stopped_by is not None:
+        # The answer is written (status "interrupted"); the exit code still
+        # tells a script the run was cut short: 130 after Ctrl-C, 143 after SIGTERM.
+        raise typer.Exit(code=128 + output.stopped_by)
 
 
 @app.command()

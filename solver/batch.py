@@ -12,17 +12,23 @@ and node capacity. The method exploits that:
    stock or capacity that the contested orders could want and are short of.
    All other orders keep their own optimum; the contested ones are first
    re-routed greedily, which gives a feasible incumbent at once.
-3. **Relax and fix, block by block.** The contested part (in geographic blocks
-   when it is large) is solved as an LP over each line's cheapest candidates,
-   on what the other orders leave. Orders the LP routes in whole units keep
-   that routing; the fractional ones, then the fractional ones with their
-   neighbours, are decided by MIPs warm-started from the previous answer.
-4. **Proven bound.** The LP duals price the scarce stock and capacity; routing
-   every order alone at those prices is a Lagrangian bound, valid for the whole
-   batch for any nonnegative prices; a few subgradient steps improve it.
-5. **Polish.** While the bound is not yet tight, a contested part of moderate
-   size is solved as one MIP over more candidates, and a tiny batch as one
-   unpruned MIP (whose own bound is then a bound for the batch).
+   re-routed greedily, and the one-unit orders among them exactly by a min-cost
+   flow (:mod:`solver.unit_flow`), which gives a feasible incumbent at once.
+3. **By size** (thresholds in :class:`solver.params.OptimizeParams`, measured):
+   a *tiny* batch is one MIP over every candidate, to the proven optimum.
+4. **Joint LP** (:mod:`solver.joint_lp`). Otherwise one LP of the *whole*
+   contested part (HiGHS, or PDLP when it is big) gives one global price vector
+   for scarce stock and capacity. Its whole-unit routings are kept where they
+   fit together, the rest repaired (:mod:`solver.lp_rounding`) and then
+   re-decided by MIPs with their neighbours (:mod:`solver.relax_fix`).
+5. **Proven bound** (:mod:`solver.bound`, :mod:`solver.lagrange`). At the LP's
+   prices, every order alone priced, minus the prices times the limits, is a
+   Lagrangian bound, valid for any nonnegative prices; a price search on the
+   vectorised oracle (:mod:`solver.pricing`) improves it.
+6. **Finish.** A *small* batch then goes to one unpruned MIP warm-started from
+   the incumbent, stopped as soon as the bound proves its answer. A *large* one
+   is improved block by block (relax and fix in geographic blocks), the bound
+   by more price steps, and a contested part of moderate size by one MIP.
 
 Every step only accepts answers that are feasible and cheaper, so the answer
 is always feasible and the reported gap is a proof, not an estimate.
@@ -48,10 +54,14 @@ from solver.contention import (
 )
 from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
+from solver.joint_lp import solve_joint_lp
+from solver.lagrange import dense_prices, search_prices, start_search
+from solver.lp_rounding import keep_whole_units, repair
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
-from solver.relax_fix import relax_and_fix
-from solver.subgradient import subgradient_bound
+from solver.pricing import build_structure
+from solver.relax_fix import fix_the_rest, relax_and_fix
+from solver.unit_flow import route_single_units_by_flow
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,16 @@ def optimize(
     clock: Clock,
     progress: Progress | None = None,
 ) -> RoutingResult:
-    """Route the whole batch jointly; the answer is always feasible."""
+    """Route the whole batch jointly; the answer is always feasible.
+
+    The phases, each in its own module: every order alone (its optimum and the
+    first bound); the contested part with a greedy incumbent; then by size
+    (measured, see the README): a tiny batch is one MIP to the proven optimum;
+    otherwise the joint LP of the contested part gives global prices, a rounded
+    answer and the Lagrangian bound; a small batch then goes to one unpruned MIP
+    that stops as soon as the bound proves its answer; a large one is improved
+    block by block (relax and fix) and the bound by price updates.
+    """
     emit = progress or (lambda _phase, _details: None)
     stats: dict = {}
 
@@ -110,11 +129,195 @@ def optimize(
     # A feasible incumbent from the start: without the colliding orders no
     # stock or capacity is over-used, so every other order keeps its own
     # optimum and the colliding ones are routed greedily on what is left.
-    incumbent = reroute_greedily(problem, alone.units, colliding)
-    best = evaluate(problem, incumbent).total_cost
-    emit("contested part", {"best": best})
+    search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
+    search.offer(route_single_units_by_flow(problem, search.units, colliding))
+    emit("contested part", {"best": search.best})
 
+    if (
+        problem.cand_line.size <= params.exact_candidates
+        or problem.num_orders <= params.exact_orders
+    ):
+        # A tiny batch: one MIP over every candidate proves the optimum
+        # (HiGHS's own default gap at most), no decomposition first.
+        emit("exact MIP", {"best": search.best})
+        _exact_mip(problem, params, clock, search, rel_gap=min(params.rel_gap, 1e-4))
+        return search.result(params, clock, stats)
+
+    emit("joint LP", {"best": search.best})
+    joint = solve_joint_lp(
+        problem,
+        search.units,
+        contested,
+        params,
+        clock,
+        remaining(params, clock, 0.6 * params.time_limit),
+    )
     prices = Prices(problem)
+    if joint is None:
+        search.timed_out = True
+    else:
+        prices = joint.prices
+        stats["joint_lp"] = {
+            "solver": joint.solver,
+            "seconds": joint.seconds,
+            "columns": joint.columns,
+        }
+        rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
+        emit("joint LP: rounded", {"best": search.best})
+        if search.units is rounded and undecided.any():
+            started = clock()
+            deadline = started + remaining(params, clock, 0.3 * params.time_limit)
+            fixed = fix_the_rest(
+                problem,
+                rounded,
+                undecided,
+                contested,
+                params,
+                deadline,
+                search.best,
+                clock,
+                stats,
+                lambda units: False,
+                start=rounded,
+            )
+            search.offer(fixed)
+            stats["joint_lp"]["fix_seconds"] = round(clock() - started, 2)
+            emit("joint LP: fixed", {"best": search.best})
+
+    emit("lower bound", {"best": search.best})
+    _prove(problem, params, clock, search, alone, prices, stats, share=0.15)
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+
+    if problem.cand_line.size <= params.direct_mip_candidates:
+        if not search.proven(params) and clock() < params.time_limit:
+            emit("exact MIP", {"best": search.best, "bound": search.bound})
+            target = search.bound / (1.0 - params.rel_gap) if search.bound > 0 else None
+            _exact_mip(problem, params, clock, search, target=target)
+        return search.result(params, clock, stats)
+
+    _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
+
+    if not search.proven(params) and clock() < params.time_limit:
+        _prove(problem, params, clock, search, alone, prices, stats, share=0.5)
+        emit("lower bound", {"best": search.best, "bound": search.bound})
+
+    if not search.proven(params) and contested.sum() <= params.polish_orders:
+        emit("joint MIP polish", {"best": search.best, "bound": search.bound})
+        started = clock()
+        polished, finished = polish(problem, search.units, contested, params, clock, emit)
+        stats["polish_seconds"] = round(clock() - started, 2)
+        search.timed_out |= not finished
+        search.offer(polished)
+    return search.result(params, clock, stats)
+
+
+class _Search:
+    """The incumbent (always feasible), its cost, the best proven bound, and
+    whether a step was cut short by the time limit."""
+
+    def __init__(self, problem, units: np.ndarray, bound: float) -> None:
+        self.problem = problem
+        self.units = units
+        self.best = evaluate(problem, units).total_cost
+        self.bound = bound
+        self.timed_out = False
+
+    def offer(self, units: np.ndarray | None) -> None:
+        """Keep ``units`` (feasible by construction) if cheaper."""
+        if units is None:
+            return
+        cost = evaluate(self.problem, units).total_cost
+        if cost < self.best - 1e-9:
+            self.units, self.best = units, cost
+
+    def raise_bound(self, bound: float) -> None:
+        self.bound = max(self.bound, bound)
+
+    def proven(self, params: OptimizeParams) -> bool:
+        return within(self.best, self.bound, params.rel_gap)
+
+    def result(self, params: OptimizeParams, clock: Clock, stats: dict) -> RoutingResult:
+        cost = evaluate(self.problem, self.units)
+        bound = min(self.bound, cost.total_cost)
+        if within(cost.total_cost, bound, params.rel_gap):
+            status = "optimal"
+        elif self.timed_out or clock() >= params.time_limit:
+            status = "time_limit"
+        else:
+            status = "feasible"
+        return RoutingResult("optimize", status, self.units, cost, bound, stats)
+
+
+def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats, share: float):
+    """Raise the bound by a price search from ``prices`` for ``share`` of the time left.
+
+    Every step evaluates the Lagrangian on the vectorised oracle: up to
+    ``exact_pricing_orders`` orders, with the orders that have a short candidate
+    priced exactly (near the exact Lagrangian); beyond, all relaxed (fast, looser),
+    and then, if there is time, the exact Lagrangian once at the best prices
+    found. Every value is a proven bound; the best prices replace ``prices``.
+    """
+    if search.proven(params) or clock() >= params.time_limit:
+        return
+    started = clock()
+    details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
+    small = problem.num_orders <= params.exact_pricing_orders
+    structure = build_structure(problem, exact_short=small)
+    state = start_search(structure, prices.unit_price(), prices.node)
+    deadline = clock() + max(share * remaining(params, clock, 0.0), 0.05)
+    search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
+    search.raise_bound(state.best_value)
+    details["iterations"] += state.iterations
+    details["trajectory"] += state.trajectory[:: max(1, len(state.trajectory) // 10)]
+    if state.best_key_price is not None:
+        prices.key, prices.node = dense_prices(
+            problem, structure, state.best_key_price, state.best_node_price
+        )
+        # The exact Lagrangian costs about a millisecond per order here.
+        if not small and remaining(params, clock, 0.0) > 1e-3 * problem.num_orders:
+            search.raise_bound(lagrangian_bound(problem, alone, prices))
+            details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
+    details["seconds"] = round(details["seconds"] + clock() - started, 2)
+
+
+def _dive(problem, params, clock, search: _Search, contested, joint, stats):
+    """Round the joint LP: keep its whole-unit routings; solve the LP again for
+    the orders it left undecided, on what the kept ones leave (at most
+    ``dive_rounds`` times, while that is worth it); repair the rest.
+    Returns (the rounded answer, the orders the LPs never decided)."""
+    kept, undecided = keep_whole_units(problem, search.units, joint.part, joint.vars, joint.x)
+    rounds = [int(undecided.sum())]
+    deadline = clock() + remaining(params, clock, 0.45 * params.time_limit)
+    for _round in range(params.dive_rounds):
+        if undecided.sum() < 20 or clock() >= deadline:
+            break
+        again = solve_joint_lp(problem, kept, undecided, params, clock, deadline - clock())
+        if again is None:
+            break
+        kept, still = keep_whole_units(problem, kept, again.part, again.vars, again.x)
+        if still.sum() >= undecided.sum():
+            undecided = still
+            break
+        undecided = still
+        rounds.append(int(undecided.sum()))
+    stats["joint_lp"]["undecided_orders"] = rounds
+    rounded = repair(problem, kept, undecided, contested, joint.prices.unit_price())
+    search.offer(rounded)
+    return rounded, undecided
+
+
+def _exact_mip(problem, params, clock, search: _Search, rel_gap=None, target=None) -> None:
+    """One MIP over every candidate from the incumbent; its bound is the batch's."""
+    units, bound, finished = solve_exactly(
+        problem, search.units, params, clock, search.best, rel_gap=rel_gap, target=target
+    )
+    search.offer(units)
+    search.raise_bound(bound)
+    search.timed_out |= not finished and not search.proven(params)
+
+
+def _improve_by_blocks(problem, params, clock, search, contested, emit, stats):
+    """Relax and fix, block by block, from the incumbent (each step only improves)."""
     blocks = geographic_blocks(problem, contested, params.block_orders)
     # Big parts: fewer candidates per line keep each block's LP fast enough
     # for a second pass, whose shifted blocks re-decide the first's borders.
@@ -131,70 +334,34 @@ def optimize(
         """Already proven within the gap? (Only asked when one block covers all.)"""
         if len(blocks) > 1 or clock() >= params.time_limit:
             return False
-        bound = max(alone.bound, lagrangian_bound(problem, alone, prices))
-        return within(evaluate(problem, units).total_cost, bound, params.rel_gap)
+        return within(evaluate(problem, units).total_cost, search.bound, params.rel_gap)
 
-    timed_out = False
     for step, (sweep, block) in enumerate(schedule):
-        steps_left = len(schedule) - step if sweep == 1 else len(schedule) - step + len(blocks)
-        share = remaining(params, clock, 0.1 * params.time_limit) / steps_left
-        if clock() >= 0.85 * params.time_limit:
-            timed_out = sweep == 1  # an unfinished second sweep is only an unused chance
+        if search.proven(params):
+            break
+        steps_left = len(schedule) - step
+        share = remaining(params, clock, 0.2 * params.time_limit) / steps_left
+        # A block's LP needs seconds: a sliver of time would only be wasted.
+        if clock() >= 0.8 * params.time_limit or share < 2.0 + 5e-4 * block.sum():
             break
         label = f"sweep {sweep}, block {step % len(blocks) + 1}/{len(blocks)}"
         emit(f"{label}: linear relaxation", {"orders": int(block.sum())})
         started = clock()
+        # The blocks' own duals go to a scratch price table: the joint LP's
+        # global prices stay the ones the bound starts from.
         candidate, fractional = relax_and_fix(
-            problem, incumbent, block, params, share, prices, clock, stats, per_line, good_enough
+            problem,
+            search.units,
+            block,
+            params,
+            share,
+            Prices(problem),
+            clock,
+            stats,
+            per_line,
+            good_enough,
         )
         stats.setdefault("block_seconds", []).append(round(clock() - started, 2))
         stats["lp_fractional_orders"] += fractional
-        if candidate is None:
-            timed_out = True
-            continue
-        candidate_cost = evaluate(problem, candidate).total_cost
-        if candidate_cost < best:
-            incumbent, best = candidate, candidate_cost
-        emit(f"{label}: joint MIP", {"best": best})
-
-    emit("lower bound", {"best": best})
-    started = clock()
-    bound = alone.bound
-    # Past the time limit the answer goes out with the bound it already has.
-    if clock() < params.time_limit:
-        bound = max(bound, lagrangian_bound(problem, alone, prices))
-    if not within(best, bound, params.rel_gap) and clock() < params.time_limit:
-        deadline = started + max(0.25 * remaining(params, clock, 0.0), 0.1)
-        bound = max(bound, subgradient_bound(problem, alone, prices, best, clock, deadline, stats))
-    stats["bound_seconds"] = round(clock() - started, 2)
-    emit("lower bound", {"best": best, "bound": bound})
-
-    if not within(best, bound, params.rel_gap) and contested.sum() <= params.polish_orders:
-        emit("joint MIP polish", {"best": best, "bound": bound})
-        started = clock()
-        polished, finished = polish(problem, incumbent, contested, params, clock, emit)
-        stats["polish_seconds"] = round(clock() - started, 2)
-        timed_out |= not finished
-        polished_cost = evaluate(problem, polished).total_cost
-        if polished_cost < best:
-            incumbent, best = polished, polished_cost
-
-    if (
-        not within(best, bound, params.rel_gap)
-        and problem.cand_line.size <= params.exact_candidates
-    ):
-        emit("exact MIP", {"best": best, "bound": bound})
-        incumbent, exact_bound, finished = solve_exactly(problem, incumbent, params, clock, best)
-        bound = max(bound, exact_bound)
-        timed_out |= not finished
-        best = evaluate(problem, incumbent).total_cost
-
-    cost = evaluate(problem, incumbent)
-    bound = min(bound, cost.total_cost)
-    if within(cost.total_cost, bound, params.rel_gap):
-        status = "optimal"
-    elif timed_out or clock() >= params.time_limit:
-        status = "time_limit"
-    else:
-        status = "feasible"
-    return RoutingResult("optimize", status, incumbent, cost, bound, stats)
+        search.offer(candidate)
+        emit(f"{label}: joint MIP", {"best": search.best})

@@ -182,6 +182,9 @@ def split_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_or
     """z[o] >= shipments of o - 1, each split costing the split penalty."""
     z = slice(v.z0, v.z0 + v.num_z)
     mb.c[z] = problem.split_penalty
+    # An order cannot split more often than it has shipments beyond the first:
+    # finite bounds keep every dual vector's weak-duality bound finite.
+    mb.col_hi[z] = np.maximum(np.bincount(local_order, minlength=v.num_z) - 1, 0)
     idx = np.arange(v.num_z)
     mb.add_rows(
         "split",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,7 +10,16 @@ Progress = Callable[[str, dict], None]
 """Receives (phase, details) events: phase names and best cost / bound so far."""
 
 Clock = Callable[[], float]
-"""Seconds elapsed since the solve started (the caller owns the clock)."""
+"""Seconds elapsed since the solve started (the caller owns the clock).
+
+A caller that wants the solve to stop early (Ctrl-C, SIGTERM) makes its clock
+return ``math.inf`` from then on: every step then sees its time up, and a
+running HiGHS solve is stopped through :func:`stop_requested`."""
+
+
+def stop_requested(clock: Clock) -> Callable[[], bool]:
+    """The stop test for :func:`solver.mip.solve_mip`: true once ``clock`` returns inf."""
+    return lambda: math.isinf(clock())
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,22 @@ class OptimizeParams:
     lns_rounds: int = 3
     """Most rounds over the nodes in the large neighbourhood search."""
     exact_candidates: int = 5000
-    """Batches with at most this many line candidates are solved as one
-    unpruned MIP when the bound is not yet tight (tiny scenarios: proven optimum)."""
+    exact_orders: int = 1000
+    """Batches with at most this many orders, or line candidates, are *tiny*:
+    solved at once as one unpruned MIP to the proven optimum (HiGHS's gap 1e-4
+    at most), measured faster there than any decomposition."""
     polish_orders: int = 3000
     """Contested parts up to this size get a final MIP over the whole part."""
+    direct_mip_candidates: int = 60000
+    """Batches with at most this many line candidates are, after the joint LP and
+    its bound, solved as one unpruned MIP (measured faster than the decomposition
+    there, and it proves the optimum); larger ones go through the decomposition."""
+    exact_pricing_orders: int = 30000
+    """Up to this many orders, every step of the price search prices the orders
+    with a short candidate exactly (tighter steps, seconds each beyond)."""
+    dive_rounds: int = 3
+    """Most re-solves of the joint LP for the orders its rounding left undecided."""
+    first_order_columns: int = 250000
+    """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
+    first_order_tolerance: float = 1e-4
+    """PDLP's relative optimality tolerance."""

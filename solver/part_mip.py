@@ -12,6 +12,7 @@ from solver.contention import independent_components
 from solver.cost import evaluate
 from solver.mip import MipParams, SolveStatus, solve_mip
 from solver.model import ModelInput, build_model, start_vector
+from solver.params import stop_requested
 
 
 def solve_part(
@@ -62,6 +63,7 @@ def solve_part(
             ),
             start=start_vector(problem, part, v, start_units),
             on_progress=on_progress,
+            stop=stop_requested(clock),
         )
         if mip.x is not None:
             result[part.cands] = v.extract(mip.x)

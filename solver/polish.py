@@ -8,6 +8,7 @@ from solver.budget import part_abs_gap, remaining
 from solver.cost import evaluate
 from solver.mip import MipParams, SolveStatus, solve_mip
 from solver.model import ModelInput, build_model, start_vector
+from solver.params import stop_requested
 from solver.part_mip import solve_part
 
 
@@ -33,20 +34,26 @@ def polish(problem, incumbent, contested, params, clock, emit):
     return units, status == SolveStatus.OPTIMAL
 
 
-def solve_exactly(problem, incumbent, params, clock, batch_cost):
+def solve_exactly(problem, incumbent, params, clock, batch_cost, rel_gap=None, target=None):
     """Small batches: the whole model over every candidate, so that the MIP's
-    own bound is a bound for the batch. Returns (units, bound, finished)."""
+    own bound is a bound for the batch. Returns (units, bound, finished).
+
+    ``rel_gap`` defaults to a quarter of the batch's; ``target``: stop at the
+    first solution costing at most this (the caller's own bound proves it).
+    """
     part = ModelInput.whole(problem)
     model, v, _keys, _rows = build_model(problem, part)
     mip = solve_mip(
         model,
         MipParams(
             time_limit=remaining(params, clock, 0.0),
-            rel_gap=params.rel_gap / 4,
-            abs_gap=part_abs_gap(params, batch_cost),
+            rel_gap=params.rel_gap / 4 if rel_gap is None else rel_gap,
+            abs_gap=part_abs_gap(params, batch_cost) if rel_gap is None else 1e-6,
             seed=params.seed,
+            objective_target=float("-inf") if target is None else target,
         ),
         start=start_vector(problem, part, v, incumbent),
+        stop=stop_requested(clock),
     )
     if mip.x is None:
         return incumbent, mip.bound, False

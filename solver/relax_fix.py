@@ -12,6 +12,7 @@ from solver.contention import (
 from solver.cost import evaluate
 from solver.mip import MipParams, solve_mip
 from solver.model import build_model
+from solver.params import stop_requested
 from solver.part_mip import solve_part
 
 
@@ -31,7 +32,7 @@ def relax_and_fix(
     part, _ = model_part(problem, incumbent, block, params, start=incumbent, per_line=per_line)
     model, v, keys, rows = build_model(problem, part)
     started = clock()
-    lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True))
+    lp = solve_mip(model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock))
     stats.setdefault("lp_seconds", []).append(round(clock() - started, 2))
     if lp.x is None:
         return None, 0
@@ -43,12 +44,47 @@ def relax_and_fix(
         return units, 0
     batch_cost = evaluate(problem, incumbent).total_cost
     units[part.cands] *= ~fractional[problem.line_order[problem.cand_line[part.cands]]]
-    units, _ = solve_part(
-        problem, units, fractional, params, max(0.5 * (deadline - clock()), 1.0), batch_cost, clock
+    units = fix_the_rest(
+        problem, units, fractional, block, params, deadline, batch_cost, clock, stats, good_enough
     )
-    neighbourhood = with_neighbours(problem, units, fractional) & block
+    return units, int(fractional.sum())
+
+
+def fix_the_rest(
+    problem,
+    units,
+    undecided,
+    block,
+    params,
+    deadline,
+    batch_cost,
+    clock,
+    stats,
+    good_enough,
+    start=None,
+):
+    """The orders the LP left undecided, by MIP on what the decided ones leave.
+
+    ``units`` holds the decided orders' plans (the undecided ones' are
+    replaced); ``start`` (default: greedy) is a feasible start for the
+    undecided ones. Then, time permitting, the undecided orders are decided
+    again together with their neighbours (the orders holding the stock they
+    are short of) within ``block``, warm-started from the first answer, by a
+    large neighbourhood search and a MIP (each step only improves).
+    """
+    units, _ = solve_part(
+        problem,
+        units,
+        undecided,
+        params,
+        max(0.5 * (deadline - clock()), 1.0),
+        batch_cost,
+        clock,
+        start=start,
+    )
+    neighbourhood = with_neighbours(problem, units, undecided) & block
     if (
-        neighbourhood.sum() > fractional.sum()
+        neighbourhood.sum() > undecided.sum()
         and deadline - clock() > 0.5
         and not good_enough(units)
     ):
@@ -69,4 +105,4 @@ def relax_and_fix(
         stats.setdefault("neighbourhood_mip", []).append(
             (int(neighbourhood.sum()), round(clock() - started, 2), str(status))
         )
-    return units, int(fractional.sum())
+    return units
