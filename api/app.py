@@ -17,11 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from api import logs, problems
 from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
-from api.routes import campaigns, health, inventory, nodes, reservations, route
+from api.routes import campaigns, health, inventory, nodes, reservations, route, waves
 from router.pool import Pool
+from router.pool.callbacks import CallbackSettings, deliver_due
+from router.pool.waves import Waves, WaveSettings
 
 log = logging.getLogger("omniroute.api")
 DEFAULT_SWEEP_SECONDS = 5.0
+DEFAULT_WAVE_TICK_SECONDS = 0.5
 
 
 async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
@@ -36,8 +39,38 @@ async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
             log.exception("expiry sweep failed")
 
 
+# --- waves (issue 8): the background closer and the callback outbox ------------------------
+
+
+async def _close_and_solve_waves(waves: Waves, wakeup: asyncio.Event, every: float) -> None:
+    """Close due waves and solve closed ones; each process runs one, a wave is solved once."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout=every)
+        wakeup.clear()
+        try:
+            await run_in_threadpool(waves.run_due)
+        except Exception:  # the wave stays claimable; the next tick (or process) retries
+            log.exception("wave closer failed")
+
+
+async def _deliver_callbacks(pool: Pool, settings: CallbackSettings, every: float) -> None:
+    import httpx
+
+    with httpx.Client(follow_redirects=False) as client:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await run_in_threadpool(deliver_due, pool, settings, client)
+            except Exception:  # delivery is retried at the next tick
+                log.exception("callback delivery failed")
+
+
 def create_app(
-    pool: Pool | None = None, *, sweep_seconds: float = DEFAULT_SWEEP_SECONDS
+    pool: Pool | None = None,
+    *,
+    sweep_seconds: float = DEFAULT_SWEEP_SECONDS,
+    wave_tick_seconds: float = DEFAULT_WAVE_TICK_SECONDS,
 ) -> FastAPI:
     """Build the app; without ``pool`` it opens (and migrates) ``OMNIROUTE_DATABASE_URL``.
 
@@ -60,13 +93,35 @@ def create_app(
             if sweep_seconds > 0
             else None
         )
+        callback_settings = CallbackSettings.from_env()
+        app.state.waves = Waves(
+            app.state.pool,
+            WaveSettings.from_env(),
+            callbacks_enabled=callback_settings.enabled,
+        )
+        app.state.wave_wakeup = asyncio.Event()
+        background = (
+            [
+                asyncio.create_task(
+                    _close_and_solve_waves(
+                        app.state.waves, app.state.wave_wakeup, wave_tick_seconds
+                    )
+                ),
+                asyncio.create_task(
+                    _deliver_callbacks(app.state.pool, callback_settings, wave_tick_seconds)
+                ),
+            ]
+            if wave_tick_seconds > 0
+            else []
+        )
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+            for task in [sweeper, *background]:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if owned:
                 app.state.pool.close()
 
@@ -79,7 +134,7 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
-    for module in (route, reservations, inventory, nodes, campaigns, health):
+    for module in (route, reservations, inventory, nodes, campaigns, waves, health):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: the request id is set before anything else runs.

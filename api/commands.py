@@ -58,6 +58,17 @@ def serve(
             raise typer.Exit(code=2)
     if database_url:
         os.environ["OMNIROUTE_DATABASE_URL"] = database_url
+    # Waves and callbacks (issue 8) are configured by environment: refuse bad values here,
+    # with the variable's name, rather than in every worker.
+    from router.pool.callbacks import CallbackSettings
+    from router.pool.waves import WaveSettings
+
+    try:
+        WaveSettings.from_env()
+        CallbackSettings.from_env()
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from error
     # Migrate once before the workers start, so they do not race to do it.
     _open_pool(database_url).close()
     # Several workers: prometheus-client keeps the values in files of one folder so that

@@ -174,3 +174,49 @@ api_keys = Table(
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime, nullable=True),
 )
+
+# --- waves (issue 8; migration 0004_waves) -------------------------------------------------
+
+waves = Table(
+    "pool_waves",
+    metadata,
+    Column("wave_id", String(32), primary_key=True),
+    Column("channel", String(32), nullable=False),
+    # open -> closed -> solving -> done; a solving wave whose claim lapsed is solved again.
+    Column("state", String(8), nullable=False),
+    Column("orders", Integer, nullable=False, default=0),
+    Column("opened_at", DateTime, nullable=False),
+    Column("planned_close_at", DateTime, nullable=False),
+    Column("closed_at", DateTime, nullable=True),
+    Column("close_reason", String(8), nullable=True),  # window | size | demand
+    # The process solving the wave; every write it makes checks the token (fencing).
+    Column("claim_token", String(32), nullable=True),
+    Column("claimed_at", DateTime, nullable=True),
+    Column("solve_attempts", Integer, nullable=False, default=0),
+    Column("done_at", DateTime, nullable=True),
+    Column("kpis", Text, nullable=True),  # JSON
+    Index("ix_pool_waves_channel", "channel", "state"),
+    Index("ix_pool_waves_due", "state", "planned_close_at"),
+)
+
+wave_orders = Table(
+    "pool_wave_orders",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("wave_id", String(32), ForeignKey("pool_waves.wave_id"), nullable=False),
+    Column("body", Text, nullable=False),  # the order as queued (JSON)
+    Column("hold_seconds", Integer, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("state", String(8), nullable=False),  # queued | routed | rejected
+    Column("result", Text, nullable=True),  # RouteResult JSON, or the rejection
+    Column("repaired", Boolean, nullable=False, default=False),
+    Column("queued_at", DateTime, nullable=False),
+    Column("routed_at", DateTime, nullable=True),
+    Column("callback_url", String(2000), nullable=True),
+    Column("callback_state", String(10), nullable=True),  # pending | delivered | failed
+    Column("callback_attempts", Integer, nullable=False, default=0),
+    Column("callback_next_at", DateTime, nullable=True),
+    Column("callback_error", String(200), nullable=True),
+    Index("ix_pool_wave_orders_wave", "wave_id", "state"),
+    Index("ix_pool_wave_orders_callback", "callback_state", "callback_next_at"),
+)

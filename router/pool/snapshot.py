@@ -1,0 +1,119 @@
+"""The live pool as a scenario: what a wave (or a re-optimization) is solved on.
+
+One problem, one model: the joint solve of live orders goes through exactly the
+path of ``omniroute solve`` (``router.run.solve_scenario``: build the prepared
+arrays, optimize, re-check with the independent checker). This module only
+supplies the numbers, read from the pool at one moment:
+
+- every node of the read model, with its static attributes; a node that is not
+  active has no stock and no capacity, so nothing can be routed to it;
+- stock: ``available = on_hand - unsellable - safety_stock - reserved - locked`` of the
+  orders' SKUs at active nodes (only positive rows, as routing reads them);
+- capacity: ``capacity_units - backlog_units`` (none = no limit);
+- the orders, one row per line; a pickup order sits at its pickup node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, select
+
+from router.pool.nodes import NodeIndex
+from router.pool.routing import _AVAILABLE, Order, RoutingPolicy
+from router.pool.schema import balances, nodes
+from router.scenario import Scenario
+
+_SKU_CHUNK = 500
+
+
+def read_pool_frames(
+    conn: Connection, index: NodeIndex, sku_list: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(nodes, inventory) frames in the scenario format, as the pool stands now."""
+    state = {
+        pk: (status, capacity, backlog)
+        for pk, status, capacity, backlog in conn.execute(
+            select(nodes.c.pk, nodes.c.status, nodes.c.capacity_units, nodes.c.backlog_units)
+        ).all()
+    }
+    capacity_left = np.full(index.size, np.nan)
+    active = np.zeros(index.size, dtype=bool)
+    for i, pk in enumerate(index.pk.tolist()):
+        status, capacity, backlog = state.get(pk, ("closed", 0, 0))
+        active[i] = status == "active"
+        if not active[i]:
+            capacity_left[i] = 0.0
+        elif capacity is not None:
+            capacity_left[i] = float(max(0, capacity - backlog))
+    node_frame = pd.DataFrame(
+        {
+            "node_id": index.node_id.astype(str),
+            "kind": index.kind.astype(str),
+            "lat": index.lat,
+            "lon": index.lon,
+            "ship_fixed": index.ship_fixed,
+            "ship_per_km": index.ship_per_km,
+            "handling_per_unit": index.handling_per_unit,
+            "capacity_units": capacity_left,
+            "max_km": index.max_km,
+        }
+    )
+    active_pks = {int(pk) for pk, is_active in zip(index.pk, active, strict=True) if is_active}
+    rows: list[tuple[str, str, int]] = []
+    for start in range(0, len(sku_list), _SKU_CHUNK):
+        chunk = sku_list[start : start + _SKU_CHUNK]
+        for pk, sku, units in conn.execute(
+            select(balances.c.node_pk, balances.c.sku, _AVAILABLE).where(
+                balances.c.sku.in_(chunk), _AVAILABLE > 0
+            )
+        ).all():
+            if pk in active_pks:
+                rows.append((str(index.node_id[index.index_of_pk[pk]]), sku, int(units)))
+    inventory = pd.DataFrame(rows, columns=["node_id", "sku", "available"]).astype(
+        {"node_id": str, "sku": str, "available": np.int64}
+    )
+    return node_frame, inventory
+
+
+def orders_frame(orders: list[Order], index: NodeIndex) -> pd.DataFrame:
+    """One row per order line, in queue order, in the scenario format."""
+    rows = []
+    for order in orders:
+        if order.pickup_node is not None:
+            position = index.index_of_id[order.pickup_node]
+            lat, lon = float(index.lat[position]), float(index.lon[position])
+        else:
+            lat, lon = float(order.lat), float(order.lon)  # type: ignore[arg-type]
+        for line in order.lines:
+            rows.append(
+                (
+                    order.order_id,
+                    line.line_id,
+                    line.sku,
+                    line.qty,
+                    lat,
+                    lon,
+                    order.pickup_node or "",
+                )
+            )
+    frame = pd.DataFrame(
+        rows, columns=["order_id", "line_id", "sku", "qty", "lat", "lon", "pickup_node"]
+    )
+    return frame.astype({"qty": np.int64, "lat": np.float64, "lon": np.float64})
+
+
+def snapshot_scenario(
+    conn: Connection, name: str, orders: list[Order], index: NodeIndex, policy: RoutingPolicy
+) -> Scenario:
+    """The scenario of ``orders`` over the pool as it stands in ``conn``'s snapshot."""
+    sku_list = sorted({line.sku for order in orders for line in order.lines})
+    node_frame, inventory = read_pool_frames(conn, index, sku_list)
+    return Scenario(
+        name=name,
+        split_penalty=policy.split_penalty,
+        unfilled_penalty=policy.unfilled_penalty,
+        nodes=node_frame,
+        inventory=inventory,
+        orders=orders_frame(orders, index),
+    )
