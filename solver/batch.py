@@ -59,7 +59,7 @@ from solver.lagrange import dense_prices, search_prices, start_search
 from solver.lp_rounding import keep_whole_units, repair
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
-from solver.pricing import build_structure, price_orders
+from solver.pricing import PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
 from solver.unit_flow import route_single_units_by_flow
 
@@ -217,6 +217,13 @@ class _Search:
         self.best = evaluate(problem, units).total_cost
         self.bound = bound
         self.timed_out = False
+        self._structures: dict[bool, PricingStructure] = {}
+
+    def structure(self, exact_short: bool) -> PricingStructure:
+        """The pricing oracle's index arrays, built once per solve."""
+        if exact_short not in self._structures:
+            self._structures[exact_short] = build_structure(self.problem, exact_short)
+        return self._structures[exact_short]
 
     def offer(self, units: np.ndarray | None) -> None:
         """Keep ``units`` (feasible by construction) if cheaper."""
@@ -263,13 +270,12 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         return
     started = clock()
     details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
-    structure = build_structure(problem, exact_short=True)
+    tight = search.structure(exact_short=True)
     # Pricing the orders with a short candidate exactly makes each step nearly
     # the exact Lagrangian, at about a millisecond per such order: worth it
     # only while they are few.
-    small = structure.loop_orders.size <= params.exact_pricing_orders
-    if not small:
-        structure = build_structure(problem, exact_short=False)
+    small = tight.loop_orders.size <= params.exact_pricing_orders
+    structure = tight if small else search.structure(exact_short=False)
     state = start_search(structure, prices.unit_price(), prices.node)
     deadline = clock() + max(share * remaining(params, clock, 0.0), 0.05)
     search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
@@ -280,18 +286,16 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         prices.key, prices.node = dense_prices(
             problem, structure, state.best_key_price, state.best_node_price
         )
-        if not small:
-            # Once at the best prices: the orders with a short candidate priced
-            # exactly (about a millisecond each), the rest vectorised.
-            tight = build_structure(problem, exact_short=True)
-            if remaining(params, clock, 0.0) > 4e-3 * tight.loop_orders.size:
-                # (both structures number the stock keys alike)
-                priced = price_orders(problem, tight, state.best_key_price, state.best_node_price)
-                search.raise_bound(
-                    priced.value
-                    + float((np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum())
-                )
-                details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
+        # Once at the best prices: the orders with a short candidate priced
+        # exactly (about a millisecond each), the rest vectorised.
+        if not small and remaining(params, clock, 0.0) > 4e-3 * tight.loop_orders.size:
+            # (both structures number the stock keys alike)
+            priced = price_orders(problem, tight, state.best_key_price, state.best_node_price)
+            search.raise_bound(
+                priced.value
+                + float((np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum())
+            )
+            details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
     details["seconds"] = round(details["seconds"] + clock() - started, 2)
 
 
