@@ -450,7 +450,7 @@ def _full_lp(scenario, spec: RunSpec) -> dict:
     if model.c.size <= LP_HIGHS_MAX_COLUMNS:
         lp = solve_mip(model, MipParams(time_limit=spec.time_limit, relax=True, threads=1))
         value = lp.objective if str(lp.status) == "optimal" else None
-        row = {
+        row: dict = {
             "status": str(lp.status),
             "lp_solver": "highs",
             "lp_value": value,

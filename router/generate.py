@@ -985,7 +985,7 @@ class _WarehouseStock:
         self._scarcity = scarcity
         skus = problem.sku_ids.size
         self._demand = np.bincount(problem.line_sku, weights=problem.line_qty, minlength=skus)
-        self._store_use = np.zeros(skus)
+        self._store_use: np.ndarray = np.zeros(skus)
 
     def _units(self, cover: float | None) -> np.ndarray:
         return np.floor_divide(self._stock.warehouse_units(cover), self._scarcity)

@@ -282,7 +282,7 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
     search.raise_bound(state.best_value)
     details["iterations"] += state.iterations
     details["trajectory"] += state.trajectory[:: max(1, len(state.trajectory) // 10)]
-    if state.best_key_price is not None:
+    if state.best_key_price is not None and state.best_node_price is not None:
         prices.key, prices.node = dense_prices(
             problem, structure, state.best_key_price, state.best_node_price
         )

@@ -69,7 +69,7 @@ def solve_joint_lp(
         lp = solve_mip(
             model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock)
         )
-        if lp.x is None:
+        if lp.x is None or lp.row_duals is None:
             return None
         x, duals, solver, converged = lp.x, lp.row_duals, "highs", True
     prices.record_duals(duals, keys, rows)
