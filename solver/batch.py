@@ -10,25 +10,25 @@ and node capacity. The method exploits that:
 2. **Contested part.** Orders whose plan uses an over-demanded (node, SKU) or
    an over-loaded node are *contested*, and so is every order whose plan holds
    stock or capacity that the contested orders could want and are short of.
-   All other orders keep their own optimum; the contested ones are first
-   re-routed greedily, which gives a feasible incumbent at once.
+   All other orders keep their own optimum; the colliding ones are first
    re-routed greedily, and the one-unit orders among them exactly by a min-cost
    flow (:mod:`solver.unit_flow`), which gives a feasible incumbent at once.
-3. **By size** (thresholds in :class:`solver.params.OptimizeParams`, measured):
-   a *tiny* batch is one MIP over every candidate, to the proven optimum.
-4. **Joint LP** (:mod:`solver.joint_lp`). Otherwise one LP of the *whole*
-   contested part (HiGHS, or PDLP when it is big) gives one global price vector
-   for scarce stock and capacity. Its whole-unit routings are kept where they
-   fit together, the rest repaired (:mod:`solver.lp_rounding`) and then
-   re-decided by MIPs with their neighbours (:mod:`solver.relax_fix`).
+3. **Tiny batches** (:class:`solver.params.OptimizeParams`, measured): one MIP
+   over every candidate, to the proven optimum.
+4. **Joint LP** (:mod:`solver.joint_lp`). Otherwise one LP of the whole batch
+   (or of the contested part, when the batch's model is too big), by HiGHS or,
+   when it is big, PDLP, gives one global price vector for scarce stock and
+   capacity and, by weak duality, a proven bound. Its whole-unit routings are
+   kept where they fit together, the LP solved again for the rest, the rest
+   repaired (:mod:`solver.lp_rounding`) and re-decided by MIPs with their
+   neighbours (:mod:`solver.relax_fix`).
 5. **Proven bound** (:mod:`solver.bound`, :mod:`solver.lagrange`). At the LP's
    prices, every order alone priced, minus the prices times the limits, is a
    Lagrangian bound, valid for any nonnegative prices; a price search on the
    vectorised oracle (:mod:`solver.pricing`) improves it.
-6. **Finish.** A *small* batch then goes to one unpruned MIP warm-started from
-   the incumbent, stopped as soon as the bound proves its answer. A *large* one
-   is improved block by block (relax and fix in geographic blocks), the bound
-   by more price steps, and a contested part of moderate size by one MIP.
+6. **Finish.** A big contested part is improved block by block (relax and fix
+   in geographic blocks), the bound by more price steps; a moderate one is
+   solved as one MIP over more candidates.
 
 Every step only accepts answers that are feasible and cheaper, so the answer
 is always feasible and the reported gap is a proof, not an estimate.
@@ -97,12 +97,12 @@ def optimize(
     """Route the whole batch jointly; the answer is always feasible.
 
     The phases, each in its own module: every order alone (its optimum and the
-    first bound); the contested part with a greedy incumbent; then by size
-    (measured, see the README): a tiny batch is one MIP to the proven optimum;
-    otherwise the joint LP of the contested part gives global prices, a rounded
-    answer and the Lagrangian bound; a small batch then goes to one unpruned MIP
-    that stops as soon as the bound proves its answer; a large one is improved
-    block by block (relax and fix) and the bound by price updates.
+    first bound); the contested part with a greedy and min-cost-flow incumbent;
+    a tiny batch is then one MIP to the proven optimum; otherwise the joint LP
+    gives global prices, a proven bound, a rounded answer (dive and repair)
+    and the Lagrangian bound's starting prices; the orders it left undecided go
+    to MIPs with their neighbours; a big contested part is then improved block
+    by block, a moderate one by one MIP over the whole part.
     """
     emit = progress or (lambda _phase, _details: None)
     stats: dict = {}
