@@ -18,10 +18,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-try:  # typer >= 0.2x carries its own copy of click
-    from typer._click import exceptions as click_errors
-except ImportError:  # pragma: no cover - older typer uses the click package
-    from click import exceptions as click_errors
+# typer >= 0.29 carries its own copy of click (no click package): its usage errors
+# are caught here to print them as one line.
+from typer._click import exceptions as click_errors
 
 from router.scenario import ScenarioError
 
@@ -42,6 +41,16 @@ MAX_SEED = 2**31 - 1
 def _fail(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code=2)
+
+
+def _unwritable(path: Path, error: OSError) -> str:
+    """Why ``path`` cannot be written, naming a parent that is a file when there is one."""
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if parent != path and not parent.is_dir():
+                return f"{parent} is a file, not a folder"
+            break
+    return error.strerror or str(error)
 
 
 def _one_line(message: str) -> str:
@@ -118,7 +127,7 @@ def solve(
     except ScenarioError as exc:
         _fail(str(exc))
     except OSError as exc:  # e.g. --out on a read-only disk
-        _fail(f"cannot write the answer to {out}: {exc.strerror or exc}")
+        _fail(f"cannot write the answer to {out}: {_unwritable(out, exc)}")
     if as_json:
         print(json.dumps(output.summary, indent=2, allow_nan=False))
     else:
@@ -210,9 +219,9 @@ def generate(
     except FileExistsError as exc:
         if exc.errno is None:  # the generator's own refusal to replace a folder
             _fail(str(exc).replace("(pass overwrite=True)", "(pass --overwrite)"))
-        _fail(f"cannot write the scenario to {out_dir}: {exc.strerror}")
+        _fail(f"cannot write the scenario to {out_dir}: {_unwritable(out_dir, exc)}")
     except OSError as exc:  # a parent that is a file, a read-only place, a full disk
-        _fail(f"cannot write the scenario to {out_dir}: {exc.strerror or exc}")
+        _fail(f"cannot write the scenario to {out_dir}: {_unwritable(out_dir, exc)}")
     except ValueError as exc:
         _fail(str(exc))
     err.print(f"wrote {out_dir}: {summary}", highlight=False)
