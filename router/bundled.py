@@ -22,8 +22,9 @@ def bundled(folder: str) -> Path:
     # pyproject.toml marks a checkout (site-packages has none, maybe a stray docs/).
     if (_CHECKOUT / "pyproject.toml").is_file() and checkout.is_dir():
         return checkout
-    # A wheel installs package data as plain files, so the traversable is a real path.
-    return Path(str(resources.files(f"router.{folder}")))
+    # The installed copy: router/docs and router/fixtures beside this module. A wheel
+    # installs package data as plain files, so the traversable is a real path.
+    return Path(str(resources.files("router") / folder))
 
 
 def fixtures_dir() -> Path:

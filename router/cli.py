@@ -250,12 +250,20 @@ def spec(
 
 
 @app.command()
-def fixtures() -> None:
+def fixtures(
+    name: Annotated[str | None, typer.Argument(help="Print only this scenario's folder.")] = None,
+) -> None:
     """List the bundled scenarios (the hand-checked ones and cn-2000) and their folders."""
     from router.bundled import fixtures_dir
 
-    for folder in sorted(p.parent for p in fixtures_dir().glob("*/scenario.json")):
-        print(f"{folder.name:<20} {folder}")
+    folders = {p.parent.name: p.parent for p in fixtures_dir().glob("*/scenario.json")}
+    if name is not None:
+        if name not in folders:
+            _fail(f"no bundled scenario {name!r}: one of {', '.join(sorted(folders))}")
+        print(folders[name])
+        return
+    for found in sorted(folders):
+        print(f"{found:<20} {folders[found]}")
 
 
 class _ProgressDisplay:

@@ -382,6 +382,9 @@ def test_spec_and_fixtures_commands():
     listed = omniroute("fixtures").stdout.splitlines()
     assert f"{'greedy-trap':<20} {ROOT / 'fixtures' / 'greedy-trap'}" in listed
     assert len(listed) == len(list((ROOT / "fixtures").glob("*/scenario.json")))
+    one = omniroute("fixtures", "cn-2000")
+    assert one.returncode == 0 and one.stdout == f"{ROOT / 'fixtures' / 'cn-2000'}\n"
+    _one_line_error(omniroute("fixtures", "cn-3000"), "cn-3000", "greedy-trap")
 
 
 def test_bench_help_shows_the_runner_options():
