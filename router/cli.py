@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 # typer >= 0.29 carries its own copy of click (no click package): its usage errors
 # are caught here to print them as one line.
@@ -26,7 +27,8 @@ from router.scenario import ScenarioError
 
 app = typer.Typer(
     name="omniroute",
-    help="Order routing over one omnichannel inventory pool.",
+    help="Order routing over one omnichannel inventory pool. "
+    "The scenario format: `omniroute spec` (docs/scenario-format.md).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -39,7 +41,8 @@ MAX_SEED = 2**31 - 1
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    # escape: a message may quote a value with brackets, e.g. 'omniroute[postgres]'.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -76,10 +79,7 @@ def _root(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    """Order routing over one omnichannel inventory pool.
-
-    Scenario format: docs/scenario-format.md (`omniroute spec` prints it).
-    """
+    """Order routing over one omnichannel inventory pool (`omniroute spec`: the format)."""
 
 
 class Strategy(StrEnum):

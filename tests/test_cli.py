@@ -104,6 +104,11 @@ BAD_OPTIONS = {
     "seed not a number": (("--seed", "one"), "--seed"),
     "unknown option": (("--fast",), "--fast"),
 }
+# A broken cell whose value has brackets (rich markup) is still quoted as it is.
+BAD_INPUT["value with brackets"] = (
+    {"orders": _with(ORDERS, 1, line_row("O1", "L2", "B", "[red]2[/red]"))},
+    "orders.csv row 3, column qty: must be an integer >= 1 (got '[red]2[/red]')",
+)
 
 
 @pytest.fixture(scope="module")
