@@ -7,32 +7,21 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from api import problems
+from api import logs, problems
 from api.metrics import Metrics, count_closed
-from api.middleware import RequestContextMiddleware
-from api.routes import health, inventory, nodes, reservations, route
+from api.middleware import RequestContextMiddleware, request_id_middleware_options
+from api.routes import campaigns, health, inventory, nodes, reservations, route
 from router.pool import Pool
 
 log = logging.getLogger("omniroute.api")
 DEFAULT_SWEEP_SECONDS = 5.0
-
-
-def _configure_logging() -> None:
-    """One JSON object per line on stderr, unless the host app configured logging."""
-    access = logging.getLogger("omniroute")
-    if not access.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
-        access.propagate = False
 
 
 async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
@@ -41,6 +30,7 @@ async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
         try:
             expired = await run_in_threadpool(pool.expire_due)
             count_closed(metrics, "expire", expired)
+            await run_in_threadpool(pool.expire_locks_due)  # campaign windows that ended
             await run_in_threadpool(pool.prune_idempotency)
         except Exception:  # a failed sweep is retried at the next tick
             log.exception("expiry sweep failed")
@@ -54,7 +44,7 @@ def create_app(
     ``sweep_seconds <= 0`` turns the background expiry sweep off (tests call
     ``pool.expire_due()`` themselves).
     """
-    _configure_logging()
+    logs.configure_unless_configured()
     metrics = Metrics()
 
     @asynccontextmanager
@@ -89,7 +79,9 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
-    for module in (route, reservations, inventory, nodes, health):
+    for module in (route, reservations, inventory, nodes, campaigns, health):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Added last, so outermost: the request id is set before anything else runs.
+    app.add_middleware(CorrelationIdMiddleware, **request_id_middleware_options())
     return app

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+UVICORN_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -31,27 +35,58 @@ def _open_pool(database_url: str | None):
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (share the database).")] = 1,
+    port: Annotated[int, typer.Option(help="TCP port, 1-65535.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes, 1 or more (they share the database).")
+    ] = 1,
     database_url: DatabaseUrl = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn's own log level.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option(help=f"uvicorn's own log level: {', '.join(UVICORN_LOG_LEVELS)}.")
+    ] = "warning",
 ) -> None:
-    """Run the routing service (OpenAPI at /docs). Request logs are JSON lines on stderr."""
+    """Run the routing service (OpenAPI at /docs). Every log record is one JSON line on
+    stderr with the request id; the address is printed on stdout at start."""
     import uvicorn
 
+    from api.logs import log_config
+
+    for ok, message in (
+        (1 <= port <= 65535, f"--port: must be 1-65535, got {port}"),
+        (workers >= 1, f"--workers: must be 1 or more, got {workers}"),
+        (log_level in UVICORN_LOG_LEVELS, f"--log-level: must be one of {UVICORN_LOG_LEVELS}"),
+    ):
+        if not ok:
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(code=2)
     if database_url:
         os.environ["OMNIROUTE_DATABASE_URL"] = database_url
     # Migrate once before the workers start, so they do not race to do it.
     _open_pool(database_url).close()
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
+    # Several workers: prometheus-client keeps the values in files of one folder so that
+    # /metrics adds up all processes; it must be set before the workers import it.
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="omniroute-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    shown_host = f"[{host}]" if ":" in host else host
+    typer.echo(
+        f"omniroute: listening on http://{shown_host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''})"
     )
+    try:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config(uvicorn_level=log_level),
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def load(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from asgi_correlation_id import correlation_id
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -28,8 +29,8 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def get_request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+async def get_request_id() -> str | None:
+    return correlation_id.get()
 
 
 async def get_principal(

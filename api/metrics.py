@@ -1,10 +1,16 @@
-"""Prometheus metrics of one API process (each app gets its own registry)."""
+"""Prometheus metrics of the API (each app gets its own registry).
+
+With several worker processes (``omniroute serve --workers N``), ``serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: prometheus-client then keeps
+every value in a file there, and ``/metrics`` of any worker adds up all processes.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -33,6 +39,14 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The text exposition of ``/metrics``: this process, or all workers' sum."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
 
 def count_route(metrics: Metrics, result) -> None:

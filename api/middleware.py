@@ -1,23 +1,30 @@
-"""One pure-ASGI middleware for what every request gets: a request id (header and
-JSON log line), a body-size limit, and the latency histogram."""
+"""One pure-ASGI middleware for what every request gets: a body-size limit, the
+latency histogram, one JSON access-log line, and a problem+json 500 (with its
+traceback logged on one line) for an unexpected error.
+
+The request id itself comes from asgi-correlation-id's middleware, which wraps this
+one (see ``api.app``): it takes a valid ``X-Request-ID`` or makes one, sets the
+``correlation_id`` context variable and echoes the header.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 
+from asgi_correlation_id import correlation_id
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.logs import REQUEST_ID_HEADER
 from api.metrics import Metrics
 from api.problems import BodyTooLarge, problem
 
 log = logging.getLogger("omniroute.access")
+error_log = logging.getLogger("omniroute.api")
 
-REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 DEFAULT_BODY_LIMIT = 1 << 20  # 1 MiB: an order of 500 lines is well under 100 kB
 FEED_BODY_LIMIT = 32 << 20  # 32 MiB: a 100,000-row stock feed is about 8 MB of JSON
@@ -26,6 +33,16 @@ FEED_PATHS = ("/v1/inventory/set", "/v1/inventory/adjust")
 
 def body_limit_for(path: str) -> int:
     return FEED_BODY_LIMIT if path in FEED_PATHS else DEFAULT_BODY_LIMIT
+
+
+def request_id_middleware_options() -> dict:
+    """Options of ``CorrelationIdMiddleware``: keep a caller's id of up to 64 characters
+    ``[A-Za-z0-9._:-]``, else make a 32-hex one."""
+    return {
+        "header_name": REQUEST_ID_HEADER,
+        "generator": lambda: uuid.uuid4().hex,
+        "validator": lambda value: _VALID_REQUEST_ID.fullmatch(value) is not None,
+    }
 
 
 class RequestContextMiddleware:
@@ -38,36 +55,32 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(REQUEST_ID_HEADER, b"")
-        request_id = incoming.decode() if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        status_holder = {"status": 500}
-        rid_header = (REQUEST_ID_HEADER, request_id.encode())
+        request_id = correlation_id.get()
+        response = {"status": 500, "started": False}
 
-        async def send_with_id(message: Message) -> None:
+        async def send_tracked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
+                response["status"] = message["status"]
+                response["started"] = True
             await send(message)
 
         limit = body_limit_for(scope["path"])
-        declared = headers.get(b"content-length")
+        declared = dict(scope.get("headers") or []).get(b"content-length")
         try:
             too_large = declared is not None and int(declared) > limit
         except ValueError:
             too_large = False
-        if too_large:
-            response = problem(
-                request_id,
-                413,
-                f"the request body exceeds {limit} bytes",
-                rule="body_size",
-                field="body",
-                instance=scope["path"],
-            )
-            await response(scope, receive, send_with_id)
-        else:
+        try:
+            if too_large:
+                await problem(
+                    request_id,
+                    413,
+                    f"the request body exceeds {limit} bytes",
+                    rule="body_size",
+                    field="body",
+                    instance=scope["path"],
+                )(scope, receive, send_tracked)
+                return
             received = 0
 
             async def receive_with_limit() -> Message:
@@ -80,13 +93,26 @@ class RequestContextMiddleware:
                 return message
 
             try:
-                await self.app(scope, receive_with_limit, send_with_id)
-            finally:
-                self._finish(scope, request_id, status_holder["status"], started)
-            return
-        self._finish(scope, request_id, status_holder["status"], started)
+                await self.app(scope, receive_with_limit, send_tracked)
+            except Exception:
+                # One JSON line with the traceback and the request id; the caller gets
+                # the id in a problem+json 500 (uvicorn would log plain text instead).
+                error_log.exception(
+                    "unhandled error", extra={"method": scope["method"], "path": scope["path"]}
+                )
+                if response["started"]:
+                    raise  # too late for a 500: the server drops the connection
+                await problem(
+                    request_id,
+                    500,
+                    "internal error; see the log line of this request",
+                    rule="internal",
+                    instance=scope["path"],
+                )(scope, receive, send_tracked)
+        finally:
+            self._finish(scope, int(response["status"]), started)
 
-    def _finish(self, scope: Scope, request_id: str, status: int, started: float) -> None:
+    def _finish(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
@@ -94,16 +120,13 @@ class RequestContextMiddleware:
         if log.isEnabledFor(logging.INFO):
             state = scope.get("state", {})
             log.info(
-                json.dumps(
-                    {
-                        "ts": time.time(),
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "key_id": state.get("key_id"),
-                    }
-                )
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "key_id": state.get("key_id"),
+                },
             )

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from router.pool.errors import PoolError
+from router.pool.errors import Busy, PoolError
 
 PROBLEM_TYPE = "urn:omniroute:problem:"
 MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 1
 
 _TITLES = {
     400: "Bad request",
@@ -88,12 +90,14 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-def _request_id(request: Request) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+def _request_id(_request: Request) -> str | None:
+    return correlation_id.get()
 
 
 async def _on_pool_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PoolError)
+    # A busy pool (routing lost the race too often) is worth retrying a moment later.
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Busy) else None
     return problem(
         _request_id(request),
         exc.status,
@@ -101,6 +105,7 @@ async def _on_pool_error(request: Request, exc: Exception) -> JSONResponse:
         rule=exc.rule or "invalid",
         field=exc.field,
         instance=request.url.path,
+        headers=headers,
     )
 
 
@@ -142,6 +147,19 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
             field="body",
             instance=request.url.path,
         )
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI could not decode the body: not UTF-8, or nested too deep for json.
+        cause = exc.__cause__
+        rule, detail = (
+            ("utf8", "the request body is not UTF-8")
+            if isinstance(cause, UnicodeDecodeError)
+            else ("json_depth", "the request body's JSON is nested too deep")
+            if isinstance(cause, RecursionError)
+            else ("json_invalid", "the request body is not valid JSON")
+        )
+        return problem(
+            _request_id(request), 400, detail, rule=rule, field="body", instance=request.url.path
+        )
     rule = {401: "api_key", 403: "role", 404: "known_path", 405: "method"}.get(
         exc.status_code, "http"
     )
@@ -159,18 +177,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    return problem(
-        _request_id(request),
-        500,
-        "internal error; see the log line of this request",
-        rule="internal",
-        instance=request.url.path,
-    )
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(PoolError, _on_pool_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)

@@ -2,23 +2,115 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 from router.pool import inventory
+from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
 from router.pool.reservations import ReservationView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
 from router.pool.service import DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS
 
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s]+$")]
-OrderId = Annotated[str, Field(min_length=1, max_length=128)]
-Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
-Units = Annotated[int, Field(ge=0, le=1_000_000_000)]
-NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+# --- reusable field types --------------------------------------------------------------
+#
+# Every endpoint (and every new one) takes its ids, quantities and times through these
+# types, so a rule is written once and binds the same on SQLite and PostgreSQL: an id
+# never carries a control character (PostgreSQL refuses NUL, SQLite would store it), an
+# integer never exceeds what a BIGINT column holds, a quantity is a JSON integer (not
+# true, "2" or 1.0), and a time carries its offset.
+
+MAX_DB_INT = 2**63 - 1
+"""Largest value of a BIGINT column (both backends); the bound of every integer input."""
+
+_NOT_IN_ID = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_NOT_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _check_id(value: str) -> str:
+    if _NOT_IN_ID.search(value):
+        raise PydanticCustomError(
+            "id_characters", "an id has no whitespace, control or surrogate characters"
+        )
+    return value
+
+
+def _check_text(value: str) -> str:
+    if _NOT_IN_TEXT.search(value):
+        raise PydanticCustomError(
+            "text_characters", "text has no control characters other than tab and newline"
+        )
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class _Documented:
+    """Puts ``pattern`` into the OpenAPI schema (so clients and fuzzers see the rule);
+    the check itself is the validator beside it, whose error says the rule in words."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+_ID_PATTERN = _Documented(r"^[^\s\x00-\x1f\x7f-\x9f]+$")
+_TEXT_PATTERN = _Documented(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")
+IdChars = AfterValidator(_check_id)
+TextChars = AfterValidator(_check_text)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64), IdChars, _ID_PATTERN]
+"""Node, SKU, line and other short ids (their database columns hold 64 characters)."""
+OrderId = Annotated[str, StringConstraints(min_length=1, max_length=128), IdChars, _ID_PATTERN]
+Channel = Annotated[str, StringConstraints(min_length=1, max_length=32), IdChars, _ID_PATTERN]
+IdempotencyKeyValue = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), IdChars, _ID_PATTERN
+]
+Text = Annotated[str, StringConstraints(max_length=200), TextChars, _TEXT_PATTERN]
+"""Free text (a reason, a label): tab and newline allowed, other control characters not."""
+
+Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+"""Units of one order line: a JSON integer (``true``, ``"2"`` and ``1.0`` are refused)."""
+Units = Annotated[int, Field(strict=True, ge=0, le=1_000_000_000)]
+"""A stock level or capacity (strict integer)."""
+Delta = Annotated[int, Field(strict=True, ge=-1_000_000_000, le=1_000_000_000)]
+"""A signed change of a stock level (strict integer)."""
+Version = Annotated[int, Field(strict=True, ge=0, le=MAX_DB_INT)]
+"""A row version or other BIGINT counter (strict integer)."""
+HoldSeconds = Annotated[int, Field(strict=True, ge=1, le=MAX_HOLD_SECONDS)]
+QueryInt = Annotated[int, Field(ge=0, le=MAX_DB_INT)]
+"""A non-negative integer query or path parameter (query strings are text, so not strict)."""
+Timestamp = Annotated[AwareDatetime, AfterValidator(_to_naive_utc)]
+"""An input time: RFC 3339 with an offset (naive is refused), stored as naive UTC."""
+UtcTime = Annotated[datetime, AfterValidator(_to_utc)]
+"""An output time: the pool's naive UTC marked as UTC, serialised as ``...Z``."""
+
+Latitude = Annotated[float, Field(strict=True, ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(strict=True, ge=-180.0, le=180.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(strict=True, ge=0.0, le=1e9, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -36,19 +128,36 @@ class Customer(Strict):
 class LineIn(Strict):
     line_id: Id
     sku: Id
-    qty: Annotated[int, Field(ge=1, le=1_000_000)]
+    qty: Quantity
 
 
 class RouteRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": "ord-1001",
+                    "lines": [{"line_id": "1", "sku": "SKU-1001", "qty": 2}],
+                    "customer": {"lat": 31.2304, "lon": 121.4737},
+                }
+            ]
+        },
+    )
+
     order_id: OrderId
-    channel: Annotated[str, Field(min_length=1, max_length=32)] = "web"
+    channel: Channel = "web"
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
     customer: Customer | None = Field(
         None, description="Delivery location; may be omitted for a pickup order."
     )
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
-    quote_only: bool = Field(False, description="Answer the allocation but reserve nothing.")
-    hold_seconds: Annotated[int, Field(ge=1, le=MAX_HOLD_SECONDS)] = DEFAULT_HOLD_SECONDS
+    quote_only: StrictBool = Field(False, description="Answer the allocation but reserve nothing.")
+    hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
+    campaign: Id | None = Field(
+        None,
+        description="Route from this campaign's locked units first (then the pool, if allowed).",
+    )
 
     def to_order(self) -> Order:
         return Order(
@@ -58,6 +167,7 @@ class RouteRequest(Strict):
             lon=self.customer.lon if self.customer else None,
             pickup_node=self.pickup_node,
             channel=self.channel,
+            campaign=self.campaign,
         )
 
 
@@ -102,9 +212,10 @@ class RouteResponse(BaseModel):
     lines: list[LineOut]
     shipments: list[ShipmentOut]
     cost: CostOut
-    hold_expires_at: datetime | None
+    hold_expires_at: UtcTime | None
     attempts: int
     replayed: bool
+    locked_units: int = Field(description="Units taken from the campaign's locks.")
 
     @classmethod
     def of(cls, result: RouteResult) -> RouteResponse:
@@ -122,9 +233,9 @@ class ReservationOut(BaseModel):
     sku: str
     qty: int
     status: Literal["held", "committed", "released", "expired"]
-    created_at: datetime
-    expires_at: datetime
-    closed_at: datetime | None
+    created_at: UtcTime
+    expires_at: UtcTime
+    closed_at: UtcTime | None
 
     @classmethod
     def of(cls, view: ReservationView) -> ReservationOut:
@@ -149,7 +260,7 @@ class SetRowIn(Strict):
     on_hand: Units
     unsellable: Units | None = None
     safety_stock: Units | None = None
-    expected_version: Annotated[int, Field(ge=0)] | None = Field(
+    expected_version: Version | None = Field(
         None, description="Compare-and-set: apply only if the pair is at this version (0 = new)."
     )
 
@@ -157,8 +268,8 @@ class SetRowIn(Strict):
 class AdjustRowIn(Strict):
     node_id: Id
     sku: Id
-    delta_on_hand: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)] = 0
-    delta_unsellable: Annotated[int, Field(ge=-1_000_000_000, le=1_000_000_000)] = 0
+    delta_on_hand: Delta = 0
+    delta_unsellable: Delta = 0
 
 
 FeedRows = Field(min_length=1, max_length=inventory.MAX_FEED_ROWS)
@@ -166,7 +277,7 @@ FeedRows = Field(min_length=1, max_length=inventory.MAX_FEED_ROWS)
 
 class SetFeed(Strict):
     rows: Annotated[list[SetRowIn], FeedRows]
-    reason: Annotated[str, Field(max_length=200)] | None = None
+    reason: Text | None = None
 
     def to_rows(self) -> list[inventory.SetRow]:
         return [
@@ -179,7 +290,7 @@ class SetFeed(Strict):
 
 class AdjustFeed(Strict):
     rows: Annotated[list[AdjustRowIn], FeedRows]
-    reason: Annotated[str, Field(max_length=200)] | None = None
+    reason: Text | None = None
 
     def to_rows(self) -> list[inventory.AdjustRow]:
         return [
@@ -201,6 +312,7 @@ class NodeStockOut(BaseModel):
     unsellable: int
     safety_stock: int
     reserved: int
+    locked: int = Field(description="Units locked for campaigns; no other channel sells them.")
     available: int
     version: int
 
@@ -224,12 +336,13 @@ class AvailabilityOut(BaseModel):
 
 class LedgerEntryOut(BaseModel):
     entry_id: int
-    at: datetime
+    at: UtcTime
     movement: str
     d_on_hand: int
     d_unsellable: int
     d_safety: int
     d_reserved: int
+    d_locked: int
     actor: str
     reason: str | None
     ref: str | None
@@ -242,6 +355,74 @@ class LedgerOut(BaseModel):
     sku: str
     entries: list[LedgerEntryOut]
     next_after: int | None
+
+
+# --- campaigns (stock locks) ---------------------------------------------------------------
+
+LockUnits = Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)]
+"""Units of one lock (strict integer)."""
+
+
+class LockRowIn(Strict):
+    node_id: Id
+    sku: Id
+    qty: LockUnits
+
+
+class LockRequest(Strict):
+    locks: Annotated[list[LockRowIn], Field(min_length=1, max_length=MAX_LOCK_ROWS)]
+    starts_at: Timestamp = Field(description="RFC 3339 with an offset; the window starts.")
+    ends_at: Timestamp = Field(description="RFC 3339 with an offset; the window ends (excluded).")
+    allow_pool: StrictBool | None = Field(
+        None,
+        description="May the campaign's orders take pool stock once its locked units run out? "
+        "Omitted: unchanged (true for a new campaign).",
+    )
+    reason: Text | None = None
+
+    def to_rows(self) -> list[LockRow]:
+        return [LockRow(r.node_id, r.sku, r.qty) for r in self.locks]
+
+
+class LockOut(BaseModel):
+    lock_id: str
+    node_id: str
+    sku: str
+    qty: int = Field(description="Units locked at creation.")
+    used: int = Field(description="Units the campaign's orders took.")
+    remaining: int = Field(description="Units still locked.")
+    returned: int = Field(description="Units given back to the pool when the lock closed.")
+    starts_at: UtcTime
+    ends_at: UtcTime
+    status: Literal["active", "released", "expired"]
+    created_at: UtcTime
+    closed_at: UtcTime | None
+
+    @classmethod
+    def of(cls, view: LockView) -> LockOut:
+        return cls.model_validate(view, from_attributes=True)
+
+
+class CampaignOut(BaseModel):
+    campaign_id: str
+    allow_pool: bool
+    locked: int = Field(description="Units still locked over all active locks.")
+    used: int = Field(description="Units the campaign's orders took over all locks.")
+    created_at: UtcTime
+    updated_at: UtcTime
+    locks: list[LockOut]
+
+    @classmethod
+    def of(cls, view: CampaignView) -> CampaignOut:
+        return cls(
+            campaign_id=view.campaign_id,
+            allow_pool=view.allow_pool,
+            locked=sum(lk.remaining for lk in view.locks),
+            used=sum(lk.used for lk in view.locks),
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+            locks=[LockOut.of(lk) for lk in view.locks],
+        )
 
 
 # --- nodes --------------------------------------------------------------------------------
@@ -293,7 +474,7 @@ class NodeOut(BaseModel):
     default_safety_stock: int
     status: Literal["active", "paused", "closed"]
     backlog_units: int
-    updated_at: datetime
+    updated_at: UtcTime
 
     @classmethod
     def of(cls, row) -> NodeOut:

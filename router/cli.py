@@ -132,6 +132,10 @@ def solve(
         print(json.dumps(output.summary, indent=2, allow_nan=False))
     else:
         print(summary_table(output.summary, output.scenario, out))
+    if output.stopped_by is not None:
+        # The answer is written (status "interrupted"); the exit code still
+        # tells a script the run was cut short: 130 after Ctrl-C, 143 after SIGTERM.
+        raise typer.Exit(code=128 + output.stopped_by)
 
 
 def summary_table(summary: dict, scenario, out: Path) -> str:

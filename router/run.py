@@ -11,9 +11,14 @@ import json
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,8 @@ class RunOutput:
     result: RoutingResult
     assignments: pd.DataFrame
     summary: dict
+    stopped_by: int | None = None
+    """The signal (SIGINT, SIGTERM) that stopped the solve early, if one did."""
 
 
 def solve_scenario(
@@ -50,10 +57,16 @@ def solve_scenario(
     params = params or OptimizeParams()
     started = time.perf_counter()
     problem = build_problem(scenario)
+    stop = StopRequest()
     if strategy == "greedy":
         result = solve_greedy(problem)
     else:
-        result = optimize(problem, params, lambda: time.perf_counter() - started, progress)
+        with stop.on_signals():
+            result = optimize(problem, params, stop.clock(started), progress)
+        if stop.signum is not None:
+            # Feasible and bounded like any answer, but the search was cut short.
+            details = {**result.stats, "stopped_by": signal.Signals(stop.signum).name}
+            result = replace(result, status="interrupted", stats=details)
     seconds = time.perf_counter() - started
     assignments = assignments_frame(problem, result.units)
     report = check(scenario, assignments)
@@ -67,7 +80,54 @@ def solve_scenario(
             f"vs solver cost {result.cost.total_cost!r})"
         )
     summary = _summary(scenario, problem, result, strategy, seconds, params)
-    return RunOutput(scenario, problem, result, assignments, summary)
+    return RunOutput(scenario, problem, result, assignments, summary, stop.signum)
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM during a solve: stop early, keep the best answer.
+
+    While :meth:`on_signals` is active, the first signal only records itself;
+    the clock handed to the solver (:meth:`clock`) then returns ``inf``, so
+    every step of the solver sees its time up and a running HiGHS solve is
+    stopped through its interrupt callbacks. The answer found so far is then
+    checked and written as usual, with status ``interrupted``. A second signal
+    aborts at once (the default action of the signal: nothing is written).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def clock(self, started: float):
+        return lambda: math.inf if self.signum is not None else time.perf_counter() - started
+
+    def _handle(self, signum: int, _frame) -> None:
+        if self.signum is not None:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        print(
+            f"omniroute: {signal.Signals(signum).name} received, stopping: the best answer so far "
+            "will be checked and written (send it again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    @contextmanager
+    def on_signals(self) -> Iterator[None]:
+        """Handle SIGINT and SIGTERM for the duration of the block (main thread only:
+        elsewhere, e.g. in a server's worker thread, signals stay as they are)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def solve_folder(

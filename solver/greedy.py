@@ -19,22 +19,26 @@ def greedy_units(
     orders: np.ndarray | None = None,
     stock: np.ndarray | None = None,
     capacity: np.ndarray | None = None,
+    unit_price: np.ndarray | None = None,
 ) -> np.ndarray:
     """Route ``orders`` (default: all, in file order) greedily; return units per line candidate.
 
     ``stock`` (N, S) and ``capacity`` (N,) default to the problem's own; they
-    are copied, never changed in place.
+    are copied, never changed in place. ``unit_price`` (N, S), when given, is
+    added to the handling cost of every unit in the choices (the optimizer
+    passes the LP's prices of scarce stock, so that a unit goes where it is
+    worth most); the rule engine itself has none.
     """
     stock = (problem.stock if stock is None else stock).copy()
     capacity = (problem.capacity if capacity is None else capacity).astype(np.float64).copy()
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
     order_list = range(problem.num_orders) if orders is None else orders
     for order in order_list:
-        _route_order(problem, int(order), stock, capacity, units)
+        _route_order(problem, int(order), stock, capacity, units, unit_price)
     return units
 
 
-def _route_order(problem, order, stock, capacity, units) -> None:
+def _route_order(problem, order, stock, capacity, units, unit_price=None) -> None:
     pairs = problem.pairs_of(order)
     nodes = problem.pair_node[pairs]
     if nodes.size == 0:
@@ -47,6 +51,8 @@ def _route_order(problem, order, stock, capacity, units) -> None:
     holds_all &= capacity[nodes] >= total
     if holds_all.any():
         cost = problem.pair_ship_cost[pairs] + problem.handling[nodes] * total
+        if unit_price is not None:
+            cost = cost + unit_price[np.ix_(nodes, skus)] @ need_qty
         node = nodes[np.flatnonzero(holds_all)[np.argmin(cost[holds_all])]]
         for line in lines:
             cands = problem.candidates_of(int(line))
@@ -67,8 +73,13 @@ def _route_order(problem, order, stock, capacity, units) -> None:
             ok = can_give > 0
             if not ok.any():
                 break
-            open_cost = np.array([0.0 if n in shipping else ship_cost[n] for n in cand_nodes.tolist()])
-            cost = open_cost + problem.handling[cand_nodes] * remaining
+            open_cost = np.array(
+                [0.0 if n in shipping else ship_cost[n] for n in cand_nodes.tolist()]
+            )
+            per_unit = problem.handling[cand_nodes]
+            if unit_price is not None:
+                per_unit = per_unit + unit_price[cand_nodes, sku]
+            cost = open_cost + per_unit * remaining
             pick = np.flatnonzero(ok)[np.argmin(cost[ok])]
             node = int(cand_nodes[pick])
             take = int(min(remaining, can_give[pick]))

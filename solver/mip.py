@@ -9,14 +9,31 @@ Why HiGHS through ``highspy`` and not through OR-Tools' ``model_builder``: the
 OR-Tools HiGHS backend (9.15) crashes with a segmentation fault as soon as a
 solution hint is given, and exposes neither HiGHS's improving-solution callback
 (needed for progress display) nor its log switch. ``highspy`` exposes all three.
+
+Every reported objective is checked against the returned solution's own cost
+``c.x`` and its row feasibility (:func:`check_solution`): HiGHS 1.16, given a
+start solution with presolve on, has been seen to report an objective that is
+not the cost of the solution it returns. On a disagreement the model is solved
+again without the start, then with presolve off as well; the result says which
+(``MipResult.check``). Which numbers stay valid when HiGHS misreports:
+
+- the solution's true cost ``c.x`` (recomputed here) and its feasibility
+  (checked here, within :data:`FEASIBILITY_TOLERANCE`);
+- without presolve, ``min(dual bound, reported objective)``: every search node
+  HiGHS pruned had a relaxation bound at least the (reported) incumbent value,
+  and every open node's bound is at least the dual bound, so a wrong incumbent
+  value only prunes the other way round than it should not. With presolve on,
+  the reductions themselves are suspect, so its bound is not trusted;
+- nothing is claimed optimal unless a solve's objective agreed with its solution.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import highspy
@@ -30,10 +47,26 @@ class SolveStatus(StrEnum):
     OPTIMAL = "optimal"
     """Proven optimal (within the requested relative gap)."""
     FEASIBLE = "feasible"
-    """A feasible answer, stopped by the time limit before proof."""
+    """A feasible answer, stopped by the time limit (or a stop request) before proof."""
     INFEASIBLE = "infeasible"
     NO_SOLUTION = "no_solution"
     """Stopped by the limit before any feasible answer was found."""
+
+
+class ObjectiveCheck(StrEnum):
+    """What it took to get a reported objective that is the solution's own cost."""
+
+    AGREED = "agreed"
+    """The first solve's objective was ``c.x`` of its (feasible) solution."""
+    RESOLVED_WITHOUT_START = "resolved_without_start"
+    """It was not; a solve without the start solution agreed."""
+    RESOLVED_WITHOUT_PRESOLVE = "resolved_without_presolve"
+    """Only a solve without the start and with presolve off agreed."""
+    TRUE_COST = "true_cost"
+    """No solve agreed: the best feasible solution is returned with its true
+    cost, status ``feasible``, and only the bound that stays proven."""
+    NOT_CHECKED = "not_checked"
+    """No solution to check (infeasible, or none found in time)."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +91,13 @@ class MipParams:
     abs_gap: float = 1e-4
     """Costs are in currency units: below a hundredth of a cent is noise."""
     seed: int = 0
+    objective_target: float = float("-inf")
+    """Stop as soon as a solution costing at most this is found (the caller has
+    a bound of its own that proves such a solution good enough)."""
     threads: int = 1
     relax: bool = False
     """Solve the linear relaxation only (all columns continuous)."""
+    presolve: bool = True
 
 
 @dataclass(frozen=True)
@@ -68,14 +105,74 @@ class MipResult:
     status: SolveStatus
     x: np.ndarray | None
     objective: float
+    """The cost ``c.x + offset`` of ``x`` (checked, see :func:`check_solution`)."""
     bound: float
     """Proven lower bound on the model's optimum (``-inf`` when none)."""
     row_duals: np.ndarray | None = None
     """Row duals of an LP relaxation solve (``relax=True``), else ``None``."""
+    check: ObjectiveCheck = ObjectiveCheck.NOT_CHECKED
+    """Whether HiGHS's reported objective had to be corrected, and how."""
+    reported_objective: float | None = None
+    """The objective HiGHS reported for the first solve (``None`` without a solution)."""
+    interrupted: bool = False
+    """The ``stop`` test asked HiGHS to stop before it finished."""
 
 
 ProgressCallback = Callable[[float, float], None]
 """Called with (best objective so far, best bound so far) during a MIP solve."""
+
+StopTest = Callable[[], bool]
+"""Returns True once the caller wants the solve to stop (e.g. on Ctrl-C)."""
+
+FEASIBILITY_TOLERANCE = 1e-5
+"""Largest row, bound or integrality violation accepted in a returned solution
+(HiGHS's own MIP feasibility tolerance is 1e-6; the slack covers rounding)."""
+
+OBJECTIVE_TOLERANCE = 1e-6
+"""Relative (to max(1, |c.x|)) difference at which a reported objective disagrees."""
+
+
+@dataclass(frozen=True)
+class SolutionCheck:
+    """A solution's own cost and how far it is from feasible."""
+
+    cost: float
+    """``c.x + offset``."""
+    violation: float
+    """Largest violation of a row, a column bound or an integrality requirement."""
+    objective_agrees: bool
+    """The reported objective equals ``cost`` within :data:`OBJECTIVE_TOLERANCE`."""
+
+    @property
+    def feasible(self) -> bool:
+        return self.violation <= FEASIBILITY_TOLERANCE
+
+    @property
+    def trusted(self) -> bool:
+        return self.feasible and self.objective_agrees
+
+
+def check_solution(
+    model: MipModel, x: np.ndarray, objective: float, relax: bool = False
+) -> SolutionCheck:
+    """Validate a (model, solution, reported objective) triple without a solver."""
+    x = np.asarray(x, dtype=np.float64)
+    cost = float(model.c @ x + model.offset)
+    activity = model.A @ x
+    violations = [
+        np.maximum(model.row_lo - activity, 0.0),
+        np.maximum(activity - model.row_hi, 0.0),
+        np.maximum(model.col_lo - x, 0.0),
+        np.maximum(x - model.col_hi, 0.0),
+    ]
+    if not relax:
+        integer = np.asarray(model.integer, dtype=bool)
+        violations.append(np.abs(x[integer] - np.rint(x[integer])))
+    violation = max((float(v.max()) for v in violations if v.size), default=0.0)
+    agrees = math.isfinite(objective) and abs(objective - cost) <= OBJECTIVE_TOLERANCE * max(
+        1.0, abs(cost)
+    )
+    return SolutionCheck(cost, violation, agrees)
 
 
 def solve_mip(
@@ -84,14 +181,65 @@ def solve_mip(
     *,
     start: np.ndarray | None = None,
     on_progress: ProgressCallback | None = None,
+    stop: StopTest | None = None,
 ) -> MipResult:
-    """Solve ``model`` with HiGHS; ``start`` is a feasible solution to warm-start from."""
+    """Solve ``model`` with HiGHS; ``start`` is a feasible solution to warm-start from.
+
+    ``stop`` is polled while HiGHS runs (from its interrupt callbacks): once it
+    returns True, HiGHS stops and the best solution so far comes back with
+    status ``feasible`` (``interrupted`` set). The objective of every solution
+    is checked against its own cost; see the module docstring for what is done
+    when they disagree.
+    """
+    first, runtime = _run(model, params, start, on_progress, stop)
+    if first.check in (ObjectiveCheck.AGREED, ObjectiveCheck.NOT_CHECKED):
+        return first
+    # Disagreement: re-solve without the start, then also without presolve,
+    # in what is left of the time limit (at least a tenth of it).
+    attempts = []
+    if start is not None:
+        attempts.append((params, ObjectiveCheck.RESOLVED_WITHOUT_START))
+    attempts.append((replace(params, presolve=False), ObjectiveCheck.RESOLVED_WITHOUT_PRESOLVE))
+    best, bound = first, first.bound
+    for retry_params, outcome in attempts:
+        if first.interrupted or (stop is not None and stop()):
+            break
+        time_left = max(params.time_limit - runtime, 0.1 * params.time_limit)
+        retry, used = _run(model, replace(retry_params, time_limit=time_left), None, None, stop)
+        runtime += used
+        if retry.check == ObjectiveCheck.AGREED:
+            return replace(retry, check=outcome, reported_objective=first.reported_objective)
+        bound = max(bound, retry.bound)
+        if retry.x is not None and retry.objective < best.objective:
+            best = retry
+    return MipResult(
+        SolveStatus.FEASIBLE if best.x is not None else SolveStatus.NO_SOLUTION,
+        best.x,
+        best.objective,
+        min(bound, best.objective),
+        best.row_duals if params.relax else None,
+        ObjectiveCheck.TRUE_COST,
+        first.reported_objective,
+        first.interrupted or best.interrupted,
+    )
+
+
+def _run(
+    model: MipModel,
+    params: MipParams,
+    start: np.ndarray | None,
+    on_progress: ProgressCallback | None,
+    stop: StopTest | None,
+) -> tuple[MipResult, float]:
+    """One HiGHS solve; returns its checked result and HiGHS's run time."""
     h = _quiet_highs()
     h.setOptionValue("time_limit", float(max(params.time_limit, 0.01)))
     h.setOptionValue("mip_rel_gap", float(params.rel_gap))
     h.setOptionValue("random_seed", int(params.seed))
     h.setOptionValue("threads", int(params.threads))
     h.setOptionValue("mip_abs_gap", float(params.abs_gap))
+    if not params.presolve:
+        h.setOptionValue("presolve", "off")
 
     csc = model.A.tocsc()
     csc.sort_indices()
@@ -121,16 +269,50 @@ def solve_mip(
         sol.value_valid = True
         h.setSolution(sol)
 
-    if on_progress is not None and not params.relax:
+    stopped = [False]
+    on_progress_mip = None if params.relax else on_progress
+    stop_at = params.objective_target
+    target = np.isfinite(stop_at) and not params.relax
+    if on_progress_mip is not None or stop is not None or target:
+        improving = highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution
+        mip_interrupt = highspy.cb.HighsCallbackType.kCallbackMipInterrupt
+        interrupts = (
+            mip_interrupt,
+            highspy.cb.HighsCallbackType.kCallbackSimplexInterrupt,
+            highspy.cb.HighsCallbackType.kCallbackIpmInterrupt,
+        )
 
-        def _improving(_type, _message, data_out, _data_in, _user):
-            on_progress(float(data_out.objective_function_value), float(data_out.mip_dual_bound))
+        def _callback(kind, _message, data_out, data_in, _user):
+            if kind == improving:
+                if on_progress_mip is not None:
+                    on_progress_mip(
+                        float(data_out.objective_function_value), float(data_out.mip_dual_bound)
+                    )
+            elif stopped[0] or (stop is not None and stop()):
+                stopped[0] = True
+                data_in.user_interrupt = True
+            elif (
+                target
+                and kind == mip_interrupt
+                and float(data_out.objective_function_value) <= stop_at
+            ):
+                # The caller's own bound proves this incumbent good enough.
+                # (HiGHS's ``objective_target`` option does not stop its MIP
+                # solver reliably in 1.16, so the incumbent is checked here.)
+                data_in.user_interrupt = True
 
-        h.setCallback(_improving, None)
-        h.startCallback(highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution)
+        h.setCallback(_callback, None)
+        if on_progress_mip is not None:
+            h.startCallback(improving)
+        if stop is not None:
+            for kind in interrupts:
+                h.startCallback(kind)
+        elif target:
+            h.startCallback(mip_interrupt)
 
     h.run()
-    return _result(h, params.relax)
+    result = _result(h, model, params.relax, params.presolve, stopped[0])
+    return result, float(h.getRunTime())
 
 
 _banner_shown = False
@@ -163,7 +345,9 @@ def _quiet_highs() -> highspy.Highs:
     return h
 
 
-def _result(h: highspy.Highs, relax: bool) -> MipResult:
+def _result(
+    h: highspy.Highs, model: MipModel, relax: bool, presolve: bool, interrupted: bool
+) -> MipResult:
     status = h.getModelStatus()
     info = h.getInfo()
     ms = highspy.HighsModelStatus
@@ -172,18 +356,77 @@ def _result(h: highspy.Highs, relax: bool) -> MipResult:
     if status == ms.kInfeasible:
         return MipResult(SolveStatus.INFEASIBLE, None, float("inf"), float("inf"))
     if relax:
-        if status != ms.kOptimal:
-            return MipResult(SolveStatus.NO_SOLUTION, None, float("inf"), float("-inf"))
-        objective = float(info.objective_function_value)
+        if status != ms.kOptimal or x is None:
+            return MipResult(
+                SolveStatus.NO_SOLUTION, None, float("inf"), float("-inf"), interrupted=interrupted
+            )
+        reported = float(info.objective_function_value)
+        checked = check_solution(model, x, reported, relax=True)
         duals = np.asarray(h.getSolution().row_dual, dtype=np.float64)
-        return MipResult(SolveStatus.OPTIMAL, x, objective, objective, duals)
+        return from_check(
+            SolveStatus.OPTIMAL, x, reported, reported, checked, presolve, duals, interrupted
+        )
     bound = float(info.mip_dual_bound)
     if not np.isfinite(bound):
         bound = float("-inf")
     if x is None:
-        return MipResult(SolveStatus.NO_SOLUTION, None, float("inf"), bound)
-    objective = float(info.objective_function_value)
-    solved = status == ms.kOptimal
+        return MipResult(
+            SolveStatus.NO_SOLUTION, None, float("inf"), bound, interrupted=interrupted
+        )
+    reported = float(info.objective_function_value)
+    solved = SolveStatus.OPTIMAL if status == ms.kOptimal else SolveStatus.FEASIBLE
+    checked = check_solution(model, x, reported)
+    return from_check(solved, x, reported, bound, checked, presolve, None, interrupted)
+
+
+def from_check(
+    status: SolveStatus,
+    x: np.ndarray,
+    reported: float,
+    bound: float,
+    checked: SolutionCheck,
+    presolve: bool,
+    row_duals: np.ndarray | None = None,
+    interrupted: bool = False,
+) -> MipResult:
+    """The honest result of one solve whose solution was checked.
+
+    A trusted solution keeps HiGHS's status and ``min(bound, objective)``.
+    Otherwise the objective becomes the solution's true cost and the status is
+    at best ``feasible``; the bound stays only from a search on the original
+    model (presolve off): ``min(bound, reported, true cost)``, else ``-inf``.
+    An infeasible solution is dropped (``no_solution``). The caller may re-solve.
+    """
+    if not checked.feasible:
+        return MipResult(
+            SolveStatus.NO_SOLUTION,
+            None,
+            float("inf"),
+            float("-inf"),
+            None,
+            ObjectiveCheck.TRUE_COST,
+            reported,
+            interrupted,
+        )
+    if checked.objective_agrees:
+        return MipResult(
+            status,
+            x,
+            checked.cost,
+            min(bound, checked.cost),
+            row_duals,
+            ObjectiveCheck.AGREED,
+            reported,
+            interrupted,
+        )
+    proven = min(bound, reported, checked.cost) if not presolve else float("-inf")
     return MipResult(
-        SolveStatus.OPTIMAL if solved else SolveStatus.FEASIBLE, x, objective, min(bound, objective)
+        SolveStatus.FEASIBLE,
+        x,
+        checked.cost,
+        proven,
+        row_duals,
+        ObjectiveCheck.TRUE_COST,
+        reported,
+        interrupted,
     )

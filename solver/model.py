@@ -118,7 +118,9 @@ class ModelBuilder:
             (cat(self._vals), (cat(self._rows).astype(np.int64), cat(self._cols).astype(np.int64))),
             shape=(self.num_rows, self.c.size),
         )
-        return MipModel(self.c, self.col_lo, self.col_hi, self.integer, A, cat(self._lo), cat(self._hi))
+        return MipModel(
+            self.c, self.col_lo, self.col_hi, self.integer, A, cat(self._lo), cat(self._hi)
+        )
 
 
 def build_model(
@@ -180,6 +182,9 @@ def split_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_or
     """z[o] >= shipments of o - 1, each split costing the split penalty."""
     z = slice(v.z0, v.z0 + v.num_z)
     mb.c[z] = problem.split_penalty
+    # An order cannot split more often than it has shipments beyond the first:
+    # finite bounds keep every dual vector's weak-duality bound finite.
+    mb.col_hi[z] = np.maximum(np.bincount(local_order, minlength=v.num_z) - 1, 0)
     idx = np.arange(v.num_z)
     mb.add_rows(
         "split",
@@ -284,6 +289,8 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
         _local_index(part.lines, problem.cand_line[part.cands]), weights=x, minlength=v.num_u
     )
     u = problem.line_qty[part.lines] - line_units
-    ships = np.bincount(_local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z)
+    ships = np.bincount(
+        _local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z
+    )
     z = np.maximum(ships - 1, 0)
     return np.concatenate([x, y, u, z])

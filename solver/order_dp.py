@@ -167,7 +167,9 @@ def _subset_members(k: int) -> np.ndarray:
     return ((masks[:, None] >> np.arange(k)) & 1).astype(bool)
 
 
-def _subset_dp_blocks(qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty) -> np.ndarray:
+def _subset_dp_blocks(
+    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty
+) -> np.ndarray:
     """Best partition of K elements into node blocks and unfilled elements.
 
     Element e wants ``qty[e]`` units at ``unit_cost[e, n]`` each; ``fits[t, n]``

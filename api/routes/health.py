@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import AnyKey, MetricsDep, PoolDep
 
@@ -28,4 +28,4 @@ def readyz(pool: PoolDep) -> JSONResponse:
 
 @router.get("/metrics")
 def metrics(metrics: MetricsDep, _key: AnyKey) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

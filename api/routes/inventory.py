@@ -11,8 +11,10 @@ from api.schemas import (
     AdjustFeed,
     AvailabilityOut,
     FeedOut,
+    Id,
     LedgerEntryOut,
     LedgerOut,
+    QueryInt,
     SetFeed,
 )
 
@@ -47,7 +49,7 @@ def availability(
     pool: PoolDep,
     _key: OmsKey,
     sku: Annotated[
-        list[str],
+        list[Id],
         Query(min_length=1, max_length=100, description="One or more SKUs (repeat the parameter)."),
     ],
 ) -> AvailabilityOut:
@@ -57,11 +59,11 @@ def availability(
 
 @router.get("/inventory/{node_id}/{sku}/ledger", response_model=LedgerOut)
 def ledger(
-    node_id: str,
-    sku: str,
+    node_id: Id,
+    sku: Id,
     pool: PoolDep,
     _key: AdminKey,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[QueryInt, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> LedgerOut:
     """Movements of one (node, sku), oldest first; page with `after=<next_after>`."""

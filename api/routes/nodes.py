@@ -7,7 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, status
 
 from api.deps import AdminKey, PoolDep, RequestIdDep
-from api.schemas import NodeIn, NodeList, NodeOut, NodePatch
+from api.schemas import Id, NodeIn, NodeList, NodeOut, NodePatch
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 NEW_STATUS = {"pause": "paused", "resume": "active", "close": "closed"}
@@ -26,13 +26,13 @@ def list_nodes(
 
 
 @router.get("/{node_id}", response_model=NodeOut)
-def get_node(node_id: str, pool: PoolDep, _key: AdminKey) -> NodeOut:
+def get_node(node_id: Id, pool: PoolDep, _key: AdminKey) -> NodeOut:
     return NodeOut.of(pool.node(node_id))
 
 
 @router.patch("/{node_id}", response_model=NodeOut)
 def update_node(
-    node_id: str, body: NodePatch, pool: PoolDep, principal: AdminKey, request_id: RequestIdDep
+    node_id: Id, body: NodePatch, pool: PoolDep, principal: AdminKey, request_id: RequestIdDep
 ) -> NodeOut:
     """Change attributes; a new `default_safety_stock` applies to the node's balances
     that have no explicit safety stock."""
@@ -43,7 +43,7 @@ def update_node(
 
 @router.post("/{node_id}/{action}", response_model=NodeOut)
 def change_status(
-    node_id: str, action: Literal["pause", "resume", "close"], pool: PoolDep, _key: AdminKey
+    node_id: Id, action: Literal["pause", "resume", "close"], pool: PoolDep, _key: AdminKey
 ) -> NodeOut:
     """A paused or closed node gets no new orders; its held reservations stay."""
     return NodeOut.of(pool.set_node_status(node_id, NEW_STATUS[action]))

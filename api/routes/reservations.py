@@ -8,20 +8,20 @@ from fastapi import APIRouter
 
 from api.deps import MetricsDep, OmsKey, PoolDep, RequestIdDep
 from api.metrics import count_closed
-from api.schemas import ReservationList, ReservationOut
+from api.schemas import Id, OrderId, ReservationList, ReservationOut
 
 router = APIRouter(prefix="/v1", tags=["reservations"])
 Action = Literal["commit", "release"]
 
 
 @router.get("/orders/{order_id}/reservations", response_model=ReservationList)
-def reservations_of_order(order_id: str, pool: PoolDep, _key: OmsKey) -> ReservationList:
+def reservations_of_order(order_id: OrderId, pool: PoolDep, _key: OmsKey) -> ReservationList:
     return ReservationList.of(pool.reservations_of(order_id), order_id)
 
 
 @router.post("/orders/{order_id}/{action}", response_model=ReservationList)
 def close_order(
-    order_id: str,
+    order_id: OrderId,
     action: Action,
     pool: PoolDep,
     principal: OmsKey,
@@ -35,13 +35,13 @@ def close_order(
 
 
 @router.get("/reservations/{reservation_id}", response_model=ReservationOut)
-def get_reservation(reservation_id: str, pool: PoolDep, _key: OmsKey) -> ReservationOut:
+def get_reservation(reservation_id: Id, pool: PoolDep, _key: OmsKey) -> ReservationOut:
     return ReservationOut.of(pool.reservation(reservation_id))
 
 
 @router.post("/reservations/{reservation_id}/{action}", response_model=ReservationOut)
 def close_reservation(
-    reservation_id: str,
+    reservation_id: Id,
     action: Action,
     pool: PoolDep,
     principal: OmsKey,

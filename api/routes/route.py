@@ -8,17 +8,15 @@ from fastapi import APIRouter, Header, Response
 
 from api.deps import MetricsDep, OmsKey, PoolDep, RequestIdDep
 from api.metrics import count_route
-from api.schemas import RouteRequest, RouteResponse
+from api.schemas import IdempotencyKeyValue, RouteRequest, RouteResponse
 from router.pool.errors import Busy, PoolError
 
 router = APIRouter(prefix="/v1", tags=["route"])
 
 IdempotencyKey = Annotated[
-    str | None,
+    IdempotencyKeyValue | None,
     Header(
         alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
         description="A retry with the same key returns the same answer and reserves once.",
     ),
 ]

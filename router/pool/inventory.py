@@ -358,6 +358,7 @@ class NodeStock:
     unsellable: int
     safety_stock: int
     reserved: int
+    locked: int  # held for campaigns (router.pool.locks)
     available: int
     version: int
 
@@ -385,6 +386,7 @@ def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]
             balances.c.unsellable,
             balances.c.safety_stock,
             balances.c.reserved,
+            balances.c.locked,
             balances.c.version,
         )
         .join(nodes, nodes.c.pk == balances.c.node_pk)
@@ -393,7 +395,7 @@ def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]
     ).all()
     per_sku: dict[str, list[NodeStock]] = {s: [] for s in sku_list}
     for r in rows:
-        available = max(0, r.on_hand - r.unsellable - r.safety_stock - r.reserved)
+        available = max(0, r.on_hand - r.unsellable - r.safety_stock - r.reserved - r.locked)
         per_sku[r.sku].append(
             NodeStock(
                 r.node_id,
@@ -402,6 +404,7 @@ def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]
                 r.unsellable,
                 r.safety_stock,
                 r.reserved,
+                r.locked,
                 available,
                 r.version,
             )

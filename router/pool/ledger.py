@@ -1,7 +1,8 @@
 """The append-only ledger: one row per movement of a (node, sku) balance.
 
 Nothing ever updates or deletes a ledger row. Summing the deltas of a pair
-gives its balance (``on_hand``, ``unsellable``, ``safety_stock``, ``reserved``).
+gives its balance (``on_hand``, ``unsellable``, ``safety_stock``, ``reserved``,
+``locked``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ from sqlalchemy import Connection, insert, select
 
 from router.pool.schema import ledger
 
-MOVEMENTS = ("set", "adjust", "reserve", "commit", "release", "expire", "safety")
+MOVEMENTS = (
+    "set",
+    "adjust",
+    "reserve",
+    "commit",
+    "release",
+    "expire",
+    "safety",
+    # campaign locks: units locked, taken by a campaign order, given back, run out of time
+    "lock",
+    "lock_use",
+    "unlock",
+    "lock_expire",
+)
 
 
 _APPEND = insert(ledger)  # built once: statement construction shows up on the hot path
@@ -31,6 +45,7 @@ class Entry:
     d_unsellable: int = 0
     d_safety: int = 0
     d_reserved: int = 0
+    d_locked: int = 0
     ref: str | None = None
     reason: str | None = None
 
@@ -59,6 +74,7 @@ def append(
                 "d_unsellable": e.d_unsellable,
                 "d_safety": e.d_safety,
                 "d_reserved": e.d_reserved,
+                "d_locked": e.d_locked,
                 "actor": actor,
                 "reason": e.reason,
                 "ref": e.ref,

@@ -11,6 +11,10 @@ The way through, per attempt:
    order, so no unit is ever promised twice; if another transaction took the
    stock first an update matches no row, the attempt rolls back and the next
    one re-reads and re-routes.
+
+An order of a campaign (``Order.campaign``) goes the same way with two solves of
+the same problem (``plan_campaign_order``): first over the campaign's locked units
+only, then, if the campaign allows, over the pool for what is left.
 """
 
 from __future__ import annotations
@@ -36,11 +40,11 @@ from sqlalchemy import (
 )
 
 from router.geo import haversine_km
-from router.pool import ledger
+from router.pool import ledger, locks
 from router.pool.errors import Conflict, InvalidInput
 from router.pool.nodes import NodeIndex
 from router.pool.schema import balances, nodes, reservations, skus
-from solver.order_dp import OrderPlan, OrderProblem, solve_order
+from solver.order_dp import OrderPlan, OrderProblem, order_cost, solve_order
 
 MAX_LINES = 500
 MAX_ROUTE_ATTEMPTS = 16
@@ -63,10 +67,14 @@ class Order:
     lon: float | None = None
     pickup_node: str | None = None
     channel: str = "web"
+    campaign: str | None = None  # routes from the campaign's locked units first
 
     def fingerprint(self) -> str:
         """Stable hash of the order, to tell an idempotent retry from a reused key."""
-        body = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        data = asdict(self)
+        if data["campaign"] is None:
+            del data["campaign"]  # fingerprints stored before campaigns existed stay valid
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -138,6 +146,7 @@ class RouteResult:
     hold_expires_at: datetime | None
     attempts: int
     replayed: bool = False
+    locked_units: int = 0  # units taken from the campaign's locks
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -163,6 +172,7 @@ class RouteResult:
             ),
             attempts=data["attempts"],
             replayed=True,
+            locked_units=data.get("locked_units", 0),
         )
 
 
@@ -180,7 +190,11 @@ class LostRace(Exception):
 # --- step 1: read ----------------------------------------------------------------------
 
 _AVAILABLE = (
-    balances.c.on_hand - balances.c.unsellable - balances.c.safety_stock - balances.c.reserved
+    balances.c.on_hand
+    - balances.c.unsellable
+    - balances.c.safety_stock
+    - balances.c.reserved
+    - balances.c.locked
 )
 _READ_AVAILABILITY = (
     select(
@@ -344,12 +358,140 @@ def reserve_plan(conn: Connection, moves: list[tuple[int, str, int]]) -> None:
     stock = [{"b_node": pk, "b_sku": sku, "units": units} for pk, sku, units in moves]
     if conn.execute(_RESERVE_STOCK, stock).rowcount != len(stock):
         raise LostRace("stock changed since it was read")
+    _reserve_capacity(conn, moves)
+
+
+def _reserve_capacity(conn: Connection, moves: list[tuple[int, str, int]]) -> None:
+    """Add the plan's units to each node's backlog, within its capacity, or raise ``LostRace``."""
+    if not moves:
+        return
     per_node: dict[int, int] = {}
     for node_pk, _sku, units in moves:
         per_node[node_pk] = per_node.get(node_pk, 0) + units
     load = [{"b_node": pk, "units": per_node[pk]} for pk in sorted(per_node)]
     if conn.execute(_RESERVE_CAPACITY, load).rowcount != len(load):
         raise LostRace("capacity or status of a node changed since it was read")
+
+
+# --- campaign orders: locked units first ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockUse:
+    """Units of a campaign order taken from one of the campaign's locks."""
+
+    lock_id: str
+    node_pk: int
+    sku: str
+    units: int
+
+
+def complete_from_pool(
+    problem: OrderProblem, taken: np.ndarray, pool_stock: np.ndarray
+) -> OrderProblem:
+    """The problem of routing what ``taken`` left unfilled, from ``pool_stock``.
+
+    Its cost is exactly what the combined allocation costs beyond ``taken``: a node
+    already shipping adds no shipment, a new node adds its shipment and one split
+    (so the split penalty moves into the shipping cost of the new nodes).
+    """
+    left = problem.qty - taken.sum(axis=1)
+    used_per_node = taken.sum(axis=0)
+    if not used_per_node.any():
+        return replace(problem, qty=left, stock=pool_stock)
+    return replace(
+        problem,
+        qty=left,
+        stock=pool_stock,
+        ship_cost=np.where(used_per_node > 0, 0.0, problem.ship_cost + problem.split_penalty),
+        capacity=problem.capacity - used_per_node,
+        split_penalty=0.0,
+    )
+
+
+def plan_campaign_order(
+    conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy, now: datetime
+) -> tuple[PreparedOrder, OrderPlan, list[LockUse]]:
+    """Route a campaign's order from its locked units first, then (if allowed) from the pool.
+
+    One problem, two solves: ``prepare_order_problem`` builds the order's arrays over
+    every reachable node holding locked or pool units, then ``solve_order`` runs on
+
+    1. the campaign's in-window locked units only (the problem with ``stock`` replaced);
+    2. if the campaign allows pool stock and units are still unfilled, the pool's
+       available units, completing the first allocation (``complete_from_pool``).
+
+    This is a lexicographic rule, not a price: the campaign spends its own units
+    before it touches what other channels could sell, even where a pool unit would
+    be a little cheaper; the cost reported is that of the combined allocation.
+    """
+    assert order.campaign is not None
+    allow_pool = locks.allow_pool_of(conn, order.campaign)
+    sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
+    reach = reachable_nodes(order, index)
+    node_pks = index.pk[reach.positions].tolist()
+    locked = locks.read_locked(conn, order.campaign, sku_list, node_pks, now)
+    pool = read_availability(conn, sku_list, node_pks) if allow_pool else _Availability([])
+    found = {sku for _, sku, _, _ in pool.rows} | {lk.sku for lk in locked}
+    if len(found) < len(sku_list):
+        check_known_skus(conn, order, found)
+    units: dict[tuple[int, str], int] = {}
+    capacity_left: dict[int, int | None] = {}
+    for pk, sku, available, cap in pool.rows:
+        units[(pk, sku)] = units.get((pk, sku), 0) + available
+        capacity_left[pk] = cap
+    for lk in locked:
+        units[(lk.node_pk, lk.sku)] = units.get((lk.node_pk, lk.sku), 0) + lk.remaining
+        capacity_left[lk.node_pk] = lk.capacity_left
+    both = _Availability([(pk, sku, u, capacity_left[pk]) for (pk, sku), u in units.items()])
+    prepared = prepare_order_problem(order, index, reach, both, policy)
+    problem = prepared.problem
+    column = {int(index.pk[pos]): j for j, pos in enumerate(prepared.candidates)}
+    row = {sku: k for k, sku in enumerate(prepared.sku_list)}
+    lock_stock = np.zeros_like(problem.stock)
+    lock_at: dict[tuple[int, int], str] = {}
+    for lk in locked:
+        k, j = row[lk.sku], column[lk.node_pk]
+        lock_stock[k, j] = lk.remaining
+        lock_at[(k, j)] = lk.lock_id
+    first = solve_order(replace(problem, stock=lock_stock))
+    alloc, exact = first.alloc, first.exact
+    if allow_pool and (first.alloc.sum(axis=1) < problem.qty).any():
+        second = solve_order(complete_from_pool(problem, first.alloc, problem.stock - lock_stock))
+        alloc, exact = first.alloc + second.alloc, first.exact and second.exact
+    uses = [
+        LockUse(
+            lock_at[(k, j)],
+            int(index.pk[prepared.candidates[j]]),
+            prepared.sku_list[k],
+            int(first.alloc[k, j]),
+        )
+        for k, j in zip(*np.nonzero(first.alloc), strict=True)
+    ]
+    uses.sort(key=lambda u: (u.node_pk, u.sku))
+    return prepared, OrderPlan(alloc, order_cost(problem, alloc), bool(exact)), uses
+
+
+def reserve_campaign_plan(
+    conn: Connection, moves: list[tuple[int, str, int]], uses: list[LockUse], now: datetime
+) -> None:
+    """Like ``reserve_plan``, with the units of ``uses`` taken from the campaign's locks.
+
+    Lock rows first, then every pair in (node, sku) order: its locked units move to
+    reserved, the rest is reserved from the pool under the usual availability check.
+    """
+    if not locks.take_from_locks(conn, [(u.lock_id, u.units) for u in uses], now):
+        raise LostRace("a campaign lock changed since it was read")
+    from_lock = {(u.node_pk, u.sku): u.units for u in uses}
+    for node_pk, sku, units in moves:
+        locked_units = from_lock.get((node_pk, sku), 0)
+        if locked_units and not locks.move_locked_to_reserved(conn, node_pk, sku, locked_units):
+            raise LostRace("locked stock changed since it was read")
+        if units > locked_units:
+            params = {"b_node": node_pk, "b_sku": sku, "units": units - locked_units}
+            if conn.execute(_RESERVE_STOCK, params).rowcount != 1:
+                raise LostRace("stock changed since it was read")
+    _reserve_capacity(conn, moves)
 
 
 # --- explain ---------------------------------------------------------------------------
@@ -529,9 +671,15 @@ def route_and_reserve(
             field="order_id",
             rule="one_open_routing_per_order",
         )
-    prepared, plan = plan_order(conn, order, index, policy)
-    moves = _plan_moves(prepared, plan, index)
-    reserve_plan(conn, moves)
+    uses: list[LockUse] = []
+    if order.campaign is None:
+        prepared, plan = plan_order(conn, order, index, policy)
+        moves = _plan_moves(prepared, plan, index)
+        reserve_plan(conn, moves)
+    else:
+        prepared, plan, uses = plan_campaign_order(conn, order, index, policy, now)
+        moves = _plan_moves(prepared, plan, index)
+        reserve_campaign_plan(conn, moves, uses, now)
     expires = now + timedelta(seconds=hold_seconds)
     result = explain(
         order,
@@ -564,20 +712,44 @@ def route_and_reserve(
         lines.append(replace(line, allocations=allocations))
     if rows:
         conn.execute(_INSERT_RESERVATIONS, rows)
+    from_lock = {(u.node_pk, u.sku): u.units for u in uses}
+    entries = []
+    for pk, sku, units in moves:
+        locked_units = from_lock.get((pk, sku), 0)
+        if locked_units:
+            entries.append(
+                ledger.Entry(
+                    pk,
+                    sku,
+                    "lock_use",
+                    d_locked=-locked_units,
+                    d_reserved=locked_units,
+                    ref=order.order_id,
+                )
+            )
+        if units > locked_units:
+            entries.append(
+                ledger.Entry(
+                    pk, sku, "reserve", d_reserved=units - locked_units, ref=order.order_id
+                )
+            )
     ledger.append(
         conn,
-        [
-            ledger.Entry(pk, sku, "reserve", d_reserved=units, ref=order.order_id)
-            for pk, sku, units in moves
-        ],
+        entries,
         now=now,
         actor=actor,
         idempotency_key=idempotency_key,
         request_id=request_id,
     )
-    return replace(result, lines=lines)
+    return replace(result, lines=lines, locked_units=sum(from_lock.values()))
 
 
-def quote(conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy) -> RouteResult:
-    prepared, plan = plan_order(conn, order, index, policy)
-    return explain(order, prepared, plan, index, quote_only=True, attempts=1)
+def quote(
+    conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy, now: datetime
+) -> RouteResult:
+    if order.campaign is None:
+        prepared, plan = plan_order(conn, order, index, policy)
+        return explain(order, prepared, plan, index, quote_only=True, attempts=1)
+    prepared, plan, uses = plan_campaign_order(conn, order, index, policy, now)
+    result = explain(order, prepared, plan, index, quote_only=True, attempts=1)
+    return replace(result, locked_units=sum(u.units for u in uses))

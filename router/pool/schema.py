@@ -68,6 +68,9 @@ balances = Table(
     # False: safety_stock follows the node's default_safety_stock.
     Column("safety_explicit", Boolean, nullable=False, default=False),
     Column("reserved", BigInteger, nullable=False, default=0),
+    # Units locked for campaigns (issue 8.3): the sum of ``remaining`` over the pair's
+    # active rows of pool_campaign_locks; other channels cannot sell them.
+    Column("locked", BigInteger, nullable=False, default=0),
     # Bumped by every feed change; the compare-and-set token of stock feeds.
     Column("version", BigInteger, nullable=False, default=1),
     Index("ix_pool_balances_sku", "sku"),
@@ -104,17 +107,51 @@ ledger = Table(
     Column("node_pk", Integer, nullable=False),
     Column("sku", String(64), nullable=False),
     # set | adjust | reserve | commit | release | expire | safety
+    # | lock | lock_use | unlock | lock_expire (campaign locks)
     Column("movement", String(12), nullable=False),
     Column("d_on_hand", BigInteger, nullable=False, default=0),
     Column("d_unsellable", BigInteger, nullable=False, default=0),
     Column("d_safety", BigInteger, nullable=False, default=0),
     Column("d_reserved", BigInteger, nullable=False, default=0),
+    Column("d_locked", BigInteger, nullable=False, default=0),
     Column("actor", String(64), nullable=False),
     Column("reason", String(200), nullable=True),
     Column("ref", String(200), nullable=True),
     Column("idempotency_key", String(200), nullable=True),
     Column("request_id", String(64), nullable=True),
     Index("ix_pool_ledger_pair", "node_pk", "sku", "entry_id"),
+)
+
+# --- campaign stock locks (issue 8.3, migration 0003_campaign_locks) ---------------------
+
+campaigns = Table(
+    "pool_campaigns",
+    metadata,
+    Column("campaign_id", String(64), primary_key=True),
+    # May the campaign's orders take pool stock once its locked units run out?
+    Column("allow_pool", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+campaign_locks = Table(
+    "pool_campaign_locks",
+    metadata,
+    Column("lock_id", String(32), primary_key=True),
+    Column("campaign_id", String(64), ForeignKey("pool_campaigns.campaign_id"), nullable=False),
+    Column("node_pk", Integer, ForeignKey("pool_nodes.pk"), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("qty", BigInteger, nullable=False),  # units locked at creation
+    Column("used", BigInteger, nullable=False, default=0),  # units the campaign's orders took
+    Column("remaining", BigInteger, nullable=False),  # still locked (0 once closed)
+    Column("returned", BigInteger, nullable=False, default=0),  # given back to the pool
+    Column("starts_at", DateTime, nullable=False),
+    Column("ends_at", DateTime, nullable=False),
+    Column("status", String(12), nullable=False),  # active | released | expired
+    Column("created_at", DateTime, nullable=False),
+    Column("closed_at", DateTime, nullable=True),
+    Index("ix_pool_campaign_locks_campaign", "campaign_id", "status"),
+    Index("ix_pool_campaign_locks_due", "status", "ends_at"),
 )
 
 idempotency = Table(

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from router.pool import idempotency, inventory, keys, nodes, reservations, routing
+from router.pool import idempotency, inventory, keys, locks, nodes, reservations, routing
 from router.pool.db import Database, database_url_from_env, migrate
 from router.pool.errors import Busy
 from router.pool.nodes import NodeIndex, NodeSpec
@@ -180,7 +180,7 @@ class Pool:
             )
         if quote_only:
             with self.db.read() as conn:
-                return routing.quote(conn, order, model.index, model.policy)
+                return routing.quote(conn, order, model.index, model.policy, self.clock())
 
         scope_key = idempotency.scope("route", actor, idempotency_key) if idempotency_key else None
         fingerprint = (
@@ -299,6 +299,75 @@ class Pool:
                 return expired
             expired += closed
             if len(ids) < batch:
+                return expired
+
+    # --- campaign locks (issue 8.3) ------------------------------------------------------
+
+    def _write_retrying(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(conn)`` in a write transaction, again after a PostgreSQL deadlock."""
+        for attempt in range(1, routing.MAX_ROUTE_ATTEMPTS + 1):
+            try:
+                with self.db.write() as conn:
+                    return work(conn)
+            except DBAPIError as error:
+                if not _is_retryable(error) or attempt == routing.MAX_ROUTE_ATTEMPTS:
+                    raise
+                _back_off(attempt)
+        raise AssertionError("unreachable")
+
+    def lock_stock(
+        self,
+        campaign_id: str,
+        rows: list[locks.LockRow],
+        *,
+        starts_at: datetime,
+        ends_at: datetime,
+        allow_pool: bool | None = None,
+        actor: str,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> locks.CampaignView:
+        """Lock units for a campaign over a window (all rows or none); see ``router.pool.locks``."""
+
+        def work(conn):
+            locks.create_locks(
+                conn,
+                campaign_id,
+                rows,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                allow_pool=allow_pool,
+                now=self.clock(),
+                actor=actor,
+                reason=reason,
+                request_id=request_id,
+            )
+            return locks.campaign(conn, campaign_id)
+
+        return self._write_retrying(work)
+
+    def campaign(self, campaign_id: str) -> locks.CampaignView:
+        with self.db.read() as conn:
+            return locks.campaign(conn, campaign_id)
+
+    def release_campaign(
+        self, campaign_id: str, *, actor: str, request_id: str | None = None
+    ) -> locks.CampaignView:
+        """Return what is left of every active lock of the campaign to the pool now."""
+
+        def work(conn):
+            locks.release(conn, campaign_id, now=self.clock(), actor=actor, request_id=request_id)
+            return locks.campaign(conn, campaign_id)
+
+        return self._write_retrying(work)
+
+    def expire_locks_due(self, *, batch: int = 500) -> int:
+        """Return to the pool what is left of every lock whose window has ended."""
+        expired = 0
+        while True:
+            closed = self._write_retrying(lambda conn: locks.expire_due(conn, self.clock(), batch))
+            expired += closed
+            if closed < batch:
                 return expired
 
     def prune_idempotency(self, *, keep_seconds: int = idempotency.RETENTION_SECONDS) -> int:

@@ -150,32 +150,45 @@ SERVE_SCRIPT = (
 
 @contextlib.contextmanager
 def running_server(
-    database_url: str, *, port: int | None = None, kill: bool = False
+    database_url: str,
+    *,
+    port: int | None = None,
+    kill: bool = False,
+    workers: int = 1,
+    log_dir: Path | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """``omniroute serve`` (through ``api.commands``) in a subprocess; yields its base URL.
 
-    ``kill`` ends it with SIGKILL (no shutdown hooks) instead of SIGTERM.
+    ``kill`` ends it with SIGKILL (no shutdown hooks) instead of SIGTERM; ``log_dir``
+    keeps its stdout and stderr there (``stdout.txt``, ``stderr.txt``).
     """
     port = port or free_port()
     env = {**os.environ, "OMNIROUTE_DATABASE_URL": database_url, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE_SCRIPT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(base, proc, timeout=30)
-        yield base
-    finally:
-        if kill:
-            proc.kill()
-        else:
-            proc.terminate()
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-c", SERVE_SCRIPT, "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers), *args]
+    with contextlib.ExitStack() as files:
+        out, err = (
+            (
+                files.enter_context(open(log_dir / "stdout.txt", "wb")),
+                files.enter_context(open(log_dir / "stderr.txt", "wb")),
+            )
+            if log_dir is not None
+            else (subprocess.DEVNULL, subprocess.DEVNULL)
+        )
+        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=err)
+        base = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            wait_until_ready(base, proc, timeout=30)
+            yield base
+        finally:
+            if kill:
+                proc.kill()
+            else:
+                proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,6 +1,8 @@
-"""A hypothesis state machine drives random feeds, routes, commits, releases, expiries and
-pauses against the pool and against a plain in-memory model of the ledger; after every
-step both must agree on every layer of every (node, sku)."""
+"""A hypothesis state machine drives random feeds, routes, commits, releases, expiries,
+pauses and campaign locks (lock, campaign orders using them, release, window expiry)
+against the pool and against a plain in-memory model of the ledger; after every step
+both must agree on every layer of every (node, sku), the ledger must sum to the
+balances, and ``locked`` must be what the active locks have left."""
 
 from __future__ import annotations
 
@@ -11,20 +13,28 @@ from datetime import datetime, timedelta
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis import HealthCheck, event, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from sqlalchemy import func, select
 
 from router.pool import Pool
-from router.pool.errors import Conflict, InvalidInput
+from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.inventory import AdjustRow, SetRow
+from router.pool.locks import LockRow
 from router.pool.nodes import NodeSpec
 from router.pool.routing import Order, OrderLine
-from router.pool.schema import balances, ledger, nodes
+from router.pool.schema import balances, campaign_locks, ledger, nodes
 from tests.service.conftest import FakeClock, pg_schema_url
 
 NODES = ("N0", "N1", "N2")
 SKUS = ("A", "B", "C")
+CAMPAIGNS = ("c1", "c2")
 node_ids = st.sampled_from(NODES)
 sku_names = st.sampled_from(SKUS)
 units = st.integers(0, 6)
@@ -36,10 +46,16 @@ class Layers:
     unsellable: int = 0
     safety: int = 0
     reserved: int = 0
+    locked: int = 0
 
     @property
     def available(self) -> int:
-        return max(0, self.on_hand - self.unsellable - self.safety - self.reserved)
+        return max(0, self.signed_available)
+
+    @property
+    def signed_available(self) -> int:
+        """Below zero only after a feed counted fewer units than are promised."""
+        return self.on_hand - self.unsellable - self.safety - self.reserved - self.locked
 
 
 @dataclass
@@ -49,6 +65,20 @@ class Hold:
     qty: int
     status: str
     expires_at: datetime
+
+
+@dataclass
+class Lock:
+    campaign: str
+    node: str
+    sku: str
+    remaining: int
+    starts_at: datetime
+    ends_at: datetime
+    status: str = "active"
+
+    def in_window(self, now: datetime) -> bool:
+        return self.status == "active" and self.starts_at <= now < self.ends_at
 
 
 class PoolVersusModel(RuleBasedStateMachine):
@@ -74,6 +104,8 @@ class PoolVersusModel(RuleBasedStateMachine):
         self.holds: dict[str, Hold] = {}
         self.paused: set[str] = set()
         self.orders = 0
+        self.locks: dict[str, Lock] = {}
+        self.allow_pool: dict[str, bool] = {}  # campaigns that exist
 
     def teardown(self) -> None:
         self.pool.close()
@@ -83,6 +115,19 @@ class PoolVersusModel(RuleBasedStateMachine):
             self._pg.__exit__(None, None, None)
 
     # --- feeds -----------------------------------------------------------------------------
+
+    @initialize(stock=st.lists(st.integers(0, 6), min_size=6, max_size=6), locked=st.integers(0, 2))
+    def stock_and_first_locks(self, stock, locked):
+        """Most examples start with A and B in stock (C stays unknown until a feed) and
+        campaigns c1 (on A) and c2 (on B) holding locks, so that campaign orders, locks,
+        releases and expiries meet early and often."""
+        pairs = [(n, s) for n in NODES for s in ("A", "B")]
+        for (node, sku), on_hand in zip(pairs, stock, strict=True):
+            self.set_stock(node, sku, on_hand, None, None)
+        for node in NODES:
+            for campaign, sku in (("c1", "A"), ("c2", "B")):
+                if locked and self.layers[(node, sku)].available >= locked:
+                    self.lock(campaign, node, sku, locked, 0, 120, None)
 
     @rule(
         node=node_ids,
@@ -175,6 +220,150 @@ class PoolVersusModel(RuleBasedStateMachine):
                 self.layers[(hold.node, hold.sku)].reserved -= hold.qty
                 expected += 1
         assert self.pool.expire_due() == expected
+        ended = 0
+        for lock in self.locks.values():
+            if lock.status == "active" and lock.ends_at <= self.clock.now:
+                self._close_lock(lock, "expired")
+                ended += 1
+        assert self.pool.expire_locks_due() == ended
+
+    # --- campaign locks --------------------------------------------------------------------
+
+    def _close_lock(self, lock: Lock, status: str) -> None:
+        self.layers[(lock.node, lock.sku)].locked -= lock.remaining
+        lock.remaining, lock.status = 0, status
+
+    @rule(
+        campaign=st.sampled_from(CAMPAIGNS),
+        node=node_ids,
+        sku=sku_names,
+        qty=st.integers(1, 4),
+        start=st.integers(-20, 30),
+        length=st.integers(5, 120),
+        allow_pool=st.none() | st.booleans(),
+    )
+    def lock(self, campaign, node, sku, qty, start, length, allow_pool):
+        starts_at = self.clock.now + timedelta(seconds=start)
+        ends_at = starts_at + timedelta(seconds=length)
+
+        def attempt():
+            return self.pool.lock_stock(
+                campaign,
+                [LockRow(node, sku, qty)],
+                starts_at=starts_at,
+                ends_at=ends_at,
+                allow_pool=allow_pool,
+                actor="t",
+            )
+
+        layer = self.layers.get((node, sku), Layers())
+        overlaps = any(
+            lk.campaign == campaign
+            and (lk.node, lk.sku) == (node, sku)
+            and lk.status == "active"
+            and lk.starts_at < ends_at
+            and starts_at < lk.ends_at
+            for lk in self.locks.values()
+        )
+        if ends_at <= self.clock.now:
+            expected = (InvalidInput, "window_not_over")
+        elif not any(k[1] == sku for k in self.layers):
+            expected = (InvalidInput, "known_sku")
+        elif overlaps:
+            expected = (Conflict, "no_overlapping_windows")
+        elif qty > layer.available:
+            expected = (InvalidInput, "within_available")
+        else:
+            expected = None
+        event(f"lock: {expected[1] if expected else 'locked'}")
+        if expected is not None:
+            with pytest.raises(expected[0]) as raised:
+                attempt()
+            assert raised.value.rule == expected[1]
+            return
+        view = attempt()
+        (lock_id,) = {lk.lock_id for lk in view.locks} - set(self.locks)
+        self.locks[lock_id] = Lock(campaign, node, sku, qty, starts_at, ends_at)
+        layer.locked += qty
+        self.layers[(node, sku)] = layer
+        if allow_pool is not None or campaign not in self.allow_pool:
+            self.allow_pool[campaign] = True if allow_pool is None else allow_pool
+        assert layer.signed_available >= 0
+
+    @precondition(lambda self: any(k[1] in SKUS for k in self.layers))
+    @rule(
+        campaign=st.sampled_from(CAMPAIGNS),
+        sku=sku_names,
+        qty=st.integers(1, 6),
+        pickup=st.none() | node_ids,
+    )
+    def campaign_route(self, campaign, sku, qty, pickup):
+        if not any(k[1] == sku for k in self.layers):
+            return
+        self.orders += 1
+        order = Order(
+            f"o{self.orders}",
+            (OrderLine("l1", sku, qty),),
+            lat=30.0,
+            lon=120.0,
+            pickup_node=pickup,
+            campaign=campaign,
+        )
+        if campaign not in self.allow_pool:
+            with pytest.raises(InvalidInput) as raised:
+                self.pool.route(order)
+            assert raised.value.rule == "known_campaign"
+            return
+        used_before = {lk.lock_id: lk.used for lk in self.pool.campaign(campaign).locks}
+        result = self.pool.route(order, hold_seconds=30)
+        usable = [n for n in NODES if n not in self.paused and (pickup is None or n == pickup)]
+        mine = [
+            lk
+            for lk in self.locks.values()
+            if lk.campaign == campaign
+            and lk.sku == sku
+            and lk.node in usable
+            and lk.in_window(self.clock.now)
+        ]
+        from_locks = min(qty, sum(lk.remaining for lk in mine))
+        pool_can = sum(self.layers.get((n, sku), Layers()).available for n in usable)
+        from_pool = min(qty - from_locks, pool_can) if self.allow_pool[campaign] else 0
+        event(f"campaign order: from locks {from_locks > 0}, from pool {from_pool > 0}")
+        # Locked units first, all of them the order can use; then the pool if allowed.
+        assert result.locked_units == from_locks
+        allocated = sum(a.qty for a in result.lines[0].allocations)
+        assert allocated == from_locks + from_pool
+        per_node: dict[str, int] = {}
+        for a in result.lines[0].allocations:
+            per_node[a.node_id] = per_node.get(a.node_id, 0) + a.qty
+            self.holds[a.reservation_id] = Hold(
+                a.node_id, sku, a.qty, "held", self.clock.now + timedelta(seconds=30)
+            )
+        for view in self.pool.campaign(campaign).locks:
+            took = view.used - used_before.get(view.lock_id, 0)
+            if took:
+                lock = self.locks[view.lock_id]
+                assert lock.in_window(self.clock.now) and took <= lock.remaining
+                lock.remaining -= took
+                layer = self.layers[(lock.node, lock.sku)]
+                layer.locked -= took
+                layer.reserved += took
+                per_node[lock.node] -= took
+        for node, units in per_node.items():
+            layer = self.layers[(node, sku)]
+            assert 0 <= units <= layer.available
+            layer.reserved += units
+
+    @rule(campaign=st.sampled_from(CAMPAIGNS))
+    def release_campaign(self, campaign):
+        if campaign not in self.allow_pool:
+            with pytest.raises(NotFound):
+                self.pool.release_campaign(campaign, actor="t")
+            return
+        self.pool.release_campaign(campaign, actor="t")
+        for lock in self.locks.values():
+            if lock.campaign == campaign and lock.status == "active":
+                self._close_lock(lock, "released")
 
     # --- agreement -------------------------------------------------------------------------
 
@@ -185,7 +374,7 @@ class PoolVersusModel(RuleBasedStateMachine):
                 select(nodes.c.node_id, balances).join(nodes, nodes.c.pk == balances.c.node_pk)
             ).all()
             ledger_sums = {
-                (r.node_id, r.sku): (r.oh, r.un, r.sa, r.re)
+                (r.node_id, r.sku): (r.oh, r.un, r.sa, r.re, r.lo)
                 for r in conn.execute(
                     select(
                         nodes.c.node_id,
@@ -194,6 +383,7 @@ class PoolVersusModel(RuleBasedStateMachine):
                         func.sum(ledger.c.d_unsellable).label("un"),
                         func.sum(ledger.c.d_safety).label("sa"),
                         func.sum(ledger.c.d_reserved).label("re"),
+                        func.sum(ledger.c.d_locked).label("lo"),
                     )
                     .join(nodes, nodes.c.pk == ledger.c.node_pk)
                     .group_by(nodes.c.node_id, ledger.c.sku)
@@ -201,14 +391,38 @@ class PoolVersusModel(RuleBasedStateMachine):
             }
         seen = {}
         for r in rows:
-            seen[(r.node_id, r.sku)] = Layers(r.on_hand, r.unsellable, r.safety_stock, r.reserved)
+            seen[(r.node_id, r.sku)] = Layers(
+                r.on_hand, r.unsellable, r.safety_stock, r.reserved, r.locked
+            )
             assert ledger_sums[(r.node_id, r.sku)] == (
                 r.on_hand,
                 r.unsellable,
                 r.safety_stock,
                 r.reserved,
+                r.locked,
             )
         assert seen == self.layers
+
+    @invariant()
+    def locks_match_the_model(self):
+        with self.pool.db.read() as conn:
+            found = {
+                r.lock_id: (r.remaining, r.status)
+                for r in conn.execute(
+                    select(
+                        campaign_locks.c.lock_id,
+                        campaign_locks.c.remaining,
+                        campaign_locks.c.status,
+                    )
+                )
+            }
+        assert found == {k: (lk.remaining, lk.status) for k, lk in self.locks.items()}
+        for (node, sku), layer in self.layers.items():
+            assert layer.locked == sum(
+                lk.remaining
+                for lk in self.locks.values()
+                if (lk.node, lk.sku) == (node, sku) and lk.status == "active"
+            )
 
     @invariant()
     def pooled_availability_matches(self):

@@ -1,7 +1,7 @@
 """API keys may expire: ``pool_api_keys.expires_at`` (naive UTC, NULL = never).
 
-Revision ID: 0002_key_expiry
-Revises: 0001_pool
+Revision ID: 0004_key_expiry
+Revises: 0003_campaign_locks
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_key_expiry"
-down_revision = "0001_pool"
+revision = "0004_key_expiry"
+down_revision = "0003_campaign_locks"
 branch_labels = None
 depends_on = None
 

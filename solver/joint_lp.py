@@ -1,0 +1,63 @@
+"""The joint LP: the linear relaxation of *all* contested orders at once.
+
+One LP over the whole contested part (each line's cheapest candidates, on what
+the other orders leave) gives one global price vector for scarce stock and
+capacity, and a fractional routing that sees every order's competition at once,
+instead of blocks that decide blind to each other. HiGHS solves it when it is
+moderate; above ``first_order_columns`` columns OR-Tools PDLP does (see
+:mod:`solver.first_order_lp`), whose approximate answer is fine here: prices
+only need to be nonnegative for the Lagrangian bound, and the routing is only
+a guide that :mod:`solver.lp_rounding` repairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solver.bound import Prices
+from solver.candidates import model_part
+from solver.first_order_lp import solve_lp_first_order
+from solver.mip import MipParams, solve_mip
+from solver.model import build_model
+from solver.params import stop_requested
+
+
+@dataclass(frozen=True)
+class JointLp:
+    part: object
+    vars: object
+    x: np.ndarray
+    prices: Prices
+    solver: str
+    seconds: float
+    columns: int
+
+
+def solve_joint_lp(
+    problem, incumbent, contested, params, clock, time_limit: float
+) -> JointLp | None:
+    """The LP of the ``contested`` orders on what the others in ``incumbent`` leave.
+
+    Returns ``None`` when no LP answer came back within ``time_limit``.
+    """
+    started = clock()
+    # Big parts keep fewer candidates per line: the LP stays within reach.
+    big = contested.sum() > params.block_orders
+    per_line = params.block_candidates_per_line if big else params.candidates_per_line
+    part, _ = model_part(problem, incumbent, contested, params, start=incumbent, per_line=per_line)
+    model, v, keys, rows = build_model(problem, part)
+    prices = Prices(problem)
+    if model.c.size > params.first_order_columns:
+        result = solve_lp_first_order(model, time_limit, params.first_order_tolerance)
+        x, duals, solver = result.x, result.row_duals, "pdlp"
+    else:
+        lp = solve_mip(
+            model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock)
+        )
+        if lp.x is None:
+            return None
+        x, duals, solver = lp.x, lp.row_duals, "highs"
+    prices.record_duals(duals, keys, rows)
+    return JointLp(part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size))

@@ -1,0 +1,72 @@
+"""A whole answer from the joint LP: keep what it decides, repair the rest.
+
+The LP of the contested orders (solved once, for the whole part, so that every
+decision sees every other order's scarcity) routes most orders in whole units.
+Those keep that routing wherever the kept plans fit the stock and capacity
+together; an order whose plan touches a resource the kept plans over-use is
+dropped with every other order touching it (so what remains fits for sure).
+The fractional and dropped orders are then routed greedily on what is left,
+with the LP's prices of scarce stock and capacity added to every unit's cost,
+and finally the one-unit orders among them are re-routed exactly by a
+min-cost flow (:mod:`solver.unit_flow`). The answer is always feasible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from solver.contention import orders_using, overused, usage
+from solver.greedy import greedy_units
+from solver.unit_flow import route_single_units_by_flow
+
+INTEGRAL_TOLERANCE = 0.05
+"""A first-order LP's answer is approximate: values this close to an integer count as it."""
+
+
+def keep_whole_units(problem, units: np.ndarray, part, v, x: np.ndarray):
+    """The part's orders that the LP ``x`` routes in whole units, where they fit.
+
+    Returns (units with those orders' LP plans and no units for the part's
+    other orders, mask of those other orders: fractional or dropped). Orders
+    outside ``part`` keep their plans in ``units``. The result is feasible.
+    """
+    cand_x = x[: v.num_x]
+    pair_y = x[v.y0 : v.y0 + v.num_y]
+    fractional = np.zeros(problem.num_orders, dtype=bool)
+    off_cand = np.abs(cand_x - np.rint(cand_x)) > INTEGRAL_TOLERANCE
+    off_pair = np.abs(pair_y - np.rint(pair_y)) > INTEGRAL_TOLERANCE
+    fractional[problem.line_order[problem.cand_line[part.cands[off_cand]]]] = True
+    fractional[problem.pair_order[part.pairs[off_pair]]] = True
+    in_part = np.zeros(problem.num_orders, dtype=bool)
+    in_part[part.orders] = True
+
+    result = units * ~in_part[problem.line_order[problem.cand_line]]
+    keep = in_part & ~fractional
+    rounded = np.rint(cand_x).astype(np.int64)
+    take = keep[problem.line_order[problem.cand_line[part.cands]]]
+    result[part.cands[take]] = rounded[take]
+    # A line never gets more than it asks (the rounding could, by tolerance).
+    line_units = np.bincount(problem.cand_line, weights=result, minlength=problem.num_lines)
+    keep[problem.line_order[line_units > problem.line_qty]] = False
+    over_stock, over_capacity = overused(problem, result)
+    if over_stock.any() or over_capacity.any():
+        keep &= ~orders_using(problem, result, over_stock, over_capacity)
+    undecided = in_part & ~keep
+    result *= ~undecided[problem.line_order[problem.cand_line]]
+    return result, undecided
+
+
+def repair(problem, units: np.ndarray, undecided, movable, unit_price) -> np.ndarray:
+    """Route the ``undecided`` orders (no units in ``units``) greedily on what is
+    left, at costs plus ``unit_price``; then the one-unit orders of ``movable``
+    exactly by a min-cost flow. Feasible in, feasible out."""
+    used_key, used_node = usage(problem, units)
+    result = units + greedy_units(
+        problem,
+        orders=np.flatnonzero(undecided),
+        stock=problem.stock - used_key.astype(np.int64),
+        capacity=problem.capacity - used_node,
+        unit_price=unit_price,
+    )
+    flowed = route_single_units_by_flow(problem, result, movable)
+    return result if flowed is None else flowed

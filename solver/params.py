@@ -1,0 +1,63 @@
+"""Parameters of the ``optimize`` strategy and the callables the caller passes in."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Progress = Callable[[str, dict], None]
+"""Receives (phase, details) events: phase names and best cost / bound so far."""
+
+Clock = Callable[[], float]
+"""Seconds elapsed since the solve started (the caller owns the clock).
+
+A caller that wants the solve to stop early (Ctrl-C, SIGTERM) makes its clock
+return ``math.inf`` from then on: every step then sees its time up, and a
+running HiGHS solve is stopped through :func:`stop_requested`."""
+
+
+def stop_requested(clock: Clock) -> Callable[[], bool]:
+    """The stop test for :func:`solver.mip.solve_mip`: true once ``clock`` returns inf."""
+    return lambda: math.isinf(clock())
+
+
+@dataclass(frozen=True)
+class OptimizeParams:
+    time_limit: float = 60.0
+    """Seconds for the whole solve; the answer says when it was reached."""
+    rel_gap: float = 1e-3
+    """Stop the MIP once proven within this relative gap."""
+    seed: int = 0
+    candidates_per_line: int = 8
+    """Cheapest line candidates kept per line in the joint MIP."""
+    polish_candidates_per_line: int = 16
+    """Cheapest line candidates kept per line in the final whole-part MIP."""
+    block_candidates_per_line: int = 5
+    """The same, when the contested part is cut into several blocks."""
+    block_orders: int = 10000
+    """Most contested orders re-routed in one LP (larger parts go block by block)."""
+    lns_orders: int = 60
+    """Orders re-solved together in one step of the large neighbourhood search."""
+    lns_rounds: int = 3
+    """Most rounds over the nodes in the large neighbourhood search."""
+    exact_candidates: int = 5000
+    exact_orders: int = 1000
+    """Batches with at most this many orders, or line candidates, are *tiny*:
+    solved at once as one unpruned MIP to the proven optimum (HiGHS's gap 1e-4
+    at most), measured faster there than any decomposition."""
+    polish_orders: int = 3000
+    """Contested parts up to this size get a final MIP over the whole part."""
+    direct_mip_candidates: int = 60000
+    """Batches with at most this many line candidates are, after the joint LP and
+    its bound, solved as one unpruned MIP (measured faster than the decomposition
+    there, and it proves the optimum); larger ones go through the decomposition."""
+    exact_pricing_orders: int = 30000
+    """Up to this many orders, every step of the price search prices the orders
+    with a short candidate exactly (tighter steps, seconds each beyond)."""
+    dive_rounds: int = 3
+    """Most re-solves of the joint LP for the orders its rounding left undecided."""
+    first_order_columns: int = 250000
+    """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
+    first_order_tolerance: float = 1e-4
+    """PDLP's relative optimality tolerance."""
