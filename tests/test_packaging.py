@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -92,19 +93,27 @@ def test_bundled_files_are_found_in_a_checkout():
 
 @pytest.mark.slow  # builds the wheel (~10 s)
 def test_the_wheel_ships_the_spec_and_every_fixture_file(tmp_path):
+    # Build from a copy of the tracked files, as .ci/install-check does: an in-tree
+    # build/ folder would be reused, stale files included.
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    source = tmp_path / "src"
+    for file in tracked:
+        if (ROOT / file).is_file():
+            (source / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / file, source / file)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp_path, ROOT],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp_path, source],
         check=True,
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("omniroute-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "router/docs/scenario-format.md" in names
-    tracked = subprocess.run(
-        ["git", "ls-files", "fixtures"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert tracked, "no fixtures tracked by git"
-    for file in tracked:
+    fixtures = [file for file in tracked if file.startswith("fixtures/")]
+    assert fixtures, "no fixtures tracked by git"
+    for file in fixtures:
         assert "router/" + file in names, file
     for migration in (ROOT / "router" / "pool" / "migrations" / "versions").glob("0*.py"):
         assert f"router/pool/migrations/versions/{migration.name}" in names
