@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -54,19 +54,29 @@ SUITES = ("small", "standard", "large", "all")
 STRATEGIES = ("optimize", "greedy")
 REFERENCE = "reference-mip"
 """Pseudo-strategy of the full, unpruned HiGHS model (``--reference-mip``)."""
+FULL_LP = "full-lp"
+"""Pseudo-strategy of the LP relaxation of the full, unpruned model (``--reference-lp``)."""
+REGIMES = ("plentiful", "scarce")
+"""Every generated instance of a suite runs in both stock regimes (router.generate.REGIMES)."""
 
 SMALL_TIME_LIMIT = 10.0
 SMALL_GENERATED = {"orders": 200, "stores": 40, "warehouses": 5, "skus": 120}
 STANDARD_FIXTURE = "cn-2000"
 STANDARD_SHAPE = {"orders": 2000, "stores": 300, "warehouses": 10, "skus": 800}
-"""The shape of ``fixtures/cn-2000`` (``omniroute generate`` defaults, seed 1)."""
-STANDARD_TIME_LIMIT = 10.0
-LARGE = (
+STANDARD_FIXTURE_SEED = 7
+"""``fixtures/cn-2000`` is ``generate_scenario(**STANDARD_SHAPE, seed=7)`` (its test says so);
+its scarce twin is generated with the same seed, so the two differ only in warehouse stock."""
+STANDARD = (
+    (STANDARD_SHAPE, 60.0),
     ({"orders": 20_000, "stores": 1_000, "warehouses": 12, "skus": 3_000}, 60.0),
-    ({"orders": 100_000, "stores": 1_200, "warehouses": 15, "skus": 6_000}, 300.0),
 )
-REFERENCE_MAX_ORDERS = 2_500
+LARGE = (({"orders": 100_000, "stores": 1_200, "warehouses": 15, "skus": 6_000}, 300.0),)
+REFERENCE_MAX_ORDERS = 5_000
 """The reference MIP is attempted only on scenarios up to this many orders."""
+LP_HIGHS_MAX_COLUMNS = 100_000
+"""Full LPs up to this many columns are solved exactly by HiGHS; larger ones by PDLP."""
+PDLP_RELATIVE_TOLERANCE = 1e-4
+"""PDLP stops when primal and dual objectives and residuals agree to this (relative)."""
 NEAR_KM = 5.0
 """A store shipment this close to its customer counts as 'near'."""
 
@@ -93,6 +103,8 @@ class Instance:
     """``optimal_total_cost`` of the fixture's ``expected.json``, if any."""
     generate: dict | None = None
     """Generator arguments when ``source == 'generated'``."""
+    regime: str | None = None
+    """``plentiful`` or ``scarce`` (see router.generate.REGIMES); None for hand fixtures."""
 
 
 def suite_instances(
@@ -111,23 +123,42 @@ def suite_instances(
             limit = time_limit or SMALL_TIME_LIMIT
             for folder in sorted(FIXTURES.glob("*/expected.json")):
                 instances.append(_fixture(folder.parent, seed, limit))
-            instances.append(_generated(SMALL_GENERATED, seed, cache, limit))
+            for regime in REGIMES:
+                instances.append(_generated(SMALL_GENERATED, seed, cache, limit, regime))
         elif suite == "standard":
-            limit = time_limit or STANDARD_TIME_LIMIT
-            folder = FIXTURES / STANDARD_FIXTURE
-            if (folder / "scenario.json").is_file():
-                instances.append(_fixture(folder, seed, limit))
-            else:
-                # The committed fixture is the generator's default shape with seed 1:
-                # regenerate the same files rather than skip the suite.
-                _warn(f"{folder} not found: generating the same shape (seed 1) into {cache}")
-                instances.append(_generated(STANDARD_SHAPE, 1, cache, limit, solver_seed=seed))
+            for shape, default_limit in STANDARD:
+                limit = time_limit or default_limit
+                if shape == STANDARD_SHAPE:
+                    instances += _standard_pair(seed, cache, limit)
+                else:
+                    for regime in REGIMES:
+                        instances.append(_generated(shape, seed, cache, limit, regime))
         elif suite == "large":
             for shape, default_limit in LARGE:
-                instances.append(_generated(shape, seed, cache, time_limit or default_limit))
+                for regime in REGIMES:
+                    instances.append(
+                        _generated(shape, seed, cache, time_limit or default_limit, regime)
+                    )
         else:
             raise ValueError(f"unknown suite {suite!r}: expected one of {', '.join(SUITES)}")
     return instances
+
+
+def _standard_pair(seed: int, cache: Path, limit: float) -> list[Instance]:
+    """cn-2000 (plentiful) and its scarce twin: same network and orders, thinner warehouses."""
+    folder = FIXTURES / STANDARD_FIXTURE
+    twin = _generated(
+        STANDARD_SHAPE, STANDARD_FIXTURE_SEED, cache, limit, "scarce", solver_seed=seed
+    )
+    if (folder / "scenario.json").is_file():
+        plentiful = replace(_fixture(folder, seed, limit), regime="plentiful")
+    else:
+        # The committed fixture is the generator's output with its seed: regenerate it.
+        _warn(f"{folder} not found: generating the same scenario into {cache}")
+        plentiful = _generated(
+            STANDARD_SHAPE, STANDARD_FIXTURE_SEED, cache, limit, "plentiful", solver_seed=seed
+        )
+    return [plentiful, twin]
 
 
 def folder_instances(
@@ -139,9 +170,10 @@ def folder_instances(
     for seed in seeds:
         for folder in folders:
             inst = _fixture(folder, seed, limit)
-            out.append(
-                Instance(inst.name, inst.folder, "folder", seed, limit, inst.expected_optimum)
+            instance = Instance(
+                inst.name, inst.folder, "folder", seed, limit, inst.expected_optimum
             )
+            out.append(replace(instance, regime=regime_measure(instance).get("regime")))
     return out
 
 
@@ -155,11 +187,16 @@ def _fixture(folder: Path, seed: int, time_limit: float) -> Instance:
 
 
 def _generated(
-    shape: dict, seed: int, cache: Path, time_limit: float, solver_seed: int | None = None
+    shape: dict,
+    seed: int,
+    cache: Path,
+    time_limit: float,
+    regime: str,
+    solver_seed: int | None = None,
 ) -> Instance:
     name = (
         f"cn-{shape['orders']}o-{shape['stores']}s-{shape['warehouses']}w-{shape['skus']}k"
-        f"-seed{seed}"
+        f"-seed{seed}-{regime}"
     )
     return Instance(
         name,
@@ -167,7 +204,8 @@ def _generated(
         "generated",
         seed if solver_seed is None else solver_seed,
         time_limit,
-        generate={**shape, "seed": seed, "country": "CN", "scarcity": 1.0},
+        generate={**shape, "seed": seed, "country": "CN", "scarcity": 1.0, "regime": regime},
+        regime=regime,
     )
 
 
@@ -191,9 +229,31 @@ def materialise(instance: Instance) -> None:
 
     started = time.perf_counter()
     instance.folder.parent.mkdir(parents=True, exist_ok=True)
-    generate_scenario(instance.folder, name=instance.name, overwrite=True, **instance.generate)
+    summary = generate_scenario(
+        instance.folder, name=instance.name, overwrite=True, **instance.generate
+    )
     sidecar.write_text(json.dumps(source, indent=2) + "\n")
-    _info(f"generated {instance.name} in {time.perf_counter() - started:.1f} s")
+    report = summary.regime
+    _info(
+        f"generated {instance.name} in {time.perf_counter() - started:.1f} s"
+        + (
+            ""
+            if report is None
+            else f" (greedy fill {report.greedy_fill:.2%}, {report.colliding_share:.1%} "
+            f"colliding; calibration {report.calibration_seconds:.1f} s, "
+            f"{report.greedy_runs} greedy runs; collisions {report.collision_seconds:.1f} s)"
+        )
+    )
+
+
+def regime_measure(instance: Instance) -> dict:
+    """The measured regime recorded in a generated scenario.json (empty for other folders)."""
+    try:
+        meta = json.loads((instance.folder / "scenario.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    generator = meta.get("generator")
+    return generator if isinstance(generator, dict) else {}
 
 
 def generator_fingerprint(arguments: dict) -> dict:
@@ -281,6 +341,10 @@ def _measure(spec: RunSpec) -> dict:
     scenario = load_scenario(spec.folder)
     load_seconds = time.perf_counter() - started
 
+    if spec.strategy == FULL_LP:
+        row = _full_lp(scenario, spec)
+        row["load_seconds"] = round(load_seconds, 3)
+        return row
     if spec.strategy == REFERENCE:
         problem, units, assignments, row = _reference_mip(scenario, spec)
     else:
@@ -364,6 +428,91 @@ def _reference_mip(scenario, spec: RunSpec):
     return problem, units, assignments_frame(problem, units), row
 
 
+def _full_lp(scenario, spec: RunSpec) -> dict:
+    """The LP relaxation of the full model (every candidate, no pruning): its value.
+
+    HiGHS solves it exactly when it has at most ``LP_HIGHS_MAX_COLUMNS``
+    columns; bigger ones go to OR-Tools PDLP (first-order, one thread, relative
+    tolerance ``PDLP_RELATIVE_TOLERANCE``), whose primal and dual objectives are
+    both reported: the value is an estimate, not a proof.
+    """
+    from router.problem import build_problem
+    from solver.mip import MipParams, solve_mip
+    from solver.model import ModelInput, build_model
+
+    started = time.perf_counter()
+    problem = build_problem(scenario)
+    model, _variables, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+    build_seconds = time.perf_counter() - started
+    size = {
+        "model_rows": int(model.A.shape[0]),
+        "model_cols": int(model.c.size),
+        "model_nonzeros": int(model.A.nnz),
+    }
+    if model.c.size <= LP_HIGHS_MAX_COLUMNS:
+        lp = solve_mip(model, MipParams(time_limit=spec.time_limit, relax=True, threads=1))
+        value = lp.objective if str(lp.status) == "optimal" else None
+        row = {
+            "status": str(lp.status),
+            "lp_solver": "highs",
+            "lp_value": value,
+            "lp_primal": value,
+            "lp_dual": value,
+            "lp_exact": value is not None,
+        }
+    else:
+        row = _pdlp(model, spec.time_limit)
+    row.update(
+        orders=problem.num_orders,
+        lines=problem.num_lines,
+        units=int(problem.line_qty.sum()),
+        seconds=round(time.perf_counter() - started, 3),
+        details={**size, "build_seconds": round(build_seconds, 3)},
+    )
+    return row
+
+
+def _pdlp(model, time_limit: float) -> dict:
+    """Solve the LP ``model`` (integrality ignored) with PDLP; report both objectives."""
+    import numpy as np
+    from ortools.pdlp import solve_log_pb2, solvers_pb2
+    from ortools.pdlp.python import pdlp
+
+    qp = pdlp.QuadraticProgram()
+    qp.objective_vector = np.asarray(model.c, dtype=np.float64)
+    qp.objective_offset = float(model.offset)
+    qp.constraint_matrix = model.A.tocsc()
+    qp.constraint_lower_bounds = np.asarray(model.row_lo, dtype=np.float64)
+    qp.constraint_upper_bounds = np.asarray(model.row_hi, dtype=np.float64)
+    qp.variable_lower_bounds = np.asarray(model.col_lo, dtype=np.float64)
+    qp.variable_upper_bounds = np.asarray(model.col_hi, dtype=np.float64)
+    params = solvers_pb2.PrimalDualHybridGradientParams()
+    params.num_threads = 1
+    criteria = params.termination_criteria.simple_optimality_criteria
+    criteria.eps_optimal_relative = PDLP_RELATIVE_TOLERANCE
+    criteria.eps_optimal_absolute = PDLP_RELATIVE_TOLERANCE
+    params.termination_criteria.time_sec_limit = float(time_limit)
+    log = pdlp.primal_dual_hybrid_gradient(qp, params).solve_log
+    reason = solve_log_pb2.TerminationReason.Name(log.termination_reason)
+    found = [
+        info
+        for info in log.solution_stats.convergence_information
+        if info.candidate_type == log.solution_type
+    ]
+    primal = found[0].primal_objective if found else None
+    dual = found[0].dual_objective if found else None
+    optimal = reason == "TERMINATION_REASON_OPTIMAL"
+    return {
+        "status": "optimal" if optimal else reason.removeprefix("TERMINATION_REASON_").lower(),
+        "lp_solver": "pdlp",
+        "lp_value": primal,
+        "lp_primal": primal,
+        "lp_dual": dual,
+        "lp_exact": False,
+        "lp_iterations": int(log.iteration_count),
+    }
+
+
 def _json_default(value):
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
@@ -375,6 +524,9 @@ def _json_default(value):
 COLUMNS = (
     "scenario",
     "source",
+    "regime",
+    "scenario_greedy_fill",
+    "colliding_share",
     "seed",
     "orders",
     "lines",
@@ -394,6 +546,13 @@ COLUMNS = (
     "optimum",
     "optimum_source",
     "excess_over_optimum",
+    "full_lp",
+    "full_lp_solver",
+    "full_lp_primal",
+    "full_lp_dual",
+    "full_lp_seconds",
+    "excess_over_full_lp",
+    "bound_over_full_lp",
     "splits",
     "splits_per_100_orders",
     "unfilled_units",
@@ -441,6 +600,7 @@ def derive(rows: list[Row]) -> list[str]:
         groups.setdefault((row.instance.name, row.instance.seed), []).append(row)
     for group in groups.values():
         by_strategy = {row.strategy: row for row in group}
+        full_lp = _full_lp_of(by_strategy.get(FULL_LP))
         greedy = by_strategy.get("greedy")
         greedy_cost = greedy.checked_cost() if greedy else None
         # Every lower bound reported by a run bounds every answer to the same scenario.
@@ -491,8 +651,28 @@ def derive(rows: list[Row]) -> list[str]:
                     f"{row.instance.name}: the {row.strategy} run reports cost {reported!r}, "
                     f"the checker computes {cost!r} from its assignments"
                 )
+            if (
+                cost is not None
+                and full_lp["exact"]
+                and cost < full_lp["value"] - 1e-6 * max(1.0, abs(cost))
+            ):
+                warnings.append(
+                    f"{row.instance.name}: the {row.strategy} answer costs {cost!r}, below the "
+                    f"exact full LP value {full_lp['value']!r}: the LP or the answer is wrong"
+                )
             orders = row.measured.get("orders")
+            lp_value = full_lp["value"]
+            bound = row.measured.get("lower_bound") if row.feasible() else None
             row.derived = {
+                "full_lp": lp_value,
+                "full_lp_solver": full_lp["solver"],
+                "full_lp_primal": full_lp["primal"],
+                "full_lp_dual": full_lp["dual"],
+                "full_lp_seconds": full_lp["seconds"],
+                "excess_over_full_lp": (
+                    (cost - lp_value) / lp_value if cost is not None and lp_value else None
+                ),
+                "bound_over_full_lp": _ratio(bound, lp_value),
                 "cost_vs_greedy": _ratio(cost, greedy_cost),
                 "best_bound": best_bound,
                 "gap_to_best_bound": (
@@ -504,10 +684,25 @@ def derive(rows: list[Row]) -> list[str]:
                     (cost - optimum) / optimum if cost is not None and optimum else None
                 ),
                 "splits_per_100_orders": (
-                    100.0 * row.measured["splits"] / orders if orders else None
+                    100.0 * row.measured["splits"] / orders
+                    if orders and "splits" in row.measured
+                    else None
                 ),
             }
     return warnings
+
+
+def _full_lp_of(row: Row | None) -> dict:
+    """The full LP run of a scenario: value (PDLP: its primal objective), solver, time."""
+    measured = row.measured if row is not None else {}
+    return {
+        "value": measured.get("lp_value"),
+        "exact": bool(measured.get("lp_exact")),
+        "solver": measured.get("lp_solver"),
+        "primal": measured.get("lp_primal"),
+        "dual": measured.get("lp_dual"),
+        "seconds": measured.get("seconds"),
+    }
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -516,9 +711,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def as_record(row: Row) -> dict:
     m, d, inst = row.measured, row.derived, row.instance
+    measure = regime_measure(inst)
     record = {
         "scenario": inst.name,
         "source": inst.source,
+        "regime": inst.regime,
+        "scenario_greedy_fill": measure.get("greedy_fill"),
+        "colliding_share": measure.get("colliding_share"),
         "seed": inst.seed,
         "strategy": row.strategy,
         "time_limit": row.time_limit,
@@ -549,13 +748,17 @@ def _csv_value(value):
 
 DISPLAY = (
     ("scenario", "left"),
+    ("regime", "left"),
     ("orders", "right"),
     ("strategy", "left"),
     ("status", "left"),
     ("total cost", "right"),
+    ("lower bound", "right"),
     ("vs greedy", "right"),
     ("gap to LB", "right"),
     ("vs optimum", "right"),
+    ("vs full LP", "right"),
+    ("LB / full LP", "right"),
     ("splits/100", "right"),
     ("fill", "right"),
     ("store units", "right"),
@@ -570,15 +773,40 @@ def display_cells(r: dict) -> list[str]:
     """One printed row. 'gap to LB' is the run's own gap, or for a run that
     reports no bound (greedy) its gap to the best bound of the scenario."""
     gap = r["gap"] if r["gap"] is not None else r["gap_to_best_bound"]
+    regime = r["regime"] or "-"
+    if r["colliding_share"] is not None:
+        regime += f" ({r['scenario_greedy_fill']:.1%} fill, {r['colliding_share']:.0%} coll.)"
+    if r["strategy"] == FULL_LP:
+        # No answer: the row carries the LP's value (an estimate when PDLP solved it).
+        exact = r["full_lp_solver"] == "highs"
+        status = str(r["status"])
+        if not exact and r["full_lp_dual"] is not None:
+            status += f" (dual {r['full_lp_dual']:,.2f})"
+        return [
+            r["scenario"],
+            regime,
+            _fmt(r["orders"], "{:,}"),
+            f"full LP ({r['full_lp_solver'] or '?'})",
+            status,
+            "-",
+            ("" if exact else "≈") + _fmt(r["full_lp"], "{:,.2f}"),
+            *["-"] * 9,
+            _fmt(r["seconds"], "{:.2f}"),
+            _fmt(r["peak_memory_mb"], "{:,.0f}"),
+        ]
     return [
         r["scenario"],
+        regime,
         _fmt(r["orders"], "{:,}"),
         r["strategy"],
         str(r["status"]) + ("" if r["feasible"] is True else " (INFEASIBLE)"),
         _fmt(r["checked_cost"], "{:,.2f}"),
+        _fmt(r["lower_bound"], "{:,.2f}"),
         _fmt(r["cost_vs_greedy"], "{:.4f}"),
         _fmt(gap, "{:.3%}"),
         _fmt(r["excess_over_optimum"], "{:+.3%}"),
+        _fmt(r["excess_over_full_lp"], "{:+.3%}"),
+        _fmt(r["bound_over_full_lp"], "{:.4f}"),
         _fmt(r["splits_per_100_orders"], "{:.2f}"),
         _fmt(r["fill_rate"], "{:.2%}"),
         _fmt(r["store_unit_share"], "{:.1%}"),
@@ -594,7 +822,7 @@ def print_table(records: list[dict], title: str) -> None:
 
     console = Console()
     if not console.is_terminal:  # piped into a file: do not squeeze into 80 columns
-        console = Console(width=200)
+        console = Console(width=260)
     table = Table(title=title, title_justify="left")
     for header, justify in DISPLAY:
         table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
@@ -743,6 +971,14 @@ def _parser() -> argparse.ArgumentParser:
         f"scenarios of at most {REFERENCE_MAX_ORDERS:,} orders (the proven optimum)",
     )
     parser.add_argument(
+        "--reference-lp",
+        type=float,
+        default=None,
+        metavar="S",
+        help="also solve the LP relaxation of the full unpruned model for up to S seconds "
+        f"(HiGHS up to {LP_HIGHS_MAX_COLUMNS:,} columns, else OR-Tools PDLP: an estimate)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("benchmarks/results"),
@@ -775,6 +1011,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--time-limit must be > 0 (got {args.time_limit})")
     if args.reference_mip is not None and not args.reference_mip > 0:
         parser.error(f"--reference-mip must be > 0 (got {args.reference_mip})")
+    if args.reference_lp is not None and not args.reference_lp > 0:
+        parser.error(f"--reference-lp must be > 0 (got {args.reference_lp})")
     for folder in args.scenario:
         if not (folder / "scenario.json").is_file():
             parser.error(f"--scenario {folder}: no scenario.json in that folder")
@@ -815,18 +1053,27 @@ def main(argv: list[str] | None = None) -> int:
     plan = [
         (inst, strategy)
         for inst in instances
-        for strategy in _strategies_for(inst, args.strategies, args.reference_mip)
+        for strategy in _strategies_for(
+            inst, args.strategies, args.reference_mip, args.reference_lp
+        )
     ]
     for number, (inst, strategy) in enumerate(plan, 1):
         materialise(inst)
-        limit = args.reference_mip if strategy == REFERENCE else inst.time_limit
+        limit = {REFERENCE: args.reference_mip, FULL_LP: args.reference_lp}.get(
+            strategy, inst.time_limit
+        )
         load_avg = os.getloadavg()[0]
         measured = run_in_subprocess(RunSpec(str(inst.folder), strategy, limit, inst.seed))
         rows.append(Row(inst, strategy, limit, measured, load_avg))
         _info(
             f"[{number}/{len(plan)}] {inst.name} seed {inst.seed} {strategy}: "
             f"{measured.get('status')}, cost {_fmt(measured.get('checked_cost'), '{:,.2f}')}, "
-            f"{_fmt(measured.get('seconds'), '{:.2f}')} s, "
+            + (
+                f"LP {_fmt(measured.get('lp_value'), '{:,.2f}')} ({measured.get('lp_solver')}), "
+                if strategy == FULL_LP
+                else ""
+            )
+            + f"{_fmt(measured.get('seconds'), '{:.2f}')} s, "
             f"{_fmt(measured.get('peak_memory_mb'), '{:,.0f}')} MB"
             + (f" [{measured['error']}]" if measured.get("error") else "")
         )
@@ -845,6 +1092,10 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "time_limit_override": args.time_limit,
         "reference_mip_seconds": args.reference_mip,
+        "reference_lp_seconds": args.reference_lp,
+        "reference_mip_max_orders": REFERENCE_MAX_ORDERS,
+        "lp_highs_max_columns": LP_HIGHS_MAX_COLUMNS,
+        "pdlp_relative_tolerance": PDLP_RELATIVE_TOLERANCE,
         "instances": [
             {
                 "name": i.name,
@@ -855,6 +1106,8 @@ def main(argv: list[str] | None = None) -> int:
                 "expected_optimum": i.expected_optimum,
                 "generate": i.generate,
                 "generator": generator_fingerprint(i.generate) if i.generate else None,
+                "regime": i.regime,
+                "regime_measure": regime_measure(i),
             }
             for i in instances
         ],
@@ -876,16 +1129,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     print_table(records, f"omniroute benchmark: {label} ({machine['date']})")
     _info(f"wrote {csv_path}, {json_path} and {out / (label + '.md')}")
-    return 0 if all(row.feasible() for row in rows) and not warnings else 1
+    answered = [row for row in rows if row.strategy != FULL_LP]
+    lp_failed = [row for row in rows if row.strategy == FULL_LP and row.measured.get("error")]
+    ok = all(row.feasible() for row in answered) and not lp_failed and not warnings
+    return 0 if ok else 1
 
 
 def _strategies_for(
-    inst: Instance, strategies: list[str], reference_mip: float | None
+    inst: Instance,
+    strategies: list[str],
+    reference_mip: float | None,
+    reference_lp: float | None = None,
 ) -> list[str]:
     # Greedy first: it is the yardstick the other rows are compared with.
     ordered = sorted(strategies, key=lambda s: s != "greedy")
     if reference_mip is not None and _orders_of(inst) <= REFERENCE_MAX_ORDERS:
         ordered.append(REFERENCE)
+    if reference_lp is not None:
+        ordered.append(FULL_LP)
     return ordered
 
 

@@ -203,10 +203,21 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 1,
     country: Annotated[str, typer.Option(help="ISO country code of the geography.")] = "CN",
     scarcity: Annotated[float, typer.Option(help="Stock divisor: 1 normal, 2 half the stock.")] = 1.0,
+    regime: Annotated[
+        str | None,
+        typer.Option(
+            help="Stock regime, measured and recorded in scenario.json: plentiful (stock as "
+            "drawn) or scarce (each SKU's warehouse stock capped until greedy fills 90% of the units)."
+        ),
+    ] = None,
+    greedy_fill: Annotated[
+        float | None,
+        typer.Option(help="Calibrate warehouse stock until greedy fills this share of the units."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT_DIR.")] = False,
 ) -> None:
     """Generate a realistic scenario from real geography (GeoNames cities)."""
-    from router.generate import generate_scenario
+    from router.generate import GREEDY_FILL_TOLERANCE, TOP_SKUS, generate_scenario
 
     try:
         summary = generate_scenario(
@@ -218,6 +229,8 @@ def generate(
             seed=seed,
             country=country,
             scarcity=scarcity,
+            regime=regime,
+            greedy_fill=greedy_fill,
             overwrite=overwrite,
         )
     except FileExistsError as exc:
@@ -227,8 +240,31 @@ def generate(
     except OSError as exc:  # a parent that is a file, a read-only place, a full disk
         _fail(f"cannot write the scenario to {out_dir}: {_unwritable(out_dir, exc)}")
     except ValueError as exc:
-        _fail(str(exc))
-    err.print(f"wrote {out_dir}: {summary}", highlight=False)
+        _fail(str(exc).replace("greedy_fill=", "--greedy-fill ").replace("regime=", "--regime "))
+    err.print(
+        f"wrote {out_dir}: {summary.orders:,} orders, {summary.lines:,} lines, "
+        f"{summary.units:,} units, {summary.pickup_orders:,} pickups; {summary.warehouses} "
+        f"warehouses, {summary.stores} stores, {summary.inventory_rows:,} inventory rows",
+        highlight=False,
+    )
+    report = summary.regime
+    if report is not None:
+        err.print(
+            f"regime {report.regime}: greedy fills {report.greedy_fill:.2%} of the units "
+            f"(warehouse {_cover(report.warehouse_cover)}, {report.greedy_runs} greedy "
+            f"runs, {report.calibration_seconds:.1f} s); {report.colliding_share:.1%} of the "
+            f"orders collide ({report.contested_skus:,} SKUs, {report.contested_warehouses} "
+            f"warehouses, {report.contested_stores} stores contested; top {TOP_SKUS} SKUs hold "
+            f"{report.top_sku_excess_share:.0%} of the excess; {report.collision_seconds:.1f} s)",
+            highlight=False,
+        )
+        target = report.target_greedy_fill
+        if target is not None and abs(report.greedy_fill - target) > GREEDY_FILL_TOLERANCE:
+            err.print(
+                f"warning: greedy fill {report.greedy_fill:.2%} misses the target {target:.2%} "
+                "(closest reachable by scaling warehouse stock down)",
+                highlight=False,
+            )
 
 
 @app.command(
@@ -268,6 +304,12 @@ def fixtures(
         return
     for found in sorted(folders):
         print(f"{found:<20} {folders[found]}")
+
+
+def _cover(cover: float | None) -> str:
+    if cover is None:
+        return "stock as drawn"
+    return f"stock capped at {cover:g}x each SKU's expected demand"
 
 
 class _ProgressDisplay:

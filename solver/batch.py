@@ -44,7 +44,7 @@ from solver.alone import (
     route_each_order_alone,
 )
 from solver.blocks import geographic_blocks
-from solver.bound import Prices, lagrangian_bound
+from solver.bound import Prices
 from solver.budget import remaining, within
 from solver.contention import (
     orders_using,
@@ -59,7 +59,7 @@ from solver.lagrange import dense_prices, search_prices, start_search
 from solver.lp_rounding import keep_whole_units, repair
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
-from solver.pricing import build_structure
+from solver.pricing import build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
 from solver.unit_flow import route_single_units_by_flow
 
@@ -151,9 +151,12 @@ def optimize(
         params,
         clock,
         remaining(params, clock, 0.6 * params.time_limit),
+        whole=_model_columns(problem) <= params.whole_lp_columns,
     )
     prices = Prices(problem) if joint is None else joint.prices
     search.timed_out |= joint is None
+    if joint is not None:
+        search.raise_bound(joint.bound)
     # The bound first, from the joint LP's prices: cheap, and owed in any case.
     emit("lower bound", {"best": search.best})
     _prove(problem, params, clock, search, alone, prices, stats, share=0.05)
@@ -193,23 +196,11 @@ def optimize(
         _prove(problem, params, clock, search, alone, prices, stats, share=0.1)
         emit("lower bound", {"best": search.best, "bound": search.bound})
 
-    if problem.cand_line.size <= params.direct_mip_candidates:
-        if not search.proven(params) and contested.sum() <= params.polish_orders:
-            emit("joint MIP polish", {"best": search.best, "bound": search.bound})
-            _polish(problem, params, clock, search, contested, emit, stats, reserve=0.4)
-        if not search.proven(params) and clock() < params.time_limit:
-            emit("exact MIP", {"best": search.best, "bound": search.bound})
-            target = search.bound / (1.0 - params.rel_gap) if search.bound > 0 else None
-            _exact_mip(problem, params, clock, search, target=target)
-        return search.result(params, clock, stats)
-
-    _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
-
-    if not search.proven(params) and clock() < params.time_limit:
+    if contested.sum() > params.block_orders:
+        _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
         _prove(problem, params, clock, search, alone, prices, stats, share=0.5)
         emit("lower bound", {"best": search.best, "bound": search.bound})
-
-    if not search.proven(params) and contested.sum() <= params.polish_orders:
+    elif not search.proven(params) and contested.sum() <= params.polish_orders:
         emit("joint MIP polish", {"best": search.best, "bound": search.bound})
         _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
     return search.result(params, clock, stats)
@@ -283,11 +274,26 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         prices.key, prices.node = dense_prices(
             problem, structure, state.best_key_price, state.best_node_price
         )
-        # The exact Lagrangian costs about a millisecond per order here.
-        if not small and remaining(params, clock, 0.0) > 1e-3 * problem.num_orders:
-            search.raise_bound(lagrangian_bound(problem, alone, prices))
-            details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
+        if not small:
+            # Once at the best prices: the orders with a short candidate priced
+            # exactly (about a millisecond each), the rest vectorised.
+            tight = build_structure(problem, exact_short=True)
+            if remaining(params, clock, 0.0) > 2e-3 * tight.loop_orders.size:
+                # (both structures number the stock keys alike)
+                priced = price_orders(problem, tight, state.best_key_price, state.best_node_price)
+                search.raise_bound(
+                    priced.value
+                    + float((np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum())
+                )
+                details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
     details["seconds"] = round(details["seconds"] + clock() - started, 2)
+
+
+def _model_columns(problem) -> int:
+    """Columns of the unpruned model: units, shipments, unfilled units, splits."""
+    return int(
+        problem.cand_line.size + problem.pair_order.size + problem.num_lines + problem.num_orders
+    )
 
 
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):
@@ -311,7 +317,9 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
         undecided = still
         rounds.append(int(undecided.sum()))
     stats["joint_lp"]["undecided_orders"] = rounds
-    rounded = repair(problem, kept, undecided, contested, joint.prices.unit_price())
+    movable = np.zeros(problem.num_orders, dtype=bool)
+    movable[joint.part.orders] = True
+    rounded = repair(problem, kept, undecided, movable, joint.prices.unit_price())
     search.offer(rounded)
     return rounded, undecided
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from solver.bound import Prices
 from solver.candidates import model_part
-from solver.first_order_lp import solve_lp_first_order
+from solver.first_order_lp import dual_bound, solve_lp_first_order
 from solver.mip import MipParams, solve_mip
-from solver.model import build_model
+from solver.model import ModelInput, build_model
 from solver.params import stop_requested
 
 
@@ -33,20 +33,30 @@ class JointLp:
     solver: str
     seconds: float
     columns: int
+    bound: float
+    """A proven lower bound of the batch when the LP covered the whole batch
+    (every order, every candidate, full stock), else ``-inf``."""
 
 
 def solve_joint_lp(
-    problem, incumbent, contested, params, clock, time_limit: float
+    problem, incumbent, contested, params, clock, time_limit: float, whole: bool = False
 ) -> JointLp | None:
     """The LP of the ``contested`` orders on what the others in ``incumbent`` leave.
 
-    Returns ``None`` when no LP answer came back within ``time_limit``.
+    With ``whole``, the LP of the whole batch instead (every order, every
+    candidate): its weak-duality bound from the duals is then a proven bound
+    of the batch. Returns ``None`` when no LP answer came back within ``time_limit``.
     """
     started = clock()
-    # Big parts keep fewer candidates per line: the LP stays within reach.
-    big = contested.sum() > params.block_orders
-    per_line = params.block_candidates_per_line if big else params.candidates_per_line
-    part, _ = model_part(problem, incumbent, contested, params, start=incumbent, per_line=per_line)
+    if whole:
+        part = ModelInput.whole(problem)
+    else:
+        # Big parts keep fewer candidates per line: the LP stays within reach.
+        big = contested.sum() > params.block_orders
+        per_line = params.block_candidates_per_line if big else params.candidates_per_line
+        part, _ = model_part(
+            problem, incumbent, contested, params, start=incumbent, per_line=per_line
+        )
     model, v, keys, rows = build_model(problem, part)
     prices = Prices(problem)
     if model.c.size > params.first_order_columns:
@@ -60,4 +70,8 @@ def solve_joint_lp(
             return None
         x, duals, solver = lp.x, lp.row_duals, "highs"
     prices.record_duals(duals, keys, rows)
-    return JointLp(part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size))
+    # Weak duality from the duals alone: proven whatever the LP solver's accuracy.
+    bound = dual_bound(model, duals) if whole else float("-inf")
+    return JointLp(
+        part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size), bound
+    )

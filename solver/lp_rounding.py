@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solver.contention import orders_using, overused, usage
+from solver.contention import overused, usage
 from solver.greedy import greedy_units
 from solver.unit_flow import route_single_units_by_flow
 
@@ -48,9 +48,7 @@ def keep_whole_units(problem, units: np.ndarray, part, v, x: np.ndarray):
     # A line never gets more than it asks (the rounding could, by tolerance).
     line_units = np.bincount(problem.cand_line, weights=result, minlength=problem.num_lines)
     keep[problem.line_order[line_units > problem.line_qty]] = False
-    over_stock, over_capacity = overused(problem, result)
-    if over_stock.any() or over_capacity.any():
-        keep &= ~orders_using(problem, result, over_stock, over_capacity)
+    keep &= ~_orders_beyond_limits(problem, result, keep, cand_x, part)
     undecided = in_part & ~keep
     result *= ~undecided[problem.line_order[problem.cand_line]]
     return result, undecided
@@ -70,3 +68,46 @@ def repair(problem, units: np.ndarray, undecided, movable, unit_price) -> np.nda
     )
     flowed = route_single_units_by_flow(problem, result, movable)
     return result if flowed is None else flowed
+
+
+def _orders_beyond_limits(problem, units, keep, cand_x, part) -> np.ndarray:
+    """Kept orders to drop so that the kept plans fit every stock and capacity.
+
+    Per over-used (node, SKU) and per over-loaded node, the kept plans are
+    taken in order of the LP's confidence (its value on the candidate, most
+    first) while they fit; the orders of the rest are dropped. Orders outside
+    the part (fixed) always stay: without the part they fitted.
+    """
+    over_stock, over_capacity = overused(problem, units)
+    drop = np.zeros(problem.num_orders, dtype=bool)
+    if not over_stock.any() and not over_capacity.any():
+        return drop
+    confidence = np.zeros(problem.cand_line.size)
+    confidence[part.cands] = cand_x
+    cand_order = problem.line_order[problem.cand_line]
+    fixed = ~keep[cand_order]
+    cand_sku = problem.line_sku[problem.cand_line]
+    n_skus = problem.sku_ids.size
+    used = np.flatnonzero(units > 0)
+    for group, limit_of, over in (
+        (
+            problem.cand_node[used] * n_skus + cand_sku[used],
+            problem.stock.ravel(),
+            over_stock.ravel(),
+        ),
+        (problem.cand_node[used], problem.capacity, over_capacity),
+    ):
+        hot = over[group]
+        cands, keys = used[hot], group[hot]
+        if cands.size == 0:
+            continue
+        # fixed units first (they must stay), then by confidence, most first
+        order = np.lexsort((-confidence[cands], ~fixed[cands], keys))
+        cands, keys = cands[order], keys[order]
+        taken = units[cands].astype(np.float64)
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        running = np.cumsum(taken)
+        before = np.repeat(running[starts] - taken[starts], np.diff(np.r_[starts, keys.size]))
+        beyond = running - before > limit_of[keys]
+        drop[cand_order[cands[beyond & ~fixed[cands]]]] = True
+    return drop & keep

@@ -48,16 +48,16 @@ class OptimizeParams:
     at most), measured faster there than any decomposition."""
     polish_orders: int = 3000
     """Contested parts up to this size get a final MIP over the whole part."""
-    direct_mip_candidates: int = 60000
-    """Batches with at most this many line candidates are, after the joint LP and
-    its bound, solved as one unpruned MIP (measured faster than the decomposition
-    there, and it proves the optimum); larger ones go through the decomposition."""
     exact_pricing_orders: int = 30000
     """Up to this many orders, every step of the price search prices the orders
     with a short candidate exactly (tighter steps, seconds each beyond)."""
     dive_rounds: int = 3
     """Most re-solves of the joint LP for the orders its rounding left undecided."""
-    first_order_columns: int = 250000
+    whole_lp_columns: int = 1_500_000
+    """Large batches whose unpruned model has at most this many columns get the
+    joint LP over the whole batch (every order and candidate): its duals then
+    prove a bound directly. Larger ones get the LP of the contested part."""
+    first_order_columns: int = 20000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     first_order_tolerance: float = 1e-4
     """PDLP's relative optimality tolerance."""

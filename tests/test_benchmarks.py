@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from benchmarks.runner import COLUMNS, main
+from benchmarks.runner import COLUMNS, FULL_LP, REFERENCE, main, suite_instances
 from router.generate import generate_scenario
 
 
 @pytest.fixture(scope="module")
 def tiny_scenario(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench") / "tiny"
-    generate_scenario(folder, orders=30, stores=8, warehouses=3, skus=40, seed=3)
+    generate_scenario(folder, orders=30, stores=8, warehouses=3, skus=40, seed=3, regime="scarce")
     return folder
 
 
@@ -27,6 +27,7 @@ def test_runner_writes_a_sane_table(tiny_scenario, tmp_path):
             "--strategies", "optimize,greedy",
             "--time-limit", "5",
             "--reference-mip", "10",
+            "--reference-lp", "10",
             "--out", str(out),
         ]
     )  # fmt: skip
@@ -36,9 +37,14 @@ def test_runner_writes_a_sane_table(tiny_scenario, tmp_path):
         reader = csv.DictReader(handle)
         assert tuple(reader.fieldnames or ()) == COLUMNS
         rows = {row["strategy"]: row for row in reader}
-    assert set(rows) == {"greedy", "optimize", "reference-mip"}
+    assert set(rows) == {"greedy", "optimize", REFERENCE, FULL_LP}
+    full_lp = rows.pop(FULL_LP)
+    meta = json.loads((tiny_scenario / "scenario.json").read_text())["generator"]
 
     for strategy, row in rows.items():
+        assert row["regime"] == "scarce"
+        assert float(row["colliding_share"]) == pytest.approx(meta["colliding_share"])
+        assert float(row["scenario_greedy_fill"]) == pytest.approx(meta["greedy_fill"])
         assert row["scenario"] == "tiny"
         assert row["orders"] == "30"
         assert row["feasible"] == "True", strategy
@@ -65,11 +71,22 @@ def test_runner_writes_a_sane_table(tiny_scenario, tmp_path):
     assert reference["status"] == "optimal"
     assert optimize["optimum_source"] == "reference-mip"
     assert abs(float(optimize["excess_over_optimum"])) < 1e-6
+    # The full LP (HiGHS at this size, exact) is below every answer, and each row says so.
+    assert full_lp["status"] == "optimal" and full_lp["full_lp_solver"] == "highs"
+    lp_value = float(full_lp["full_lp"])
+    assert lp_value <= float(reference["checked_cost"]) + 1e-6
+    for row in rows.values():
+        assert float(row["full_lp"]) == lp_value
+        assert float(row["excess_over_full_lp"]) >= -1e-9
+    assert float(optimize["bound_over_full_lp"]) == pytest.approx(
+        float(optimize["lower_bound"]) / lp_value
+    )
 
     report = json.loads((out / "custom.json").read_text())
     assert report["machine"]["nproc"] >= 1
     assert report["machine"]["versions"]["highspy"]
-    assert len(report["rows"]) == 3
+    assert len(report["rows"]) == 4
+    assert report["protocol"]["instances"][0]["regime"] == "scarce"
     assert (out / "custom.md").read_text().startswith("| scenario |")
 
 
@@ -94,3 +111,48 @@ def test_small_suite_finds_the_hand_checked_optimum(tmp_path):
     assert float(rows["optimize"]["optimum"]) == pytest.approx(expected["optimal_total_cost"])
     assert abs(float(rows["optimize"]["excess_over_optimum"])) < 1e-7
     assert float(rows["greedy"]["checked_cost"]) > float(rows["optimize"]["checked_cost"])
+
+
+def test_pdlp_estimates_the_lp_that_highs_solves_exactly(tiny_scenario):
+    """PDLP's primal and dual objectives bracket-or-match HiGHS's LP value to its tolerance."""
+    from benchmarks.runner import PDLP_RELATIVE_TOLERANCE, _pdlp
+    from router.problem import build_problem
+    from router.scenario import load_scenario
+    from solver.mip import MipParams, solve_mip
+    from solver.model import ModelInput, build_model
+
+    problem = build_problem(load_scenario(tiny_scenario))
+    model, *_ = build_model(problem, ModelInput.whole(problem))
+    exact = solve_mip(model, MipParams(relax=True)).objective
+    estimate = _pdlp(model, time_limit=30.0)
+    assert estimate["status"] == "optimal" and estimate["lp_solver"] == "pdlp"
+    assert not estimate["lp_exact"]
+    for key in ("lp_primal", "lp_dual"):
+        assert estimate[key] == pytest.approx(exact, rel=20 * PDLP_RELATIVE_TOLERANCE)
+
+
+def test_every_generated_suite_instance_comes_in_both_regimes(tmp_path):
+    """Each generated shape appears once per regime; cn-2000 is paired with its scarce twin."""
+    for suite in ("small", "standard", "large"):
+        instances = suite_instances(suite, [1], tmp_path, None)
+        generated = [i for i in instances if i.generate is not None]
+        shapes: dict[tuple, set] = {}
+        for inst in generated:
+            shape = tuple(inst.generate[k] for k in ("orders", "stores", "warehouses", "skus"))
+            shapes.setdefault(shape, set()).add(inst.regime)
+            assert inst.generate["regime"] == inst.regime
+        for shape, regimes in shapes.items():
+            if shape[0] == 2000:  # plentiful is the committed fixture
+                assert "scarce" in regimes
+                assert any(i.name == "cn-2000" and i.regime == "plentiful" for i in instances)
+            else:
+                assert regimes == {"plentiful", "scarce"}, shape
+    standard = suite_instances("standard", [1], tmp_path, None)
+    orders = sorted({i.generate["orders"] for i in standard if i.generate})
+    assert orders == [2000, 20000]
+    large = suite_instances("large", [1], tmp_path, None)
+    assert {i.generate["orders"] for i in large} == {100_000}
+
+
+def test_bad_reference_lp_exits_2(tmp_path):
+    assert main(["--reference-lp", "0", "--out", str(tmp_path)]) == 2

@@ -406,6 +406,152 @@ def test_scarcity_halves_stock(small, tmp_path):
     assert 0.4 * normal < halved <= 0.5 * normal
 
 
+# --- stock regimes ----------------------------------------------------------------------
+
+REGIME_SHAPE = {"orders": 800, "stores": 60, "warehouses": 6, "skus": 300, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def regimes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, GeneratedSummary]]:
+    root = tmp_path_factory.mktemp("regimes")
+    return {
+        regime: (root / regime, generate_scenario(root / regime, **REGIME_SHAPE, regime=regime))
+        for regime in ("plentiful", "scarce")
+    }
+
+
+def _measured_on_files(folder: Path) -> tuple[float, float]:
+    """Greedy fill and colliding share, recomputed from the files alone."""
+    from router.problem import build_problem
+    from router.scenario import load_scenario
+    from solver.alone import route_each_order_alone
+    from solver.contention import orders_using, overused
+    from solver.greedy import greedy_units
+
+    problem = build_problem(load_scenario(folder))
+    fill = greedy_units(problem).sum() / problem.line_qty.sum()
+    alone = route_each_order_alone(problem)
+    colliding = orders_using(problem, alone.units, *overused(problem, alone.units))
+    return float(fill), float(colliding.mean())
+
+
+@pytest.mark.parametrize("regime", ["plentiful", "scarce"])
+def test_regime_report_is_what_the_files_give(regimes, regime):
+    """The recorded greedy fill and colliding share are those of the written files."""
+    folder, summary = regimes[regime]
+    report = summary.regime
+    assert report is not None and report.regime == regime
+    fill, colliding = _measured_on_files(folder)
+    assert report.greedy_fill == pytest.approx(fill, abs=1e-12)
+    assert report.colliding_share == pytest.approx(colliding, abs=1e-12)
+    meta = json.loads((folder / "scenario.json").read_text())
+    assert meta["generator"] == report.as_json()
+    assert regime in meta["name"]
+    assert spec_violations(folder) == []
+
+
+def test_scarce_regime_meets_its_definition(regimes):
+    """Greedy fills about 90% of the units and more than half of the orders collide."""
+    report = regimes["scarce"][1].regime
+    assert report is not None and report.target_greedy_fill == 0.90
+    assert abs(report.greedy_fill - 0.90) <= generate.GREEDY_FILL_TOLERANCE
+    assert report.colliding_share >= 0.5
+    assert report.warehouse_cover is not None and report.warehouse_cover > 0
+    plentiful = regimes["plentiful"][1].regime
+    assert plentiful is not None and plentiful.greedy_fill > 0.97
+    assert plentiful.warehouse_cover is None and plentiful.greedy_runs == 1
+
+
+def test_scarce_contention_is_spread_over_many_skus_and_places(regimes):
+    """Before a promotion many SKUs are short at every warehouse, not a handful."""
+    scarce = regimes["scarce"][1].regime
+    plentiful = regimes["plentiful"][1].regime
+    assert scarce is not None and plentiful is not None
+    assert scarce.contested_skus >= 3 * plentiful.contested_skus
+    assert scarce.contested_skus >= 0.15 * REGIME_SHAPE["skus"]
+    assert scarce.contested_warehouses == REGIME_SHAPE["warehouses"]
+    assert scarce.contested_stores >= plentiful.contested_stores > 0
+    assert scarce.top_sku_excess_share < 0.7 < plentiful.top_sku_excess_share
+
+
+def test_scarce_regime_only_thins_warehouse_stock(regimes):
+    """Orders, nodes and store shelves are those of the plentiful draw; warehouses hold less."""
+    plentiful, scarce = regimes["plentiful"][0], regimes["scarce"][0]
+    for name in ("nodes.csv", "orders.csv"):
+        assert (scarce / name).read_bytes() == (plentiful / name).read_bytes(), name
+    kind = dict(pd.read_csv(plentiful / "nodes.csv")[["node_id", "kind"]].itertuples(False))
+    before = pd.read_csv(plentiful / "inventory.csv").set_index(["node_id", "sku"]).available
+    after = pd.read_csv(scarce / "inventory.csv").set_index(["node_id", "sku"]).available
+    assert before.index.equals(after.index)
+    is_store = before.index.get_level_values("node_id").map(kind) == "store"
+    assert (after[is_store] == before[is_store]).all()
+    assert (after[~is_store] <= before[~is_store]).all()
+    assert after[~is_store].sum() < 0.5 * before[~is_store].sum()
+    # Thinned by cover, not emptied: a warehouse that carried a SKU still holds some.
+    assert (after[~is_store][before[~is_store] > 0] > 0).all()
+
+
+def test_regime_gives_identical_bytes(regimes, tmp_path):
+    folder, _ = regimes["scarce"]
+    generate_scenario(tmp_path / "again", **REGIME_SHAPE, regime="scarce")
+    for name in SCENARIO_FILES:
+        assert (tmp_path / "again" / name).read_bytes() == (folder / name).read_bytes(), name
+
+
+def test_no_regime_writes_and_measures_nothing_more(small):
+    folder, summary = small
+    assert summary.regime is None
+    assert "generator" not in json.loads((folder / "scenario.json").read_text())
+
+
+def test_greedy_fill_target_without_regime_is_calibrated(tmp_path):
+    summary = generate_scenario(tmp_path / "g", **SMALL, greedy_fill=0.95)
+    report = summary.regime
+    assert report is not None and report.regime == "calibrated"
+    assert abs(report.greedy_fill - 0.95) <= generate.GREEDY_FILL_TOLERANCE
+
+
+def test_calibration_finds_the_cover_in_few_runs():
+    """On a smooth fill curve the search lands within tolerance in a handful of runs."""
+    runs: list[float | None] = []
+
+    def fill_at(cover: float | None) -> float:
+        runs.append(cover)
+        cover = 8.0 if cover is None else min(cover, 8.0)  # 8: the drawn stock
+        return 1.0 - 0.4 / (1.0 + cover) ** 2  # 0.6 with no stock, rising to ~1
+
+    def estimate(cover: float) -> float:
+        return min(1.0, 0.5 + cover)  # a poor estimate: the search must correct it
+
+    cover = generate._calibrate(fill_at, estimate, 0.90, uncapped=8.0)
+    assert cover is not None
+    assert abs(fill_at(cover) - 0.90) <= generate.GREEDY_FILL_TOLERANCE
+    assert len(set(runs)) <= generate.MAX_GREEDY_RUNS
+    assert runs[0] is None  # the drawn stock first
+
+
+def test_calibration_keeps_the_drawn_stock_when_the_target_is_above_it():
+    def fill_at(cover: float | None) -> float:
+        return 0.8 if cover is None else 0.8 * min(cover, 2.0) / 2.0
+
+    assert generate._calibrate(fill_at, lambda cover: cover, 0.95, uncapped=2.0) is None
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"regime": "famine"}, "regime='famine' not understood"),
+        ({"greedy_fill": 1.5}, "greedy_fill=1.5 not understood"),
+        ({"greedy_fill": 0.0}, "greedy_fill=0.0 not understood"),
+        ({"regime": "plentiful", "greedy_fill": 0.9}, "not used with regime='plentiful'"),
+    ],
+)
+def test_bad_regime_knobs_raise(tmp_path, knobs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        generate_scenario(tmp_path / "bad", **{**SMALL, **knobs})
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [
@@ -545,3 +691,38 @@ def test_cn_2000_loads_with_pandas():
     )
     assert np.issubdtype(inventory.available.dtype, np.integer)
     assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
+
+
+# --- the generate command ------------------------------------------------------------------
+
+
+def _omniroute(*args: object):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from router.cli import main; main()", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_generate_scarce_reports_the_measured_regime(tmp_path):
+    shape = [f"--{key}={value}" for key, value in SMALL.items()]
+    run = _omniroute("generate", tmp_path / "scarce", *shape, "--regime", "scarce")
+    assert run.returncode == 0, run.stderr
+    meta = json.loads((tmp_path / "scarce" / "scenario.json").read_text())["generator"]
+    assert f"greedy fills {meta['greedy_fill']:.2%}" in " ".join(run.stderr.split())
+    assert f"{meta['colliding_share']:.1%} of the orders collide" in " ".join(run.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--regime", "famine"], "--regime 'famine' not understood"),
+        (["--greedy-fill", "2"], "--greedy-fill 2.0 not understood"),
+    ],
+)
+def test_cli_generate_bad_regime_exits_2(tmp_path, args, message):
+    run = _omniroute("generate", tmp_path / "bad", "--orders", 20, *args)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert message in " ".join(run.stderr.split())
+    assert not (tmp_path / "bad").exists()

@@ -194,7 +194,7 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         time_limit=20,
         exact_orders=0,
         exact_candidates=0,
-        direct_mip_candidates=10**9 if path == "small" else 0,
+        block_orders=10**9 if path == "small" else 10,
         first_order_columns=0 if path == "large-first-order" else 10**9,
     )
     for scenario, problem in scarce_problems:
