@@ -1,4 +1,4 @@
-"""Service commands of the ``omniroute`` CLI: ``serve``, ``load``, ``keys create``.
+"""Service commands of the ``omniroute`` CLI: ``serve``, ``load``, ``keys create|list|revoke``.
 
 ``router.cli`` calls :func:`register` to add them to its typer app.
 """
@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -128,24 +130,106 @@ keys_app = typer.Typer(
 )
 
 
+EXPIRES_IN = re.compile(r"(\d+)([mhdw])")
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _key_error(error) -> None:
+    typer.echo(f"error: --{error.field.replace('_', '-')}: {error.message}", err=True)
+    raise typer.Exit(code=2) from error
+
+
+def expiry(expires_in: str | None, expires_at: str | None, now: datetime) -> datetime | None:
+    """The naive-UTC expiry of ``--expires-in`` (30d, 12h, 90m, 2w) or ``--expires-at``
+    (RFC 3339 with an offset); raise ``typer.BadParameter`` naming the option."""
+    if expires_in is not None and expires_at is not None:
+        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+    if expires_in is not None:
+        match = EXPIRES_IN.fullmatch(expires_in.strip())
+        if match is None or int(match[1]) == 0:
+            raise typer.BadParameter(
+                f"--expires-in must be a positive count and a unit m, h, d or w, "
+                f"e.g. 30d (got {expires_in!r})"
+            )
+        seconds = int(match[1]) * UNIT_SECONDS[match[2]]
+        if seconds > 100 * 365 * 86400:
+            raise typer.BadParameter(f"--expires-in must be at most 100 years (got {expires_in!r})")
+        return now + timedelta(seconds=seconds)
+    if expires_at is not None:
+        try:
+            moment = datetime.fromisoformat(expires_at.strip())
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise typer.BadParameter(
+                f"--expires-at must be an RFC 3339 time with an offset, "
+                f"e.g. 2027-01-31T18:00:00+08:00 (got {expires_at!r})"
+            )
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    return None
+
+
 @keys_app.command("create")
 def create_key(
     role: Annotated[str, typer.Option(help="oms (route, reservations, availability) or admin.")],
     label: Annotated[str | None, typer.Option(help="Free text, e.g. who holds the key.")] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="Expire after 90m, 12h, 30d or 2w.")] = None,
+    expires_at: Annotated[str | None, typer.Option("--expires-at", help="Expire at this RFC 3339 time with an offset.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
     from router.pool.errors import PoolError
 
+    until = expiry(expires_in, expires_at, datetime.now(UTC).replace(tzinfo=None))
     pool = _open_pool(database_url)
     try:
-        key = pool.create_key(role, label=label)
+        key = pool.create_key(role, label=label, expires_at=until)
     except PoolError as error:
-        typer.echo(f"error: --{error.field}: {error.message}", err=True)
-        raise typer.Exit(code=2) from error
+        _key_error(error)
     finally:
         pool.close()
     typer.echo(key)
+
+
+def _utc(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat(timespec="seconds") + "Z"
+
+
+@keys_app.command("list")
+def list_keys(database_url: DatabaseUrl = None) -> None:
+    """List the keys (id, role, label, created, expires, revoked; never the secret)."""
+    pool = _open_pool(database_url)
+    try:
+        infos = pool.list_keys()
+    finally:
+        pool.close()
+    rows = [("KEY_ID", "ROLE", "CREATED", "EXPIRES", "REVOKED", "LABEL")]
+    rows += [
+        (k.key_id, k.role, _utc(k.created_at), _utc(k.expires_at), _utc(k.revoked_at), k.label or "-")
+        for k in infos
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[5]]))
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The KEY_ID column of `omniroute keys list`.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a key: it gets 401 from now on (a running server forgets it within 30 s)."""
+    from router.pool.errors import PoolError
+
+    pool = _open_pool(database_url)
+    try:
+        pool.revoke_key(key_id)
+    except PoolError as error:
+        typer.echo(f"error: {error.message}", err=True)
+        raise typer.Exit(code=2) from error
+    finally:
+        pool.close()
+    typer.echo(f"revoked {key_id}")
 
 
 def register(app: typer.Typer) -> None:

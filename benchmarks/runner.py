@@ -45,8 +45,10 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from router.bundled import fixtures_dir
+
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "fixtures"
+FIXTURES = fixtures_dir()
 
 SUITES = ("small", "standard", "large", "all")
 STRATEGIES = ("optimize", "greedy")
@@ -918,7 +920,7 @@ def _git_state() -> dict | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog="omniroute bench",
         description="Run the omniroute benchmark suites (protocol: benchmarks/README.md).",
     )
     parser.add_argument(

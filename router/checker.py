@@ -1,7 +1,7 @@
 """An independent checker for ``assignments.csv``: feasibility and cost, no solver.
 
 Tests and benchmarks grade every answer with this module, so the solver never
-grades itself. It follows ``shared/spec/scenario-format.md`` to the letter: the
+grades itself. It follows ``docs/scenario-format.md`` to the letter: the
 five feasibility rules and the cost formula, with distances from
 :func:`router.geo.haversine_km`, compared with ``<=`` and no tolerance.
 Everything is vectorised over the assignment rows: 250,000 rows check in about

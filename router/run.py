@@ -165,11 +165,23 @@ def write_answer(out_dir: Path, assignments: pd.DataFrame, summary: dict) -> Non
     staging = Path(tempfile.mkdtemp(prefix=".omniroute-", dir=out_dir))
     try:
         assignments.to_csv(staging / "assignments.csv", index=False)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        # allow_nan=False: Infinity and NaN are not JSON; _summary has replaced them.
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         for name in ("assignments.csv", "summary.json"):
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (inf, nan) replaced by None, recursively."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
@@ -177,7 +189,7 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
     units = int(problem.line_qty.sum())
     allocated = units - cost.unfilled_units
     store_units = int(result.units[problem.node_is_store[problem.cand_node]].sum())
-    return {
+    summary = {
         "scenario": scenario.name,
         "status": result.status,
         "strategy": strategy,
@@ -199,3 +211,4 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
         "seed": params.seed if strategy == "optimize" else None,
         "details": result.stats,
     }
+    return json_safe(summary)

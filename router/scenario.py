@@ -1,6 +1,6 @@
 """Loading and validating scenario folders (``omniroute-scenario/1``).
 
-A scenario is four files in one folder (see ``shared/spec/scenario-format.md``).
+A scenario is four files in one folder (see ``docs/scenario-format.md``).
 Every rule of the format is checked here, once, and a broken rule raises
 :class:`ScenarioError` naming the file, the row (as a spreadsheet would number
 it: the header is row 1) and the column. Nothing downstream re-validates.
@@ -37,17 +37,87 @@ MAX_INTEGER = 2**53
 """Largest integer quantity accepted (exactly representable as a float)."""
 
 
-class ScenarioError(ValueError):
-    """Bad scenario data: names the file, and where known the row and column."""
+MAX_LISTED = 20
+"""A data error lists at most this many broken cells, then says how many more."""
 
-    def __init__(self, file: str, message: str, row: int | None = None, column: str | None = None):
+
+@dataclass(frozen=True)
+class BrokenCell:
+    """One cell that breaks a rule: ``row`` as a spreadsheet numbers it (header = 1)."""
+
+    row: int | None
+    column: str | None
+    reason: str
+
+    def where(self) -> str:
+        if self.row is None:
+            return "" if self.column is None else f"column {self.column}"
+        return f"row {self.row}" + ("" if self.column is None else f", column {self.column}")
+
+
+class ScenarioError(ValueError):
+    """Bad scenario data: names the file, and where known the row and column.
+
+    ``cells`` lists the broken cells found in the file (at most
+    :data:`MAX_LISTED`, in row order; ``unlisted`` more were found); ``row``,
+    ``column`` and ``reason`` are those of the first.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        message: str,
+        row: int | None = None,
+        column: str | None = None,
+        *,
+        more: tuple[BrokenCell, ...] = (),
+        unlisted: int = 0,
+    ):
         self.file, self.row, self.column, self.reason = file, row, column, message
-        where = file
-        if row is not None:
-            where += f" row {row}"
-        if column is not None:
-            where += f", column {column}" if row is not None else f" column {column}"
-        super().__init__(f"{where}: {message}")
+        self.cells = (BrokenCell(row, column, message), *more)
+        self.unlisted = unlisted
+        parts = []
+        for cell in self.cells:
+            where = cell.where()
+            parts.append(f"{where}: {cell.reason}" if where else cell.reason)
+        text = f"{file} {parts[0]}" if self.cells[0].where() else f"{file}: {parts[0]}"
+        if len(parts) > 1:
+            text += "; " + "; ".join(parts[1:])
+        if unlisted:
+            text += f"; and {unlisted} more"
+        super().__init__(text)
+
+
+class Findings:
+    """The broken cells of one file, collected by every check and raised together."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self._cells: list[tuple[int, int, BrokenCell]] = []
+        self._count = 0
+
+    def flag(self, frame: pd.DataFrame, bad: np.ndarray, column: str, rule: str) -> None:
+        """Record every row flagged in ``bad`` (file row = index + 2) as breaking ``rule``."""
+        rows = np.flatnonzero(bad)
+        self._count += len(rows)
+        for i in rows[:MAX_LISTED]:
+            value = frame[column].iloc[i]
+            cell = BrokenCell(int(i) + 2, column, f"{rule} (got {value!r})")
+            self._cells.append((int(i), len(self._cells), cell))
+
+    def raise_if_any(self) -> None:
+        if not self._cells:
+            return
+        listed = [cell for _, _, cell in sorted(self._cells)[:MAX_LISTED]]
+        first = listed[0]
+        raise ScenarioError(
+            self.file,
+            first.reason,
+            row=first.row,
+            column=first.column,
+            more=tuple(listed[1:]),
+            unlisted=self._count - len(listed),
+        )
 
 
 @dataclass(frozen=True)
@@ -155,17 +225,8 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def fail_at_row(file: str, frame: pd.DataFrame, bad: np.ndarray, column: str, rule: str):
-    """Raise for the first row flagged in ``bad`` (file row = index + 2)."""
-    i = int(np.flatnonzero(bad)[0])
-    value = frame[column].iloc[i]
-    raise ScenarioError(file, f"{rule} (got {value!r})", row=i + 2, column=column)
-
-
-def _require_text(file: str, frame: pd.DataFrame, column: str) -> None:
-    empty = (frame[column] == "").to_numpy()
-    if empty.any():
-        fail_at_row(file, frame, empty, column, "must not be empty")
+def _require_text(findings: Findings, frame: pd.DataFrame, column: str) -> None:
+    findings.flag(frame, (frame[column] == "").to_numpy(), column, "must not be empty")
 
 
 def parse_number(
@@ -177,8 +238,14 @@ def parse_number(
     high: float | None = None,
     integer: bool = False,
     optional: bool = False,
+    findings: Findings | None = None,
 ) -> np.ndarray:
-    """Parse a numeric column; an empty cell is NaN when ``optional``."""
+    """Parse a numeric column; an empty cell is NaN when ``optional``.
+
+    Broken cells go to ``findings`` (raised by its owner later), or are raised
+    at once when there is none.
+    """
+    collect = findings or Findings(file)
     raw = frame[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     empty = (raw == "").to_numpy()
@@ -199,19 +266,19 @@ def parse_number(
         bad |= present & (values < low)
     if high is not None:
         bad |= present & (values > high)
-    if bad.any():
-        fail_at_row(file, frame, bad, column, rule)
-    # Beyond 2**53 a float no longer holds every integer exactly.
-    too_large = present & (np.abs(values) > MAX_INTEGER) if integer else np.zeros(0, bool)
-    if too_large.any():
-        fail_at_row(file, frame, too_large, column, f"must be an integer at most {MAX_INTEGER}")
+    collect.flag(frame, bad, column, rule)
+    if integer:
+        # Beyond 2**53 a float no longer holds every integer exactly.
+        too_large = present & ~bad & (np.abs(values) > MAX_INTEGER)
+        collect.flag(frame, too_large, column, f"must be an integer at most {MAX_INTEGER}")
+    if findings is None:
+        collect.raise_if_any()
     return values
 
 
-def _unique(file: str, frame: pd.DataFrame, keys: list[str], what: str) -> None:
+def _unique(findings: Findings, frame: pd.DataFrame, keys: list[str], what: str) -> None:
     dup = frame.duplicated(subset=keys, keep="first").to_numpy()
-    if dup.any():
-        fail_at_row(file, frame, dup, keys[-1], f"duplicate {what}")
+    findings.flag(frame, dup, keys[-1], f"duplicate {what}")
 
 
 # --- the three tables --------------------------------------------------------
@@ -220,56 +287,61 @@ def _unique(file: str, frame: pd.DataFrame, keys: list[str], what: str) -> None:
 def _read_nodes(path: Path) -> pd.DataFrame:
     file = path.name
     frame = read_table(path, NODE_COLUMNS)
-    _require_text(file, frame, "node_id")
-    _unique(file, frame, ["node_id"], "node_id")
+    found = Findings(file)
+    _require_text(found, frame, "node_id")
+    _unique(found, frame, ["node_id"], "node_id")
     bad_kind = ~frame["kind"].isin(NODE_KINDS).to_numpy()
-    if bad_kind.any():
-        fail_at_row(file, frame, bad_kind, "kind", "must be 'warehouse' or 'store'")
+    found.flag(frame, bad_kind, "kind", "must be 'warehouse' or 'store'")
     out = pd.DataFrame({"node_id": frame["node_id"], "kind": frame["kind"]})
-    out["lat"] = parse_number(file, frame, "lat", low=-90, high=90)
-    out["lon"] = parse_number(file, frame, "lon", low=-180, high=180)
+    out["lat"] = parse_number(file, frame, "lat", low=-90, high=90, findings=found)
+    out["lon"] = parse_number(file, frame, "lon", low=-180, high=180, findings=found)
     for col in ("ship_fixed", "ship_per_km", "handling_per_unit"):
-        out[col] = parse_number(file, frame, col, low=0)
+        out[col] = parse_number(file, frame, col, low=0, findings=found)
     out["capacity_units"] = parse_number(
-        file, frame, "capacity_units", low=0, integer=True, optional=True
+        file, frame, "capacity_units", low=0, integer=True, optional=True, findings=found
     )
-    out["max_km"] = parse_number(file, frame, "max_km", low=0, optional=True)
+    out["max_km"] = parse_number(file, frame, "max_km", low=0, optional=True, findings=found)
+    found.raise_if_any()
     return out
 
 
 def _read_inventory(path: Path, node_ids: set[str]) -> pd.DataFrame:
     file = path.name
     frame = read_table(path, INVENTORY_COLUMNS)
-    _require_text(file, frame, "node_id")
-    unknown = ~frame["node_id"].isin(node_ids).to_numpy()
-    if unknown.any():
-        fail_at_row(file, frame, unknown, "node_id", "unknown node (not in nodes.csv)")
-    _require_text(file, frame, "sku")
-    _unique(file, frame, ["node_id", "sku"], "(node_id, sku) pair")
+    found = Findings(file)
+    _require_text(found, frame, "node_id")
+    unknown = ~frame["node_id"].isin(node_ids).to_numpy() & (frame["node_id"] != "").to_numpy()
+    found.flag(frame, unknown, "node_id", "unknown node (not in nodes.csv)")
+    _require_text(found, frame, "sku")
+    _unique(found, frame, ["node_id", "sku"], "(node_id, sku) pair")
+    available = parse_number(file, frame, "available", low=0, integer=True, findings=found)
+    found.raise_if_any()
     out = pd.DataFrame({"node_id": frame["node_id"], "sku": frame["sku"]})
-    out["available"] = parse_number(file, frame, "available", low=0, integer=True).astype(np.int64)
+    out["available"] = available.astype(np.int64)
     return out
 
 
 def _read_orders(path: Path, node_ids: set[str]) -> pd.DataFrame:
     file = path.name
     frame = read_table(path, ORDER_COLUMNS)
+    found = Findings(file)
     for col in ("order_id", "line_id", "sku"):
-        _require_text(file, frame, col)
-    _unique(file, frame, ["order_id", "line_id"], "line_id within its order")
+        _require_text(found, frame, col)
+    _unique(found, frame, ["order_id", "line_id"], "line_id within its order")
     out = pd.DataFrame({c: frame[c] for c in ("order_id", "line_id", "sku")})
-    out["qty"] = parse_number(file, frame, "qty", low=1, integer=True).astype(np.int64)
-    out["lat"] = parse_number(file, frame, "lat", low=-90, high=90)
-    out["lon"] = parse_number(file, frame, "lon", low=-180, high=180)
+    qty = parse_number(file, frame, "qty", low=1, integer=True, findings=found)
+    out["lat"] = parse_number(file, frame, "lat", low=-90, high=90, findings=found)
+    out["lon"] = parse_number(file, frame, "lon", low=-180, high=180, findings=found)
     pickup = frame["pickup_node"]
     unknown = ((pickup != "") & ~pickup.isin(node_ids)).to_numpy()
-    if unknown.any():
-        fail_at_row(file, frame, unknown, "pickup_node", "unknown node (not in nodes.csv)")
+    found.flag(frame, unknown, "pickup_node", "unknown node (not in nodes.csv)")
+    found.raise_if_any()
+    out.insert(3, "qty", qty.astype(np.int64))
     out["pickup_node"] = pickup
     # Location and pickup node are properties of the order, not of the line.
     for col in ("lat", "lon", "pickup_node"):
         first = out.groupby("order_id", sort=False)[col].transform("first")
         differs = (out[col] != first).to_numpy()
-        if differs.any():
-            fail_at_row(file, frame, differs, col, "must be the same on every line of an order")
+        found.flag(frame, differs, col, "must be the same on every line of an order")
+    found.raise_if_any()
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -93,8 +94,21 @@ BAD_INPUT = {
 BAD_OPTIONS = {
     "strategy": (("--strategy", "fastest"), "--strategy"),
     "time-limit": (("--time-limit", "0"), "--time-limit"),
+    "time-limit inf": (("--time-limit", "inf"), "--time-limit"),
+    "time-limit nan": (("--time-limit", "nan"), "--time-limit"),
+    "time-limit negative": (("--time-limit", "-1"), "--time-limit"),
     "gap": (("--gap", "1.5"), "--gap"),
+    "gap nan": (("--gap", "nan"), "--gap"),
+    "seed negative": (("--seed", "-1"), "--seed"),
+    "seed too large": (("--seed", str(2**31)), "--seed"),
+    "seed not a number": (("--seed", "one"), "--seed"),
+    "unknown option": (("--fast",), "--fast"),
 }
+# A broken cell whose value has brackets (rich markup) is still quoted as it is.
+BAD_INPUT["value with brackets"] = (
+    {"orders": _with(ORDERS, 1, line_row("O1", "L2", "B", "[red]2[/red]"))},
+    "orders.csv row 3, column qty: must be an integer >= 1 (got '[red]2[/red]')",
+)
 
 
 @pytest.fixture(scope="module")
@@ -165,12 +179,23 @@ def test_out_naming_a_file_exits_2_without_traceback(tmp_path):
 # --- solve, then check ---------------------------------------------------------------
 
 
+def _strict_json(text: str):
+    """json.loads that refuses Infinity and NaN (not JSON, though Python writes them)."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not valid JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _solve_and_check(scenario: Path, out: Path, *options, quiet: bool = True) -> dict:
-    run = omniroute("solve", scenario, "--out", out, *(["--quiet"] if quiet else []), *options)
+    run = omniroute(
+        "solve", scenario, "--out", out, "--json", *(["--quiet"] if quiet else []), *options
+    )
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    assert json.loads(run.stdout) == summary  # stdout is the summary, nothing else
+    summary = _strict_json((out / "summary.json").read_text())
+    assert json.loads(run.stdout) == summary  # with --json stdout is the summary, nothing else
     assert set(summary) >= SUMMARY_KEYS
     header = (out / "assignments.csv").read_text().splitlines()[0]
     assert header == "order_id,line_id,node_id,qty"
@@ -248,3 +273,140 @@ def test_generate_into_a_non_empty_folder_exits_2_and_keeps_it(tmp_path):
     assert "Traceback" not in run.stderr
     assert "--overwrite" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def _one_line_error(run, *expect) -> str:
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr
+    message = run.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith("error: ")
+    for text in expect:
+        assert text in message, message
+    return message
+
+
+# --- solve: the table, --json, --overwrite -----------------------------------------------
+
+
+def test_solve_prints_a_short_table_and_writes_strict_json(tmp_path):
+    scenario = ROOT / "fixtures" / "greedy-trap"
+    optimum = json.loads((scenario / "expected.json").read_text())["optimal_total_cost"]
+    out = tmp_path / "out"
+    run = omniroute("solve", scenario, "--out", out, "--quiet")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(
+        f"status       optimal (optimize, gap 0.000% to the lower bound {optimum:,.2f})"
+    )
+    assert f"total cost   {optimum:,.2f}" in lines
+    assert "  unfilled   0.00 (0 units x 150)" in lines
+    assert lines[-2:] == [f"answer       {out / 'assignments.csv'}", f"summary      {out / 'summary.json'}"]
+    assert "details" not in run.stdout  # the internals stay in summary.json
+    summary = _strict_json((out / "summary.json").read_text())
+    assert summary["total_cost"] == pytest.approx(optimum, abs=1e-6)
+
+
+def test_solve_refuses_a_non_empty_out_unless_overwrite(tmp_path):
+    scenario = ROOT / "fixtures" / "greedy-trap"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep\n")
+    _one_line_error(omniroute("solve", scenario, "--out", out, "--quiet"), "--overwrite")
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    run = omniroute("solve", scenario, "--out", out, "--quiet", "--overwrite", "--strategy", "greedy")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["assignments.csv", "mine.txt", "summary.json"]
+
+
+def test_strategy_choices_match_the_runner_and_show_in_help():
+    from router.cli import Strategy
+    from router.run import STRATEGIES
+
+    assert tuple(s.value for s in Strategy) == STRATEGIES
+    run = omniroute("solve", "--help")
+    assert run.returncode == 0 and "optimize|greedy" in run.stdout
+
+
+# --- one-line errors everywhere ------------------------------------------------------------
+
+
+def test_version():
+    run = omniroute("--version")
+    assert run.returncode == 0
+    assert re.fullmatch(r"omniroute \S+\n", run.stdout)
+
+
+def test_unknown_command_and_missing_argument_are_one_line():
+    _one_line_error(omniroute("route"), "No such command")
+    _one_line_error(omniroute("solve"), "scenario_dir")
+
+
+def test_generate_under_a_file_or_into_an_unwritable_place_exits_2(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x\n")
+    small = ("--orders", 5, "--stores", 2, "--warehouses", 1, "--skus", 5)
+    _one_line_error(omniroute("generate", a_file / "scenario", *small), f"{a_file} is a file")
+    _one_line_error(omniroute("generate", "/proc/omniroute-test", *small), "/proc/omniroute-test")
+    assert a_file.read_text() == "x\n"
+
+
+def test_solve_under_a_file_exits_2(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x\n")
+    run = omniroute("solve", ROOT / "fixtures" / "greedy-trap", "--out", a_file / "out", "--quiet")
+    _one_line_error(run, f"{a_file} is a file")
+
+
+def test_check_on_missing_files_exits_2(tmp_path):
+    scenario = ROOT / "fixtures" / "greedy-trap"
+    _one_line_error(omniroute("check", scenario, tmp_path / "nope.csv"), "nope.csv")
+    _one_line_error(omniroute("check", tmp_path / "nowhere", tmp_path / "nope.csv"), "nope.csv")
+    answer = tmp_path / "assignments.csv"
+    answer.write_text("order_id,line_id,node_id,qty\n")
+    _one_line_error(omniroute("check", tmp_path / "nowhere", answer), "nowhere")
+
+
+def test_a_database_url_without_its_driver_names_the_extra(tmp_path):
+    # psycopg2 is not installed here (omniroute uses psycopg 3): the same path as a
+    # plain install without the postgres extra, which .ci/run exercises for psycopg.
+    run = omniroute("keys", "create", "--role", "oms", "--database-url", "postgresql+psycopg2://x/y")
+    _one_line_error(run, "psycopg2", "omniroute[postgres]")
+    run = omniroute("load", ROOT / "fixtures" / "greedy-trap", "--database-url", "no-such-url")
+    _one_line_error(run, "no-such-url", "not understood")
+
+
+# --- bundled files: spec, fixtures, bench --------------------------------------------------
+
+
+def test_spec_and_fixtures_commands():
+    spec = omniroute("spec")
+    assert spec.returncode == 0
+    assert spec.stdout == (ROOT / "docs" / "scenario-format.md").read_text(encoding="utf-8")
+    assert omniroute("spec", "--path").stdout.strip() == str(ROOT / "docs" / "scenario-format.md")
+    listed = omniroute("fixtures").stdout.splitlines()
+    assert f"{'greedy-trap':<20} {ROOT / 'fixtures' / 'greedy-trap'}" in listed
+    assert len(listed) == len(list((ROOT / "fixtures").glob("*/scenario.json")))
+    one = omniroute("fixtures", "cn-2000")
+    assert one.returncode == 0 and one.stdout == f"{ROOT / 'fixtures' / 'cn-2000'}\n"
+    _one_line_error(omniroute("fixtures", "cn-3000"), "cn-3000", "greedy-trap")
+
+
+def test_bench_help_shows_the_runner_options():
+    run = omniroute("bench", "--help")
+    assert run.returncode == 0
+    assert run.stdout.startswith("usage: omniroute bench")
+    for option in ("--suite", "--scenario", "--strategies", "--time-limit", "--seeds"):
+        assert option in run.stdout
+    wrong = omniroute("bench", "--suite", "huge")  # argparse: usage line + error line
+    assert wrong.returncode == 2 and "--suite" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_json_safe_turns_infinities_into_null():
+    import numpy as np
+
+    from router.run import json_safe
+
+    value = {"a": float("inf"), "b": [1.5, float("nan"), np.float64("-inf")], "c": "x", "d": 2}
+    assert json_safe(value) == {"a": None, "b": [1.5, None, None], "c": "x", "d": 2}
+    _strict_json(json.dumps(json_safe(value), allow_nan=False))

@@ -295,3 +295,42 @@ def test_integer_too_large_is_rejected_or_kept(tiny_scenario_dir, table, rows, c
         return
     frame = scenario.inventory if table == "inventory" else scenario.orders
     assert frame[column].iloc[0] > 0
+
+
+# --- every broken row is listed, up to a limit ----------------------------------------
+
+
+def test_every_broken_row_of_a_file_is_listed_in_row_order(tiny_scenario_dir):
+    orders = [
+        line_row("O1", "L1", "A", 0),  # row 2: qty
+        line_row("O1", "L2", "B", 1),  # row 3: fine
+        line_row("O2", "L1", "A", 1, lon=3, pickup="S9"),  # row 4: pickup_node
+        line_row("O3", "L1", "", 1, lat=95),  # row 5: sku and lat
+    ]
+    error = _expect_error(_base(tiny_scenario_dir, orders=orders), "orders.csv", 2, "qty")
+    assert [(c.row, c.column) for c in error.cells] == [
+        (2, "qty"), (4, "pickup_node"), (5, "sku"), (5, "lat"),
+    ]  # fmt: skip
+    assert error.unlisted == 0
+    assert str(error) == (
+        "orders.csv row 2, column qty: must be an integer >= 1 (got '0'); "
+        "row 4, column pickup_node: unknown node (not in nodes.csv) (got 'S9'); "
+        "row 5, column sku: must not be empty (got ''); "
+        "row 5, column lat: must be a number >= -90 and <= 90 (got '95')"
+    )
+
+
+def test_a_single_broken_row_reads_as_before(tiny_scenario_dir):
+    inventory = _replace(INVENTORY, 1, "W,B,-1")
+    error = _expect_error(_base(tiny_scenario_dir, inventory=inventory), "inventory.csv", 3, "available")
+    assert str(error) == "inventory.csv row 3, column available: must be an integer >= 0 (got '-1')"
+
+
+def test_past_twenty_broken_cells_the_rest_are_counted(tiny_scenario_dir):
+    inventory = [*INVENTORY, *(f"W,X{i},-{i + 1}" for i in range(25))]  # rows 5-29
+    error = _expect_error(_base(tiny_scenario_dir, inventory=inventory), "inventory.csv", 5, "available")
+    assert len(error.cells) == 20
+    assert error.cells[-1].row == 24
+    assert error.unlisted == 5
+    assert str(error).endswith("; and 5 more")
+    assert "\n" not in str(error)

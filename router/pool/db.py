@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from router.pool.errors import InvalidInput
 
 DEFAULT_DATABASE_URL = "sqlite:///./omniroute.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -81,6 +84,29 @@ class Database:
     _checkpointer: threading.Thread | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        try:
+            self._create_engine()
+        except (ArgumentError, NoSuchModuleError) as error:
+            raise InvalidInput(
+                f"database URL {self.url!r} not understood: {error}",
+                field="database_url",
+                rule="sqlalchemy_url",
+            ) from None
+        except ModuleNotFoundError as error:
+            # A plain `pip install omniroute` has no PostgreSQL driver: say which extra has it.
+            hint = ""
+            if error.name == "psycopg":
+                hint = " (pip install 'omniroute[postgres]')"
+            elif error.name == "psycopg2":
+                hint = " (omniroute uses psycopg 3: postgresql+psycopg://, pip install 'omniroute[postgres]')"
+            raise InvalidInput(
+                f"database URL {self.url.split(':', 1)[0]}://... needs the Python module "
+                f"{error.name!r}, which is not installed{hint}",
+                field="database_url",
+                rule="driver_installed",
+            ) from None
+
+    def _create_engine(self) -> None:
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = create_engine(

@@ -173,6 +173,7 @@ api_keys = Table(
     Column("label", String(200), nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime, nullable=True),
+    Column("expires_at", DateTime, nullable=True),
 )
 
 # --- waves (issue 8; migration 0004_waves) -------------------------------------------------

@@ -460,14 +460,32 @@ class Pool:
 
     # --- API keys -----------------------------------------------------------------------
 
-    def create_key(self, role: str, *, label: str | None = None) -> str:
+    def create_key(
+        self, role: str, *, label: str | None = None, expires_at: datetime | None = None
+    ) -> str:
+        """A new key (shown only now); ``expires_at`` is naive UTC, None for never."""
         with self.db.write() as conn:
-            return keys.create_key(conn, role, now=self.clock(), label=label)
+            return keys.create_key(
+                conn, role, now=self.clock(), label=label, expires_at=expires_at
+            )
+
+    def list_keys(self) -> list[keys.KeyInfo]:
+        with self.db.read() as conn:
+            return keys.list_keys(conn)
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke a key. This process forgets its cached keys at once; other
+        processes (a running server) within ``key_cache_ttl`` seconds."""
+        with self.db.write() as conn:
+            keys.revoke(conn, key_id, now=self.clock())
+        self._keys.clear()
 
     def cached_principal(self, key: str) -> keys.Principal | None:
         """The principal of a key if it was looked up recently (no query), else None."""
         cached = self._keys.get(keys.hash_key(key))
         if cached is not None and cached[1] > time.monotonic():
+            if cached[0] is not None and not cached[0].valid_at(self.clock()):
+                return None
             return cached[0]
         return None
 
@@ -477,9 +495,10 @@ class Pool:
         cached = self._keys.get(digest)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
-            return cached[0]
+            principal = cached[0]
+            return principal if principal is None or principal.valid_at(self.clock()) else None
         with self.db.read() as conn:
-            principal = keys.lookup(conn, key)
+            principal = keys.lookup(conn, key, now=self.clock())
         if len(self._keys) > 10_000:
             self._keys.clear()
         self._keys[digest] = (principal, now + self.key_cache_ttl)
