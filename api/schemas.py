@@ -131,7 +131,30 @@ class LineIn(Strict):
     qty: Quantity
 
 
-class RouteRequest(Strict):
+class OrderIn(Strict):
+    """An order as the OMS sends it, routed now (``/v1/route``) or queued (``/v1/orders``)."""
+
+    order_id: OrderId
+    channel: Channel = "web"
+    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
+    customer: Customer | None = Field(
+        None, description="Delivery location; may be omitted for a pickup order."
+    )
+    pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
+
+    def to_order(self) -> Order:
+        return Order(
+            order_id=self.order_id,
+            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
+            lat=self.customer.lat if self.customer else None,
+            lon=self.customer.lon if self.customer else None,
+            pickup_node=self.pickup_node,
+            channel=self.channel,
+            campaign=getattr(self, "campaign", None),
+        )
+
+
+class RouteRequest(OrderIn):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -145,30 +168,12 @@ class RouteRequest(Strict):
         },
     )
 
-    order_id: OrderId
-    channel: Channel = "web"
-    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
-    customer: Customer | None = Field(
-        None, description="Delivery location; may be omitted for a pickup order."
-    )
-    pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
     quote_only: StrictBool = Field(False, description="Answer the allocation but reserve nothing.")
     hold_seconds: HoldSeconds = DEFAULT_HOLD_SECONDS
     campaign: Id | None = Field(
         None,
         description="Route from this campaign's locked units first (then the pool, if allowed).",
     )
-
-    def to_order(self) -> Order:
-        return Order(
-            order_id=self.order_id,
-            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
-            lat=self.customer.lat if self.customer else None,
-            lon=self.customer.lon if self.customer else None,
-            pickup_node=self.pickup_node,
-            channel=self.channel,
-            campaign=self.campaign,
-        )
 
 
 class AllocationOut(BaseModel):

@@ -8,47 +8,24 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from api.schemas import (
-    Channel,
-    Customer,
     HoldSeconds,
-    Id,
-    LineIn,
-    OrderId,
+    OrderIn,
     ReservationOut,
     RouteResponse,
-    Strict,
 )
-from router.pool.routing import MAX_LINES, Order, OrderLine
 from router.pool.service import DEFAULT_HOLD_SECONDS
 from router.pool.waves import MAX_CALLBACK_URL, OrderView, Queued, WaveView
 
 
-class QueueRequest(Strict):
+class QueueRequest(OrderIn):
     """An order that can wait for its channel's wave."""
 
-    order_id: OrderId
-    channel: Channel = "web"
-    lines: Annotated[list[LineIn], Field(min_length=1, max_length=MAX_LINES)]
-    customer: Customer | None = Field(
-        None, description="Delivery location; may be omitted for a pickup order."
-    )
-    pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
     hold_seconds: HoldSeconds = Field(
         DEFAULT_HOLD_SECONDS, description="How long the reservations hold once routed."
     )
     callback_url: Annotated[str, Field(min_length=1, max_length=MAX_CALLBACK_URL)] | None = Field(
         None, description="POSTed a signed `order.routed` event once the order is routed."
     )
-
-    def to_order(self) -> Order:
-        return Order(
-            order_id=self.order_id,
-            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
-            lat=self.customer.lat if self.customer else None,
-            lon=self.customer.lon if self.customer else None,
-            pickup_node=self.pickup_node,
-            channel=self.channel,
-        )
 
 
 class QueuedOut(BaseModel):
