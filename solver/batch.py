@@ -44,7 +44,7 @@ from solver.alone import (
     route_each_order_alone,
 )
 from solver.blocks import geographic_blocks
-from solver.bound import Prices
+from solver.bound import Prices, lagrangian_bound
 from solver.budget import remaining, within
 from solver.contention import (
     orders_using,
@@ -141,6 +141,17 @@ def optimize(
         # (HiGHS's own default gap at most), no decomposition first.
         emit("exact MIP", {"best": search.best})
         _exact_mip(problem, params, clock, search, rel_gap=min(params.rel_gap, 1e-4))
+        return search.result(params, clock, stats)
+
+    if colliding.sum() <= params.joint_lp_colliding_share * problem.num_orders:
+        # Few orders collide (plentiful stock): the contested part's LP is
+        # small and nearly integral for HiGHS, and relax and fix settles it;
+        # measured better there than the joint LP's path (README, Results).
+        if contested.sum() <= params.block_orders:
+            _small(problem, params, clock, search, alone, contested, emit, stats)
+        else:
+            _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
+            _prove(problem, params, clock, search, alone, Prices(problem), stats, share=0.5)
         return search.result(params, clock, stats)
 
     emit("joint LP", {"best": search.best})
@@ -304,6 +315,49 @@ def _model_columns(problem) -> int:
     return int(
         problem.cand_line.size + problem.pair_order.size + problem.num_lines + problem.num_orders
     )
+
+
+def _small(problem, params, clock, search: _Search, alone, contested, emit, stats) -> None:
+    """A contested part of at most ``block_orders`` with few collisions: relax and fix
+    over the whole part (its LP is the joint LP; the Lagrangian at its duals
+    tells when the neighbourhood step is not needed), the bound by a price
+    search from its prices, then the whole part as one MIP over more candidates."""
+    emit("joint LP", {"orders": int(contested.sum())})
+    prices = Prices(problem)
+
+    def good_enough(units) -> bool:
+        # relax_and_fix has recorded its LP's duals in ``prices`` by now
+        search.raise_bound(lagrangian_bound(problem, alone, prices))
+        return within(evaluate(problem, units).total_cost, search.bound, params.rel_gap)
+
+    started = clock()
+    candidate, fractional = relax_and_fix(
+        problem,
+        search.units,
+        contested,
+        params,
+        remaining(params, clock, 0.1 * params.time_limit),
+        prices,
+        clock,
+        stats,
+        params.candidates_per_line,
+        good_enough,
+    )
+    stats["joint_lp"] = {
+        "solver": "highs",
+        "seconds": round(clock() - started, 2),
+        "fractional_orders": fractional,
+    }
+    search.timed_out |= candidate is None
+    search.offer(candidate)
+    emit("joint LP", {"best": search.best})
+    emit("lower bound", {"best": search.best})
+    search.raise_bound(lagrangian_bound(problem, alone, prices))
+    _prove(problem, params, clock, search, alone, prices, stats, share=0.25)
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+    if not search.proven(params) and contested.sum() <= params.polish_orders:
+        emit("joint MIP polish", {"best": search.best, "bound": search.bound})
+        _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
 
 
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):

@@ -54,6 +54,10 @@ class OptimizeParams:
     exactly (tighter steps; about a millisecond each)."""
     dive_rounds: int = 3
     """Most re-solves of the joint LP for the orders its rounding left undecided."""
+    joint_lp_colliding_share: float = 0.5
+    """Batches where more than this share of the orders collide (scarce stock,
+    before a promotion) take the joint LP's path; the others relax and fix the
+    contested part (block by block when it is big). Measured on both regimes."""
     whole_lp_columns: int = 1_500_000
     """Large batches whose unpruned model has at most this many columns get the
     joint LP over the whole batch (every order and candidate): its duals then

@@ -181,10 +181,10 @@ def test_rounding_any_lp_point_gives_a_feasible_answer(scarce_problems):
             assert report.feasible, report.violations[:3]
 
 
-@pytest.mark.parametrize("path", ["small", "large", "large-first-order"])
+@pytest.mark.parametrize("path", ["relax-and-fix", "blocks", "joint-lp", "joint-lp-first-order"])
 def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems, path):
-    """The joint-LP paths on batches small enough for a proven optimum: the
-    answer is feasible, and bound <= optimum <= cost."""
+    """Every path of the optimizer on batches small enough for a proven optimum:
+    the answer is feasible, and bound <= optimum <= cost."""
     import time
 
     from solver.batch import optimize
@@ -194,8 +194,9 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         time_limit=20,
         exact_orders=0,
         exact_candidates=0,
-        block_orders=10**9 if path == "small" else 10,
-        first_order_columns=0 if path == "large-first-order" else 10**9,
+        block_orders=10 if path == "blocks" else 10**9,
+        joint_lp_colliding_share=0.0 if path.startswith("joint-lp") else 1.0,
+        first_order_columns=0 if path == "joint-lp-first-order" else 10**9,
     )
     for scenario, problem in scarce_problems:
         model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
