@@ -1,11 +1,11 @@
 """A whole answer from the joint LP: keep what it decides, repair the rest.
 
-The LP of the contested orders (solved once, for the whole part, so that every
+The joint LP (solved once, for the whole batch or contested part, so that every
 decision sees every other order's scarcity) routes most orders in whole units.
 Those keep that routing wherever the kept plans fit the stock and capacity
-together; an order whose plan touches a resource the kept plans over-use is
-dropped with every other order touching it (so what remains fits for sure).
-The fractional and dropped orders are then routed greedily on what is left,
+together: per over-used resource, the plans the LP is most confident of are
+kept while they fit, and the orders of the others are dropped (so what remains
+fits for sure). The fractional and dropped orders are then routed greedily on what is left,
 with the LP's prices of scarce stock and capacity added to every unit's cost,
 and finally the one-unit orders among them are re-routed exactly by a
 min-cost flow (:mod:`solver.unit_flow`). The answer is always feasible.
