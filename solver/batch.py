@@ -441,7 +441,9 @@ def _improve_by_blocks(problem, params, clock, search, contested, emit, stats):
     for step, (sweep, block) in enumerate(schedule):
         if search.proven(params):
             break
-        steps_left = len(schedule) - step
+        # The first sweep's blocks share the time; the second, shifted sweep
+        # only uses what is left (a block whose LP cannot finish is wasted).
+        steps_left = len(blocks) - step if sweep == 1 else len(schedule) - step
         share = remaining(params, clock, 0.2 * params.time_limit) / steps_left
         # A block's LP needs seconds: a sliver of time would only be wasted.
         if clock() >= 0.8 * params.time_limit or share < 2.0 + 5e-4 * block.sum():
