@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import typer
 
+from api.commands import register
 from benchmarks.load import free_port, wait_until_ready
 from router.pool import Pool
 from router.pool.inventory import SetRow
@@ -192,3 +194,16 @@ def running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    """The service commands (``keys``, ``load``, ...) on a typer app of their own."""
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """omniroute (test copy)"""
+
+    register(app)
+    return app

@@ -3,27 +3,12 @@
 
 from __future__ import annotations
 
-import pytest
-import typer
 from typer.testing import CliRunner
 
-from api.commands import register
 from router.generate import generate_scenario
 from router.pool import Pool
 from router.pool.routing import Order, OrderLine
 from router.scenario import load_scenario
-
-
-@pytest.fixture
-def cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """omniroute (test copy)"""
-
-    register(app)
-    return app
 
 
 def test_keys_create_prints_a_key_that_authenticates(cli, sqlite_url):

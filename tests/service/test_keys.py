@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from api.commands import expiry, register
+from api.commands import expiry
 from router.pool import Pool
 from router.pool.errors import InvalidInput, NotFound
 from tests.service.conftest import running_server
@@ -114,22 +114,12 @@ def test_bad_expiry_options(expires_in, expires_at, message):
 # --- the commands -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """omniroute (test copy)"""
-
-    register(app)
-    return app
-
-
 def test_keys_create_list_revoke(cli, db_url):
     run = CliRunner().invoke
     url = ["--database-url", db_url]
-    created = run(cli, ["keys", "create", "--role", "oms", "--label", "shop 7", "--expires-in", "30d", *url])
+    created = run(
+        cli, ["keys", "create", "--role", "oms", "--label", "shop 7", "--expires-in", "30d", *url]
+    )
     assert created.exit_code == 0, created.output
     key = created.output.strip()
     key_id = key.split("_")[1]
