@@ -408,10 +408,10 @@ def _polish(problem, params, clock, search: _Search, contested, emit, stats, res
     search.timed_out |= not finished and not search.proven(params)
 
 
-def _exact_mip(problem, params, clock, search: _Search, rel_gap=None, target=None) -> None:
+def _exact_mip(problem, params, clock, search: _Search, rel_gap=None) -> None:
     """One MIP over every candidate from the incumbent; its bound is the batch's."""
     units, bound, finished = solve_exactly(
-        problem, search.units, params, clock, search.best, rel_gap=rel_gap, target=target
+        problem, search.units, params, clock, search.best, rel_gap=rel_gap
     )
     search.offer(units)
     search.raise_bound(bound)

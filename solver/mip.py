@@ -91,9 +91,6 @@ class MipParams:
     abs_gap: float = 1e-4
     """Costs are in currency units: below a hundredth of a cent is noise."""
     seed: int = 0
-    objective_target: float = float("-inf")
-    """Stop as soon as a solution costing at most this is found (the caller has
-    a bound of its own that proves such a solution good enough)."""
     threads: int = 1
     relax: bool = False
     """Solve the linear relaxation only (all columns continuous)."""
@@ -271,13 +268,10 @@ def _run(
 
     stopped = [False]
     on_progress_mip = None if params.relax else on_progress
-    stop_at = params.objective_target
-    target = np.isfinite(stop_at) and not params.relax
-    if on_progress_mip is not None or stop is not None or target:
+    if on_progress_mip is not None or stop is not None:
         improving = highspy.cb.HighsCallbackType.kCallbackMipImprovingSolution
-        mip_interrupt = highspy.cb.HighsCallbackType.kCallbackMipInterrupt
         interrupts = (
-            mip_interrupt,
+            highspy.cb.HighsCallbackType.kCallbackMipInterrupt,
             highspy.cb.HighsCallbackType.kCallbackSimplexInterrupt,
             highspy.cb.HighsCallbackType.kCallbackIpmInterrupt,
         )
@@ -291,15 +285,6 @@ def _run(
             elif stopped[0] or (stop is not None and stop()):
                 stopped[0] = True
                 data_in.user_interrupt = True
-            elif (
-                target
-                and kind == mip_interrupt
-                and float(data_out.objective_function_value) <= stop_at
-            ):
-                # The caller's own bound proves this incumbent good enough.
-                # (HiGHS's ``objective_target`` option does not stop its MIP
-                # solver reliably in 1.16, so the incumbent is checked here.)
-                data_in.user_interrupt = True
 
         h.setCallback(_callback, None)
         if on_progress_mip is not None:
@@ -307,8 +292,6 @@ def _run(
         if stop is not None:
             for kind in interrupts:
                 h.startCallback(kind)
-        elif target:
-            h.startCallback(mip_interrupt)
 
     h.run()
     result = _result(h, model, params.relax, params.presolve, stopped[0])

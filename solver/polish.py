@@ -35,12 +35,11 @@ def polish(problem, incumbent, contested, params, clock, emit, reserve: float = 
     return units, status == SolveStatus.OPTIMAL
 
 
-def solve_exactly(problem, incumbent, params, clock, batch_cost, rel_gap=None, target=None):
+def solve_exactly(problem, incumbent, params, clock, batch_cost, rel_gap=None):
     """Small batches: the whole model over every candidate, so that the MIP's
     own bound is a bound for the batch. Returns (units, bound, finished).
 
-    ``rel_gap`` defaults to a quarter of the batch's; ``target``: stop at the
-    first solution costing at most this (the caller's own bound proves it).
+    ``rel_gap`` defaults to a quarter of the batch's.
     """
     part = ModelInput.whole(problem)
     model, v, _keys, _rows = build_model(problem, part)
@@ -51,7 +50,6 @@ def solve_exactly(problem, incumbent, params, clock, batch_cost, rel_gap=None, t
             rel_gap=params.rel_gap / 4 if rel_gap is None else rel_gap,
             abs_gap=part_abs_gap(params, batch_cost) if rel_gap is None else 1e-6,
             seed=params.seed,
-            objective_target=float("-inf") if target is None else target,
         ),
         start=start_vector(problem, part, v, incumbent),
         stop=stop_requested(clock),
