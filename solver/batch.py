@@ -271,11 +271,10 @@ class _Search:
 def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats, share: float):
     """Raise the bound by a price search from ``prices`` for ``share`` of the time left.
 
-    Every step evaluates the Lagrangian on the vectorised oracle: up to
-    ``exact_pricing_orders`` orders, with the orders that have a short candidate
-    priced exactly (near the exact Lagrangian); beyond, all relaxed (fast, looser),
-    and then, if there is time, the exact Lagrangian once at the best prices
-    found. Every value is a proven bound; the best prices replace ``prices``.
+    Every step evaluates the Lagrangian on the vectorised oracle: while at most
+    ``exact_pricing_orders`` orders have a short candidate, with those priced
+    exactly (near the exact Lagrangian); beyond, all relaxed (fast, looser), and
+    then, if there is time, once more with them exact at the best prices found. Every value is a proven bound; the best prices replace ``prices``.
     """
     if search.proven(params) or clock() >= params.time_limit:
         return
