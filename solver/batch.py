@@ -74,6 +74,10 @@ class RoutingResult:
     cost: CostBreakdown
     lower_bound: float | None
     stats: dict = field(default_factory=dict)
+    prices: Prices | None = None
+    """The stock and capacity prices of the best Lagrangian bound found (from the
+    joint LP's duals and the price search), when the solve computed any: the
+    marginal value of one more unit at a (node, SKU) and at a node's capacity."""
 
     @property
     def gap(self) -> float | None:
@@ -228,6 +232,7 @@ class _Search:
         self.best = evaluate(problem, units).total_cost
         self.bound = bound
         self.timed_out = False
+        self.prices: Prices | None = None
         self._structures: dict[bool, PricingStructure] = {}
 
     def structure(self, exact_short: bool) -> PricingStructure:
@@ -265,7 +270,7 @@ class _Search:
             status = "time_limit"
         else:
             status = "feasible"
-        return RoutingResult("optimize", status, self.units, cost, bound, stats)
+        return RoutingResult("optimize", status, self.units, cost, bound, stats, self.prices)
 
 
 def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats, share: float):
@@ -276,6 +281,7 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
     exactly (near the exact Lagrangian); beyond, all relaxed (fast, looser), and
     then, if there is time, once more with them exact at the best prices found. Every value is a proven bound; the best prices replace ``prices``.
     """
+    search.prices = prices
     if search.proven(params) or clock() >= params.time_limit:
         return
     started = clock()
