@@ -20,6 +20,7 @@ import numpy as np
 
 from router.geo import haversine_km
 from router.scenario import Scenario
+from solver.churn import Churn
 
 _ORDER_CHUNK = 2048
 """Orders per block when computing distances (bounds memory on big scenarios)."""
@@ -75,6 +76,8 @@ class Problem:
     cand_pair: np.ndarray
     """(C,) index of the shipment candidate (order of the line, node)."""
     line_cand_start: np.ndarray
+    churn: Churn | None = None
+    """A re-optimization's churn rule (:mod:`solver.churn`); ``None`` for a plain batch."""
 
     @property
     def num_orders(self) -> int:

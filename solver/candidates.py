@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from solver.churn import moved_orders
 from solver.contention import (
     usage,
 )
@@ -34,9 +35,16 @@ def model_part(problem, units, contested, params, start=None, per_line=None):
     keep = cheapest_candidates(problem, lines, per_line or params.candidates_per_line)
     keep |= (units > 0) & line_in[problem.cand_line]
     keep |= start > 0
+    budget = None
+    if problem.churn is not None:
+        # an order may always go back to its current routing
+        keep |= (problem.churn.current > 0) & line_in[problem.cand_line]
+        if problem.churn.max_moves is not None:
+            moved_outside = moved_orders(problem, units) & ~contested
+            budget = max(0, problem.churn.max_moves - int(moved_outside.sum()))
     cands = np.flatnonzero(keep)
     pairs = np.unique(problem.cand_pair[cands])
-    part = ModelInput(cands, pairs, lines, orders, stock, capacity)
+    part = ModelInput(cands, pairs, lines, orders, stock, capacity, budget)
     return part, start[cands]
 
 

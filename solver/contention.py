@@ -71,17 +71,23 @@ def reroute_greedily(problem, units, orders_mask) -> np.ndarray:
 
 
 def fractional_orders(problem, part: ModelInput, v, solution) -> np.ndarray:
-    """Boolean (O,) mask of the part's orders with a fractional x or y in ``solution``."""
+    """Boolean (O,) mask of the part's orders with a fractional x, y or m in ``solution``."""
     frac = np.abs(solution - np.rint(solution)) > 1e-6
     mask = np.zeros(problem.num_orders, dtype=bool)
     mask[problem.line_order[problem.cand_line[part.cands[frac[: v.num_x]]]]] = True
     mask[problem.pair_order[part.pairs[frac[v.y0 : v.y0 + v.num_y]]]] = True
+    if v.num_m:
+        # a fractional move would let a rounded order move without paying for it
+        mask[part.orders[frac[v.m0 : v.m0 + v.num_m]]] = True
     return mask
 
 
 def independent_components(problem, part: ModelInput, model, v, rows) -> list[np.ndarray]:
     """Order masks of the part's independent components (linked by the stock
     and capacity rows of the model, the only rows that span orders)."""
+    if "moves" in rows:
+        # the churn limit spans every order of the part: one component
+        return [np.isin(np.arange(problem.num_orders), part.orders)]
     linking = np.r_[
         np.arange(rows["stock"].start, rows["stock"].stop),
         np.arange(rows["capacity"].start, rows["capacity"].stop),

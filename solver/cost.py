@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solver.churn import moved_orders
+
 
 @dataclass(frozen=True)
 class CostBreakdown:
@@ -21,6 +23,10 @@ class CostBreakdown:
     splits: int
     unfilled_units: int
     shipments: int
+    moves: int = 0
+    """Orders moved from their current routing (re-optimization only)."""
+    move_cost: float = 0.0
+    """Their cost (``moves * Churn.move_cost``), included in ``total_cost``."""
 
 
 def evaluate(problem, units: np.ndarray) -> CostBreakdown:
@@ -36,4 +42,36 @@ def evaluate(problem, units: np.ndarray) -> CostBreakdown:
     total = (
         shipping + handling + problem.split_penalty * splits + problem.unfilled_penalty * unfilled
     )
-    return CostBreakdown(total, shipping, handling, splits, unfilled, int(used.sum()))
+    moves, move_cost = 0, 0.0
+    if problem.churn is not None:
+        moves = int(moved_orders(problem, units).sum())
+        move_cost = problem.churn.move_cost * moves
+        total += move_cost
+    return CostBreakdown(
+        total, shipping, handling, splits, unfilled, int(used.sum()), moves, move_cost
+    )
+
+
+def order_costs(problem, units: np.ndarray) -> np.ndarray:
+    """(O,) each order's share of the scenario cost of ``units`` (moves not included):
+    its shipments, handling, splits and unfilled units; they sum to the routing cost."""
+    units = np.asarray(units, dtype=np.int64)
+    orders = problem.num_orders
+    pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
+    used = pair_units > 0
+    shipments = np.bincount(problem.pair_order[used], minlength=orders)
+    shipping = np.bincount(
+        problem.pair_order[used], weights=problem.pair_ship_cost[used], minlength=orders
+    )
+    cand_order = problem.line_order[problem.cand_line]
+    handling = np.bincount(
+        cand_order, weights=problem.handling[problem.cand_node] * units, minlength=orders
+    )
+    wanted = np.bincount(problem.line_order, weights=problem.line_qty, minlength=orders)
+    allocated = np.bincount(cand_order, weights=units, minlength=orders)
+    return (
+        shipping
+        + handling
+        + problem.split_penalty * np.maximum(shipments - 1, 0)
+        + problem.unfilled_penalty * (wanted - allocated)
+    )

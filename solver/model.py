@@ -5,7 +5,8 @@ Decision variables (see :class:`Vars`):
 - ``x[c]``   integer units of a line given by line candidate c = (line, node);
 - ``y[p]``   binary: shipment candidate p = (order, node) is used;
 - ``u[l]``   units of line l left unfilled;
-- ``z[o]``   splits of order o (shipments beyond the first).
+- ``z[o]``   splits of order o (shipments beyond the first);
+- ``m[o]``   binary, re-optimization only: order o moves from its current routing.
 
 Each rule below adds its rows (and, for cost terms, objective coefficients) to
 a :class:`ModelBuilder`; :func:`build_model` lists them in one place so the
@@ -40,6 +41,9 @@ class ModelInput:
     orders: np.ndarray
     stock: np.ndarray
     capacity: np.ndarray
+    move_budget: float | None = None
+    """Re-optimization: how many of these orders may still move (the churn
+    limit less the moves of the orders outside); ``None``: the whole limit."""
 
     @classmethod
     def whole(cls, problem) -> ModelInput:
@@ -63,6 +67,7 @@ class Vars:
     num_y: int
     num_u: int
     num_z: int
+    num_m: int = 0
 
     @property
     def y0(self) -> int:
@@ -77,8 +82,12 @@ class Vars:
         return self.num_x + self.num_y + self.num_u
 
     @property
-    def size(self) -> int:
+    def m0(self) -> int:
         return self.z0 + self.num_z
+
+    @property
+    def size(self) -> int:
+        return self.m0 + self.num_m
 
     def extract(self, solution: np.ndarray) -> np.ndarray:
         """Units per model line candidate, rounded to the integers they are."""
@@ -131,7 +140,8 @@ def build_model(
     Also returns the keys of the stock rows ((node, sku) pairs) and capacity
     rows (nodes) it contains, and the row range of each rule.
     """
-    v = Vars(part.cands.size, part.pairs.size, part.lines.size, part.orders.size)
+    num_m = part.orders.size if problem.churn is not None else 0
+    v = Vars(part.cands.size, part.pairs.size, part.lines.size, part.orders.size, num_m)
     mb = ModelBuilder(v.size)
     local_line = _local_index(part.lines, problem.cand_line[part.cands])
     local_pair = _local_index(part.pairs, problem.cand_pair[part.cands])
@@ -143,6 +153,8 @@ def build_model(
     line_fill(problem, part, v, mb, local_line)
     units_need_shipment(problem, part, v, mb, local_pair)
     split_penalty(problem, part, v, mb, local_order)
+    if problem.churn is not None:
+        move_rule(problem, part, v, mb)
     keys = {
         "stock": stock_limit(problem, part, v, mb),
         "capacity": capacity_limit(problem, part, v, mb),
@@ -194,6 +206,59 @@ def split_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_or
         np.full(v.num_z, -1.0),
         np.full(v.num_z, np.inf),
     )
+
+
+def move_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """Re-optimization (:mod:`solver.churn`): m[o] = 1 when order o's units differ
+    from its current ones; each moved order costs ``move_cost``; at most the
+    part's move budget of them may move.
+
+    Per candidate: ``x - cur <= (ub - cur) m`` and ``cur - x <= cur m``, so
+    m = 0 pins every unit to its current value. An order holding units on a
+    candidate outside the part cannot keep them: it must move.
+    """
+    churn = problem.churn
+    m = slice(v.m0, v.m0 + v.num_m)
+    mb.c[m] = churn.move_cost
+    mb.col_hi[m] = 1.0
+    mb.integer[m] = True
+    local_order = _local_index(part.orders, problem.line_order[problem.cand_line[part.cands]])
+    current = churn.current[part.cands].astype(np.float64)
+    held = np.bincount(
+        problem.line_order[problem.cand_line], weights=churn.current, minlength=problem.num_orders
+    )[part.orders]
+    held_here = np.bincount(local_order, weights=current, minlength=v.num_m)
+    mb.col_lo[m] = (held > held_here + 0.5).astype(np.float64)
+    idx = np.arange(v.num_x)
+    ub = mb.col_hi[: v.num_x]
+    mb.add_rows(
+        "move_up",
+        np.concatenate([idx, idx]),
+        np.concatenate([idx, v.m0 + local_order]),
+        np.concatenate([np.ones(v.num_x), -(ub - current)]),
+        np.full(v.num_x, -np.inf),
+        current,
+    )
+    holds = np.flatnonzero(current > 0)
+    down = np.arange(holds.size)
+    mb.add_rows(
+        "move_down",
+        np.concatenate([down, down]),
+        np.concatenate([holds, v.m0 + local_order[holds]]),
+        np.concatenate([-np.ones(holds.size), -current[holds]]),
+        np.full(holds.size, -np.inf),
+        -current[holds],
+    )
+    budget = churn.max_moves if part.move_budget is None else part.move_budget
+    if budget is not None:
+        mb.add_rows(
+            "moves",
+            np.zeros(v.num_m, dtype=np.int64),
+            v.m0 + np.arange(v.num_m),
+            np.ones(v.num_m),
+            [-np.inf],
+            [float(budget)],
+        )
 
 
 # --- feasibility rules --------------------------------------------------------
@@ -293,4 +358,14 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
         _local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z
     )
     z = np.maximum(ships - 1, 0)
-    return np.concatenate([x, y, u, z])
+    if not v.num_m:
+        return np.concatenate([x, y, u, z])
+    current = problem.churn.current[part.cands]
+    local_order = _local_index(part.orders, problem.line_order[problem.cand_line[part.cands]])
+    differs = np.bincount(local_order, weights=(units != current), minlength=v.num_m) > 0
+    held = np.bincount(
+        problem.line_order[problem.cand_line], weights=problem.churn.current, minlength=problem.num_orders
+    )[part.orders]
+    held_here = np.bincount(local_order, weights=current, minlength=v.num_m)
+    m = (differs | (held > held_here + 0.5)).astype(np.float64)
+    return np.concatenate([x, y, u, z, m])
