@@ -159,15 +159,20 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
     )
 
 
-def write_answer(out_dir: Path, assignments: pd.DataFrame, summary: dict) -> None:
-    """Write both files so that a reader never sees a half-written answer."""
+def write_answer(
+    out_dir: Path, assignments: pd.DataFrame, summary: dict, extra: dict[str, str] | None = None
+) -> None:
+    """Write both files (and ``extra`` ones: name to text) so that a reader never
+    sees a half-written answer."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".omniroute-", dir=out_dir))
     try:
         assignments.to_csv(staging / "assignments.csv", index=False)
         # allow_nan=False: Infinity and NaN are not JSON; _summary has replaced them.
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        for name in ("assignments.csv", "summary.json"):
+        for name, text in (extra or {}).items():
+            (staging / name).write_text(text)
+        for name in ("assignments.csv", *(extra or {}), "summary.json"):
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
