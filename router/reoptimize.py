@@ -51,7 +51,7 @@ def parse_max_moves(text: str, orders: int) -> int:
         share = float(match.group(1))
         if share > 100:
             raise ValueError(f"--max-moves {text!r}: a share must be at most 100%")
-        return int(math.floor(share / 100 * orders + 1e-9))
+        return math.floor(share / 100 * orders + 1e-9)
     if re.fullmatch(r"\d+", value):
         return int(value)
     raise ValueError(f"--max-moves {text!r}: expected a number of orders (250) or a share (10%)")
