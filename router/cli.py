@@ -7,6 +7,7 @@ the file, row and column or the option) and exits with code 2.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -136,6 +137,103 @@ def solve(
         # The answer is written (status "interrupted"); the exit code still
         # tells a script the run was cut short: 130 after Ctrl-C, 143 after SIGTERM.
         raise typer.Exit(code=128 + output.stopped_by)
+
+
+@app.command()
+def reoptimize(
+    scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder: the orders, and the stock they may use (what they hold now included).")],
+    current: Annotated[Path, typer.Option("--current", help="The orders' current routing, as assignments.csv (feasible on the scenario).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for assignments.csv, moves.csv and summary.json.")],
+    max_moves: Annotated[str | None, typer.Option("--max-moves", help="At most this many orders may move: a number (250) or a share of the orders (10%).")] = None,
+    move_cost: Annotated[float, typer.Option("--move-cost", help="Cost added per moved order (>= 0).")] = 0.0,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds for the whole solve (finite, > 0).")] = 60.0,
+    gap: Annotated[float, typer.Option(help="Stop once proven within this relative gap, in [0, 1).")] = 1e-3,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the answer in a non-empty OUT.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+) -> None:
+    """Re-decide held orders jointly from their current routing, under a churn rule
+    (a cost per moved order and/or a limit on the moves); write the new routing,
+    the moves per order, and the before/after KPIs."""
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        _fail(f"--time-limit must be a finite number of seconds > 0 (got {time_limit})")
+    if not (math.isfinite(gap) and 0 <= gap < 1):
+        _fail(f"--gap must be a number in [0, 1) (got {gap})")
+    if not (math.isfinite(move_cost) and move_cost >= 0):
+        _fail(f"--move-cost must be a finite number >= 0 (got {move_cost})")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        _fail(f"--out {out} exists and is not empty (pass --overwrite)")
+
+    from router.checker import load_assignments
+    from router.reoptimize import parse_max_moves, reoptimize_scenario, write_plan
+    from router.scenario import load_scenario
+    from solver.batch import OptimizeParams
+
+    params = OptimizeParams(time_limit=time_limit, rel_gap=gap, seed=seed)
+    try:
+        scenario = load_scenario(scenario_dir)
+        if not current.is_file():
+            _fail(f"--current {current}: file not found")
+        held = load_assignments(current)
+        orders = int(scenario.orders["order_id"].nunique())
+        limit = None if max_moves is None else parse_max_moves(max_moves, orders)
+        run = functools.partial(
+            reoptimize_scenario, scenario, held, move_cost=move_cost, max_moves=limit,
+            params=params, current_file=current.name,
+        )  # fmt: skip
+        if quiet:
+            output = run()
+        else:
+            with _ProgressDisplay() as display:
+                output = run(progress=display.update)
+        write_plan(out, output)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # --max-moves
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write the answer to {out}: {_unwritable(out, exc)}")
+    if as_json:
+        print(json.dumps(output.summary, indent=2, allow_nan=False))
+    else:
+        print(plan_table(output.summary, out))
+
+
+def plan_table(summary: dict, out: Path) -> str:
+    """Before/after KPIs of a re-optimization, and where the files are."""
+    before, after = summary["before"], summary["after"]
+    rows = [
+        ("cost", f"{before['cost']:,.2f}", f"{after['cost']:,.2f}"),
+        ("splits", str(before["splits"]), str(after["splits"])),
+        ("fill rate", f"{before['fill_rate']:.2%}", f"{after['fill_rate']:.2%}"),
+        ("store unit share", f"{before['store_unit_share']:.2%}", f"{after['store_unit_share']:.2%}"),
+        (
+            "store shipments within 5 km",
+            f"{before['store_shipments_within_5km']:.2%}",
+            f"{after['store_shipments_within_5km']:.2%}",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'':<{width}}  {'before':>14}  {'after':>14}"]
+    lines += [f"{name:<{width}}  {b:>14}  {a:>14}" for name, b, a in rows]
+    limit = summary["max_moves"]
+    lines.append(
+        f"orders moved: {summary['orders_moved']:,} of {summary['orders']:,}"
+        + (f" (limit {limit:,})" if limit is not None else "")
+        + f"; saving {summary['saving']:,.2f} ({summary['saving_share']:.2%})"
+    )
+    gap = summary["gap"]
+    lines.append(
+        f"status: {summary['status']}; objective {summary['objective']:,.2f}, "
+        f"lower bound {summary['lower_bound']:,.2f}"
+        + ("" if gap is None else f", gap {gap:.3%}")
+        + f"; {summary['solve_seconds']:.1f} s"
+    )
+    lines.append(f"written: {out / 'assignments.csv'}, {out / 'moves.csv'}, {out / 'summary.json'}")
+    return "\n".join(lines)
 
 
 def summary_table(summary: dict, scenario, out: Path) -> str:
