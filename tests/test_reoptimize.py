@@ -174,7 +174,7 @@ def test_current_routing_must_be_feasible():
     current = pd.DataFrame(
         {"order_id": ["O1", "O2"], "line_id": ["L1", "L1"], "node_id": ["W1", "W1"], "qty": [1, 1]}
     )
-    with pytest.raises(ScenarioError, match="current.csv.*not feasible"):
+    with pytest.raises(ScenarioError, match=r"current\.csv.*not feasible"):
         reoptimize_scenario(scenario, current, current_file="current.csv")
 
 
