@@ -40,12 +40,12 @@ from solver.blocks import geographic_blocks
 from solver.bound import Prices
 from solver.budget import remaining, within
 from solver.churn import moved_orders
+from solver.churn_bound import churn_bound
 from solver.contention import overused, usage
 from solver.cost import evaluate, order_costs
 from solver.mip import MipModel, MipParams, SolveStatus, solve_mip
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import solve_exactly
-from solver.pricing import build_structure, price_orders
 from solver.relax_fix import relax_and_fix
 
 
@@ -133,10 +133,12 @@ def reoptimize(
             timed_out |= candidate is None
             offer(candidate)
         emit("lower bound", {"best": best_cost, "bound": bound})
-        prices = free.prices or Prices(problem)
-        bound = max(bound, churn_bound(problem, prices))
-        if free.prices is not None:
-            bound = max(bound, churn_bound(problem, Prices(problem)))
+        deadline = clock() + remaining(params, clock, 0.0)
+        value, details = churn_bound(
+            problem, free.prices or Prices(problem), best_cost, clock, deadline
+        )
+        stats["bound"] = details
+        bound = max(bound, value)
     cost = evaluate(problem, best)
     bound = min(bound, cost.total_cost)
     stats["moved_orders"] = cost.moves
@@ -254,44 +256,3 @@ def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
     units[take_target] = target[take_target]
     status = str(mip.status) if mip.status != SolveStatus.OPTIMAL else "optimal"
     return units, status
-
-
-def churn_bound(problem, prices: Prices) -> float:
-    """A proven lower bound of the re-optimization at nonnegative ``prices``.
-
-    Relax stock and capacity with ``prices`` and the move limit with a price
-    ``mu >= 0``: each order alone then keeps its current routing (its cost at
-    the prices) or takes its best priced routing (the vectorised oracle's
-    relaxed optimum, a lower bound of it) plus the move cost plus ``mu``. The
-    sum over orders less the prices times the limits and ``mu`` times the move
-    limit is a lower bound for every such ``mu``; the best ``mu`` is exact: the
-    bound is concave and piecewise linear in it, with slope (orders better off
-    moving) - (move limit).
-    """
-    churn = problem.churn
-    structure = build_structure(problem, exact_short=False)
-    key_price = prices.key[structure.key_node, structure.key_sku]
-    finite = np.isfinite(problem.capacity)
-    node_price = np.where(finite, prices.node, 0.0)
-    priced = price_orders(problem, structure, key_price, node_price)
-    unit_price = prices.key + node_price[:, None]
-    cand_price = unit_price[problem.cand_node, problem.line_sku[problem.cand_line]]
-    keep = order_costs(problem, churn.current) + np.bincount(
-        problem.line_order[problem.cand_line],
-        weights=cand_price * churn.current,
-        minlength=problem.num_orders,
-    )
-    move = priced.order_cost + churn.move_cost
-    limits = float(key_price @ structure.key_stock) + float(
-        node_price[finite] @ problem.capacity[finite]
-    )
-    threshold = keep - move  # moving pays off while its price mu is below this
-    mu = 0.0
-    if churn.max_moves is not None:
-        gains = np.sort(threshold[threshold > 0])[::-1]
-        if gains.size > churn.max_moves:
-            mu = float(gains[churn.max_moves])
-    value = np.minimum(keep, move + mu).sum() - limits
-    if churn.max_moves is not None:
-        value -= mu * churn.max_moves
-    return float(value)

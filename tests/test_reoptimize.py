@@ -161,9 +161,15 @@ def test_churn_bound_is_valid_at_any_prices():
     rng = np.random.default_rng(0)
     prices = Prices(churned)
     upper = evaluate(churned, held).total_cost  # keeping everything is feasible
-    assert churn_bound(churned, prices) <= upper + 1e-6
+    clock = _clock()
+    at_zero, _ = churn_bound(churned, prices, upper, clock, deadline=0.0)  # one evaluation
+    assert at_zero <= upper + 1e-6
     prices.key = rng.uniform(0, 5, prices.key.shape)
-    assert churn_bound(churned, prices) <= upper + 1e-6
+    at_random, _ = churn_bound(churned, prices, upper, clock, deadline=0.0)
+    assert at_random <= upper + 1e-6
+    searched, details = churn_bound(churned, Prices(churned), upper, clock, deadline=clock() + 5)
+    assert details["steps"] > 1
+    assert at_zero - 1e-6 <= searched <= upper + 1e-6
 
 
 # --- bad input -----------------------------------------------------------------------
