@@ -72,7 +72,9 @@ def churn_lagrangian(
     return ChurnDual(value, used_key, used_node, int(moving.sum()))
 
 
-def churn_bound(problem, prices: Prices, upper: float, clock, deadline: float, max_steps: int = 200):
+def churn_bound(
+    problem, prices: Prices, upper: float, clock, deadline: float, max_steps: int = 200
+):
     """The best bound found by a price search from ``prices`` until ``deadline``.
 
     Returns (bound, details). ``upper`` is the cost of a feasible answer (the

@@ -17,7 +17,7 @@ per moved order and a limit on the moves. The method:
 5. **Re-decide** the orders that could move, in geographic blocks, by relax
    and fix on the model *with* the move rule (its move budget is the limit
    less the moves outside the block), from the incumbent: cost never rises,
-   the limit always holds.
+   the limit always holds. A moderate part is then solved as one MIP.
 6. **Proven bound** (:func:`churn_bound`): at nonnegative stock and capacity
    prices and a price ``mu`` on the move limit, each order alone takes the
    cheaper of keeping its current routing and its best priced routing plus the
@@ -45,7 +45,7 @@ from solver.contention import overused, usage
 from solver.cost import evaluate, order_costs
 from solver.mip import MipModel, MipParams, SolveStatus, solve_mip
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
-from solver.polish import solve_exactly
+from solver.polish import polish, solve_exactly
 from solver.relax_fix import relax_and_fix
 
 
@@ -91,7 +91,11 @@ def reoptimize(
     else:
         free_problem = problem.replace(churn=None)
         emit("free solve", {"best": best_cost})
-        free_params = replace(params, time_limit=clock() + remaining(params, clock, 0.55 * params.time_limit))
+        # The time: about half to the free solve, a tenth at most to the choice,
+        # the re-decide until 80%, the rest (at least 15%) to the bound.
+        free_params = replace(
+            params, time_limit=clock() + remaining(params, clock, 0.5 * params.time_limit)
+        )
         free = optimize(free_problem, free_params, clock)
         stats["free"] = {
             "cost": free.cost.total_cost,
@@ -103,9 +107,15 @@ def reoptimize(
             bound = max(bound, free.lower_bound)
         emit("choose moves", {"best": best_cost, "bound": bound})
         chosen, choice_status = choose_moves(
-            problem, free.units, remaining(params, clock, 0.4 * params.time_limit), clock
+            problem,
+            free.units,
+            min(0.1 * params.time_limit, remaining(params, clock, 0.3 * params.time_limit)),
+            clock,
         )
-        stats["choice"] = {"status": choice_status, "moved": int(moved_orders(problem, chosen).sum())}
+        stats["choice"] = {
+            "status": choice_status,
+            "moved": int(moved_orders(problem, chosen).sum()),
+        }
         offer(chosen)
         emit("choose moves", {"best": best_cost, "bound": bound})
 
@@ -113,7 +123,7 @@ def reoptimize(
         blocks = geographic_blocks(problem, may_move, params.block_orders) if may_move.any() else []
         stats["blocks"] = len(blocks)
         for index, block in enumerate(blocks):
-            share = remaining(params, clock, 0.1 * params.time_limit) / (len(blocks) - index)
+            share = remaining(params, clock, 0.15 * params.time_limit) / (len(blocks) - index)
             if share < 1.0 + 5e-4 * block.sum():
                 timed_out = True
                 break
@@ -132,6 +142,14 @@ def reoptimize(
             )
             timed_out |= candidate is None
             offer(candidate)
+        if 0 < may_move.sum() <= params.polish_orders and clock() < 0.8 * params.time_limit:
+            # A moderate part: once more as one MIP, with the move rule, from the best.
+            emit("re-decide: one MIP", {"best": best_cost, "bound": bound})
+            polished, finished = polish(
+                problem, best, may_move, params, clock, emit, reserve=0.15 * params.time_limit
+            )
+            timed_out |= not finished
+            offer(polished)
         emit("lower bound", {"best": best_cost, "bound": bound})
         deadline = clock() + remaining(params, clock, 0.0)
         value, details = churn_bound(
@@ -187,9 +205,7 @@ def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
     rows, cols, vals, limits = [], [], [], []
     # stock (node, SKU)
     stock_slack = (problem.stock - used_key).ravel().astype(np.float64)
-    pair = np.unique(
-        np.stack([local[cand_order[cand]], key], axis=1), axis=0, return_inverse=True
-    )
+    pair = np.unique(np.stack([local[cand_order[cand]], key], axis=1), axis=0, return_inverse=True)
     (pair_codes, pair_of) = pair
     pair_delta = np.bincount(pair_of.ravel(), weights=delta[cand], minlength=len(pair_codes))
     keys, key_row = np.unique(pair_codes[:, 1], return_inverse=True)
@@ -212,7 +228,9 @@ def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
             return_inverse=True,
         )
         node_codes, node_of = code
-        node_delta = np.bincount(node_of.ravel(), weights=delta[cap_cand], minlength=len(node_codes))
+        node_delta = np.bincount(
+            node_of.ravel(), weights=delta[cap_cand], minlength=len(node_codes)
+        )
         nodes, node_row = np.unique(node_codes[:, 1], return_inverse=True)
         node_row = node_row.ravel()
         draws_n = np.bincount(node_row, weights=np.maximum(node_delta, 0), minlength=nodes.size) > 0
