@@ -35,7 +35,7 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 
-from solver.batch import RoutingResult, optimize
+from solver.batch import RoutingResult, _model_columns, optimize
 from solver.blocks import geographic_blocks
 from solver.bound import Prices
 from solver.budget import remaining, within
@@ -43,6 +43,7 @@ from solver.churn import moved_orders
 from solver.churn_bound import churn_bound
 from solver.contention import overused, usage
 from solver.cost import evaluate, order_costs
+from solver.joint_lp import solve_joint_lp
 from solver.mip import MipModel, MipParams, SolveStatus, solve_mip
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly
@@ -151,10 +152,24 @@ def reoptimize(
             timed_out |= not finished
             offer(polished)
         emit("lower bound", {"best": best_cost, "bound": bound})
+        prices = free.prices or Prices(problem)
+        if _model_columns(problem) <= params.whole_lp_columns:
+            # The LP relaxation of the whole model with the move rule: a proven
+            # bound by weak duality, and the prices the search starts from.
+            joint = solve_joint_lp(
+                problem, best, None, params, clock, 0.6 * remaining(params, clock, 0.0), whole=True
+            )
+            if joint is not None:
+                bound = max(bound, joint.bound)
+                prices = joint.prices
+                stats["lp_bound"] = {
+                    "solver": joint.solver,
+                    "seconds": joint.seconds,
+                    "converged": joint.converged,
+                    "bound": joint.bound,
+                }
         deadline = clock() + remaining(params, clock, 0.0)
-        value, details = churn_bound(
-            problem, free.prices or Prices(problem), best_cost, clock, deadline
-        )
+        value, details = churn_bound(problem, prices, best_cost, clock, deadline)
         stats["bound"] = details
         bound = max(bound, value)
     cost = evaluate(problem, best)
@@ -259,18 +274,35 @@ def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
         np.full(n_rows, -np.inf),
         np.concatenate(limits),
     )
+    start = _greedy_choice(c, A.tocsc(), np.concatenate(limits))
     mip = solve_mip(
         model,
         MipParams(time_limit=max(time_limit, 0.05), rel_gap=1e-4),
-        start=np.zeros(orders.size),
+        start=start,
         stop=stop_requested(clock),
     )
     units = current.copy()
-    if mip.x is None:
-        return units, str(mip.status)
+    pick = start if mip.x is None or c @ np.rint(mip.x) > c @ start else np.rint(mip.x)
     chosen = np.zeros(problem.num_orders, dtype=bool)
-    chosen[orders[np.rint(mip.x) > 0.5]] = True
+    chosen[orders[pick > 0.5]] = True
     take_target = chosen[cand_order]
     units[take_target] = target[take_target]
     status = str(mip.status) if mip.status != SolveStatus.OPTIMAL else "optimal"
     return units, status
+
+
+def _greedy_choice(cost: np.ndarray, columns: sp.csc_matrix, limits: np.ndarray) -> np.ndarray:
+    """A feasible start for :func:`choose_moves`: switches by largest saving first,
+    each taken if what it draws fits what is left (the rows are ``A s <= limits``,
+    and ``s = 0`` is feasible)."""
+    slack = limits.astype(np.float64).copy()
+    chosen = np.zeros(cost.size)
+    for j in np.argsort(cost, kind="stable").tolist():
+        if cost[j] >= 0:
+            break
+        lo, hi = columns.indptr[j], columns.indptr[j + 1]
+        rows, vals = columns.indices[lo:hi], columns.data[lo:hi]
+        if np.all(slack[rows] - vals >= -1e-9):
+            slack[rows] -= vals
+            chosen[j] = 1.0
+    return chosen
