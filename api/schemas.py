@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from router.pool import inventory
 from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
+from router.pool.rejections import Rejection, RejectionRequest
 from router.pool.reservations import ReservationView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
 from router.pool.service import DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS
@@ -225,6 +226,54 @@ class RouteResponse(BaseModel):
     @classmethod
     def of(cls, result: RouteResult) -> RouteResponse:
         return cls.model_validate(result, from_attributes=True)
+
+
+# --- rejections (issue 9) ------------------------------------------------------------------
+
+
+class RejectionIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"node_id": "S1", "line_id": "1", "qty": 1, "kind": "short_pick"}]
+        },
+    )
+
+    node_id: Id = Field(description="The node that rejects or short-picks the line.")
+    line_id: Id
+    qty: Quantity = Field(description="Units of the line the node will not ship.")
+    kind: Literal["reject", "short_pick"] = "reject"
+    reason: Text | None = None
+
+    def to_request(self, order_id: str) -> RejectionRequest:
+        return RejectionRequest(
+            order_id, self.line_id, self.node_id, self.qty, self.kind, self.reason
+        )
+
+
+class RejectionOut(BaseModel):
+    rejection_id: str
+    order_id: str
+    line_id: str
+    sku: str
+    node_id: str = Field(description="The node that rejected; it does not serve the line again.")
+    kind: Literal["reject", "short_pick"]
+    qty: int
+    status: Literal["rerouted", "partial", "unfilled"]
+    rerouted: int = Field(description="Units reserved at other nodes.")
+    unfilled: int = Field(description="Units no other node could serve.")
+    reroute: RouteResponse = Field(description="The routing of the rejected part alone.")
+    created_at: UtcTime
+    replayed: bool
+
+    @classmethod
+    def of(cls, rejection: Rejection) -> RejectionOut:
+        return cls.model_validate(rejection, from_attributes=True)
+
+
+class RejectionList(BaseModel):
+    order_id: str
+    rejections: list[RejectionOut]
 
 
 # --- reservations -------------------------------------------------------------------------

@@ -19,7 +19,16 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from router.pool import idempotency, inventory, keys, locks, nodes, reservations, routing
+from router.pool import (
+    idempotency,
+    inventory,
+    keys,
+    locks,
+    nodes,
+    rejections,
+    reservations,
+    routing,
+)
 from router.pool.db import Database, database_url_from_env, migrate
 from router.pool.errors import Busy
 from router.pool.nodes import NodeIndex, NodeSpec
@@ -228,6 +237,65 @@ class Pool:
             f"routing lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
             rule="route_retries",
         )
+
+    # --- rejections (issue 9) ------------------------------------------------------------
+
+    def reject(
+        self,
+        request: rejections.RejectionRequest,
+        *,
+        actor: str = "system",
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> rejections.Rejection:
+        """A node rejects or short-picks part of a line: re-route that part elsewhere
+        (see ``router.pool.rejections``); all of it happens, or nothing."""
+        model = self.read_model()
+        scope_key = idempotency.scope("reject", actor, idempotency_key) if idempotency_key else None
+        for attempt in range(1, routing.MAX_ROUTE_ATTEMPTS + 1):
+            try:
+                with self.db.write() as conn:
+                    routing.lock_order(conn, request.order_id)
+                    if scope_key:
+                        stored = idempotency.find(conn, scope_key, request.fingerprint())
+                        if stored is not None:
+                            return rejections.Rejection.from_json(stored.response)
+                    now = self.clock()
+                    answer = rejections.reject(
+                        conn,
+                        request,
+                        model.index,
+                        model.policy,
+                        now=now,
+                        attempt=attempt,
+                        actor=actor,
+                        idempotency_key=idempotency_key,
+                        request_id=request_id,
+                    )
+                    if scope_key:
+                        idempotency.record(
+                            conn, scope_key, request.fingerprint(), 200, answer.to_json(), now
+                        )
+                    return answer
+            except LostRace:
+                _back_off(attempt)
+                continue
+            except IntegrityError:
+                if scope_key is None:
+                    raise
+                continue  # a concurrent retry with the same key committed first
+            except DBAPIError as error:
+                if not _is_retryable(error):
+                    raise
+                _back_off(attempt)
+        raise Busy(
+            f"the rejection lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
+            rule="route_retries",
+        )
+
+    def rejections_of(self, order_id: str) -> list[rejections.Rejection]:
+        with self.db.read() as conn:
+            return rejections.of_order(conn, order_id)
 
     # --- reservations -------------------------------------------------------------------
 
@@ -465,9 +533,7 @@ class Pool:
     ) -> str:
         """A new key (shown only now); ``expires_at`` is naive UTC, None for never."""
         with self.db.write() as conn:
-            return keys.create_key(
-                conn, role, now=self.clock(), label=label, expires_at=expires_at
-            )
+            return keys.create_key(conn, role, now=self.clock(), label=label, expires_at=expires_at)
 
     def list_keys(self) -> list[keys.KeyInfo]:
         with self.db.read() as conn:

@@ -1,0 +1,39 @@
+"""Rejections: a node rejects or short-picks a line; the part is re-routed elsewhere."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import OmsKey, PoolDep, RequestIdDep
+from api.routes.route import IdempotencyKey
+from api.schemas import OrderId, RejectionIn, RejectionList, RejectionOut
+
+router = APIRouter(prefix="/v1", tags=["rejections"])
+
+
+@router.post("/orders/{order_id}/rejections", response_model=RejectionOut)
+def reject_line(
+    order_id: OrderId,
+    body: RejectionIn,
+    pool: PoolDep,
+    principal: OmsKey,
+    request_id: RequestIdDep,
+    idempotency_key: IdempotencyKey = None,
+) -> RejectionOut:
+    """Take `qty` units of the line off the node and route them again without it; the
+    rest of the order stays where it is. A retry with the same Idempotency-Key moves
+    nothing again and answers the same."""
+    rejection = pool.reject(
+        body.to_request(order_id),
+        actor=principal.key_id,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
+    return RejectionOut.of(rejection)
+
+
+@router.get("/orders/{order_id}/rejections", response_model=RejectionList)
+def rejections_of_order(order_id: OrderId, pool: PoolDep, _key: OmsKey) -> RejectionList:
+    return RejectionList(
+        order_id=order_id, rejections=[RejectionOut.of(r) for r in pool.rejections_of(order_id)]
+    )
