@@ -165,3 +165,43 @@ def test_rejections_are_listed_by_order(pool):
     first = pool.reject(RejectionRequest("o1", "l1", "S1", 1, reason="damaged"))
     (listed,) = pool.rejections_of("o1")
     assert listed.rejection_id == first.rejection_id and not listed.replayed
+
+
+def test_a_wave_order_rejected_with_no_other_stock_is_unfilled(pool, clock):
+    """The wave of test_waves: ``far`` (at S2's place) jointly gets S1 and ``near`` W1;
+    when S1 rejects ``far``, W1's only unit is ``near``'s, so ``far`` stays unfilled."""
+    from router.pool.waves import Waves, WaveSettings
+    from tests.service.test_waves import FAR
+    from tests.service.test_waves import order as wave_order
+
+    seed_network(pool, {("W1", "A"): 1, ("S1", "A"): 1})
+    waves = Waves(pool, WaveSettings(window_seconds=60, max_orders=3, time_limit=5))
+    waves.queue(wave_order("near"), hold_seconds=900)
+    waves.queue(wave_order("far", FAR), hold_seconds=900)
+    clock.advance(60)
+    waves.run_due()
+    assert held(pool, "far") == [("l1", "S1", 1)] and held(pool, "near") == [("l1", "W1", 1)]
+
+    assert pool.reject(RejectionRequest("far", "l1", "S1", 1)).status == "unfilled"
+    assert held(pool, "near") == [("l1", "W1", 1)]  # the rest of the pool stays put
+    assert_ledger_matches_balances(pool)
+
+
+def test_wave_order_rejection_goes_to_the_next_node_at_its_destination(pool, clock):
+    from router.pool.waves import Waves, WaveSettings
+    from tests.service.test_waves import FAR
+    from tests.service.test_waves import order as wave_order
+
+    seed_network(pool, {("W1", "A"): 2, ("S1", "A"): 1})
+    waves = Waves(pool, WaveSettings(window_seconds=60, max_orders=3, time_limit=5))
+    waves.queue(wave_order("far", FAR), hold_seconds=900)
+    clock.advance(60)
+    waves.run_due()
+    assert held(pool, "far") == [("l1", "S1", 1)]  # FAR: S1 = 11.5 beats W1 = 17
+    answer = pool.reject(RejectionRequest("far", "l1", "S1", 1))
+    assert [(a.node_id, a.qty) for a in answer.reroute.lines[0].allocations] == [("W1", 1)]
+    # The cost is that of shipping to FAR (~120 km from W1), so the destination was kept.
+    assert answer.reroute.cost.shipping == pytest.approx(
+        10.0 + 0.05 * answer.reroute.shipments[0].distance_km
+    )
+    assert answer.reroute.shipments[0].distance_km > 100
