@@ -27,6 +27,7 @@ from router.pool import (
     nodes,
     rejections,
     reservations,
+    returns,
     routing,
 )
 from router.pool.db import Database, database_url_from_env, migrate
@@ -296,6 +297,59 @@ class Pool:
     def rejections_of(self, order_id: str) -> list[rejections.Rejection]:
         with self.db.read() as conn:
             return rejections.of_order(conn, order_id)
+
+    # --- returns (issue 9) ----------------------------------------------------------------
+
+    def create_return(
+        self,
+        request: returns.ReturnRequest,
+        *,
+        actor: str = "system",
+        idempotency_key: str | None = None,
+    ) -> returns.ReturnView:
+        """Choose the return node and record the return as expected there."""
+        scope_key = idempotency.scope("return", actor, idempotency_key) if idempotency_key else None
+        fingerprint = hashlib.sha256(repr(request).encode()).hexdigest()
+
+        def work(conn):
+            routing.lock_order(conn, request.order_id)  # two returns of a line count together
+            if scope_key:
+                stored = idempotency.find(conn, scope_key, fingerprint)
+                if stored is not None:
+                    return returns.get(conn, stored.response)
+            now = self.clock()
+            view = returns.create_return(conn, request, now=now, actor=actor)
+            if scope_key:
+                idempotency.record(conn, scope_key, fingerprint, 201, view.return_id, now)
+            return view
+
+        return self._write_retrying(work)
+
+    def receive_return(
+        self,
+        return_id: str,
+        *,
+        sellable: int,
+        unsellable: int,
+        actor: str = "system",
+        request_id: str | None = None,
+    ) -> returns.ReturnView:
+        """The node confirms receipt: the units enter its stock, sellable or not."""
+        return self._write_retrying(
+            lambda conn: returns.receive(
+                conn,
+                return_id,
+                sellable,
+                unsellable,
+                now=self.clock(),
+                actor=actor,
+                request_id=request_id,
+            )
+        )
+
+    def return_of(self, return_id: str) -> returns.ReturnView:
+        with self.db.read() as conn:
+            return returns.get(conn, return_id)
 
     # --- reservations -------------------------------------------------------------------
 

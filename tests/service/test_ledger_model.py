@@ -1,5 +1,6 @@
 """A hypothesis state machine drives random feeds, routes, commits, releases, expiries,
-pauses, rejections (the part re-routed without the rejecting node) and campaign locks (lock, campaign orders using them, release, window expiry)
+pauses, rejections (the part re-routed without the rejecting node), returns received
+as sellable or unsellable, and campaign locks (lock, campaign orders using them, release, window expiry)
 against the pool and against a plain in-memory model of the ledger; after every step
 both must agree on every layer of every (node, sku), the ledger must sum to the
 balances, and ``locked`` must be what the active locks have left."""
@@ -29,6 +30,7 @@ from router.pool.inventory import AdjustRow, SetRow
 from router.pool.locks import LockRow
 from router.pool.nodes import NodeSpec
 from router.pool.rejections import RejectionRequest
+from router.pool.returns import ReturnRequest
 from router.pool.routing import Order, OrderLine
 from router.pool.schema import balances, campaign_locks, ledger, nodes
 from tests.service.conftest import FakeClock, pg_schema_url
@@ -111,6 +113,7 @@ class PoolVersusModel(RuleBasedStateMachine):
         self.locks: dict[str, Lock] = {}
         self.allow_pool: dict[str, bool] = {}  # campaigns that exist
         self.rejected_by: dict[str, set[str]] = {}  # order -> nodes that rejected its line
+        self.returned: dict[str, int] = {}  # order -> units of its line returned
 
     def teardown(self) -> None:
         self.pool.close()
@@ -294,6 +297,39 @@ class PoolVersusModel(RuleBasedStateMachine):
                 hold.pickup,
                 self.clock.now,
             )
+
+    @precondition(
+        lambda self: any(h.order and h.status == "committed" for h in self.holds.values())
+    )
+    @rule(data=st.data(), node=node_ids, qty=st.integers(1, 4), unsellable=st.integers(0, 4))
+    def return_and_receive(self, data, node, qty, unsellable):
+        """A shipped line comes back to a node and is received, part of it unsellable."""
+        order_id = data.draw(
+            st.sampled_from(
+                sorted(
+                    {h.order for h in self.holds.values() if h.order and h.status == "committed"}
+                )
+            )
+        )
+        sku = next(h.sku for h in self.holds.values() if h.order == order_id)
+        shipped = sum(
+            h.qty for h in self.holds.values() if h.order == order_id and h.status == "committed"
+        )
+        request = ReturnRequest(order_id, "l1", qty, node_id=node)
+        if qty > shipped - self.returned.get(order_id, 0):
+            with pytest.raises(InvalidInput) as raised:
+                self.pool.create_return(request)
+            assert raised.value.rule == "within_shipped"
+            event("return: within_shipped")
+            return
+        event("return: received")
+        view = self.pool.create_return(request)
+        self.returned[order_id] = self.returned.get(order_id, 0) + qty
+        unsellable = min(unsellable, qty)
+        self.pool.receive_return(view.return_id, sellable=qty - unsellable, unsellable=unsellable)
+        layer = self.layers.setdefault((node, sku), Layers())
+        layer.on_hand += qty
+        layer.unsellable += unsellable
 
     @rule(seconds=st.integers(1, 60))
     def time_passes_and_sweep_runs(self, seconds):
