@@ -24,6 +24,7 @@ from api.routes import (
     nodes,
     rejections,
     reservations,
+    returns,
     route,
     waves,
 )
@@ -144,7 +145,17 @@ def create_app(
     app.state.metrics = metrics
     problems.install(app)
     # rejections before reservations: POST /v1/orders/{id}/{action} would match it first.
-    for module in (route, rejections, reservations, inventory, nodes, campaigns, waves, health):
+    for module in (
+        route,
+        rejections,
+        reservations,
+        returns,
+        inventory,
+        nodes,
+        campaigns,
+        waves,
+        health,
+    ):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: the request id is set before anything else runs.

@@ -23,6 +23,7 @@ from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
 from router.pool.rejections import Rejection, RejectionRequest
 from router.pool.reservations import ReservationView
+from router.pool.returns import ReturnRequest, ReturnView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
 from router.pool.service import DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS
 
@@ -274,6 +275,74 @@ class RejectionOut(BaseModel):
 class RejectionList(BaseModel):
     order_id: str
     rejections: list[RejectionOut]
+
+
+# --- returns (issue 9) ----------------------------------------------------------------------
+
+
+class ReturnIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"order_id": "ord-1001", "line_id": "1", "qty": 1}]},
+    )
+
+    order_id: OrderId
+    line_id: Id
+    qty: Quantity
+    customer: Customer | None = Field(
+        None, description="Where the return starts; omitted: where the order was delivered."
+    )
+    node_id: Id | None = Field(
+        None, description="The node the return is brought to (no choice is made)."
+    )
+    prefer: Literal["store", "warehouse"] = Field(
+        "store",
+        description="store: the nearest store carrying the SKU, else the cheapest warehouse; "
+        "warehouse: the warehouse with the lowest restocking cost, else the nearest store.",
+    )
+
+    def to_request(self) -> ReturnRequest:
+        return ReturnRequest(
+            self.order_id,
+            self.line_id,
+            self.qty,
+            lat=self.customer.lat if self.customer else None,
+            lon=self.customer.lon if self.customer else None,
+            node_id=self.node_id,
+            prefer=self.prefer,
+        )
+
+
+class ReceiptIn(Strict):
+    sellable: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = Field(
+        description="Units that go back on sale (available rises)."
+    )
+    unsellable: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = Field(
+        description="Units kept but not sold (the unsellable layer rises)."
+    )
+
+
+class ReturnOut(BaseModel):
+    return_id: str
+    order_id: str
+    line_id: str
+    sku: str
+    qty: int
+    node_id: str = Field(description="Where the units come back.")
+    chosen_by: Literal["nearest_store", "cheapest_warehouse", "given"]
+    distance_km: float | None
+    restocking_cost: float | None = Field(
+        description="ship_fixed + ship_per_km * distance + handling_per_unit * qty at the node."
+    )
+    state: Literal["expected", "received"]
+    sellable: int | None
+    unsellable: int | None
+    created_at: UtcTime
+    received_at: UtcTime | None
+
+    @classmethod
+    def of(cls, view: ReturnView) -> ReturnOut:
+        return cls.model_validate(view, from_attributes=True)
 
 
 # --- reservations -------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Returns: choose where a returned line goes back; take it into the pool on receipt."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import OmsKey, PoolDep, RequestIdDep
+from api.routes.route import IdempotencyKey
+from api.schemas import Id, ReceiptIn, ReturnIn, ReturnOut
+
+router = APIRouter(prefix="/v1", tags=["returns"])
+
+
+@router.post("/returns", status_code=201, response_model=ReturnOut)
+def create_return(
+    body: ReturnIn, pool: PoolDep, principal: OmsKey, idempotency_key: IdempotencyKey = None
+) -> ReturnOut:
+    """Choose the return node for shipped units of a line; they are expected there."""
+    view = pool.create_return(
+        body.to_request(), actor=principal.key_id, idempotency_key=idempotency_key
+    )
+    return ReturnOut.of(view)
+
+
+@router.get("/returns/{return_id}", response_model=ReturnOut)
+def get_return(return_id: Id, pool: PoolDep, _key: OmsKey) -> ReturnOut:
+    return ReturnOut.of(pool.return_of(return_id))
+
+
+@router.post("/returns/{return_id}/receipt", response_model=ReturnOut)
+def receive_return(
+    return_id: Id, body: ReceiptIn, pool: PoolDep, principal: OmsKey, request_id: RequestIdDep
+) -> ReturnOut:
+    """The node received the units: sellable ones go back on sale, the rest are kept
+    as unsellable. A repeat of the same receipt changes nothing."""
+    view = pool.receive_return(
+        return_id,
+        sellable=body.sellable,
+        unsellable=body.unsellable,
+        actor=principal.key_id,
+        request_id=request_id,
+    )
+    return ReturnOut.of(view)
