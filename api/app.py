@@ -28,8 +28,10 @@ from api.routes import (
     route,
     waves,
 )
+from router.geocode import AddressGeocoder, GeocoderSettings
 from router.pool import Pool
 from router.pool.callbacks import CallbackSettings, deliver_due
+from router.pool.geocache import PoolGeocodeCache
 from router.pool.waves import Waves, WaveSettings
 
 log = logging.getLogger("omniroute.api")
@@ -98,6 +100,10 @@ def create_app(
                 functools.partial(Pool.open, background_checkpoint=True)
             )
         await run_in_threadpool(app.state.pool.read_model)
+        app.state.geocoder = AddressGeocoder(
+            GeocoderSettings.from_env(),
+            PoolGeocodeCache(app.state.pool.db, app.state.pool.clock),
+        )
         sweeper = (
             asyncio.create_task(_sweep_expired(app.state.pool, metrics, sweep_seconds))
             if sweep_seconds > 0

@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from router.geocode import Place
 from router.pool import inventory
 from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
@@ -92,6 +93,8 @@ IdempotencyKeyValue = Annotated[
     str, StringConstraints(min_length=1, max_length=200), IdChars, _ID_PATTERN
 ]
 Text = Annotated[str, StringConstraints(max_length=200), TextChars, _TEXT_PATTERN]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=200), TextChars, _TEXT_PATTERN]
+"""A postal address on one or more lines (parts separated by commas)."""
 """Free text (a reason, a label): tab and newline allowed, other control characters not."""
 
 Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
@@ -143,13 +146,22 @@ class OrderIn(Strict):
         None, description="Delivery location; may be omitted for a pickup order."
     )
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
+    address: Address | None = Field(
+        None,
+        description="Delivery address, instead of `customer`: placed by the configured "
+        "geocoder (cached), else at the centroid of a city it names.",
+    )
 
-    def to_order(self) -> Order:
+    def to_order(self, located: tuple[float, float] | None = None) -> Order:
+        """The order; ``located``: where its ``address`` was placed."""
+        lat, lon = located or (
+            (self.customer.lat, self.customer.lon) if self.customer else (None, None)
+        )
         return Order(
             order_id=self.order_id,
             lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
-            lat=self.customer.lat if self.customer else None,
-            lon=self.customer.lon if self.customer else None,
+            lat=lat,
+            lon=lon,
             pickup_node=self.pickup_node,
             channel=self.channel,
             campaign=getattr(self, "campaign", None),
@@ -211,6 +223,19 @@ class CostOut(BaseModel):
     total: float
 
 
+class LocatedOut(BaseModel):
+    lat: float
+    lon: float
+    source: Literal["cache", "geocoder", "city_centroid"] = Field(
+        description="city_centroid: no geocoder could place it; the centroid of `label`."
+    )
+    label: str | None = None
+
+    @classmethod
+    def of(cls, place: Place) -> LocatedOut:
+        return cls.model_validate(place, from_attributes=True)
+
+
 class RouteResponse(BaseModel):
     order_id: str
     status: Literal["filled", "partial", "unfilled"]
@@ -223,6 +248,9 @@ class RouteResponse(BaseModel):
     attempts: int
     replayed: bool
     locked_units: int = Field(description="Units taken from the campaign's locks.")
+    located: LocatedOut | None = Field(
+        None, description="Where the order's `address` was placed (absent for coordinates)."
+    )
 
     @classmethod
     def of(cls, result: RouteResult) -> RouteResponse:
@@ -232,7 +260,7 @@ class RouteResponse(BaseModel):
 # --- rejections (issue 9) ------------------------------------------------------------------
 
 
-class RejectionIn(Strict):
+class LineRejectionIn(Strict):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -252,7 +280,7 @@ class RejectionIn(Strict):
         )
 
 
-class RejectionOut(BaseModel):
+class LineRejectionOut(BaseModel):
     rejection_id: str
     order_id: str
     line_id: str
@@ -268,13 +296,13 @@ class RejectionOut(BaseModel):
     replayed: bool
 
     @classmethod
-    def of(cls, rejection: Rejection) -> RejectionOut:
+    def of(cls, rejection: Rejection) -> LineRejectionOut:
         return cls.model_validate(rejection, from_attributes=True)
 
 
-class RejectionList(BaseModel):
+class LineRejectionList(BaseModel):
     order_id: str
-    rejections: list[RejectionOut]
+    rejections: list[LineRejectionOut]
 
 
 # --- returns (issue 9) ----------------------------------------------------------------------
@@ -292,6 +320,7 @@ class ReturnIn(Strict):
     customer: Customer | None = Field(
         None, description="Where the return starts; omitted: where the order was delivered."
     )
+    address: Address | None = Field(None, description="Where the return starts, as an address.")
     node_id: Id | None = Field(
         None, description="The node the return is brought to (no choice is made)."
     )
@@ -301,13 +330,17 @@ class ReturnIn(Strict):
         "warehouse: the warehouse with the lowest restocking cost, else the nearest store.",
     )
 
-    def to_request(self) -> ReturnRequest:
+    def to_request(self, located: tuple[float, float] | None = None) -> ReturnRequest:
+        """The request; ``located``: where its ``address`` was placed."""
+        lat, lon = located or (
+            (self.customer.lat, self.customer.lon) if self.customer else (None, None)
+        )
         return ReturnRequest(
             self.order_id,
             self.line_id,
             self.qty,
-            lat=self.customer.lat if self.customer else None,
-            lon=self.customer.lon if self.customer else None,
+            lat=lat,
+            lon=lon,
             node_id=self.node_id,
             prefer=self.prefer,
         )

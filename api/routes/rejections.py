@@ -6,20 +6,20 @@ from fastapi import APIRouter
 
 from api.deps import OmsKey, PoolDep, RequestIdDep
 from api.routes.route import IdempotencyKey
-from api.schemas import OrderId, RejectionIn, RejectionList, RejectionOut
+from api.schemas import LineRejectionIn, LineRejectionList, LineRejectionOut, OrderId
 
 router = APIRouter(prefix="/v1", tags=["rejections"])
 
 
-@router.post("/orders/{order_id}/rejections", response_model=RejectionOut)
+@router.post("/orders/{order_id}/rejections", response_model=LineRejectionOut)
 def reject_line(
     order_id: OrderId,
-    body: RejectionIn,
+    body: LineRejectionIn,
     pool: PoolDep,
     principal: OmsKey,
     request_id: RequestIdDep,
     idempotency_key: IdempotencyKey = None,
-) -> RejectionOut:
+) -> LineRejectionOut:
     """Take `qty` units of the line off the node and route them again without it; the
     rest of the order stays where it is. A retry with the same Idempotency-Key moves
     nothing again and answers the same."""
@@ -29,11 +29,11 @@ def reject_line(
         idempotency_key=idempotency_key,
         request_id=request_id,
     )
-    return RejectionOut.of(rejection)
+    return LineRejectionOut.of(rejection)
 
 
-@router.get("/orders/{order_id}/rejections", response_model=RejectionList)
-def rejections_of_order(order_id: OrderId, pool: PoolDep, _key: OmsKey) -> RejectionList:
-    return RejectionList(
-        order_id=order_id, rejections=[RejectionOut.of(r) for r in pool.rejections_of(order_id)]
+@router.get("/orders/{order_id}/rejections", response_model=LineRejectionList)
+def rejections_of_order(order_id: OrderId, pool: PoolDep, _key: OmsKey) -> LineRejectionList:
+    return LineRejectionList(
+        order_id=order_id, rejections=[LineRejectionOut.of(r) for r in pool.rejections_of(order_id)]
     )

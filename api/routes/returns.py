@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import OmsKey, PoolDep, RequestIdDep
+from api.deps import GeocoderDep, OmsKey, PoolDep, RequestIdDep
+from api.locate import coordinates, place_of
 from api.routes.route import IdempotencyKey
 from api.schemas import Id, ReceiptIn, ReturnIn, ReturnOut
 
@@ -13,11 +14,18 @@ router = APIRouter(prefix="/v1", tags=["returns"])
 
 @router.post("/returns", status_code=201, response_model=ReturnOut)
 def create_return(
-    body: ReturnIn, pool: PoolDep, principal: OmsKey, idempotency_key: IdempotencyKey = None
+    body: ReturnIn,
+    pool: PoolDep,
+    principal: OmsKey,
+    geocoder: GeocoderDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> ReturnOut:
     """Choose the return node for shipped units of a line; they are expected there."""
+    place = place_of(body.customer, body.address, geocoder)
     view = pool.create_return(
-        body.to_request(), actor=principal.key_id, idempotency_key=idempotency_key
+        body.to_request(coordinates(place)),
+        actor=principal.key_id,
+        idempotency_key=idempotency_key,
     )
     return ReturnOut.of(view)
 
