@@ -354,4 +354,4 @@ def get(conn: Connection, return_id: str) -> ReturnView:
         raise NotFound(
             f"return {return_id!r} does not exist", field="return_id", rule="known_return"
         )
-    return ReturnView(*row)
+    return ReturnView(**row._mapping)
