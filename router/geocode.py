@@ -210,3 +210,35 @@ def city_centroid(address: str) -> Place | None:
         return None
     _own, _population, name, lat, lon, country = max(found)
     return Place(lat, lon, "city_centroid", f"{name}, {country}")
+
+
+class SqliteGeocodeCache:
+    """``GeocodeCache`` in a SQLite file of its own (the command line's cache; the
+    service keeps its cache in its database, ``router.pool.geocache``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import sqlite3
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._db = sqlite3.connect(str(path))
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS geocode_cache "
+            "(address TEXT PRIMARY KEY, lat REAL NOT NULL, lon REAL NOT NULL)"
+        )
+        self._db.commit()
+
+    def get(self, address: str) -> tuple[float, float] | None:
+        row = self._db.execute(
+            "SELECT lat, lon FROM geocode_cache WHERE address = ?", (address,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def put(self, address: str, lat: float, lon: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO geocode_cache (address, lat, lon) VALUES (?, ?, ?)",
+            (address, lat, lon),
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
