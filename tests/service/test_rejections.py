@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.rejections import RejectionRequest
+from router.pool.routing import Order, OrderLine
 from router.pool.schema import ledger
 from tests.service.conftest import seed_network
 from tests.service.test_pool import assert_ledger_matches_balances, layers, order
@@ -205,3 +206,32 @@ def test_wave_order_rejection_goes_to_the_next_node_at_its_destination(pool, clo
         10.0 + 0.05 * answer.reroute.shipments[0].distance_km
     )
     assert answer.reroute.shipments[0].distance_km > 100
+
+
+def test_a_campaign_orders_part_goes_to_the_campaigns_other_locked_units_first(pool, clock):
+    """S1 is the cheapest for C, but the campaign's locked units come first: W1's lock
+    serves the order. When W1 rejects it, the part is routed as a campaign order again
+    without W1: no lock is left elsewhere, so it takes S1's pool units (the campaign
+    allows the pool). The unit W1 released goes to W1's pool stock, not back to the
+    lock (the lock counted it as used)."""
+    from datetime import timedelta
+
+    from router.pool.locks import LockRow
+
+    seed_network(pool, {("S1", "A"): 5, ("W1", "A"): 5})
+    pool.lock_stock(
+        "spring",
+        [LockRow("W1", "A", 2)],
+        starts_at=clock.now - timedelta(seconds=1),
+        ends_at=clock.now + timedelta(hours=1),
+        actor="t",
+    )
+    campaign_order = Order(
+        "o1", (OrderLine("l1", "A", 1),), lat=31.2304, lon=121.4737, campaign="spring"
+    )
+    first = pool.route(campaign_order)
+    assert first.locked_units == 1 and held(pool, "o1") == [("l1", "W1", 1)]
+    answer = pool.reject(RejectionRequest("o1", "l1", "W1", 1))
+    assert held(pool, "o1") == [("l1", "S1", 1)] and answer.reroute.locked_units == 0
+    assert pool.campaign("spring").locks[0].remaining == 1  # the lock is not given back
+    assert_ledger_matches_balances(pool)
