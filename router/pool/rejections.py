@@ -352,11 +352,15 @@ def reject(
 
 def of_order(conn: Connection, order_id: str) -> list[Rejection]:
     """Every rejection of the order, oldest first."""
-    return [
-        replace(Rejection.from_json(text), replayed=False)
-        for text in conn.execute(
+    listed = [Rejection.from_json(text) for text in _results_of(conn, order_id)]
+    return [replace(r, replayed=False, reroute=replace(r.reroute, replayed=False)) for r in listed]
+
+
+def _results_of(conn: Connection, order_id: str) -> list[str]:
+    return list(
+        conn.execute(
             select(rejections.c.result)
             .where(rejections.c.order_id == order_id)
             .order_by(rejections.c.created_at, rejections.c.rejection_id)
         ).scalars()
-    ]
+    )

@@ -275,7 +275,8 @@ geocode_cache = Table(
     "pool_geocode_cache",
     metadata,
     # The normalised address (router.geocode.normalise_address) and where the geocoder put it.
-    Column("address", String(300), primary_key=True),
+    # Text: case folding can make an address of 200 characters longer than that.
+    Column("address", Text, primary_key=True),
     Column("lat", Float, nullable=False),
     Column("lon", Float, nullable=False),
     Column("created_at", DateTime, nullable=False),

@@ -40,8 +40,11 @@ def served(db_url, monkeypatch):
         monkeypatch.setenv("OMNIROUTE_GEOCODER_MIN_DELAY_SECONDS", "0")
         with (
             running_server(db_url) as base,
-            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
-            httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
+            # The first centroid builds the city index (seconds on a busy machine).
+            httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=60
+            ) as a,
+            httpx.Client(base_url=base, headers={"X-API-Key": oms}, timeout=60) as o,
         ):
             yield a, o, stub
 

@@ -59,7 +59,7 @@ def upgrade() -> None:
     op.create_index("ix_pool_returns_order", "pool_returns", ["order_id", "line_id"])
     op.create_table(
         "pool_geocode_cache",
-        sa.Column("address", sa.String(300), primary_key=True),
+        sa.Column("address", sa.Text, primary_key=True),
         sa.Column("lat", sa.Float, nullable=False),
         sa.Column("lon", sa.Float, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
