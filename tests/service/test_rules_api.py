@@ -152,3 +152,69 @@ def test_bad_returns_and_receipts_are_problems_naming_the_field(served):
     )
     assert oms.get(f"/v1/returns/{ret['return_id']}").json()["state"] == "expected"
     assert layers(admin, "S1")["on_hand"] == 3
+
+
+def test_racing_rejections_and_routes_never_oversell(db_url):
+    """20 orders hold S1's units; S1 is paused, then every order is rejected twice at
+    once (two keys) while 10 new orders race for W1's 10 units, the only stock left in
+    reach. Each rejection moves once, W1 is never oversold, the ledger adds up.
+    PostgreSQL runs two API processes on the one database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from router.pool.schema import balances, ledger, reservations
+
+    pool = Pool.open(db_url)
+    seed_network(pool, {("W1", "A"): 10, ("S1", "A"): 20})
+    oms_key = pool.create_key("oms")
+    admin_key = pool.create_key("admin")
+    pool.close()
+    workers = 2 if db_url.startswith("postgresql") else 1
+    with (
+        running_server(db_url, workers=workers) as base,
+        httpx.Client(base_url=base, headers={"X-API-Key": oms_key}, timeout=60) as oms,
+    ):
+        for i in range(20):
+            assert oms.post("/v1/route", json=route_body(f"o{i}", 1)).status_code == 200
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        assert oms.post("/v1/nodes/S1/pause", headers=admin).status_code == 200
+
+        def reject(job):
+            i, copy = job
+            body = {"node_id": "S1", "line_id": "l1", "qty": 1}
+            key = {"Idempotency-Key": f"rej-{i}-{copy}"}
+            return oms.post(f"/v1/orders/o{i}/rejections", json=body, headers=key)
+
+        def route(i):
+            return oms.post("/v1/route", json=route_body(f"new{i}", 1))
+
+        with ThreadPoolExecutor(16) as executor:
+            rejected = list(executor.map(reject, [(i, c) for i in range(20) for c in (0, 1)]))
+            routed = list(executor.map(route, range(10)))
+    moved = [r.json() for r in rejected if r.status_code == 200]
+    refused = [r.json() for r in rejected if r.status_code != 200]
+    assert len(moved) == 20 and {m["order_id"] for m in moved} == {f"o{i}" for i in range(20)}
+    assert {(p["status"], p["rule"]) for p in refused} == {(422, "node_holds_line")}
+    new_units = sum(r.json()["cost"]["unfilled_units"] == 0 for r in routed)
+    assert sum(m["rerouted"] for m in moved) + new_units == 10  # W1's units, no more
+    pool = Pool.open(db_url)
+    try:
+        with pool.db.read() as conn:
+            for b in conn.execute(select(balances)).all():
+                held = conn.execute(
+                    select(func.coalesce(func.sum(reservations.c.qty), 0)).where(
+                        reservations.c.node_pk == b.node_pk,
+                        reservations.c.sku == b.sku,
+                        reservations.c.status == "held",
+                    )
+                ).scalar_one()
+                in_ledger = conn.execute(
+                    select(func.sum(ledger.c.d_reserved)).where(
+                        ledger.c.node_pk == b.node_pk, ledger.c.sku == b.sku
+                    )
+                ).scalar_one()
+                assert b.reserved == held == in_ledger
+                assert b.on_hand - b.unsellable - b.safety_stock - b.reserved - b.locked >= 0
+    finally:
+        pool.close()
