@@ -372,6 +372,7 @@ class ReturnOut(BaseModel):
     unsellable: int | None
     created_at: UtcTime
     received_at: UtcTime | None
+    replayed: bool = Field(description="A retry's stored answer: nothing moved again.")
 
     @classmethod
     def of(cls, view: ReturnView) -> ReturnOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import OmsKey, PoolDep, RequestIdDep
+from api.deps import MetricsDep, OmsKey, PoolDep, RequestIdDep
 from api.routes.route import IdempotencyKey
 from api.schemas import LineRejectionIn, LineRejectionList, LineRejectionOut, OrderId
 
@@ -17,6 +17,7 @@ def reject_line(
     body: LineRejectionIn,
     pool: PoolDep,
     principal: OmsKey,
+    metrics: MetricsDep,
     request_id: RequestIdDep,
     idempotency_key: IdempotencyKey = None,
 ) -> LineRejectionOut:
@@ -29,6 +30,8 @@ def reject_line(
         idempotency_key=idempotency_key,
         request_id=request_id,
     )
+    if not rejection.replayed:
+        metrics.rejections.labels(rejection.kind, rejection.status).inc()
     return LineRejectionOut.of(rejection)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import GeocoderDep, OmsKey, PoolDep, RequestIdDep
+from api.deps import GeocoderDep, MetricsDep, OmsKey, PoolDep, RequestIdDep
 from api.locate import coordinates, place_of
 from api.routes.route import IdempotencyKey
 from api.schemas import Id, ReceiptIn, ReturnIn, ReturnOut
@@ -18,6 +18,7 @@ def create_return(
     pool: PoolDep,
     principal: OmsKey,
     geocoder: GeocoderDep,
+    metrics: MetricsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ReturnOut:
     """Choose the return node for shipped units of a line; they are expected there."""
@@ -27,6 +28,8 @@ def create_return(
         actor=principal.key_id,
         idempotency_key=idempotency_key,
     )
+    if not view.replayed:
+        metrics.returns.labels("expected").inc(view.qty)
     return ReturnOut.of(view)
 
 
@@ -37,7 +40,12 @@ def get_return(return_id: Id, pool: PoolDep, _key: OmsKey) -> ReturnOut:
 
 @router.post("/returns/{return_id}/receipt", response_model=ReturnOut)
 def receive_return(
-    return_id: Id, body: ReceiptIn, pool: PoolDep, principal: OmsKey, request_id: RequestIdDep
+    return_id: Id,
+    body: ReceiptIn,
+    pool: PoolDep,
+    principal: OmsKey,
+    metrics: MetricsDep,
+    request_id: RequestIdDep,
 ) -> ReturnOut:
     """The node received the units: sellable ones go back on sale, the rest are kept
     as unsellable. A repeat of the same receipt changes nothing."""
@@ -48,4 +56,7 @@ def receive_return(
         actor=principal.key_id,
         request_id=request_id,
     )
+    if not view.replayed:
+        metrics.returns.labels("sellable").inc(body.sellable)
+        metrics.returns.labels("unsellable").inc(body.unsellable)
     return ReturnOut.of(view)

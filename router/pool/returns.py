@@ -24,7 +24,7 @@ The choice of node (``prefer``, a per-return setting until routing profiles exis
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,7 @@ class ReturnView:
     unsellable: int | None
     created_at: datetime
     received_at: datetime | None
+    replayed: bool = False  # the stored answer to a retry; nothing moved now
 
 
 # --- the choice (pure) --------------------------------------------------------------------
@@ -300,7 +301,7 @@ def receive(
         )
     if view.state == "received":
         if (view.sellable, view.unsellable) == (sellable, unsellable):
-            return view
+            return replace(view, replayed=True)
         raise Conflict(
             f"return {return_id!r} was received already ({view.sellable} sellable, "
             f"{view.unsellable} unsellable)",

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -316,7 +316,7 @@ class Pool:
             if scope_key:
                 stored = idempotency.find(conn, scope_key, fingerprint)
                 if stored is not None:
-                    return returns.get(conn, stored.response)
+                    return replace(returns.get(conn, stored.response), replayed=True)
             now = self.clock()
             view = returns.create_return(conn, request, now=now, actor=actor)
             if scope_key:

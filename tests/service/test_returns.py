@@ -156,7 +156,7 @@ def test_repeated_receipt_is_a_no_op_and_a_different_one_conflicts(shipped):
 def test_same_idempotency_key_records_one_return(shipped):
     first = shipped.create_return(ReturnRequest("o1", "l1", 1), idempotency_key="r-1")
     again = shipped.create_return(ReturnRequest("o1", "l1", 1), idempotency_key="r-1")
-    assert again.return_id == first.return_id
+    assert again.return_id == first.return_id and again.replayed and not first.replayed
     with shipped.db.read() as conn:
         assert len(conn.execute(select(returns)).all()) == 1
 

@@ -55,6 +55,8 @@ def test_rejection_moves_the_part_once_per_key(served):
     assert [r["rejection_id"] for r in listed] == [answer["rejection_id"]]
     entries = admin.get("/v1/inventory/W1/A/ledger").json()["entries"]
     assert [e["movement"] for e in entries if e["ref"] == answer["rejection_id"]] == ["reserve"]
+    metrics = admin.get("/metrics").text  # the replay is not counted again
+    assert 'omniroute_rejections_total{kind="short_pick",outcome="rerouted"} 1.0' in metrics
 
 
 def test_rejection_nobody_else_can_serve_is_unfilled(served):
@@ -102,7 +104,11 @@ def test_return_is_chosen_then_received_into_the_pool(served):
     receipt = {"sellable": 1, "unsellable": 1}
     received = oms.post(f"/v1/returns/{ret['return_id']}/receipt", json=receipt)
     assert received.status_code == 200 and received.json()["state"] == "received"
-    assert oms.post(f"/v1/returns/{ret['return_id']}/receipt", json=receipt).status_code == 200
+    repeat = oms.post(f"/v1/returns/{ret['return_id']}/receipt", json=receipt)
+    assert repeat.status_code == 200 and repeat.json()["replayed"]
+    metrics = admin.get("/metrics").text
+    for step, units in (("expected", 2), ("sellable", 1), ("unsellable", 1)):
+        assert f'omniroute_returned_units_total{{step="{step}"}} {units}.0' in metrics
     after = layers(admin, "S1")
     assert after["on_hand"] == before["on_hand"] + 2
     assert after["unsellable"] == before["unsellable"] + 1
