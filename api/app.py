@@ -17,9 +17,21 @@ from starlette.concurrency import run_in_threadpool
 from api import logs, problems
 from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
-from api.routes import campaigns, health, inventory, nodes, reservations, route, waves
+from api.routes import (
+    campaigns,
+    health,
+    inventory,
+    nodes,
+    rejections,
+    reservations,
+    returns,
+    route,
+    waves,
+)
+from router.geocode import AddressGeocoder, GeocoderSettings
 from router.pool import Pool
 from router.pool.callbacks import CallbackSettings, deliver_due
+from router.pool.geocache import PoolGeocodeCache
 from router.pool.waves import Waves, WaveSettings
 
 log = logging.getLogger("omniroute.api")
@@ -88,6 +100,10 @@ def create_app(
                 functools.partial(Pool.open, background_checkpoint=True)
             )
         await run_in_threadpool(app.state.pool.read_model)
+        app.state.geocoder = AddressGeocoder(
+            GeocoderSettings.from_env(),
+            PoolGeocodeCache(app.state.pool.db, app.state.pool.clock),
+        )
         sweeper = (
             asyncio.create_task(_sweep_expired(app.state.pool, metrics, sweep_seconds))
             if sweep_seconds > 0
@@ -134,7 +150,18 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
-    for module in (route, reservations, inventory, nodes, campaigns, waves, health):
+    # rejections before reservations: POST /v1/orders/{id}/{action} would match it first.
+    for module in (
+        route,
+        rejections,
+        reservations,
+        returns,
+        inventory,
+        nodes,
+        campaigns,
+        waves,
+        health,
+    ):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: the request id is set before anything else runs.

@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from api.metrics import Metrics
+from router.geocode import AddressGeocoder
 from router.pool import Pool
 from router.pool.keys import Principal
 
@@ -27,6 +28,10 @@ async def get_pool(request: Request) -> Pool:
 
 async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
+
+
+async def get_geocoder(request: Request) -> AddressGeocoder:
+    return request.app.state.geocoder
 
 
 async def get_request_id() -> str | None:
@@ -68,6 +73,7 @@ def _require(role: str):
 
 PoolDep = Annotated[Pool, Depends(get_pool)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+GeocoderDep = Annotated[AddressGeocoder, Depends(get_geocoder)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
 AnyKey = Annotated[Principal, Depends(get_principal)]
 OmsKey = Annotated[Principal, Depends(_require("oms"))]

@@ -40,6 +40,21 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rejections = Counter(
+            "omniroute_rejections_total",
+            "Lines rejected or short-picked by a node, by kind and outcome (rerouted, "
+            "partial, unfilled); replays are not counted.",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.returns = Counter(
+            "omniroute_returned_units_total",
+            "Returned units by step: expected (return recorded), sellable and unsellable "
+            "(received).",
+            ["step"],
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         """The text exposition of ``/metrics``: this process, or all workers' sum."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -18,10 +18,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from router.geocode import Place
 from router.pool import inventory
 from router.pool.locks import MAX_LOCK_ROWS, CampaignView, LockRow, LockView
 from router.pool.nodes import NodeSpec
+from router.pool.rejections import Rejection, RejectionRequest
 from router.pool.reservations import ReservationView
+from router.pool.returns import ReturnRequest, ReturnView
 from router.pool.routing import MAX_LINES, Order, OrderLine, RouteResult
 from router.pool.service import DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS
 
@@ -90,6 +93,8 @@ IdempotencyKeyValue = Annotated[
     str, StringConstraints(min_length=1, max_length=200), IdChars, _ID_PATTERN
 ]
 Text = Annotated[str, StringConstraints(max_length=200), TextChars, _TEXT_PATTERN]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=200), TextChars, _TEXT_PATTERN]
+"""A postal address on one or more lines (parts separated by commas)."""
 """Free text (a reason, a label): tab and newline allowed, other control characters not."""
 
 Quantity = Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
@@ -141,13 +146,22 @@ class OrderIn(Strict):
         None, description="Delivery location; may be omitted for a pickup order."
     )
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
+    address: Address | None = Field(
+        None,
+        description="Delivery address, instead of `customer`: placed by the configured "
+        "geocoder (cached), else at the centroid of a city it names.",
+    )
 
-    def to_order(self) -> Order:
+    def to_order(self, located: tuple[float, float] | None = None) -> Order:
+        """The order; ``located``: where its ``address`` was placed."""
+        lat, lon = located or (
+            (self.customer.lat, self.customer.lon) if self.customer else (None, None)
+        )
         return Order(
             order_id=self.order_id,
             lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
-            lat=self.customer.lat if self.customer else None,
-            lon=self.customer.lon if self.customer else None,
+            lat=lat,
+            lon=lon,
             pickup_node=self.pickup_node,
             channel=self.channel,
             campaign=getattr(self, "campaign", None),
@@ -209,6 +223,19 @@ class CostOut(BaseModel):
     total: float
 
 
+class LocatedOut(BaseModel):
+    lat: float
+    lon: float
+    source: Literal["cache", "geocoder", "city_centroid"] = Field(
+        description="city_centroid: no geocoder could place it; the centroid of `label`."
+    )
+    label: str | None = None
+
+    @classmethod
+    def of(cls, place: Place) -> LocatedOut:
+        return cls.model_validate(place, from_attributes=True)
+
+
 class RouteResponse(BaseModel):
     order_id: str
     status: Literal["filled", "partial", "unfilled"]
@@ -221,10 +248,135 @@ class RouteResponse(BaseModel):
     attempts: int
     replayed: bool
     locked_units: int = Field(description="Units taken from the campaign's locks.")
+    located: LocatedOut | None = Field(
+        None, description="Where the order's `address` was placed (absent for coordinates)."
+    )
 
     @classmethod
     def of(cls, result: RouteResult) -> RouteResponse:
         return cls.model_validate(result, from_attributes=True)
+
+
+# --- rejections (issue 9) ------------------------------------------------------------------
+
+
+class LineRejectionIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"node_id": "S1", "line_id": "1", "qty": 1, "kind": "short_pick"}]
+        },
+    )
+
+    node_id: Id = Field(description="The node that rejects or short-picks the line.")
+    line_id: Id
+    qty: Quantity = Field(description="Units of the line the node will not ship.")
+    kind: Literal["reject", "short_pick"] = "reject"
+    reason: Text | None = None
+
+    def to_request(self, order_id: str) -> RejectionRequest:
+        return RejectionRequest(
+            order_id, self.line_id, self.node_id, self.qty, self.kind, self.reason
+        )
+
+
+class LineRejectionOut(BaseModel):
+    rejection_id: str
+    order_id: str
+    line_id: str
+    sku: str
+    node_id: str = Field(description="The node that rejected; it does not serve the line again.")
+    kind: Literal["reject", "short_pick"]
+    qty: int
+    status: Literal["rerouted", "partial", "unfilled"]
+    rerouted: int = Field(description="Units reserved at other nodes.")
+    unfilled: int = Field(description="Units no other node could serve.")
+    reroute: RouteResponse = Field(description="The routing of the rejected part alone.")
+    created_at: UtcTime
+    replayed: bool
+
+    @classmethod
+    def of(cls, rejection: Rejection) -> LineRejectionOut:
+        return cls.model_validate(rejection, from_attributes=True)
+
+
+class LineRejectionList(BaseModel):
+    order_id: str
+    rejections: list[LineRejectionOut]
+
+
+# --- returns (issue 9) ----------------------------------------------------------------------
+
+
+class ReturnIn(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"order_id": "ord-1001", "line_id": "1", "qty": 1}]},
+    )
+
+    order_id: OrderId
+    line_id: Id
+    qty: Quantity
+    customer: Customer | None = Field(
+        None, description="Where the return starts; omitted: where the order was delivered."
+    )
+    address: Address | None = Field(None, description="Where the return starts, as an address.")
+    node_id: Id | None = Field(
+        None, description="The node the return is brought to (no choice is made)."
+    )
+    prefer: Literal["store", "warehouse"] = Field(
+        "store",
+        description="store: the nearest store carrying the SKU, else the cheapest warehouse; "
+        "warehouse: the warehouse with the lowest restocking cost, else the nearest store.",
+    )
+
+    def to_request(self, located: tuple[float, float] | None = None) -> ReturnRequest:
+        """The request; ``located``: where its ``address`` was placed."""
+        lat, lon = located or (
+            (self.customer.lat, self.customer.lon) if self.customer else (None, None)
+        )
+        return ReturnRequest(
+            self.order_id,
+            self.line_id,
+            self.qty,
+            lat=lat,
+            lon=lon,
+            node_id=self.node_id,
+            prefer=self.prefer,
+        )
+
+
+class ReceiptIn(Strict):
+    sellable: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = Field(
+        description="Units that go back on sale (available rises)."
+    )
+    unsellable: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = Field(
+        description="Units kept but not sold (the unsellable layer rises)."
+    )
+
+
+class ReturnOut(BaseModel):
+    return_id: str
+    order_id: str
+    line_id: str
+    sku: str
+    qty: int
+    node_id: str = Field(description="Where the units come back.")
+    chosen_by: Literal["nearest_store", "cheapest_warehouse", "given"]
+    distance_km: float | None
+    restocking_cost: float | None = Field(
+        description="ship_fixed + ship_per_km * distance + handling_per_unit * qty at the node."
+    )
+    state: Literal["expected", "received"]
+    sellable: int | None
+    unsellable: int | None
+    created_at: UtcTime
+    received_at: UtcTime | None
+    replayed: bool = Field(description="A retry's stored answer: nothing moved again.")
+
+    @classmethod
+    def of(cls, view: ReturnView) -> ReturnOut:
+        return cls.model_validate(view, from_attributes=True)
 
 
 # --- reservations -------------------------------------------------------------------------

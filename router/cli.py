@@ -292,6 +292,46 @@ def check(
 
 
 @app.command()
+def geocode(
+    scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder whose orders.csv has an address column.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the scenario with lat/lon filled in.")],
+    cache: Annotated[Path | None, typer.Option("--cache", help="SQLite file of places already found (default: $OMNIROUTE_GEOCODER_CACHE or ~/.cache/omniroute/geocode.sqlite).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the files of a non-empty OUT.")] = False,
+) -> None:
+    """Place the orders that carry an address and no lat/lon; write the scenario to OUT.
+
+    The geocoder is the Nominatim-compatible server of $OMNIROUTE_GEOCODER_URL (none:
+    the centroid of a city named in the address)."""
+    import os
+
+    from router.geocode import AddressGeocoder, GeocoderSettings, SqliteGeocodeCache
+    from router.scenario_geocode import geocode_scenario
+
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        _fail(f"--out {out} exists and is not empty (pass --overwrite)")
+    if out.resolve() == scenario_dir.resolve():
+        _fail("--out must not be the scenario folder itself")
+    try:
+        settings = GeocoderSettings.from_env()
+    except ValueError as exc:
+        _fail(str(exc))
+    default = os.environ.get("OMNIROUTE_GEOCODER_CACHE") or "~/.cache/omniroute/geocode.sqlite"
+    store = SqliteGeocodeCache((cache or Path(default)).expanduser())
+    try:
+        report = geocode_scenario(scenario_dir, out, AddressGeocoder(settings, store))
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write the scenario to {out}: {_unwritable(out, exc)}")
+    finally:
+        store.close()
+    sources = ", ".join(f"{n} from {s}" for s, n in sorted(report.by_source.items())) or "none"
+    print(f"placed {report.orders_placed} order(s) ({sources}); scenario written to {out}")
+
+
+@app.command()
 def generate(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the scenario into.")],
     orders: Annotated[int, typer.Option(help="Number of orders.")] = 2000,

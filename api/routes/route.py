@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from api.deps import MetricsDep, OmsKey, PoolDep, RequestIdDep
+from api.deps import GeocoderDep, MetricsDep, OmsKey, PoolDep, RequestIdDep
+from api.locate import coordinates, place_of
 from api.metrics import count_route
-from api.schemas import IdempotencyKeyValue, RouteRequest, RouteResponse
+from api.schemas import IdempotencyKeyValue, LocatedOut, RouteRequest, RouteResponse
 from router.pool.errors import Busy, PoolError
 
 router = APIRouter(prefix="/v1", tags=["route"])
@@ -29,12 +30,14 @@ def route_order(
     principal: OmsKey,
     metrics: MetricsDep,
     request_id: RequestIdDep,
+    geocoder: GeocoderDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Choose the nodes for every line and, unless `quote_only`, reserve the units."""
     try:
+        place = place_of(body.customer, body.address, geocoder)
         result = pool.route(
-            body.to_order(),
+            body.to_order(coordinates(place)),
             quote_only=body.quote_only,
             hold_seconds=body.hold_seconds,
             actor=principal.key_id,
@@ -48,4 +51,7 @@ def route_order(
     # The model is built once and dumped directly: returning it would make FastAPI
     # validate it a second time on the hottest endpoint. The schema stays documented
     # through response_model.
-    return Response(RouteResponse.of(result).model_dump_json(), media_type="application/json")
+    response = RouteResponse.of(result)
+    if place is not None:
+        response.located = LocatedOut.of(place)
+    return Response(response.model_dump_json(), media_type="application/json")

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import OmsKey
+from api.deps import GeocoderDep, OmsKey
+from api.locate import coordinates, place_of
 from api.routes.route import IdempotencyKey
 from api.schemas_waves import OrderOut, QueuedOut, QueueRequest, WaveOut
 from router.pool.waves import Waves
@@ -27,11 +28,14 @@ def queue_order(
     body: QueueRequest,
     waves: WavesDep,
     principal: OmsKey,
+    geocoder: GeocoderDep,
     idempotency_key: IdempotencyKey = None,
 ) -> QueuedOut:
-    """Queue an order that can wait; it is routed when its channel's wave closes."""
+    """Queue an order that can wait; it is routed when its channel's wave closes. An
+    `address` is placed now; the wave routes the order to that place."""
+    place = place_of(body.customer, body.address, geocoder)
     queued = waves.queue(
-        body.to_order(),
+        body.to_order(coordinates(place)),
         hold_seconds=body.hold_seconds,
         callback_url=body.callback_url,
         actor=principal.key_id,

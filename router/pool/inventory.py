@@ -295,8 +295,13 @@ def apply_adjust(
     reason: str | None = None,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    movement: str = "adjust",
+    ref: str | None = None,
 ) -> FeedResult:
-    """Add signed deltas to many pairs; no layer may go below zero."""
+    """Add signed deltas to many pairs; no layer may go below zero.
+
+    ``movement`` and ``ref`` name the ledger entries (a received return is a ``return``
+    whose ``ref`` is the return id)."""
     pks, current, defaults = _feed_state(conn, rows, lock)
     updates, inserts, entries = [], [], []
     for i, (pk, r) in enumerate(zip(pks, rows, strict=True)):
@@ -331,10 +336,11 @@ def apply_adjust(
             ledger.Entry(
                 pk,
                 r.sku,
-                "adjust",
+                movement,
                 d_on_hand=r.delta_on_hand,
                 d_unsellable=r.delta_unsellable,
                 reason=reason,
+                ref=ref,
             )
         )
     _write(

@@ -28,6 +28,9 @@ MOVEMENTS = (
     "lock_use",
     "unlock",
     "lock_expire",
+    # a return received at a node (router.pool.returns): on_hand up, unsellable up for
+    # the units that cannot be sold again
+    "return",
 )
 
 

@@ -68,12 +68,16 @@ class Order:
     pickup_node: str | None = None
     channel: str = "web"
     campaign: str | None = None  # routes from the campaign's locked units first
+    # Nodes that may not serve this order: those that rejected its line (rejections.py).
+    excluded_nodes: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
         """Stable hash of the order, to tell an idempotent retry from a reused key."""
         data = asdict(self)
         if data["campaign"] is None:
             del data["campaign"]  # fingerprints stored before campaigns existed stay valid
+        if not data["excluded_nodes"]:
+            del data["excluded_nodes"]
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -263,15 +267,21 @@ class Reach:
 
 
 def reachable_nodes(order: Order, index: NodeIndex) -> Reach:
-    """The reach rule (delivery) or the pickup rule, on the in-memory node arrays.
+    """The reach rule (delivery) or the pickup rule, on the in-memory node arrays, less
+    the nodes the order excludes (``excluded_nodes``: they rejected its line).
 
     Status and stock are not known here; they come with the availability read.
     """
     if order.pickup_node is not None:
+        if order.pickup_node in order.excluded_nodes:
+            return Reach(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         pickup = index.index_of_id[order.pickup_node]
         return Reach(np.array([pickup], dtype=np.int64), np.full(1, np.nan), np.zeros(1))
     distance = haversine_km(order.lat, order.lon, index.lat, index.lon)
     within = np.isnan(index.max_km) | (distance <= index.max_km)
+    for node_id in order.excluded_nodes:
+        if node_id in index.index_of_id:
+            within[index.index_of_id[node_id]] = False
     positions = np.flatnonzero(within)
     distance = distance[positions]
     ship_cost = index.ship_fixed[positions] + index.ship_per_km[positions] * distance
@@ -740,6 +750,14 @@ def reserving(
         attempts=attempt,
         hold_expires_at=expires if moves else None,
     )
+    # Where the order ships, kept on each reservation so that a rejected part can be
+    # re-routed to the same place (router.pool.rejections).
+    destination = {
+        "dest_lat": order.lat,
+        "dest_lon": order.lon,
+        "pickup_node": order.pickup_node,
+        "campaign": order.campaign,
+    }
     rows, lines = [], []
     for line in result.lines:
         allocations = []
@@ -757,6 +775,7 @@ def reserving(
                     "status": "held",
                     "created_at": now,
                     "expires_at": expires,
+                    **destination,
                 }
             )
         lines.append(replace(line, allocations=allocations))

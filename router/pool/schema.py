@@ -95,6 +95,12 @@ reservations = Table(
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
     Column("closed_at", DateTime, nullable=True),
+    # Where the order ships (migration 0006_rules), so that a rejected part is re-routed
+    # to the same place: the customer's lat/lon, or the pickup node; the campaign it used.
+    Column("dest_lat", Float, nullable=True),
+    Column("dest_lon", Float, nullable=True),
+    Column("pickup_node", String(64), nullable=True),
+    Column("campaign", String(64), nullable=True),
     Index("ix_pool_reservations_order", "order_id", "status"),
     Index("ix_pool_reservations_due", "status", "expires_at"),
 )
@@ -220,4 +226,58 @@ wave_orders = Table(
     Column("callback_error", String(200), nullable=True),
     Index("ix_pool_wave_orders_wave", "wave_id", "state"),
     Index("ix_pool_wave_orders_callback", "callback_state", "callback_next_at"),
+)
+
+
+# --- rejections, returns, geocoded addresses (issue 9; migration 0006_rules) ----------------
+
+rejections = Table(
+    "pool_rejections",
+    metadata,
+    Column("rejection_id", String(32), primary_key=True),
+    Column("order_id", String(128), nullable=False),
+    Column("line_id", String(64), nullable=False),
+    Column("node_pk", Integer, ForeignKey("pool_nodes.pk"), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("kind", String(10), nullable=False),  # reject | short_pick
+    Column("qty", BigInteger, nullable=False),  # units taken off the rejecting node
+    Column("rerouted", BigInteger, nullable=False),  # units reserved elsewhere
+    Column("unfilled", BigInteger, nullable=False),  # units no other node could serve
+    Column("reason", String(200), nullable=True),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("result", Text, nullable=False),  # the answer (JSON)
+    Index("ix_pool_rejections_order", "order_id"),
+)
+
+returns = Table(
+    "pool_returns",
+    metadata,
+    Column("return_id", String(32), primary_key=True),
+    Column("order_id", String(128), nullable=False),
+    Column("line_id", String(64), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("qty", BigInteger, nullable=False),
+    Column("node_pk", Integer, ForeignKey("pool_nodes.pk"), nullable=False),
+    Column("chosen_by", String(20), nullable=False),  # nearest_store | cheapest_warehouse | given
+    Column("distance_km", Float, nullable=True),
+    Column("restocking_cost", Float, nullable=True),
+    Column("state", String(10), nullable=False),  # expected | received
+    Column("sellable", BigInteger, nullable=True),  # set by the receipt
+    Column("unsellable", BigInteger, nullable=True),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("received_at", DateTime, nullable=True),
+    Index("ix_pool_returns_order", "order_id", "line_id"),
+)
+
+geocode_cache = Table(
+    "pool_geocode_cache",
+    metadata,
+    # The normalised address (router.geocode.normalise_address) and where the geocoder put it.
+    # Text: case folding can make an address of 200 characters longer than that.
+    Column("address", Text, primary_key=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("created_at", DateTime, nullable=False),
 )

@@ -12,14 +12,24 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from router.pool import idempotency, inventory, keys, locks, nodes, reservations, routing
+from router.pool import (
+    idempotency,
+    inventory,
+    keys,
+    locks,
+    nodes,
+    rejections,
+    reservations,
+    returns,
+    routing,
+)
 from router.pool.db import Database, database_url_from_env, migrate
 from router.pool.errors import Busy
 from router.pool.nodes import NodeIndex, NodeSpec
@@ -228,6 +238,118 @@ class Pool:
             f"routing lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
             rule="route_retries",
         )
+
+    # --- rejections (issue 9) ------------------------------------------------------------
+
+    def reject(
+        self,
+        request: rejections.RejectionRequest,
+        *,
+        actor: str = "system",
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+    ) -> rejections.Rejection:
+        """A node rejects or short-picks part of a line: re-route that part elsewhere
+        (see ``router.pool.rejections``); all of it happens, or nothing."""
+        model = self.read_model()
+        scope_key = idempotency.scope("reject", actor, idempotency_key) if idempotency_key else None
+        for attempt in range(1, routing.MAX_ROUTE_ATTEMPTS + 1):
+            try:
+                with self.db.write() as conn:
+                    routing.lock_order(conn, request.order_id)
+                    if scope_key:
+                        stored = idempotency.find(conn, scope_key, request.fingerprint())
+                        if stored is not None:
+                            return rejections.Rejection.from_json(stored.response)
+                    now = self.clock()
+                    answer = rejections.reject(
+                        conn,
+                        request,
+                        model.index,
+                        model.policy,
+                        now=now,
+                        attempt=attempt,
+                        actor=actor,
+                        idempotency_key=idempotency_key,
+                        request_id=request_id,
+                    )
+                    if scope_key:
+                        idempotency.record(
+                            conn, scope_key, request.fingerprint(), 200, answer.to_json(), now
+                        )
+                    return answer
+            except LostRace:
+                _back_off(attempt)
+                continue
+            except IntegrityError:
+                if scope_key is None:
+                    raise
+                continue  # a concurrent retry with the same key committed first
+            except DBAPIError as error:
+                if not _is_retryable(error):
+                    raise
+                _back_off(attempt)
+        raise Busy(
+            f"the rejection lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
+            rule="route_retries",
+        )
+
+    def rejections_of(self, order_id: str) -> list[rejections.Rejection]:
+        with self.db.read() as conn:
+            return rejections.of_order(conn, order_id)
+
+    # --- returns (issue 9) ----------------------------------------------------------------
+
+    def create_return(
+        self,
+        request: returns.ReturnRequest,
+        *,
+        actor: str = "system",
+        idempotency_key: str | None = None,
+    ) -> returns.ReturnView:
+        """Choose the return node and record the return as expected there."""
+        scope_key = idempotency.scope("return", actor, idempotency_key) if idempotency_key else None
+        fingerprint = hashlib.sha256(repr(request).encode()).hexdigest()
+
+        def work(conn):
+            routing.lock_order(conn, request.order_id)  # two returns of a line count together
+            if scope_key:
+                stored = idempotency.find(conn, scope_key, fingerprint)
+                if stored is not None:
+                    return replace(returns.get(conn, stored.response), replayed=True)
+            now = self.clock()
+            view = returns.create_return(conn, request, now=now, actor=actor)
+            if scope_key:
+                idempotency.record(conn, scope_key, fingerprint, 201, view.return_id, now)
+            return view
+
+        return self._write_retrying(work)
+
+    def receive_return(
+        self,
+        return_id: str,
+        *,
+        sellable: int,
+        unsellable: int,
+        actor: str = "system",
+        request_id: str | None = None,
+    ) -> returns.ReturnView:
+        """The node confirms receipt: the units enter its stock, sellable or not."""
+        return self._write_retrying(
+            lambda conn: returns.receive(
+                conn,
+                return_id,
+                sellable,
+                unsellable,
+                now=self.clock(),
+                actor=actor,
+                request_id=request_id,
+            )
+        )
+
+    def return_of(self, return_id: str) -> returns.ReturnView:
+        with self.db.read() as conn:
+            return returns.get(conn, return_id)
 
     # --- reservations -------------------------------------------------------------------
 
@@ -465,9 +587,7 @@ class Pool:
     ) -> str:
         """A new key (shown only now); ``expires_at`` is naive UTC, None for never."""
         with self.db.write() as conn:
-            return keys.create_key(
-                conn, role, now=self.clock(), label=label, expires_at=expires_at
-            )
+            return keys.create_key(conn, role, now=self.clock(), label=label, expires_at=expires_at)
 
     def list_keys(self) -> list[keys.KeyInfo]:
         with self.db.read() as conn:

@@ -1,5 +1,6 @@
 """A hypothesis state machine drives random feeds, routes, commits, releases, expiries,
-pauses and campaign locks (lock, campaign orders using them, release, window expiry)
+pauses, rejections (the part re-routed without the rejecting node), returns received
+as sellable or unsellable, and campaign locks (lock, campaign orders using them, release, window expiry)
 against the pool and against a plain in-memory model of the ledger; after every step
 both must agree on every layer of every (node, sku), the ledger must sum to the
 balances, and ``locked`` must be what the active locks have left."""
@@ -28,6 +29,8 @@ from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.inventory import AdjustRow, SetRow
 from router.pool.locks import LockRow
 from router.pool.nodes import NodeSpec
+from router.pool.rejections import RejectionRequest
+from router.pool.returns import ReturnRequest
 from router.pool.routing import Order, OrderLine
 from router.pool.schema import balances, campaign_locks, ledger, nodes
 from tests.service.conftest import FakeClock, pg_schema_url
@@ -65,6 +68,9 @@ class Hold:
     qty: int
     status: str
     expires_at: datetime
+    order: str = ""
+    pickup: str | None = None
+    created_at: datetime | None = None
 
 
 @dataclass
@@ -106,6 +112,8 @@ class PoolVersusModel(RuleBasedStateMachine):
         self.orders = 0
         self.locks: dict[str, Lock] = {}
         self.allow_pool: dict[str, bool] = {}  # campaigns that exist
+        self.rejected_by: dict[str, set[str]] = {}  # order -> nodes that rejected its line
+        self.returned: dict[str, int] = {}  # order -> units of its line returned
 
     def teardown(self) -> None:
         self.pool.close()
@@ -188,7 +196,14 @@ class PoolVersusModel(RuleBasedStateMachine):
             assert a.node_id in usable and a.qty <= layer.available
             layer.reserved += a.qty
             self.holds[a.reservation_id] = Hold(
-                a.node_id, sku, a.qty, "held", self.clock.now + timedelta(seconds=hold)
+                a.node_id,
+                sku,
+                a.qty,
+                "held",
+                self.clock.now + timedelta(seconds=hold),
+                order.order_id,
+                pickup,
+                self.clock.now,
             )
 
     @precondition(lambda self: bool(self.holds))
@@ -209,6 +224,112 @@ class PoolVersusModel(RuleBasedStateMachine):
             if action == "commit":
                 layer.on_hand -= hold.qty
             hold.status = target
+
+    @precondition(lambda self: any(h.order and h.status == "held" for h in self.holds.values()))
+    @rule(data=st.data(), qty=st.integers(1, 6))
+    def reject(self, data, qty):
+        """A node rejects part of an order's line (orders routed by ``route``, not
+        campaign orders): those units leave it and go to the nodes left, if any."""
+        rid = data.draw(
+            st.sampled_from(
+                sorted(r for r, h in self.holds.items() if h.order and h.status == "held")
+            )
+        )
+        hold = self.holds[rid]
+        request = RejectionRequest(hold.order, "l1", hold.node, qty)
+        live = sorted(
+            (
+                (h.created_at, r)
+                for r, h in self.holds.items()
+                if (h.order, h.node, h.status) == (hold.order, hold.node, "held")
+                and h.expires_at > self.clock.now
+            ),
+        )
+        units = sum(self.holds[r].qty for _, r in live)
+        expected = (
+            (Conflict, "reservation_not_expired")
+            if not live
+            else (InvalidInput, "within_reserved")
+            if qty > units
+            else None
+        )
+        event(f"reject: {expected[1] if expected else 'moved'}")
+        if expected is not None:
+            with pytest.raises(expected[0]) as raised:
+                self.pool.reject(request)
+            assert raised.value.rule == expected[1]
+            return
+        answer = self.pool.reject(request)
+        expires_at = min(self.holds[r].expires_at for _, r in live)
+        left = qty
+        for _, r in reversed(live):  # newest first, as the pool takes them
+            take = min(left, self.holds[r].qty)
+            if take == self.holds[r].qty:
+                self.holds[r].status = "released"
+            else:
+                self.holds[r].qty -= take
+            left -= take
+            if left == 0:
+                break
+        self.layers[(hold.node, hold.sku)].reserved -= qty
+        excluded = self.rejected_by.setdefault(hold.order, set())
+        excluded.add(hold.node)
+        usable = [
+            n
+            for n in NODES
+            if n not in self.paused
+            and n not in excluded
+            and (hold.pickup is None or n == hold.pickup)
+        ]
+        can = sum(self.layers.get((n, hold.sku), Layers()).available for n in usable)
+        assert answer.rerouted == min(qty, can) and answer.unfilled == qty - answer.rerouted
+        for a in answer.reroute.lines[0].allocations:
+            layer = self.layers[(a.node_id, hold.sku)]
+            assert a.node_id in usable and a.qty <= layer.available
+            layer.reserved += a.qty
+            self.holds[a.reservation_id] = Hold(
+                a.node_id,
+                hold.sku,
+                a.qty,
+                "held",
+                expires_at,
+                hold.order,
+                hold.pickup,
+                self.clock.now,
+            )
+
+    @precondition(
+        lambda self: any(h.order and h.status == "committed" for h in self.holds.values())
+    )
+    @rule(data=st.data(), node=node_ids, qty=st.integers(1, 4), unsellable=st.integers(0, 4))
+    def return_and_receive(self, data, node, qty, unsellable):
+        """A shipped line comes back to a node and is received, part of it unsellable."""
+        order_id = data.draw(
+            st.sampled_from(
+                sorted(
+                    {h.order for h in self.holds.values() if h.order and h.status == "committed"}
+                )
+            )
+        )
+        sku = next(h.sku for h in self.holds.values() if h.order == order_id)
+        shipped = sum(
+            h.qty for h in self.holds.values() if h.order == order_id and h.status == "committed"
+        )
+        request = ReturnRequest(order_id, "l1", qty, node_id=node)
+        if qty > shipped - self.returned.get(order_id, 0):
+            with pytest.raises(InvalidInput) as raised:
+                self.pool.create_return(request)
+            assert raised.value.rule == "within_shipped"
+            event("return: within_shipped")
+            return
+        event("return: received")
+        view = self.pool.create_return(request)
+        self.returned[order_id] = self.returned.get(order_id, 0) + qty
+        unsellable = min(unsellable, qty)
+        self.pool.receive_return(view.return_id, sellable=qty - unsellable, unsellable=unsellable)
+        layer = self.layers.setdefault((node, sku), Layers())
+        layer.on_hand += qty
+        layer.unsellable += unsellable
 
     @rule(seconds=st.integers(1, 60))
     def time_passes_and_sweep_runs(self, seconds):
