@@ -147,7 +147,14 @@ def _map_axes(axes: Any, scenario: Scenario, allocations: Allocations, title: st
     stores = nodes[nodes["kind"] == "store"]
     warehouses = nodes[nodes["kind"] == "warehouse"]
     axes.scatter(
-        stores["lon"], stores["lat"], s=10, marker="^", color="#555555", zorder=4, linewidths=0
+        stores["lon"],
+        stores["lat"],
+        s=14,
+        marker="^",
+        facecolors="none",
+        edgecolors="#555555",
+        zorder=2,  # under the customers: a store's own customers stay visible
+        linewidths=0.6,
     )
     axes.scatter(
         warehouses["lon"],
@@ -174,7 +181,7 @@ def _map_axes(axes: Any, scenario: Scenario, allocations: Allocations, title: st
     handles += [
         Line2D([], [], marker="o", linestyle="", color=KIND_COLOURS["unfilled"], label="unfilled"),
         Line2D([], [], marker="s", linestyle="", color="black", label="warehouse"),
-        Line2D([], [], marker="^", linestyle="", color="#555555", label="store"),
+        Line2D([], [], marker="^", linestyle="", color="#555555", fillstyle="none", label="store"),
     ]
     axes.legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)
 
