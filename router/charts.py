@@ -136,7 +136,7 @@ def _map_axes(axes: Any, scenario: Scenario, allocations: Allocations, title: st
             axis=1,
         )
         axes.add_collection(
-            LineCollection(segments, colors=KIND_COLOURS[kind], linewidths=0.5, alpha=alpha)
+            LineCollection(list(segments), colors=KIND_COLOURS[kind], linewidths=0.5, alpha=alpha)
         )
     customers = scenario.orders.drop_duplicates("order_id").set_index("order_id")
     kind = served_kind(scenario, allocations)

@@ -52,18 +52,22 @@ class Variant:
 
     def params(self, defaults: OptimizeParams) -> OptimizeParams:
         """The optimize parameters: the command's defaults with this variant's overrides."""
-        changes: dict[str, float | int] = {}
-        if "time_limit" in self.solver:
-            changes["time_limit"] = self.solver["time_limit"]
-        if "gap" in self.solver:
-            changes["rel_gap"] = self.solver["gap"]
-        if "seed" in self.solver:
-            changes["seed"] = int(self.solver["seed"])
-        return replace(defaults, **changes)
+        return replace(
+            defaults,
+            time_limit=self.solver.get("time_limit", defaults.time_limit),
+            rel_gap=self.solver.get("gap", defaults.rel_gap),
+            seed=int(self.solver.get("seed", defaults.seed)),
+        )
 
     def scenario(self, base: Scenario) -> Scenario:
         """The scenario this variant routes: ``base`` with its penalty overrides."""
-        return replace(base, **self.penalties) if self.penalties else base
+        if not self.penalties:
+            return base
+        return replace(
+            base,
+            split_penalty=self.penalties.get("split_penalty", base.split_penalty),
+            unfilled_penalty=self.penalties.get("unfilled_penalty", base.unfilled_penalty),
+        )
 
 
 def parse_variant(text: str) -> Variant:

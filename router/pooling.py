@@ -11,7 +11,7 @@ The same orders and the same stock, routed two ways:
 - **One pool**: the scenario as it is, every order may use every node in reach.
 
 Then the pool's stock is scaled down by one factor on every (node, SKU)
-(``floor(available * factor)``) and the smallest factor whose pooled answer
+(:func:`scale_stock`, in whole units) and the smallest factor whose pooled answer
 still allocates at least as many units as the silos is found by bisection:
 the stock the pool needs for the silos' fill rate. Every solve goes through
 :func:`router.run.solve_scenario` (checked by the independent checker).
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from fractions import Fraction
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +78,29 @@ def channel_silos(scenario: Scenario) -> Channels:
     )
 
 
+STOCK_ORDER_SEED = 0
+"""Seed of the fixed order in which :func:`scale_stock` rounds the pairs."""
+
+
 def scale_stock(scenario: Scenario, factor: float) -> Scenario:
-    """``scenario`` with every (node, SKU)'s stock cut to ``floor(available * factor)``."""
+    """``scenario`` with its stock scaled by ``factor``, pair by pair, in whole units.
+
+    Each (node, SKU) gets ``available * factor`` rounded down or up, so that the
+    total is ``floor(total * factor)``: the pairs, in one fixed shuffled order,
+    take the integer steps of the running sum of their scaled stock
+    (systematic rounding). Flooring each pair instead would empty every pair
+    holding one unit (most store pairs) at any factor below 1.
+    """
+    available = scenario.inventory["available"].to_numpy(dtype=np.int64)
+    order = np.random.default_rng(STOCK_ORDER_SEED).permutation(available.size)
+    # In exact integers: a float factor is a fraction p / q.
+    p, q = Fraction(factor).as_integer_ratio()
+    running = [total * p // q for total in accumulate(available[order].tolist())]
+    steps = np.diff(np.array([0, *running], dtype=np.int64))
+    kept = np.empty_like(available)
+    kept[order] = steps
     inventory = scenario.inventory.copy()
-    inventory["available"] = np.floor(inventory["available"].to_numpy() * factor).astype(np.int64)
+    inventory["available"] = kept
     return replace(scenario, inventory=inventory)
 
 

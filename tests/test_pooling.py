@@ -10,9 +10,10 @@ S's door (0 km from S, 111 km from W) and one pickup of one A at S.
 - One pool: S serves the pickup (1) and three deliveries (3 x 4 = 12), W the
   fourth (11): 24, every unit filled; 4 of 5 orders from a store within 5 km
   (1 of 5 in the silos).
-- Stock for the same fill: at factor f each node holds floor(4 f); the pool
-  fills all 5 units once 2 floor(4 f) >= 5, i.e. f >= 0.75: 6 of 8 stock
-  units, 25% less. At 0.75 it costs 1 + 2 x 4 + 2 x 11 = 31.
+- Stock for the same fill: at factor f the two nodes hold floor(8 f) units
+  between them (4 f each, one rounded down, the other up); the pool fills all
+  5 units once floor(8 f) >= 5, i.e. f >= 0.625: 5 of 8 stock units, 37.5%
+  less. With s units at S it then costs 1 + 4 (s - 1) + 11 (5 - s).
 """
 
 from __future__ import annotations
@@ -60,9 +61,24 @@ def test_a_batch_without_pickups_has_no_store_silo(tiny_scenario_dir):
     assert channels.stores is None and channels.online is not None
 
 
-def test_scale_stock_floors_every_pair(pooled):
-    scaled = scale_stock(load_scenario(pooled), 0.6)
-    assert list(scaled.inventory["available"]) == [2, 2]
+def test_scale_stock_rounds_pairs_so_the_total_is_scaled(pooled):
+    scenario = load_scenario(pooled)
+    assert list(scale_stock(scenario, 0.75).inventory["available"]) == [3, 3]
+    assert list(scale_stock(scenario, 1.0).inventory["available"]) == [4, 4]
+    # 2.5 each: one pair is rounded down, the other up, 5 in all.
+    assert sorted(scale_stock(scenario, 0.625).inventory["available"]) == [2, 3]
+    assert list(scale_stock(scenario, 0.6).inventory["available"]) == [2, 2]
+
+
+def test_scale_stock_keeps_single_units_somewhere(tiny_scenario_dir):
+    # 10 pairs of one unit at half stock: 5 pairs keep theirs (flooring would keep none).
+    folder = tiny_scenario_dir(
+        nodes=[node_row(f"S{i}", "store") for i in range(10)],
+        inventory=[f"S{i},A,1" for i in range(10)],
+        orders=DELIVERIES,
+    )
+    scaled = scale_stock(load_scenario(folder), 0.5).inventory["available"]
+    assert sorted(scaled) == [0] * 5 + [1] * 5
 
 
 def test_one_pool_beats_the_silos_and_needs_less_stock(pooled):
@@ -74,15 +90,18 @@ def test_one_pool_beats_the_silos_and_needs_less_stock(pooled):
     assert silo["orders_from_store_within_5km_share"] == pytest.approx(1 / 5)
     assert pool["orders_from_store_within_5km_share"] == pytest.approx(4 / 5)
     assert silo["stock_units"] == pool["stock_units"] == 8
-    # Bisection: 0.5 (4 units) misses, 0.75 (6 units) matches, then 0.625 ... 0.734 miss.
+    # Bisection: 0.5 (4 units) misses, 0.75 (6) and 0.625 (5) match, 0.5625 ... 0.609 (4) miss.
     assert [step["stock_factor"] for step in study.steps] == [
-        0.5, 0.75, 0.625, 0.6875, 0.71875, 0.734375,
+        0.5, 0.75, 0.625, 0.5625, 0.59375, 0.609375,
     ]  # fmt: skip
-    assert [step["matches"] for step in study.steps] == [False, True, False, False, False, False]
-    assert lean is not None and lean.stock_factor == 0.75
-    assert lean.kpis["stock_units"] == 6 and lean.kpis["fill_rate"] == 1.0
-    assert lean.kpis["total_cost"] == pytest.approx(31.0)
-    assert stock_reduction(study) == pytest.approx(0.25)
+    assert [step["stock_units"] for step in study.steps] == [4, 6, 5, 4, 4, 4]
+    assert [step["matches"] for step in study.steps] == [False, True, True, False, False, False]
+    assert lean is not None and lean.stock_factor == 0.625
+    assert lean.kpis["stock_units"] == 5 and lean.kpis["fill_rate"] == 1.0
+    at_store = scale_stock(load_scenario(pooled), 0.625).inventory.set_index("node_id")
+    s = int(at_store.loc["S", "available"])
+    assert lean.kpis["total_cost"] == pytest.approx(1 + 4 * (s - 1) + 11 * (5 - s))
+    assert stock_reduction(study) == pytest.approx(0.375)
 
 
 def test_without_store_stock_to_share_the_pool_is_the_silos(tiny_scenario_dir):
@@ -102,13 +121,14 @@ def test_compare_pooling_writes_the_study(pooled, tmp_path):
         "compare", pooled, "--pooling", "--strategies", "optimize", "--steps", "3", "--out", out
     )
     assert result.returncode == 0, result.stderr
-    assert "25.0% less stock" in result.stdout
+    assert "37.5% less stock" in result.stdout
     table = pd.read_csv(out / "pooling.csv")
     assert list(table["setup"]) == [
         "channel silos", "one pool", "one pool, least stock for the silos' fill",
     ]  # fmt: skip
-    assert list(table["total_cost"]) == pytest.approx([45.0, 24.0, 31.0])
-    assert list(table["stock_units"]) == [8, 8, 6]
+    assert list(table["total_cost"])[:2] == pytest.approx([45.0, 24.0])
+    assert list(table["stock_units"]) == [8, 8, 5]
+    assert list(table["stock_factor"]) == [1.0, 1.0, 0.625]
     steps = pd.read_csv(out / "pooling_steps.csv")
     assert list(steps["stock_factor"]) == [0.5, 0.75, 0.625]
     assert_png(out / "pooling_optimize.png")
