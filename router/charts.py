@@ -285,7 +285,9 @@ def pooling_chart(rows: list[dict], steps: list[dict], path: Path) -> Path:
         axes.margins(y=0.15)
     axes = figure.add_subplot(grid[0, -1])
     if steps:
-        ordered = sorted(steps, key=lambda step: step["stock_factor"])
+        # The pool at full stock is the curve's last point.
+        full = {"stock_factor": rows[1]["stock_factor"], "fill_rate": rows[1]["fill_rate"]}
+        ordered = sorted([*steps, full], key=lambda step: step["stock_factor"])
         axes.plot(
             [100 * s["stock_factor"] for s in ordered],
             [100 * s["fill_rate"] for s in ordered],

@@ -37,6 +37,8 @@ from solver.params import OptimizeParams
 
 SILO = "channel silos"
 POOL = "one pool"
+LEAN_POOL = "one pool, least stock"
+"""The pool at the least stock (found) that fills as many units as the silos."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def pooling_study(
             high, best = factor, setup
         else:
             low = factor
-    lean_pool = replace(best, name=f"{POOL}, least stock for the silos' fill")
+    lean_pool = replace(best, name=LEAN_POOL)
     return PoolingStudy(silo, pool, lean_pool, trail)
 
 

@@ -124,7 +124,7 @@ def test_compare_pooling_writes_the_study(pooled, tmp_path):
     assert "37.5% less stock" in result.stdout
     table = pd.read_csv(out / "pooling.csv")
     assert list(table["setup"]) == [
-        "channel silos", "one pool", "one pool, least stock for the silos' fill",
+        "channel silos", "one pool", "one pool, least stock",
     ]  # fmt: skip
     assert list(table["total_cost"])[:2] == pytest.approx([45.0, 24.0])
     assert list(table["stock_units"]) == [8, 8, 5]
