@@ -226,14 +226,17 @@ def distance_histogram(allocations: Allocations, path: Path) -> Path:
     return _save(figure, path)
 
 
-def node_utilisation(load: pd.DataFrame, path: Path, *, top: int = 30) -> Path:
-    """Units per node for the busiest nodes, with each node's capacity where it has one."""
+def node_utilisation(load: pd.DataFrame, path: Path, *, top: int = 20) -> Path:
+    """Units of the busiest nodes (with their capacity where they have one), and
+    how full the nodes that have a capacity are."""
+    from matplotlib.patches import Patch
+
+    figure = _figure(11.0, 4.2)
+    grid = figure.add_gridspec(1, 2, width_ratios=(3, 2))
+    axes = figure.add_subplot(grid[0, 0])
     busiest = load[load["units"] > 0].sort_values("units", ascending=False).head(top)
-    figure = _figure(7.0, 4.2)
-    axes = figure.add_subplot()
     positions = np.arange(len(busiest))
-    colours = [KIND_COLOURS[kind] for kind in busiest["kind"]]
-    axes.bar(positions, busiest["units"], color=colours)
+    axes.bar(positions, busiest["units"], color=[KIND_COLOURS[k] for k in busiest["kind"]])
     limited = busiest["capacity_units"].notna().to_numpy()
     axes.scatter(
         positions[limited],
@@ -241,20 +244,36 @@ def node_utilisation(load: pd.DataFrame, path: Path, *, top: int = 30) -> Path:
         marker="_",
         s=120,
         color="black",
-        label="capacity",
         zorder=3,
     )
     axes.set_xticks(positions, busiest["node_id"], rotation=90, fontsize=7)
     axes.set_ylabel("units allocated")
     used = int((load["units"] > 0).sum())
-    axes.set_title(f"Node load: the {len(busiest)} busiest of {used} nodes used")
-    from matplotlib.patches import Patch
-
+    axes.set_title(f"The {len(busiest)} busiest of {used} nodes used", fontsize=10)
     handles = [Patch(color=KIND_COLOURS[k], label=k) for k in ("warehouse", "store")]
-    if limited.any():
-        handles.append(axes.get_legend_handles_labels()[0][0])
+    handles.append(Patch(color="black", label="capacity"))
     axes.legend(handles=handles, fontsize=8)
     axes.grid(axis="y", alpha=0.3)
+
+    axes = figure.add_subplot(grid[0, 1])
+    capacity = load[load["capacity_units"].notna()]
+    for kind in ("warehouse", "store"):
+        use = capacity.loc[capacity["kind"] == kind, "capacity_use"].to_numpy()
+        if use.size:
+            axes.hist(
+                100 * np.clip(use, 0, 1),
+                bins=np.linspace(0, 100, 11),
+                alpha=0.6,
+                color=KIND_COLOURS[kind],
+                label=kind,
+            )
+    full = int((capacity["units"] >= capacity["capacity_units"]).sum())
+    axes.set_xlabel("capacity used (%)")
+    axes.set_ylabel("nodes")
+    axes.set_title(f"{len(capacity)} nodes with a capacity, {full} full", fontsize=10)
+    if len(capacity):
+        axes.legend(fontsize=8)
+    figure.suptitle("Node load", fontsize=11)
     return _save(figure, path)
 
 
