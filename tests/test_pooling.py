@@ -41,7 +41,9 @@ PARAMS = OptimizeParams(time_limit=30)
 
 @pytest.fixture
 def pooled(tiny_scenario_dir):
-    return tiny_scenario_dir(nodes=NODES, inventory=["W,A,4", "S,A,4"], orders=[*DELIVERIES, PICKUP])
+    return tiny_scenario_dir(
+        nodes=NODES, inventory=["W,A,4", "S,A,4"], orders=[*DELIVERIES, PICKUP]
+    )
 
 
 def test_silos_split_orders_and_stock_by_channel(pooled):
