@@ -405,6 +405,89 @@ def generate(
             )
 
 
+@app.command()
+def compare(
+    scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder (omniroute-scenario/1).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the KPI table, the charts and each variant's answer.")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated variants STRATEGY[:KEY=VALUE]..., e.g. greedy,optimize,optimize:split_penalty=20 (keys: time_limit, gap, seed, split_penalty, unfilled_penalty).")] = "greedy,optimize",
+    pooling: Annotated[bool, typer.Option("--pooling", help="The one-pool study: channel silos against one pool, and the pool's stock for the silos' fill rate.")] = False,
+    steps: Annotated[int, typer.Option(min=1, max=20, help="Bisection steps on the pool's stock factor (--pooling).")] = 6,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds per optimize solve (finite, > 0).")] = 60.0,
+    gap: Annotated[float, typer.Option(help="Stop each optimize solve once proven within this relative gap, in [0, 1).")] = 1e-3,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty OUT.")] = False,
+) -> None:
+    """Run several strategies or parameter sets on the same batch; one KPI table and charts."""
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        _fail(f"--time-limit must be a finite number of seconds > 0 (got {time_limit})")
+    if not (math.isfinite(gap) and 0 <= gap < 1):
+        _fail(f"--gap must be a number in [0, 1) (got {gap})")
+    _check_out(out, overwrite)
+    from router.charts import MissingExtra, require_matplotlib
+    from router.compare import VariantError, parse_variants
+
+    try:
+        require_matplotlib("omniroute compare")
+        variants = parse_variants(strategies)
+    except MissingExtra as exc:
+        _fail(str(exc))
+    except VariantError as exc:
+        _fail(f"--strategies: {exc}")
+
+    from router.compare import run_compare
+    from router.pooling import run_pooling
+    from router.scenario import load_scenario
+    from solver.params import OptimizeParams
+
+    defaults = OptimizeParams(time_limit=time_limit, rel_gap=gap, seed=seed)
+    try:
+        scenario = load_scenario(scenario_dir)
+        if pooling:
+            text = run_pooling(scenario, scenario_dir, variants, defaults, out, steps=steps, log=_log)
+        else:
+            text = run_compare(scenario, scenario_dir, variants, defaults, out, log=_log)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write to {out}: {_unwritable(out, exc)}")
+    print(text)
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="An answer folder (assignments.csv, summary.json).")],
+    scenario: Annotated[Path | None, typer.Option("--scenario", help="The scenario it answers (default: the scenario_dir its summary.json names).")] = None,
+) -> None:
+    """Draw one answer (map, cost breakdown, distances, node load) as PNGs and one HTML page."""
+    from router.charts import MissingExtra, require_matplotlib
+
+    try:
+        require_matplotlib("omniroute report")
+    except MissingExtra as exc:
+        _fail(str(exc))
+    from router.report import read_answer, write_report
+
+    try:
+        answer = read_answer(out_dir, scenario)
+        page = write_report(answer)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write the report to {out_dir}: {_unwritable(out_dir, exc)}")
+    print(page)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        _fail(f"--out {out} exists and is not empty (pass --overwrite)")
+
+
+def _log(message: str) -> None:
+    err.print(message, highlight=False, soft_wrap=True)
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,

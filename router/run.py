@@ -141,6 +141,9 @@ def solve_folder(
     """Load, solve and write ``assignments.csv`` and ``summary.json`` atomically."""
     scenario = load_scenario(scenario_dir)
     output = solve_scenario(scenario, strategy=strategy, params=params, progress=progress)
+    # Where the answer came from, so `omniroute report OUT` finds its scenario.
+    summary = {**output.summary, "scenario_dir": str(Path(scenario_dir).resolve())}
+    output = replace(output, summary=summary)
     write_answer(Path(out_dir), output.assignments, output.summary)
     return output
 

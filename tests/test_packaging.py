@@ -27,20 +27,33 @@ def _name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement)[0]).lower()
 
 
-def _third_party_imports(package: str) -> set[str]:
+REPORT_MODULES = (ROOT / "router" / "charts.py",)
+"""The only modules that import the ``report`` extra (matplotlib), inside functions."""
+
+
+def _third_party_imports(package: str, *, skip: tuple[Path, ...] = REPORT_MODULES) -> set[str]:
     found = set()
     for path in (ROOT / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules = [node.module]
-            else:
-                continue
-            for module in modules:
-                top = module.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in CODE:
-                    found.add(top)
+        if path in skip:
+            continue
+        found |= _imports_of(path)
+    return found
+
+
+def _imports_of(path: Path, *, top_level_only: bool = False) -> set[str]:
+    found = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body if top_level_only else ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in CODE:
+                found.add(top)
     return found
 
 
@@ -68,6 +81,19 @@ def test_runtime_imports_are_plain_dependencies():
     assert not missing, f"imported at run time but not in [project].dependencies: {missing}"
 
 
+def test_the_report_extra_is_imported_only_where_the_pictures_are_drawn():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    declared = {_name(r) for r in PYPROJECT["project"]["dependencies"] + extras["report"]}
+    for module in REPORT_MODULES:
+        imports = _imports_of(module)
+        assert "matplotlib" in imports
+        assert not _distributions(imports) - declared, module
+        # Inside functions only: `omniroute compare` without the extra says which to install.
+        assert "matplotlib" not in _imports_of(module, top_level_only=True), module
+    assert {_name(r) for r in extras["report"]} == {"matplotlib"}
+    assert "matplotlib" not in {_name(r) for r in PYPROJECT["project"]["dependencies"]}
+
+
 def test_benchmark_imports_are_in_the_bench_extra():
     extras = PYPROJECT["project"]["optional-dependencies"]
     declared = {_name(r) for r in PYPROJECT["project"]["dependencies"] + extras["bench"]}
@@ -79,7 +105,7 @@ def test_the_postgres_driver_is_an_extra_not_a_dependency():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert "psycopg" not in {_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert {_name(r) for r in extras["postgres"]} == {"psycopg"}
-    assert "omniroute[postgres,bench]" in extras["dev"]
+    assert "omniroute[postgres,bench,report]" in extras["dev"]
 
 
 def test_bundled_files_are_found_in_a_checkout():
