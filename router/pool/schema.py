@@ -260,7 +260,9 @@ reoptimizations = Table(
     Column("progress", Text, nullable=True),  # JSON: phase, best cost, bound
     Column("plan", Text, nullable=True),  # JSON: KPIs before/after, gap, moves, skipped orders
     Column("moves_csv", Text, nullable=True),  # the per-order diff
-    Column("apply_data", Text, nullable=True),  # JSON: new allocations and the snapshot's fingerprint
+    Column(
+        "apply_data", Text, nullable=True
+    ),  # JSON: new allocations and the snapshot's fingerprint
     Column("error", Text, nullable=True),  # JSON: rule and detail of a failed job
     Index("ix_pool_reoptimizations_state", "state", "created_at"),
 )

@@ -49,7 +49,9 @@ def upgrade() -> None:
         sa.Column("apply_data", sa.Text, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
     )
-    op.create_index("ix_pool_reoptimizations_state", "pool_reoptimizations", ["state", "created_at"])
+    op.create_index(
+        "ix_pool_reoptimizations_state", "pool_reoptimizations", ["state", "created_at"]
+    )
 
 
 def downgrade() -> None:
