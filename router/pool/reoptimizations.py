@@ -237,6 +237,31 @@ class ReoptimizationSettings:
     heartbeat_seconds: float = 1.0
     rel_gap: float = 1e-3
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReoptimizationSettings:
+        """Read ``OMNIROUTE_REOPT_TIME_LIMIT`` and ``OMNIROUTE_REOPT_LEASE_SECONDS``; a bad
+        value raises ``ValueError`` naming the variable."""
+        import os
+
+        environ = os.environ if environ is None else environ
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r}: not a number") from None
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"{name}={raw!r}: must be a number within [{low:g}, {high:g}]")
+            return value
+
+        return cls(
+            time_limit=number("OMNIROUTE_REOPT_TIME_LIMIT", 60.0, 0.1, MAX_TIME_LIMIT),
+            lease_seconds=number("OMNIROUTE_REOPT_LEASE_SECONDS", 60.0, 1.0, 86400.0),
+        )
+
 
 @dataclass(frozen=True)
 class JobView:
