@@ -96,6 +96,7 @@ def plan(jobs: Reoptimizations, max_moves: str | None, time_limit: float) -> dic
     view = jobs.job(job.job_id)
     assert view.state == "ready", view.error
     p = view.plan
+    assert p is not None
     return {
         "job_id": job.job_id,
         "max_moves": p["max_moves"],
@@ -181,6 +182,7 @@ def main() -> None:
         print("plan (no move limit):", json.dumps(plans[1]), flush=True)
     started = time.perf_counter()
     applied = jobs.apply(plans[0]["job_id"], actor="bench")
+    assert applied.plan is not None
     apply_seconds = time.perf_counter() - started
     print(
         "apply:",

@@ -355,11 +355,11 @@ def _select_held(
         query = query.where(orders_table.c.campaign == selection.campaign)
     if selection.order_ids is not None:
         wanted = sorted(set(selection.order_ids))
-        rows = []
+        rows: list[Any] = []
         for chunk in _chunks(wanted):
             rows += conn.execute(query.where(reservations.c.order_id.in_(chunk))).all()
     else:
-        rows = conn.execute(query).all()
+        rows = list(conn.execute(query).all())
     held: dict[str, list[_Held]] = defaultdict(list)
     records: dict[str, Any] = {}
     for r in rows:
@@ -945,7 +945,7 @@ class Reoptimizations:
         ref = f"reoptimization:{job_id}"
         # Release the moved orders' held reservations (conditionally: still held).
         old_ids = [rid for o in moved for rid in data["orders"][o]["reservations"]]
-        old_rows = []
+        old_rows: list[Any] = []
         for chunk in _chunks(old_ids):
             old_rows += conn.execute(
                 select(
@@ -1114,7 +1114,7 @@ class Reoptimizations:
             .where(nodes.c.pk.in_(sorted(node_of)))
             .order_by(nodes.c.pk)
         )
-        found_nodes = {
+        found_nodes: dict[int, tuple[Any, Any, Any]] = {
             r[0]: (r[1], r[2], r[3])
             for r in conn.execute(query.with_for_update() if postgres else query).all()
         }

@@ -24,6 +24,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -800,11 +801,10 @@ def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
     """
     if not routed:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
-    statement = upsert(orders_table)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(orders_table)
     statement = statement.on_conflict_do_update(
         index_elements=[orders_table.c.order_id],
         set_={
