@@ -306,3 +306,81 @@ def test_reservations_without_an_order_record_are_skipped(jobs):
             ).scalar_one()
             == 2
         )
+
+
+# --- states ------------------------------------------------------------------------------
+
+
+def test_a_plan_that_is_not_ready_cannot_be_applied_or_downloaded(jobs):
+    from router.pool.errors import Conflict
+
+    job = jobs.create(request(max_moves=2), actor="ops")
+    for attempt in (
+        lambda: jobs.apply(job.job_id, actor="ops"),
+        lambda: jobs.moves_csv(job.job_id),
+    ):
+        with pytest.raises(Conflict) as refused:
+            attempt()
+        assert refused.value.rule == "plan_ready"
+    assert jobs.job(job.job_id).state == "queued"
+
+
+def test_a_job_whose_solve_raises_fails_and_changes_nothing(jobs):
+    def broken(_job_id):
+        raise RuntimeError("solver exploded")
+
+    jobs.after_snapshot = broken
+    entries = rows_of(jobs.pool, ledger)
+    job = jobs.create(request(max_moves=2), actor="ops")
+    jobs.run_due()
+    failed = jobs.job(job.job_id)
+    assert failed.state == "failed" and failed.error["rule"] == "solve_failed"
+    assert "solver exploded" in failed.error["detail"]
+    assert rows_of(jobs.pool, ledger) == entries
+
+
+# --- apply racing /v1/route ---------------------------------------------------------------
+
+
+def test_apply_racing_route_calls_never_oversells(pool):
+    """Ten ``near`` orders hold S1 and ten ``far`` orders W1; the plan swaps them. While it
+    is applied, eight threads route more ``near`` orders for the same stock: the apply
+    either wins (before them) or is refused, and nothing is ever oversold."""
+    import threading
+
+    seed_network(pool, {("W1", "A"): 14, ("S1", "A"): 14})
+    for i in range(10):
+        pool.route(order(f"near{i}"))
+    for i in range(10):
+        pool.route(order(f"far{i}", FAR))
+    jobs = Reoptimizations(pool)
+    job = ready(jobs, max_moves="100%")
+    assert job.plan["orders_moved"] > 0
+    outcomes: list[str] = []
+    start = threading.Barrier(9)
+
+    def racer(n: int) -> None:
+        start.wait()
+        for k in range(3):
+            pool.route(order(f"race{n}-{k}"))
+
+    def apply() -> None:
+        from router.pool.errors import Conflict
+
+        start.wait()
+        try:
+            jobs.apply(job.job_id, actor="ops")
+            outcomes.append("applied")
+        except Conflict as refused:
+            outcomes.append(str(refused.rule))
+
+    threads = [threading.Thread(target=racer, args=(n,)) for n in range(8)]
+    threads.append(threading.Thread(target=apply))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes in (["applied"], ["unchanged_since_snapshot"])
+    assert_invariant(pool)
+    state = jobs.job(job.job_id).state
+    assert state == ("applied" if outcomes == ["applied"] else "ready")
