@@ -937,9 +937,25 @@ class Reoptimizations:
         index = self.pool.read_model(force=True).index
         pk_of = {str(n): int(index.pk[index.index_of_id[str(n)]]) for n, *_ in data["nodes"]}
         moved = sorted(data["orders"])
-        for order_id in moved:
-            routing.lock_order(conn, order_id)
+        # No per-order advisory lock: a /v1/route of a moved order sees its holds before
+        # and after this transaction (the swap is atomic), so it is refused either way;
+        # thousands of advisory locks in one transaction would fill PostgreSQL's lock table.
         self._check_unchanged(conn, data, pk_of)
+        if not moved:
+            self._mark_applied(
+                conn,
+                job_id,
+                row,
+                now=self.pool.clock(),
+                summary={
+                    "orders_moved": 0,
+                    "reservations_released": 0,
+                    "reservations_created": 0,
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "actor": actor,
+                },
+            )
+            return
 
         now = self.pool.clock()
         ref = f"reoptimization:{job_id}"
@@ -1029,14 +1045,26 @@ class Reoptimizations:
             ) from None
         routing.write_reservations(conn, new_rows)
         ledger.append(conn, entries, now=now, actor=actor, request_id=request_id)
+        self._mark_applied(
+            conn,
+            job_id,
+            row,
+            now=now,
+            summary={
+                "orders_moved": len(moved),
+                "reservations_released": len(old_rows),
+                "reservations_created": len(new_rows),
+                "seconds": round(time.perf_counter() - started, 3),
+                "actor": actor,
+            },
+        )
+
+    @staticmethod
+    def _mark_applied(
+        conn: Connection, job_id: str, row: Any, *, now: datetime, summary: dict
+    ) -> None:
         plan = json.loads(row.plan)
-        plan["applied"] = {
-            "orders_moved": len(moved),
-            "reservations_released": len(old_rows),
-            "reservations_created": len(new_rows),
-            "seconds": round(time.perf_counter() - started, 3),
-            "actor": actor,
-        }
+        plan["applied"] = summary
         conn.execute(
             update(reoptimizations)
             .where(reoptimizations.c.job_id == job_id, reoptimizations.c.state == "ready")

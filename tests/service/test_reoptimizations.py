@@ -384,3 +384,12 @@ def test_apply_racing_route_calls_never_oversells(pool):
     assert_invariant(pool)
     state = jobs.job(job.job_id).state
     assert state == ("applied" if outcomes == ["applied"] else "ready")
+
+
+def test_a_plan_that_moves_nothing_applies_as_a_no_op(jobs):
+    job = ready(jobs, max_moves=1)
+    entries = rows_of(jobs.pool, ledger)
+    applied = jobs.apply(job.job_id, actor="ops")
+    assert applied.state == "applied" and applied.plan["applied"]["orders_moved"] == 0
+    assert rows_of(jobs.pool, ledger) == entries
+    assert held_nodes(jobs.pool, "near") == ["S1"]
