@@ -51,7 +51,7 @@ class ReoptimizationIn(Strict):
     )
     move_cost: NonNegative | None = Field(None, description="Cost added per moved order.")
     time_limit: (
-        Annotated[float, Field(strict=False, gt=0, le=MAX_TIME_LIMIT, allow_inf_nan=False)] | None
+        Annotated[float, Field(strict=True, gt=0, le=MAX_TIME_LIMIT, allow_inf_nan=False)] | None
     ) = Field(None, description="Seconds the solve may take (default: the server's).")
 
     def to_request(self) -> ReoptimizationRequest:

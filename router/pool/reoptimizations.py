@@ -78,6 +78,7 @@ SKIP_RULES = {
     "node_not_active": "a reservation sits at a node that is no longer active",
     "stock_below_reservations": "a reservation sits where the stock is now below what is held",
     "capacity_below_backlog": "a reservation sits at a node whose backlog exceeds its capacity",
+    "node_out_of_reach": "a reservation sits at a node whose reach no longer covers the order",
 }
 """Why a selected order is left as it is (listed in the plan's ``skipped``)."""
 
@@ -417,6 +418,20 @@ def _order_of(record: Any) -> Order:
     )
 
 
+def _within_reach(order: Order, index: NodeIndex, position: int) -> bool:
+    """The reach rule of the checker for one held reservation (pickup orders: any node
+    they were routed to is their pickup node)."""
+    from router.geo import haversine_km
+
+    limit = float(index.max_km[position])
+    if order.pickup_node is not None or math.isnan(limit):
+        return True
+    distance = float(
+        haversine_km(order.lat, order.lon, float(index.lat[position]), float(index.lon[position]))
+    )
+    return distance <= limit
+
+
 def take_snapshot(
     conn: Connection,
     name: str,
@@ -498,6 +513,12 @@ def take_snapshot(
                     order_id,
                     "capacity_below_backlog",
                     f"node {node_id!r} holds more backlog than its capacity",
+                )
+            elif not _within_reach(orders[order_id], index, index.index_of_pk[h.node_pk]):
+                skip(
+                    order_id,
+                    "node_out_of_reach",
+                    f"node {node_id!r} no longer reaches the order's location",
                 )
             else:
                 continue

@@ -393,3 +393,11 @@ def test_a_plan_that_moves_nothing_applies_as_a_no_op(jobs):
     assert applied.state == "applied" and applied.plan["applied"]["orders_moved"] == 0
     assert rows_of(jobs.pool, ledger) == entries
     assert held_nodes(jobs.pool, "near") == ["S1"]
+
+
+def test_an_order_held_at_a_node_that_no_longer_reaches_it_is_skipped(jobs):
+    jobs.pool.update_node("S1", {"max_km": 5.0}, actor="admin")  # near is 10 km from S1
+    job = ready(jobs, max_moves=2)
+    assert [(s["order_id"], s["rule"]) for s in job.plan["skipped"]] == [
+        ("near", "node_out_of_reach")
+    ]
