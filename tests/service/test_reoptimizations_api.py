@@ -195,3 +195,40 @@ def test_unknown_jobs_and_plans_not_ready(sqlite_url):
         assert (
             client.get("/v1/reoptimizations/nope", headers={"X-API-Key": "bad"}).status_code == 401
         )
+
+
+def test_a_job_running_when_its_server_is_killed_is_run_again(sqlite_url, tmp_path, monkeypatch):
+    """SIGKILL the server while a job solves (2,000 held orders, 6 s limit); the next
+    server takes the job over once its claim lapses (1 s) and runs it from the start."""
+    from benchmarks.reoptimize_service import scenario_orders
+    from benchmarks.route_latency import loaded_pool
+    from router.generate import generate_scenario
+
+    monkeypatch.setenv("OMNIROUTE_REOPT_LEASE_SECONDS", "1")
+    folder = tmp_path / "scenario"
+    generate_scenario(folder, orders=2000, stores=100, warehouses=12, skus=300, seed=1)
+    pool, _ = loaded_pool(sqlite_url, folder)
+    try:
+        for order in scenario_orders(folder):
+            pool.route(order)
+        key = pool.create_key("oms")
+    finally:
+        pool.close()
+    with running_server(sqlite_url, kill=True) as base:
+        client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+        job = client.post(
+            "/v1/reoptimizations", json={"channel": "web", "max_moves": "10%", "time_limit": 6}
+        ).json()
+        url = f"/v1/reoptimizations/{job['reoptimization_id']}"
+        wait_for(
+            lambda: (
+                (j := client.get(url).json())["state"] == "running"
+                and j["progress"]["phase"] not in ("queued", "snapshot")
+            )
+        )
+    with running_server(sqlite_url) as base:
+        client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+        done = wait_for(lambda: (j := client.get(url).json())["state"] == "ready" and j, 120)
+        assert done["attempts"] == 2
+        assert 0 < done["plan"]["orders_moved"] <= done["plan"]["max_moves"]
+        assert done["plan"]["after"]["cost"] < done["plan"]["before"]["cost"]
