@@ -237,8 +237,6 @@ orders = Table(
     Column("pickup_node", String(64), nullable=True),
     Column("lines", Text, nullable=False),  # JSON [[line_id, sku, qty], ...]
     Column("routed_at", DateTime, nullable=False),
-    Index("ix_pool_orders_channel", "channel"),
-    Index("ix_pool_orders_campaign", "campaign"),
 )
 
 reoptimizations = Table(

@@ -28,8 +28,8 @@ def upgrade() -> None:
         sa.Column("lines", sa.Text, nullable=False),
         sa.Column("routed_at", sa.DateTime, nullable=False),
     )
-    op.create_index("ix_pool_orders_channel", "pool_orders", ["channel"])
-    op.create_index("ix_pool_orders_campaign", "pool_orders", ["campaign"])
+    # No index on channel or campaign: every routing writes a row here, and a job reads
+    # the held reservations first (ix_pool_reservations_due) and finds their order by key.
     op.create_table(
         "pool_reoptimizations",
         sa.Column("job_id", sa.String(32), primary_key=True),
