@@ -23,6 +23,7 @@ from api.routes import (
     inventory,
     nodes,
     rejections,
+    reoptimizations,
     reservations,
     returns,
     route,
@@ -32,6 +33,7 @@ from router.geocode import AddressGeocoder, GeocoderSettings
 from router.pool import Pool
 from router.pool.callbacks import CallbackSettings, deliver_due
 from router.pool.geocache import PoolGeocodeCache
+from router.pool.reoptimizations import Reoptimizations, ReoptimizationSettings
 from router.pool.waves import Waves, WaveSettings
 
 log = logging.getLogger("omniroute.api")
@@ -64,6 +66,18 @@ async def _close_and_solve_waves(waves: Waves, wakeup: asyncio.Event, every: flo
             await run_in_threadpool(waves.run_due)
         except Exception:  # the wave stays claimable; the next tick (or process) retries
             log.exception("wave closer failed")
+
+
+async def _run_reoptimizations(jobs: Reoptimizations, wakeup: asyncio.Event, every: float) -> None:
+    """Run queued re-optimization jobs (and restart those whose process stopped)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout=every)
+        wakeup.clear()
+        try:
+            await run_in_threadpool(jobs.run_due)
+        except Exception:  # the job stays claimable; the next tick (or process) retries
+            log.exception("re-optimization runner failed")
 
 
 async def _deliver_callbacks(pool: Pool, settings: CallbackSettings, every: float) -> None:
@@ -116,6 +130,10 @@ def create_app(
             callbacks_enabled=callback_settings.enabled,
         )
         app.state.wave_wakeup = asyncio.Event()
+        app.state.reoptimizations = Reoptimizations(
+            app.state.pool, ReoptimizationSettings.from_env()
+        )
+        app.state.reoptimization_wakeup = asyncio.Event()
         background = (
             [
                 asyncio.create_task(
@@ -125,6 +143,13 @@ def create_app(
                 ),
                 asyncio.create_task(
                     _deliver_callbacks(app.state.pool, callback_settings, wave_tick_seconds)
+                ),
+                asyncio.create_task(
+                    _run_reoptimizations(
+                        app.state.reoptimizations,
+                        app.state.reoptimization_wakeup,
+                        wave_tick_seconds,
+                    )
                 ),
             ]
             if wave_tick_seconds > 0
@@ -160,6 +185,7 @@ def create_app(
         nodes,
         campaigns,
         waves,
+        reoptimizations,
         health,
     ):
         app.include_router(module.router)

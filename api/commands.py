@@ -63,11 +63,13 @@ def serve(
     # Waves and callbacks (issue 8) are configured by environment: refuse bad values here,
     # with the variable's name, rather than in every worker.
     from router.pool.callbacks import CallbackSettings
+    from router.pool.reoptimizations import ReoptimizationSettings
     from router.pool.waves import WaveSettings
 
     try:
         WaveSettings.from_env()
         CallbackSettings.from_env()
+        ReoptimizationSettings.from_env()
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from error

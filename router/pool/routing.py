@@ -24,6 +24,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -44,6 +45,7 @@ from router.pool import ledger, locks
 from router.pool.errors import Conflict, InvalidInput
 from router.pool.nodes import NodeIndex
 from router.pool.schema import balances, nodes, reservations, skus
+from router.pool.schema import orders as orders_table
 from solver.order_dp import OrderPlan, OrderProblem, order_cost, solve_order
 
 MAX_LINES = 500
@@ -810,6 +812,43 @@ def write_reservations(conn: Connection, rows: list[dict]) -> None:
         conn.execute(_INSERT_RESERVATIONS, rows)
 
 
+def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
+    """Keep the orders behind the reservations just written (``pool_orders``), as a
+    re-optimization needs them: where they go, which lines, channel and campaign.
+
+    An order id routed again (after a release) replaces its earlier record.
+    """
+    if not routed:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(orders_table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[orders_table.c.order_id],
+        set_={
+            name: statement.excluded[name]
+            for name in ("channel", "campaign", "lat", "lon", "pickup_node", "lines", "routed_at")
+        },
+    )
+    conn.execute(
+        statement,
+        [
+            {
+                "order_id": order.order_id,
+                "channel": order.channel,
+                "campaign": order.campaign,
+                "lat": order.lat,
+                "lon": order.lon,
+                "pickup_node": order.pickup_node,
+                "lines": json.dumps([[ln.line_id, ln.sku, ln.qty] for ln in order.lines]),
+                "routed_at": now,
+            }
+            for order in routed
+        ],
+    )
+
+
 def reserve_routing(
     conn: Connection,
     order: Order,
@@ -847,6 +886,8 @@ def reserve_routing(
     else:
         reserve_campaign_plan(conn, writes.moves, uses or [], now)
     write_reservations(conn, writes.rows)
+    if writes.rows:
+        record_orders(conn, [order], now)
     ledger.append(
         conn,
         writes.entries,

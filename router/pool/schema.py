@@ -280,4 +280,45 @@ geocode_cache = Table(
     Column("lat", Float, nullable=False),
     Column("lon", Float, nullable=False),
     Column("created_at", DateTime, nullable=False),
+# --- re-optimization (issue 8.2; migration 0007_reoptimizations) ---------------------------
+
+orders = Table(
+    "pool_orders",
+    metadata,
+    # The order behind an order id's reservations, as it was last routed (``/v1/route`` or
+    # a wave): what a re-optimization needs to route it again (where, which lines).
+    Column("order_id", String(128), primary_key=True),
+    Column("channel", String(32), nullable=False),
+    Column("campaign", String(64), nullable=True),
+    Column("lat", Float, nullable=True),
+    Column("lon", Float, nullable=True),
+    Column("pickup_node", String(64), nullable=True),
+    Column("lines", Text, nullable=False),  # JSON [[line_id, sku, qty], ...]
+    Column("routed_at", DateTime, nullable=False),
+)
+
+reoptimizations = Table(
+    "pool_reoptimizations",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    # queued -> running -> ready -> applied; failed (bad snapshot, solver error, attempts used up)
+    Column("state", String(8), nullable=False),
+    Column("request", Text, nullable=False),  # JSON: selectors and churn rule
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    # The process running the job; its writes check the token (fencing), as for waves.
+    Column("claim_token", String(32), nullable=True),
+    Column("claimed_at", DateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", DateTime, nullable=True),
+    Column("finished_at", DateTime, nullable=True),
+    Column("applied_at", DateTime, nullable=True),
+    Column("progress", Text, nullable=True),  # JSON: phase, best cost, bound
+    Column("plan", Text, nullable=True),  # JSON: KPIs before/after, gap, moves, skipped orders
+    Column("moves_csv", Text, nullable=True),  # the per-order diff
+    Column(
+        "apply_data", Text, nullable=True
+    ),  # JSON: new allocations and the snapshot's fingerprint
+    Column("error", Text, nullable=True),  # JSON: rule and detail of a failed job
+    Index("ix_pool_reoptimizations_state", "state", "created_at"),
 )

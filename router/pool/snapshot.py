@@ -27,16 +27,20 @@ from router.scenario import Scenario
 _SKU_CHUNK = 500
 
 
-def read_pool_frames(
-    conn: Connection, index: NodeIndex, sku_list: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(nodes, inventory) frames in the scenario format, as the pool stands now."""
-    state = {
+def read_node_state(conn: Connection) -> dict[int, tuple[str, int | None, int]]:
+    """``{node_pk: (status, capacity_units, backlog_units)}`` of every node."""
+    return {
         pk: (status, capacity, backlog)
         for pk, status, capacity, backlog in conn.execute(
             select(nodes.c.pk, nodes.c.status, nodes.c.capacity_units, nodes.c.backlog_units)
         ).all()
     }
+
+
+def nodes_frame(
+    index: NodeIndex, state: dict[int, tuple[str, int | None, int]]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The nodes in the scenario format (capacity = what is left), and which are active."""
     capacity_left = np.full(index.size, np.nan)
     active = np.zeros(index.size, dtype=bool)
     for i, pk in enumerate(index.pk.tolist()):
@@ -59,6 +63,14 @@ def read_pool_frames(
             "max_km": index.max_km,
         }
     )
+    return node_frame, active
+
+
+def read_pool_frames(
+    conn: Connection, index: NodeIndex, sku_list: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(nodes, inventory) frames in the scenario format, as the pool stands now."""
+    node_frame, active = nodes_frame(index, read_node_state(conn))
     active_pks = {int(pk) for pk, is_active in zip(index.pk, active, strict=True) if is_active}
     rows: list[tuple[str, str, int]] = []
     for start in range(0, len(sku_list), _SKU_CHUNK):

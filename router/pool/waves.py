@@ -703,6 +703,9 @@ class Waves:
                     return False
         if all_there:
             routing.write_reservations(conn, [row for w in writes.values() for row in w.rows])
+            routing.record_orders(
+                conn, [e.order for e in planned if writes[e.order.order_id].rows], now
+            )
             by_actor: dict[str, list] = {}
             for e in planned:
                 by_actor.setdefault(e.actor, []).extend(writes[e.order.order_id].entries)
