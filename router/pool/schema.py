@@ -280,6 +280,9 @@ geocode_cache = Table(
     Column("lat", Float, nullable=False),
     Column("lon", Float, nullable=False),
     Column("created_at", DateTime, nullable=False),
+)
+
+
 # --- re-optimization (issue 8.2; migration 0007_reoptimizations) ---------------------------
 
 orders = Table(
