@@ -83,6 +83,18 @@ def _root(
     """Order routing over one omnichannel inventory pool (`omniroute spec`: the format)."""
 
 
+def _check_run_options(time_limit: float, gap: float, out: Path, overwrite: bool) -> None:
+    """The options ``solve`` and ``reoptimize`` share: one line and exit 2 when bad."""
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        _fail(f"--time-limit must be a finite number of seconds > 0 (got {time_limit})")
+    if not (math.isfinite(gap) and 0 <= gap < 1):
+        _fail(f"--gap must be a number in [0, 1) (got {gap})")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        _fail(f"--out {out} exists and is not empty (pass --overwrite)")
+
+
 class Strategy(StrEnum):
     """The strategies of ``router.run.STRATEGIES`` (a test keeps the two equal)."""
 
@@ -103,14 +115,7 @@ def solve(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
 ) -> None:
     """Route every order of a scenario; write OUT/assignments.csv and OUT/summary.json."""
-    if not (math.isfinite(time_limit) and time_limit > 0):
-        _fail(f"--time-limit must be a finite number of seconds > 0 (got {time_limit})")
-    if not (math.isfinite(gap) and 0 <= gap < 1):
-        _fail(f"--gap must be a number in [0, 1) (got {gap})")
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        _fail(f"--out {out} exists and is not empty (pass --overwrite)")
+    _check_run_options(time_limit, gap, out, overwrite)
 
     from router.run import solve_folder
     from solver.batch import OptimizeParams
@@ -156,16 +161,9 @@ def reoptimize(
     """Re-decide held orders jointly from their current routing, under a churn rule
     (a cost per moved order and/or a limit on the moves); write the new routing,
     the moves per order, and the before/after KPIs."""
-    if not (math.isfinite(time_limit) and time_limit > 0):
-        _fail(f"--time-limit must be a finite number of seconds > 0 (got {time_limit})")
-    if not (math.isfinite(gap) and 0 <= gap < 1):
-        _fail(f"--gap must be a number in [0, 1) (got {gap})")
+    _check_run_options(time_limit, gap, out, overwrite)
     if not (math.isfinite(move_cost) and move_cost >= 0):
         _fail(f"--move-cost must be a finite number >= 0 (got {move_cost})")
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        _fail(f"--out {out} exists and is not empty (pass --overwrite)")
 
     from router.checker import load_assignments
     from router.reoptimize import parse_max_moves, reoptimize_scenario, write_plan
