@@ -145,16 +145,39 @@ def solve_folder(
     return output
 
 
+ASSIGNMENT_EXTRA_COLUMNS = ("km", "handling_cost", "shipping_cost")
+"""Per-row columns written after the format's four (docs/scenario-format.md)."""
+
+
 def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
-    """One row per (line, node) with units, lines in scenario order."""
+    """One row per (line, node) with units, lines in scenario order.
+
+    After the format's four columns come the row's distance and cost (see
+    :data:`ASSIGNMENT_EXTRA_COLUMNS`): ``km`` from the node to the customer (0 for a
+    pickup order), ``handling_cost`` (qty x handling) and ``shipping_cost``, the
+    whole cost of the row's shipment on the shipment's first row and 0 on its other
+    rows, so each order's rows sum exactly to its shipping.
+    """
     used = np.flatnonzero(units > 0)
     lines = problem.cand_line[used]
+    nodes = problem.cand_node[used]
+    pairs = problem.cand_pair[used]
+    qty = units[used].astype(np.int64)
+    # ``used`` is sorted by line, and lines by order: the first row of each shipment
+    # (order, node) in file order carries its shipping cost.
+    _, first_row = np.unique(pairs, return_index=True)
+    shipping = np.zeros(used.size)
+    shipping[first_row] = problem.pair_ship_cost[pairs[first_row]]
+    pickup = problem.order_pickup[problem.line_order[lines]] >= 0
     return pd.DataFrame(
         {
             "order_id": problem.order_ids[problem.line_order[lines]],
             "line_id": problem.line_ids[lines],
-            "node_id": problem.node_ids[problem.cand_node[used]],
-            "qty": units[used].astype(np.int64),
+            "node_id": problem.node_ids[nodes],
+            "qty": qty,
+            "km": np.where(pickup, 0.0, problem.pair_km[pairs]),
+            "handling_cost": qty * problem.handling[nodes],
+            "shipping_cost": shipping,
         }
     )
 

@@ -198,7 +198,7 @@ def _solve_and_check(scenario: Path, out: Path, *options, quiet: bool = True) ->
     assert json.loads(run.stdout) == summary  # with --json stdout is the summary, nothing else
     assert set(summary) >= SUMMARY_KEYS
     header = (out / "assignments.csv").read_text().splitlines()[0]
-    assert header == "order_id,line_id,node_id,qty"
+    assert header == "order_id,line_id,node_id,qty,km,handling_cost,shipping_cost"
     check = omniroute("check", scenario, out / "assignments.csv")
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.startswith("FEASIBLE")
