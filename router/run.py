@@ -137,12 +137,25 @@ def solve_folder(
     strategy: str = "optimize",
     params: OptimizeParams | None = None,
     progress: Progress | None = None,
+    counterfactuals: bool | None = None,
 ) -> RunOutput:
-    """Load, solve and write ``assignments.csv`` and ``summary.json`` atomically."""
+    """Load, solve, explain; write ``assignments.csv``, ``summary.json`` and
+    ``explanations.jsonl`` atomically.
+
+    ``counterfactuals``: compute each order's counterfactual (default: for batches
+    of up to ``router.explain.COUNTERFACTUAL_MAX_ORDERS`` orders).
+    """
+    from router.explain import explain_batch
+
     scenario = load_scenario(scenario_dir)
     output = solve_scenario(scenario, strategy=strategy, params=params, progress=progress)
-    write_answer(Path(out_dir), output.assignments, output.summary)
-    return output
+    if progress is not None:
+        progress("explaining", {})
+    started = time.perf_counter()
+    explanations = explain_batch(output.problem, output.result, with_counterfactual=counterfactuals)
+    summary = {**output.summary, "explain_seconds": round(time.perf_counter() - started, 3)}
+    write_answer(Path(out_dir), output.assignments, summary, explanations)
+    return replace(output, summary=summary)
 
 
 ASSIGNMENT_EXTRA_COLUMNS = ("km", "handling_cost", "shipping_cost")
@@ -182,15 +195,27 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
     )
 
 
-def write_answer(out_dir: Path, assignments: pd.DataFrame, summary: dict) -> None:
-    """Write both files so that a reader never sees a half-written answer."""
+def write_answer(
+    out_dir: Path,
+    assignments: pd.DataFrame,
+    summary: dict,
+    explanations: list[dict] | None = None,
+) -> None:
+    """Write the answer's files so that a reader never sees a half-written answer:
+    each is written in a staging folder, then moved into place."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".omniroute-", dir=out_dir))
+    names = ["assignments.csv", "summary.json"]
     try:
         assignments.to_csv(staging / "assignments.csv", index=False)
         # allow_nan=False: Infinity and NaN are not JSON; _summary has replaced them.
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        for name in ("assignments.csv", "summary.json"):
+        if explanations is not None:
+            with open(staging / "explanations.jsonl", "w", encoding="utf-8") as file:
+                for explanation in explanations:
+                    file.write(json.dumps(json_safe(explanation), allow_nan=False) + "\n")
+            names.append("explanations.jsonl")
+        for name in names:
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
