@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from solver.order_dp import OrderProblem, order_cost, solve_order
+from solver.order_dp import MAX_DP_SKUS, OrderProblem, solve_order
 
 TOP_ALTERNATIVES = 3
 """Alternative plans listed per order."""
@@ -177,8 +177,18 @@ def _order_problem(
 
 
 def plan_cost(ctx: OrderContext, alloc: np.ndarray, ship_cost: np.ndarray | None = None) -> float:
-    """The order's cost of ``alloc`` (K, N) under the scenario cost formula."""
-    return order_cost(_order_problem(ctx, ctx.stock_left, ctx.capacity_left, ship_cost), alloc)
+    """The order's cost of ``alloc`` (K, N) under the scenario cost formula
+    (:func:`solver.order_dp.order_cost`, without building its problem)."""
+    ship = ctx.ship_cost if ship_cost is None else ship_cost
+    per_node = alloc.sum(axis=0)
+    used = per_node > 0
+    shipments = int(np.count_nonzero(used))
+    return float(
+        ship[used].sum()
+        + per_node @ ctx.handling
+        + ctx.split_penalty * max(0, shipments - 1)
+        + ctx.unfilled_penalty * (int(ctx.qty.sum()) - int(per_node.sum()))
+    )
 
 
 def route_alone(
@@ -188,33 +198,76 @@ def route_alone(
     capacity: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
     ship_cost: np.ndarray | None = None,
+    singles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The order's exact optimum on the given stock, capacity and allowed nodes
-    (by default: what the other orders left, under the reach and pickup rules)."""
+    (by default: what the other orders left, under the reach and pickup rules).
+
+    ``singles``: the one-node plans of exactly these arguments, when the caller
+    has them (:func:`_single_node_costs`)."""
     stock = ctx.stock_left if stock is None else stock
     capacity = ctx.capacity_left if capacity is None else capacity
     allowed = ctx.allowed if allowed is None else allowed
     ship = ctx.ship_cost if ship_cost is None else ship_cost
-    cols = np.flatnonzero(allowed)
     alloc = np.zeros_like(ctx.chosen)
-    if cols.size == 0:
+    nodes, units, cost = singles or _single_node_costs(ctx, stock, capacity, allowed, ship)
+    total = int(ctx.qty.sum())
+    best_single = float(cost.min()) if cost.size else math.inf
+    if min(best_single, ctx.unfilled_penalty * total) <= _split_plan_bound(
+        ctx, nodes, ship, total
+    ):
+        # No plan with two shipments or more can beat the best one-node plan (or
+        # shipping nothing): that plan is the exact optimum, no DP needed.
+        if best_single < ctx.unfilled_penalty * total:
+            n = int(nodes[np.argmin(cost)])
+            alloc[:, n] = _fill_node(ctx.qty, stock[:, n], capacity[n])
         return alloc
+    cols = np.flatnonzero(allowed)
     plan = solve_order(_order_problem(ctx, stock, capacity, ship, cols))
     alloc[:, cols] = plan.alloc
     return alloc
 
 
-def single_node_plan(ctx: OrderContext, node: int) -> np.ndarray:
-    """Everything node ``node`` can give from what the others left; the rest unfilled."""
-    alloc = np.zeros_like(ctx.chosen)
-    take = np.minimum(ctx.qty, np.maximum(ctx.stock_left[:, node], 0))
-    room = ctx.capacity_left[node]
-    if take.sum() > room:  # handling is per node: which SKU yields does not change the cost
-        left = int(max(room, 0))
+def _single_node_costs(ctx, stock, capacity, allowed, ship):
+    """Nodes that can give some units alone, the units, and the one-node plan's cost."""
+    nodes = np.flatnonzero(allowed)
+    take = np.minimum(ctx.qty[:, None], np.maximum(stock[:, nodes], 0)).sum(axis=0)
+    units = np.minimum(take, np.maximum(capacity[nodes], 0))
+    some = units > 0
+    nodes, units = nodes[some], units[some]
+    # Each unit a node gives saves the unfilled penalty and costs its handling: a
+    # node whose handling exceeds the penalty is best left out (the DP decides).
+    cheaper = ctx.handling[nodes] < ctx.unfilled_penalty
+    nodes, units = nodes[cheaper], units[cheaper]
+    cost = ship[nodes] + ctx.handling[nodes] * units + ctx.unfilled_penalty * (ctx.qty.sum() - units)
+    return nodes, units, cost
+
+
+def _split_plan_bound(ctx: OrderContext, nodes: np.ndarray, ship: np.ndarray, total: int) -> float:
+    """A lower bound on every plan with two or more shipments: the two cheapest
+    shipments, one split, and every unit at the cheapest handling (or unfilled)."""
+    if nodes.size < 2 or total < 2:
+        return math.inf
+    two = np.partition(ship[nodes], 1)[:2].sum()
+    per_unit = min(float(ctx.handling[nodes].min()), ctx.unfilled_penalty)
+    return float(two + ctx.split_penalty + per_unit * total)
+
+
+def _fill_node(qty: np.ndarray, stock: np.ndarray, capacity: float) -> np.ndarray:
+    """What one node gives of each SKU: as much as stock allows, within its capacity."""
+    take = np.minimum(qty, np.maximum(stock, 0))
+    if take.sum() > capacity:  # handling is per node: which SKU yields does not change the cost
+        left = int(max(capacity, 0))
         for k in range(take.size):
             take[k] = min(take[k], left)
             left -= int(take[k])
-    alloc[:, node] = take
+    return take
+
+
+def single_node_plan(ctx: OrderContext, node: int) -> np.ndarray:
+    """Everything node ``node`` can give from what the others left; the rest unfilled."""
+    alloc = np.zeros_like(ctx.chosen)
+    alloc[:, node] = _fill_node(ctx.qty, ctx.stock_left[:, node], ctx.capacity_left[node])
     return alloc
 
 
@@ -223,19 +276,21 @@ def single_node_plan(ctx: OrderContext, node: int) -> np.ndarray:
 
 def explain_order(ctx: OrderContext, *, with_counterfactual: bool = False) -> dict[str, Any]:
     """The explanation of one order (a JSON-ready dict; see the module docstring)."""
-    chosen_cost = plan_cost(ctx, ctx.chosen)
-    unfilled = int(ctx.qty.sum() - ctx.chosen.sum())
+    chosen = _describe(ctx, ctx.chosen)
+    chosen_cost = chosen["cost"]["total"]
     ordered = int(ctx.qty.sum())
+    unfilled = chosen["cost"]["unfilled_units"]
     status = "filled" if unfilled == 0 else ("unfilled" if unfilled == ordered else "partial")
     out: dict[str, Any] = {
         "order_id": ctx.order_id,
         "status": status,
         "pickup_node": ctx.pickup_node,
-        "cost": _cost_terms(ctx, ctx.chosen),
-        "chosen": _shipments(ctx, ctx.chosen),
+        "alternatives_exact": bool(ctx.qty.sum() <= MAX_DP_SKUS),
+        "cost": chosen["cost"],
+        "chosen": chosen["shipments"],
         "alternatives": _alternatives(ctx, chosen_cost),
         "taken_away": _taken_away(ctx, chosen_cost),
-        "unfilled_lines": _unfilled_lines(ctx),
+        "unfilled_lines": _unfilled_lines(ctx) if unfilled else [],
     }
     if with_counterfactual:
         out["counterfactuals"] = counterfactuals(ctx)
@@ -243,92 +298,119 @@ def explain_order(ctx: OrderContext, *, with_counterfactual: bool = False) -> di
 
 
 def _r(value: float) -> float:
-    return round(float(value), 6)
+    return round(float(value), 6)  # float(): a numpy scalar rounds to a numpy scalar
 
 
-def _cost_terms(ctx: OrderContext, alloc: np.ndarray) -> dict[str, Any]:
-    used = alloc.sum(axis=0) > 0
-    splits = max(0, int(used.sum()) - 1)
-    unfilled = int(ctx.qty.sum() - alloc.sum())
-    return {
-        "total": _r(plan_cost(ctx, alloc)),
-        "shipping": _r(ctx.ship_cost[used].sum()),
-        "handling": _r((alloc.sum(axis=0) * ctx.handling).sum()),
-        "split": _r(ctx.split_penalty * splits),
-        "unfilled": _r(ctx.unfilled_penalty * unfilled),
-        "splits": splits,
-        "unfilled_units": unfilled,
-    }
-
-
-def _km(ctx: OrderContext, n: int) -> float | None:
-    return None if ctx.pickup_node is not None or math.isnan(ctx.km[n]) else _r(ctx.km[n])
-
-
-def _shipments(ctx: OrderContext, alloc: np.ndarray) -> list[dict[str, Any]]:
-    rows = []
-    for n in np.flatnonzero(alloc.sum(axis=0) > 0).tolist():
-        units = alloc[:, n]
-        rows.append(
+def _describe(ctx: OrderContext, alloc: np.ndarray) -> dict[str, Any]:
+    """A plan's cost terms and shipments (node, kind, km, units per SKU, costs)."""
+    per_node = alloc.sum(axis=0)
+    used = np.flatnonzero(per_node).tolist()
+    shipments = []
+    shipping = handled = 0.0
+    allocated = 0
+    for n in used:
+        column = alloc[:, n].tolist()
+        units = sum(column)
+        ship, handling = float(ctx.ship_cost[n]), units * float(ctx.handling[n])
+        shipping += ship
+        handled += handling
+        allocated += units
+        shipments.append(
             {
                 "node_id": ctx.node_ids[n],
                 "kind": ctx.node_kind[n],
-                "km": _km(ctx, n),
-                "units": int(units.sum()),
-                "skus": {ctx.skus[k]: int(units[k]) for k in np.flatnonzero(units).tolist()},
-                "shipping": _r(ctx.ship_cost[n]),
-                "handling": _r(units.sum() * ctx.handling[n]),
+                "km": None if ctx.pickup_node is not None else _r(ctx.km[n]),
+                "units": units,
+                "skus": {ctx.skus[k]: u for k, u in enumerate(column) if u},
+                "shipping": _r(ship),
+                "handling": _r(handling),
             }
         )
-    return rows
+    splits = max(0, len(used) - 1)
+    unfilled = int(ctx.qty.sum()) - allocated
+    total = shipping + handled + ctx.split_penalty * splits + ctx.unfilled_penalty * unfilled
+    return {
+        "cost": {
+            "total": _r(total),
+            "shipping": _r(shipping),
+            "handling": _r(handled),
+            "split": _r(ctx.split_penalty * splits),
+            "unfilled": _r(ctx.unfilled_penalty * unfilled),
+            "splits": splits,
+            "unfilled_units": unfilled,
+        },
+        "shipments": shipments,
+    }
 
 
 def _plan(ctx: OrderContext, alloc: np.ndarray, chosen_cost: float) -> dict[str, Any]:
-    cost = plan_cost(ctx, alloc)
+    described = _describe(ctx, alloc)
+    cost = described["cost"]["total"]
     return {
-        "nodes": [ctx.node_ids[n] for n in np.flatnonzero(alloc.sum(axis=0) > 0).tolist()],
-        "cost": _r(cost),
+        "nodes": [s["node_id"] for s in described["shipments"]],
+        "cost": cost,
         "extra_cost": _r(cost - chosen_cost),
-        "cost_terms": _cost_terms(ctx, alloc),
-        "shipments": _shipments(ctx, alloc),
+        "shipments": described["shipments"],
     }
 
 
 def _alternatives(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
     """The best plans other than the choice, on what the other orders left.
 
-    The best plan without each chosen node (exact), and each node's single-node
-    plan; the cheapest of them is the exact next-best plan among those that do not
-    use every chosen node.
+    The best plan without each chosen node (exact), each node's one-node plan, and
+    shipping nothing; the cheapest of them is the exact next-best plan among those
+    that do not use every chosen node. Orders of more than ``MAX_DP_SKUS`` units get
+    the one-node plans and shipping nothing only (``alternatives_exact`` is false).
     """
-    plans: dict[bytes, np.ndarray] = {}
-    chosen_key = ctx.chosen.tobytes()
-    for n in np.flatnonzero(ctx.chosen.sum(axis=0) > 0).tolist():
-        allowed = ctx.allowed.copy()
-        allowed[n] = False
-        alloc = route_alone(ctx, allowed=allowed)
-        plans.setdefault(alloc.tobytes(), alloc)
-    for n in np.flatnonzero(ctx.allowed).tolist():
+    plans: dict[bytes, tuple[float, np.ndarray]] = {}
+    nothing = np.zeros_like(ctx.chosen)
+    plans[nothing.tobytes()] = (ctx.unfilled_penalty * float(ctx.qty.sum()), nothing)
+    singles = _single_node_costs(ctx, ctx.stock_left, ctx.capacity_left, ctx.allowed, ctx.ship_cost)
+    nodes, units, cost = singles
+    # One unit: the one-node plans below are all the plans. Beyond MAX_DP_SKUS units
+    # the exact plan without a node needs a MIP per node: the one-node plans stand in.
+    if 1 < ctx.qty.sum() <= MAX_DP_SKUS:
+        for n in np.flatnonzero(ctx.chosen.any(axis=0)).tolist():
+            allowed = ctx.allowed.copy()
+            allowed[n] = False
+            keep = nodes != n
+            alloc = route_alone(
+                ctx, allowed=allowed, singles=(nodes[keep], units[keep], cost[keep])
+            )
+            plans.setdefault(alloc.tobytes(), (plan_cost(ctx, alloc), alloc))
+    # One-node plans, cheapest first: only the few that can make the list.
+    best = np.argsort(cost, kind="stable")[: TOP_ALTERNATIVES + 1]
+    for n, c in zip(nodes[best].tolist(), cost[best].tolist(), strict=True):
         alloc = single_node_plan(ctx, n)
-        if alloc.any():
-            plans.setdefault(alloc.tobytes(), alloc)
-    plans.pop(chosen_key, None)
-    ranked = sorted(plans.values(), key=lambda a: (plan_cost(ctx, a), a.tobytes()))
-    return [_plan(ctx, a, chosen_cost) for a in ranked[:TOP_ALTERNATIVES]]
+        plans.setdefault(alloc.tobytes(), (c, alloc))
+    plans.pop(ctx.chosen.tobytes(), None)
+    # Ties: fewer and earlier nodes first (the order of the context's columns).
+    ranked = sorted(
+        plans.values(), key=lambda item: (item[0], np.flatnonzero(item[1].any(axis=0)).tolist())
+    )
+    return [_plan(ctx, alloc, chosen_cost) for _c, alloc in ranked[:TOP_ALTERNATIVES]]
 
 
 def _taken_away(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
     """Cheaper plans that a rule forbids: the binding constraints, with their prices."""
     found = []
-    whole = route_alone(ctx, stock=ctx.stock_total, capacity=ctx.capacity_total)
-    if plan_cost(ctx, whole) < chosen_cost - _EPS:
-        plan = _plan(ctx, whole, chosen_cost)
-        plan["binding"] = _binding_stock_and_capacity(ctx, whole)
-        found.append(plan)
+    others_use = (ctx.stock_total != ctx.stock_left)[:, ctx.allowed].any() or (
+        ctx.capacity_total != ctx.capacity_left
+    )[ctx.allowed].any()
+    whole = (
+        route_alone(ctx, stock=ctx.stock_total, capacity=ctx.capacity_total)
+        if others_use
+        else ctx.chosen
+    )
+    if others_use and plan_cost(ctx, whole) < chosen_cost - _EPS:
+        binding = _binding_stock_and_capacity(ctx, whole)
+        if binding:  # else the choice is not the order's best on what was left (the gap)
+            found.append({**_plan(ctx, whole, chosen_cost), "binding": binding})
     if ctx.pickup_node is None and not ctx.allowed.all():
         anywhere = np.ones_like(ctx.allowed)
         wide = route_alone(ctx, allowed=anywhere)
-        if plan_cost(ctx, wide) < chosen_cost - _EPS:
+        beyond = np.flatnonzero((wide.sum(axis=0) > 0) & ~ctx.allowed).tolist()
+        if beyond and plan_cost(ctx, wide) < chosen_cost - _EPS:
             plan = _plan(ctx, wide, chosen_cost)
             plan["binding"] = [
                 {
@@ -337,7 +419,7 @@ def _taken_away(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
                     "km": _r(ctx.km[n]),
                     "max_km": _r(ctx.max_km[n]),
                 }
-                for n in np.flatnonzero((wide.sum(axis=0) > 0) & ~ctx.allowed).tolist()
+                for n in beyond
             ]
             found.append(plan)
     return found
@@ -654,37 +736,154 @@ def _binding_text(b: dict[str, Any]) -> str:
 
 def batch_contexts(problem, units: np.ndarray, prices=None):
     """The contexts of every order (see :func:`_contexts_of`)."""
-    return _contexts_of(problem, units, prices, range(problem.num_orders))
+    return _contexts_of(_BatchState.of(problem, units, prices), range(problem.num_orders))
 
 
-def _contexts_of(problem, units: np.ndarray, prices, orders):
+@dataclass(frozen=True)
+class _BatchState:
+    """What every order's context needs from the whole answer, computed once."""
+
+    problem: Any
+    units: np.ndarray
+    prices: Any
+    key_used: np.ndarray  # (N, S) units allocated at each (node, sku)
+    node_used: np.ndarray  # (N,) units allocated at each node
+    order_cost: np.ndarray  # (O,)
+    unfilled: np.ndarray  # (O,) bool
+    holds: np.ndarray  # (N, S) bool
+    kind: np.ndarray  # (N,) warehouse | store
+
+    @classmethod
+    def of(cls, problem, units, prices) -> _BatchState:
+        units = np.asarray(units, dtype=np.int64)
+        num_skus = problem.sku_ids.size
+        used = units > 0
+        key_of_cand = problem.cand_node * num_skus + problem.line_sku[problem.cand_line]
+        key_used = np.bincount(
+            key_of_cand[used], weights=units[used], minlength=problem.num_nodes * num_skus
+        ).reshape(problem.num_nodes, num_skus)
+        node_used = np.bincount(
+            problem.cand_node[used], weights=units[used], minlength=problem.num_nodes
+        )
+        order_cost, unfilled = _order_costs(problem, units)
+        return cls(
+            problem,
+            units,
+            prices,
+            key_used.astype(np.int64),
+            node_used,
+            order_cost,
+            unfilled,
+            problem.stock > 0,
+            np.where(problem.node_is_store, "store", "warehouse"),
+        )
+
+
+def _contexts_of(state: _BatchState, orders):
     """Yield the :class:`OrderContext` of each of ``orders`` in a batch answer.
 
-    ``problem`` is a :class:`router.problem.Problem`, ``units`` (C,) the answer,
-    ``prices`` a :class:`solver.bound.Prices` or None. The stock and capacity
-    left to an order are the problem's minus what every other order uses. The
-    considered nodes are the order's candidates and, beyond the reach (or, for a
-    pickup order, beyond its pickup node), the nodes holding one of its SKUs
-    that could matter: any, if the order has unfilled units, else those whose
-    one shipment costs less than the order's whole cost.
+    The stock and capacity left to an order are the problem's minus what every
+    other order uses. The considered nodes are the order's candidates and, beyond
+    the reach (or, for a pickup order, beyond its pickup node), the nodes holding
+    one of its SKUs that could matter: any, if the order has unfilled units, else
+    those whose one shipment costs less than the order's whole cost.
     """
-    units = np.asarray(units, dtype=np.int64)
-    num_skus = problem.sku_ids.size
-    used = units > 0
-    key_of_cand = problem.cand_node * num_skus + problem.line_sku[problem.cand_line]
-    key_used = np.bincount(
-        key_of_cand[used], weights=units[used], minlength=problem.num_nodes * num_skus
-    ).reshape(problem.num_nodes, num_skus)
-    node_used = np.bincount(
-        problem.cand_node[used], weights=units[used], minlength=problem.num_nodes
+    orders = np.asarray(list(orders), dtype=np.int64)
+    for lo in range(0, orders.size, _CHUNK):
+        chunk = orders[lo : lo + _CHUNK]
+        outside = _outside_nodes(state, chunk)
+        for row, o in enumerate(chunk.tolist()):
+            yield _batch_context(state, o, outside[row])
+
+
+_CHUNK = 1024
+"""Orders per block when looking beyond their candidates (bounds the (orders, nodes) arrays)."""
+
+
+def _order_costs(problem, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each order's cost in the answer, and whether it has unfilled units."""
+    cand_order = problem.line_order[problem.cand_line]
+    pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
+    shipped = pair_units > 0
+    shipments = np.bincount(problem.pair_order[shipped], minlength=problem.num_orders)
+    shipping = np.bincount(
+        problem.pair_order[shipped],
+        weights=problem.pair_ship_cost[shipped],
+        minlength=problem.num_orders,
     )
-    holds = problem.stock > 0
-    kind = np.where(problem.node_is_store, "store", "warehouse")
-    for o in orders:
-        yield _batch_context(problem, units, prices, key_used, node_used, holds, kind, o)
+    handling = np.bincount(
+        cand_order, weights=problem.handling[problem.cand_node] * units, minlength=problem.num_orders
+    )
+    ordered = np.bincount(problem.line_order, weights=problem.line_qty, minlength=problem.num_orders)
+    allocated = np.bincount(cand_order, weights=units, minlength=problem.num_orders)
+    missing = ordered - allocated
+    cost = (
+        shipping
+        + handling
+        + problem.split_penalty * np.maximum(shipments - 1, 0)
+        + problem.unfilled_penalty * missing
+    )
+    return cost, missing > 0
 
 
-def _batch_context(problem, units, prices, key_used, node_used, holds, kind, o) -> OrderContext:
+def _outside_nodes(state: _BatchState, chunk: np.ndarray):
+    """Per order of ``chunk``: (nodes, km, shipping cost) of the nodes that hold one of
+    its SKUs but may not serve it, where they could matter (see :func:`_contexts_of`)."""
+    from router.geo import haversine_km
+
+    problem, holds, order_cost, unfilled = (
+        state.problem,
+        state.holds,
+        state.order_cost,
+        state.unfilled,
+    )
+    starts = problem.order_line_start[chunk]
+    counts = problem.order_line_start[chunk + 1] - starts
+    lines = np.repeat(starts - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+    # Every order has a line, so reduceat over each order's block of lines is its OR.
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    order_holds = np.logical_or.reduceat(holds[:, problem.line_sku[lines]].T, first, axis=0)
+    is_candidate = np.zeros_like(order_holds)
+    pair_lo = problem.order_pair_start[chunk]
+    pair_hi = problem.order_pair_start[chunk + 1]
+    pair_counts = pair_hi - pair_lo
+    pair_rows = np.repeat(np.arange(chunk.size), pair_counts)
+    pairs = np.repeat(pair_lo - np.r_[0, np.cumsum(pair_counts)[:-1]], pair_counts) + np.arange(
+        pair_counts.sum()
+    )
+    is_candidate[pair_rows, problem.pair_node[pairs]] = True
+    pickup = problem.order_pickup[chunk] >= 0
+    # A holder that is not a candidate of a delivery order is beyond its max_km, so
+    # its shipment costs more than ship_fixed + ship_per_km * max_km: the distances
+    # are computed only where even that floor is below the order's cost.
+    floor = problem.ship_fixed + problem.ship_per_km * problem.max_km
+    cost = order_cost[chunk][:, None]
+    missing = unfilled[chunk][:, None]
+    maybe = order_holds & ~is_candidate & (missing | (~pickup[:, None] & (floor[None, :] < cost)))
+    rows, nodes = np.nonzero(maybe)
+    km = haversine_km(
+        problem.order_lat[chunk[rows]],
+        problem.order_lon[chunk[rows]],
+        problem.node_lat[nodes],
+        problem.node_lon[nodes],
+    )
+    ship = problem.ship_fixed[nodes] + problem.ship_per_km[nodes] * km
+    keep = missing[rows, 0] | (~pickup[rows] & (ship < cost[rows, 0]))
+    rows, nodes, km, ship = rows[keep], nodes[keep], km[keep], ship[keep]
+    bounds = np.searchsorted(rows, np.arange(chunk.size + 1))
+    out = []
+    for row in range(chunk.size):
+        part = slice(bounds[row], bounds[row + 1])
+        n = nodes[part]
+        if pickup[row]:
+            out.append((n, np.full(n.size, np.nan), np.zeros(n.size)))
+        else:
+            out.append((n, km[part], ship[part]))
+    return out
+
+
+def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
+    problem, units, prices, kind = state.problem, state.units, state.prices, state.kind
     lines = problem.lines_of(o)
     line_skus = problem.line_sku[lines]
     skus, sku_of_line = np.unique(line_skus, return_inverse=True)
@@ -697,46 +896,28 @@ def _batch_context(problem, units, prices, key_used, node_used, holds, kind, o) 
         int(problem.line_cand_start[lines.start]), int(problem.line_cand_start[lines.stop])
     )
     own_c = np.flatnonzero(units[cands]) + cands.start
-    own_nodes = problem.cand_node[own_c]
-    own_k = sku_of_line[problem.cand_line[own_c] - lines.start]
     own_units = units[own_c]
-    cost_so_far = (
-        problem.unfilled_penalty * (line_qty.sum() - own_units.sum())
-        + (problem.handling[own_nodes] * own_units).sum()
-        + problem.pair_ship_cost[pairs][np.isin(allowed_nodes, own_nodes)].sum()
-    )
-    pickup = int(problem.order_pickup[o])
-    unfilled = own_units.sum() < line_qty.sum()
-    # Nodes beyond the rules that hold one of the SKUs and could matter.
-    holders = np.flatnonzero(holds[:, skus].any(axis=1))
-    outside = holders[~np.isin(holders, allowed_nodes)]
-    if outside.size:
-        km_out = _km_to(problem, o, outside)
-        ship_out = problem.ship_fixed[outside] + problem.ship_per_km[outside] * km_out
-        if pickup >= 0:
-            keep = np.full(outside.size, bool(unfilled))
-            ship_out = np.zeros(outside.size)
-        else:
-            keep = unfilled | (ship_out < cost_so_far)
-        outside, km_out, ship_out = outside[keep], km_out[keep], ship_out[keep]
-    else:
-        km_out = ship_out = np.zeros(0)
-    nodes = np.concatenate([allowed_nodes, outside])
-    n_allowed = allowed_nodes.size
+    outside_nodes, km_out, ship_out = outside
+    nodes = np.concatenate([allowed_nodes, outside_nodes])
     allowed = np.zeros(nodes.size, dtype=bool)
-    allowed[:n_allowed] = True
+    allowed[: allowed_nodes.size] = True
+    pickup = int(problem.order_pickup[o])
     km = np.concatenate([problem.pair_km[pairs], km_out])
     if pickup >= 0:
         km = np.full(nodes.size, np.nan)
     ship = np.concatenate([problem.pair_ship_cost[pairs], ship_out])
-    column = np.searchsorted(allowed_nodes, own_nodes)  # own nodes are candidates
     chosen = np.zeros((skus.size, nodes.size), dtype=np.int64)
-    np.add.at(chosen, (own_k, column), own_units)
+    # Own nodes are candidates: pair p of the order is column p - pairs.start.
+    np.add.at(
+        chosen,
+        (sku_of_line[problem.cand_line[own_c] - lines.start], problem.cand_pair[own_c] - pairs.start),
+        own_units,
+    )
     sub = np.ix_(nodes, skus)
     stock_total = problem.stock[sub].T
-    stock_left = stock_total - key_used[sub].T.astype(np.int64) + chosen
+    stock_left = stock_total - state.key_used[sub].T + chosen
     capacity_total = problem.capacity[nodes]
-    capacity_left = capacity_total - node_used[nodes] + chosen.sum(axis=0)
+    capacity_left = capacity_total - state.node_used[nodes] + chosen.sum(axis=0)
     price_stock = price_capacity = None
     if prices is not None:
         price_stock = prices.key[sub].T
@@ -747,8 +928,12 @@ def _batch_context(problem, units, prices, key_used, node_used, holds, kind, o) 
         skus=tuple(str(s) for s in problem.sku_ids[skus]),
         qty=qty,
         lines=tuple(
-            (str(line_id), int(k), int(q))
-            for line_id, k, q in zip(problem.line_ids[lines], sku_of_line, line_qty, strict=True)
+            zip(
+                (str(x) for x in problem.line_ids[lines]),
+                sku_of_line.tolist(),
+                line_qty.tolist(),
+                strict=True,
+            )
         ),
         node_ids=tuple(str(n) for n in problem.node_ids[nodes]),
         node_kind=tuple(kind[nodes].tolist()),
@@ -769,26 +954,211 @@ def _batch_context(problem, units, prices, key_used, node_used, holds, kind, o) 
     )
 
 
-def _km_to(problem, o: int, nodes: np.ndarray) -> np.ndarray:
-    from router.geo import haversine_km
-
-    return haversine_km(
-        problem.order_lat[o], problem.order_lon[o], problem.node_lat[nodes], problem.node_lon[nodes]
-    )
-
-
 def explain_batch(problem, result, *, with_counterfactual: bool | None = None) -> list[dict]:
     """The explanation of every order of a batch answer (a ``RoutingResult``).
 
     Counterfactuals are computed for batches of up to :data:`COUNTERFACTUAL_MAX_ORDERS`
-    orders unless ``with_counterfactual`` says otherwise.
+    orders unless ``with_counterfactual`` says otherwise. Filled one-unit orders,
+    the commonest kind, are explained all at once (:func:`_explain_one_unit_orders`,
+    the same answer as :func:`explain_order`); the others one by one.
     """
     if with_counterfactual is None:
         with_counterfactual = problem.num_orders <= COUNTERFACTUAL_MAX_ORDERS
-    return [
-        explain_order(ctx, with_counterfactual=with_counterfactual)
-        for ctx in batch_contexts(problem, result.units, result.prices)
-    ]
+    state = _BatchState.of(problem, result.units, result.prices)
+    fast: dict[int, dict] = {}
+    if not with_counterfactual:
+        fast = _explain_one_unit_orders(state)
+    slow = [o for o in range(problem.num_orders) if o not in fast]
+    for o, ctx in zip(slow, _contexts_of(state, slow), strict=True):
+        fast[o] = explain_order(ctx, with_counterfactual=with_counterfactual)
+    return [fast[o] for o in range(problem.num_orders)]
+
+
+def _explain_one_unit_orders(state: _BatchState) -> dict[int, dict]:
+    """:func:`explain_order` for every filled order of one line of one unit, vectorised.
+
+    Such an order's plans are one node or nothing, so its alternatives, its plan
+    on the whole stock and its plan beyond the reach are each a minimum over its
+    candidates: one sort of all their line candidates answers every order at once.
+    """
+    problem, units = state.problem, state.units
+    lines_per_order = np.diff(problem.order_line_start)
+    first_line = np.minimum(problem.order_line_start[:-1], max(problem.num_lines - 1, 0))
+    one_unit = (lines_per_order == 1) & (problem.line_qty[first_line] == 1) & ~state.unfilled
+    orders = np.flatnonzero(one_unit)
+    if orders.size == 0:
+        return {}
+    cands = np.flatnonzero(one_unit[problem.line_order[problem.cand_line]])
+    line = problem.cand_line[cands]
+    node = problem.cand_node[cands]
+    sku = problem.line_sku[line]
+    own = units[cands]
+    penalty = problem.unfilled_penalty
+    ship = problem.pair_ship_cost[problem.cand_pair[cands]]
+    handling = problem.handling[node]
+    cost = ship + handling
+    stock_left = problem.stock[node, sku] - state.key_used[node, sku] + own
+    finite = np.isfinite(problem.capacity[node])
+    capacity_left = problem.capacity[node] - state.node_used[node] + own
+    worth = handling < penalty
+    residual = worth & (stock_left >= 1) & (capacity_left >= 1)
+    whole = worth & (problem.stock[node, sku] >= 1) & (problem.capacity[node] >= 1)
+    others_use = (state.key_used[node, sku] - own != 0) | (
+        finite & (state.node_used[node] - own != 0)
+    )
+    # Line candidates are sorted by line, then node: a stable sort by cost keeps,
+    # among equal costs, the node order that explain_order breaks ties by.
+    by_cost = np.lexsort((node, cost, line))
+    bounds = np.searchsorted(line[by_cost], problem.order_line_start[orders])
+    bounds = np.r_[bounds, by_cost.size]
+    chosen_at = np.full(problem.num_orders, -1)
+    chosen_at[problem.line_order[line[own > 0]]] = np.flatnonzero(own > 0)
+    outside = {}
+    for lo in range(0, orders.size, _CHUNK):
+        chunk = orders[lo : lo + _CHUNK]
+        for o, far in zip(chunk.tolist(), _outside_nodes(state, chunk), strict=True):
+            outside[o] = far
+    out = {}
+    for i, o in enumerate(orders.tolist()):
+        mine = by_cost[bounds[i] : bounds[i + 1]]
+        c = int(chosen_at[o])
+        chosen_cost = float(cost[c])
+        pickup = int(problem.order_pickup[o])
+        sku_id = str(problem.sku_ids[sku[c]])
+
+        def shipment(j: int, sku_id=sku_id, pickup=pickup) -> dict[str, Any]:
+            n = int(node[j])
+            return {
+                "node_id": str(problem.node_ids[n]),
+                "kind": str(state.kind[n]),
+                "km": None if pickup >= 0 else _r(problem.pair_km[problem.cand_pair[cands[j]]]),
+                "units": 1,
+                "skus": {sku_id: 1},
+                "shipping": _r(ship[j]),
+                "handling": _r(handling[j]),
+            }
+
+        def plan(j: int, shipment=shipment, chosen_cost=chosen_cost) -> dict[str, Any]:
+            return {
+                "nodes": [str(problem.node_ids[node[j]])],
+                "cost": _r(cost[j]),
+                "extra_cost": _r(_r(cost[j]) - _r(chosen_cost)),
+                "shipments": [shipment(j)],
+            }
+
+        nothing = {
+            "nodes": [],
+            "cost": _r(penalty),
+            "extra_cost": _r(_r(penalty) - _r(chosen_cost)),
+            "shipments": [],
+        }
+        ranked = []
+        others = [j for j in mine[residual[mine]].tolist() if j != c]
+        for j in others[:TOP_ALTERNATIVES]:
+            if penalty <= cost[j] and nothing not in ranked:
+                ranked.append(nothing)
+            ranked.append(plan(j))
+        if nothing not in ranked:
+            ranked.append(nothing)
+        taken = []
+        if others_use[mine].any():
+            best = mine[whole[mine]]
+            if best.size and cost[best[0]] < penalty and cost[best[0]] < chosen_cost - _EPS:
+                j = int(best[0])
+                binding = _one_unit_binding(state, j, node, sku, stock_left, capacity_left)
+                if binding:
+                    taken.append({**plan(j), "binding": binding})
+        if pickup < 0:
+            far_nodes, far_km, far_ship = outside[o]
+            if far_nodes.size:
+                far_left = problem.stock[far_nodes, sku[c]] - state.key_used[far_nodes, sku[c]]
+                far_room = problem.capacity[far_nodes] - state.node_used[far_nodes]
+                far_cost = far_ship + problem.handling[far_nodes]
+                ok = (problem.handling[far_nodes] < penalty) & (far_left >= 1) & (far_room >= 1)
+                inside = mine[residual[mine]]
+                best_in = float(cost[inside[0]]) if inside.size else np.inf
+                if ok.any():
+                    f = int(np.flatnonzero(ok)[np.argmin(far_cost[ok])])
+                    wide = float(far_cost[f])
+                    if wide < best_in and wide < penalty and wide < chosen_cost - _EPS:
+                        n = int(far_nodes[f])
+                        taken.append(
+                            {
+                                "nodes": [str(problem.node_ids[n])],
+                                "cost": _r(wide),
+                                "extra_cost": _r(_r(wide) - _r(chosen_cost)),
+                                "shipments": [
+                                    {
+                                        "node_id": str(problem.node_ids[n]),
+                                        "kind": str(state.kind[n]),
+                                        "km": _r(far_km[f]),
+                                        "units": 1,
+                                        "skus": {sku_id: 1},
+                                        "shipping": _r(far_ship[f]),
+                                        "handling": _r(problem.handling[n]),
+                                    }
+                                ],
+                                "binding": [
+                                    {
+                                        "rule": "reach",
+                                        "node_id": str(problem.node_ids[n]),
+                                        "km": _r(far_km[f]),
+                                        "max_km": _r(problem.max_km[n]),
+                                    }
+                                ],
+                            }
+                        )
+        chosen = shipment(c)
+        out[o] = {
+            "order_id": str(problem.order_ids[o]),
+            "status": "filled",
+            "pickup_node": None if pickup < 0 else str(problem.node_ids[pickup]),
+            "alternatives_exact": True,
+            "cost": {
+                "total": _r(chosen_cost),
+                "shipping": chosen["shipping"],
+                "handling": chosen["handling"],
+                "split": 0.0,
+                "unfilled": 0.0,
+                "splits": 0,
+                "unfilled_units": 0,
+            },
+            "chosen": [chosen],
+            "alternatives": ranked[:TOP_ALTERNATIVES],
+            "taken_away": taken,
+            "unfilled_lines": [],
+        }
+    return out
+
+
+def _one_unit_binding(state, j, node, sku, stock_left, capacity_left) -> list[dict[str, Any]]:
+    problem, prices = state.problem, state.prices
+    n, s = int(node[j]), int(sku[j])
+    binding = []
+    if stock_left[j] < 1:
+        binding.append(
+            {
+                "rule": "stock",
+                "node_id": str(problem.node_ids[n]),
+                "sku": str(problem.sku_ids[s]),
+                "units_needed": 1,
+                "units_left": int(max(stock_left[j], 0)),
+                "used_by_other_orders": int(problem.stock[n, s] - stock_left[j]),
+                "price": None if prices is None else _r(prices.key[n, s]),
+            }
+        )
+    if capacity_left[j] < 1:
+        binding.append(
+            {
+                "rule": "capacity",
+                "node_id": str(problem.node_ids[n]),
+                "units_needed": 1,
+                "capacity_left": int(max(capacity_left[j], 0)),
+                "used_by_other_orders": int(problem.capacity[n] - capacity_left[j]),
+                "price": None if prices is None else _r(prices.node[n]),
+            }
+        )
+    return binding
 
 
 # --- an answer folder -------------------------------------------------------------------
@@ -827,7 +1197,7 @@ def explain_from_answer(
     problem = build_problem(scenario)
     units = units_of_assignments(problem, assignments)
     o = int(np.flatnonzero(problem.order_ids == order_id)[0])
-    ctx = next(_contexts_of(problem, units, None, [o]))
+    ctx = next(_contexts_of(_BatchState.of(problem, units, None), [o]))
     fresh = explain_order(ctx, with_counterfactual=with_counterfactual)
     if stored is not None:  # keep the stored parts (with their prices), add what was asked
         return {**stored, "counterfactuals": fresh["counterfactuals"]}
