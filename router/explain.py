@@ -210,7 +210,7 @@ def route_alone(
     allowed = ctx.allowed if allowed is None else allowed
     ship = ctx.ship_cost if ship_cost is None else ship_cost
     alloc = np.zeros_like(ctx.chosen)
-    nodes, units, cost = singles or _single_node_costs(ctx, stock, capacity, allowed, ship)
+    nodes, _units, cost = singles or _single_node_costs(ctx, stock, capacity, allowed, ship)
     total = int(ctx.qty.sum())
     best_single = float(cost.min()) if cost.size else math.inf
     if min(best_single, ctx.unfilled_penalty * total) <= _split_plan_bound(
