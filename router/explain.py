@@ -213,9 +213,7 @@ def route_alone(
     nodes, _units, cost = singles or _single_node_costs(ctx, stock, capacity, allowed, ship)
     total = int(ctx.qty.sum())
     best_single = float(cost.min()) if cost.size else math.inf
-    if min(best_single, ctx.unfilled_penalty * total) <= _split_plan_bound(
-        ctx, nodes, ship, total
-    ):
+    if min(best_single, ctx.unfilled_penalty * total) <= _split_plan_bound(ctx, nodes, ship, total):
         # No plan with two shipments or more can beat the best one-node plan (or
         # shipping nothing): that plan is the exact optimum, no DP needed.
         if best_single < ctx.unfilled_penalty * total:
@@ -239,7 +237,9 @@ def _single_node_costs(ctx, stock, capacity, allowed, ship):
     # node whose handling exceeds the penalty is best left out (the DP decides).
     cheaper = ctx.handling[nodes] < ctx.unfilled_penalty
     nodes, units = nodes[cheaper], units[cheaper]
-    cost = ship[nodes] + ctx.handling[nodes] * units + ctx.unfilled_penalty * (ctx.qty.sum() - units)
+    cost = (
+        ship[nodes] + ctx.handling[nodes] * units + ctx.unfilled_penalty * (ctx.qty.sum() - units)
+    )
     return nodes, units, cost
 
 
@@ -505,8 +505,13 @@ def _why_not(ctx: OrderContext, k: int, n: int) -> tuple[str, dict[str, Any]]:
             "used_by_other_orders": int(ctx.capacity_total[n] - ctx.capacity_left[n]),
             "price": None if ctx.price_capacity is None else _r(ctx.price_capacity[n]),
         }
-    ships = ctx.chosen[:, n].sum() > 0
-    marginal = ctx.handling[n] + (0.0 if ships else ctx.ship_cost[n] + ctx.split_penalty)
+    # One more unit from n: its handling, and a new shipment (a split, if the order
+    # ships from elsewhere already) unless n already ships.
+    if ctx.chosen[:, n].any():
+        marginal = ctx.handling[n]
+    else:
+        split = ctx.split_penalty if ctx.chosen.any() else 0.0
+        marginal = ctx.handling[n] + ctx.ship_cost[n] + split
     return "cost", {"cost_of_one_more_unit": _r(marginal), "unfilled_penalty": ctx.unfilled_penalty}
 
 
@@ -812,9 +817,13 @@ def _order_costs(problem, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         minlength=problem.num_orders,
     )
     handling = np.bincount(
-        cand_order, weights=problem.handling[problem.cand_node] * units, minlength=problem.num_orders
+        cand_order,
+        weights=problem.handling[problem.cand_node] * units,
+        minlength=problem.num_orders,
     )
-    ordered = np.bincount(problem.line_order, weights=problem.line_qty, minlength=problem.num_orders)
+    ordered = np.bincount(
+        problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
+    )
     allocated = np.bincount(cand_order, weights=units, minlength=problem.num_orders)
     missing = ordered - allocated
     cost = (
@@ -856,7 +865,12 @@ def _outside_nodes(state: _BatchState, chunk: np.ndarray):
     # A holder that is not a candidate of a delivery order is beyond its max_km, so
     # its shipment costs more than ship_fixed + ship_per_km * max_km: the distances
     # are computed only where even that floor is below the order's cost.
-    floor = problem.ship_fixed + problem.ship_per_km * problem.max_km
+    reach_limited = np.isfinite(problem.max_km)
+    floor = np.full(problem.num_nodes, np.inf)  # a node without max_km reaches everyone
+    floor[reach_limited] = (
+        problem.ship_fixed[reach_limited]
+        + problem.ship_per_km[reach_limited] * problem.max_km[reach_limited]
+    )
     cost = order_cost[chunk][:, None]
     missing = unfilled[chunk][:, None]
     maybe = order_holds & ~is_candidate & (missing | (~pickup[:, None] & (floor[None, :] < cost)))
@@ -910,7 +924,10 @@ def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
     # Own nodes are candidates: pair p of the order is column p - pairs.start.
     np.add.at(
         chosen,
-        (sku_of_line[problem.cand_line[own_c] - lines.start], problem.cand_pair[own_c] - pairs.start),
+        (
+            sku_of_line[problem.cand_line[own_c] - lines.start],
+            problem.cand_pair[own_c] - pairs.start,
+        ),
         own_units,
     )
     sub = np.ix_(nodes, skus)
