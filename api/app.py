@@ -17,7 +17,16 @@ from starlette.concurrency import run_in_threadpool
 from api import logs, problems
 from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
-from api.routes import campaigns, health, inventory, nodes, reservations, route, waves
+from api.routes import (
+    campaigns,
+    explanations,
+    health,
+    inventory,
+    nodes,
+    reservations,
+    route,
+    waves,
+)
 from router.pool import Pool
 from router.pool.callbacks import CallbackSettings, deliver_due
 from router.pool.waves import Waves, WaveSettings
@@ -134,7 +143,7 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = metrics
     problems.install(app)
-    for module in (route, reservations, inventory, nodes, campaigns, waves, health):
+    for module in (route, reservations, inventory, nodes, campaigns, waves, explanations, health):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: the request id is set before anything else runs.

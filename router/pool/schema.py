@@ -221,3 +221,15 @@ wave_orders = Table(
     Index("ix_pool_wave_orders_wave", "wave_id", "state"),
     Index("ix_pool_wave_orders_callback", "callback_state", "callback_next_at"),
 )
+
+# --- why this node (issue 10; migration 0006_explain) ---------------------------------------
+
+explanations = Table(
+    "pool_explanations",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("source", String(8), nullable=False),  # route | wave
+    # router.explain.OrderContext as JSON: the decision's arrays, explained on request.
+    Column("context", Text, nullable=False),
+    Column("routed_at", DateTime, nullable=False),
+)

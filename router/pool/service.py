@@ -19,7 +19,16 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from router.pool import idempotency, inventory, keys, locks, nodes, reservations, routing
+from router.pool import (
+    explanations,
+    idempotency,
+    inventory,
+    keys,
+    locks,
+    nodes,
+    reservations,
+    routing,
+)
 from router.pool.db import Database, database_url_from_env, migrate
 from router.pool.errors import Busy
 from router.pool.nodes import NodeIndex, NodeSpec
@@ -228,6 +237,11 @@ class Pool:
             f"routing lost the race for stock {routing.MAX_ROUTE_ATTEMPTS} times; retry",
             rule="route_retries",
         )
+
+    def explanation(self, order_id: str) -> dict[str, Any]:
+        """Why a routed order went where it went (``router.pool.explanations``)."""
+        with self.db.read() as conn:
+            return explanations.explanation(conn, order_id)
 
     # --- reservations -------------------------------------------------------------------
 
