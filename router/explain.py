@@ -45,6 +45,9 @@ LISTED_NODES = 5
 """Nodes listed per rule for an unfilled line, and candidates tried per counterfactual kind."""
 COUNTERFACTUAL_MAX_ORDERS = 500
 """A batch up to this many orders gets counterfactuals in ``explanations.jsonl``."""
+COUNTERFACTUAL_RESOLVES = 20
+"""Re-solves of one order that the counterfactual search may spend (4 beyond
+``MAX_DP_SKUS`` units, where each is a small MIP)."""
 _EPS = 1e-9
 
 
@@ -293,7 +296,7 @@ def explain_order(ctx: OrderContext, *, with_counterfactual: bool = False) -> di
         "unfilled_lines": _unfilled_lines(ctx) if unfilled else [],
     }
     if with_counterfactual:
-        out["counterfactuals"] = counterfactuals(ctx)
+        out["counterfactuals"] = counterfactuals(ctx, out["alternatives"])
     return out
 
 
@@ -518,7 +521,9 @@ def _why_not(ctx: OrderContext, k: int, n: int) -> tuple[str, dict[str, Any]]:
 # --- counterfactuals -------------------------------------------------------------------
 
 
-def counterfactuals(ctx: OrderContext) -> list[dict[str, Any]]:
+def counterfactuals(
+    ctx: OrderContext, alternatives: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The smallest change of each kind that routes the order differently.
 
     Each candidate change is applied to the order's context and the order routed
@@ -527,61 +532,80 @@ def counterfactuals(ctx: OrderContext) -> list[dict[str, Any]]:
     extra units of one SKU at one node), ``capacity`` (fewest extra units of a
     node's capacity), ``reach`` (the smallest ``max_km`` that lets a node in),
     and, when none of those exists, ``cost`` (the smallest cut of a node's
-    shipping cost that makes its plan win). Sorted by the cost of the new plan.
+    shipping cost that makes the next-best plan win). Sorted by the cost of the
+    new plan. The search tries the likeliest changes first, smallest first, and
+    stops after :data:`COUNTERFACTUAL_RESOLVES` re-solves: "smallest" is among the
+    changes tried; every change returned is verified.
     """
     found: list[dict[str, Any]] = []
-    base = ctx.chosen
-    chosen_cost = plan_cost(ctx, base)
+    chosen_cost = plan_cost(ctx, ctx.chosen)
+    # Beyond MAX_DP_SKUS units every re-solve is a MIP: a few only.
+    budget = [COUNTERFACTUAL_RESOLVES if ctx.qty.sum() <= MAX_DP_SKUS else 4]
 
-    def differs(alloc: np.ndarray) -> bool:
-        return not np.array_equal(alloc, base)
+    def resolve(**change) -> np.ndarray | None:
+        """The order's new optimum under ``change``, or None if it is the choice
+        again or the budget is spent."""
+        if budget[0] <= 0:
+            return None
+        budget[0] -= 1
+        alloc = route_alone(ctx, **change)
+        return None if np.array_equal(alloc, ctx.chosen) else alloc
 
     stock_keys = _stock_candidates(ctx)
-    best: dict[str, Any] | None = None
-    for k, n in stock_keys:
-        for extra in range(1, int(ctx.qty[k]) + 1):
+    most = max((int(ctx.qty[k]) for k, _n in stock_keys), default=0)
+    for extra in range(1, most + 1):  # fewest units first, over every candidate pair
+        level = []
+        for k, n in stock_keys:
+            if extra > ctx.qty[k]:
+                continue
             stock = ctx.stock_left.copy()
             stock[k, n] += extra
-            alloc = route_alone(ctx, stock=stock)
-            if differs(alloc):
-                change = {
-                    "kind": "stock",
-                    "node_id": ctx.node_ids[n],
-                    "sku": ctx.skus[k],
-                    "units": extra,
-                    "text": f"{extra} more unit{'s' * (extra > 1)} of {ctx.skus[k]} "
-                    f"at {ctx.node_ids[n]}",
-                }
-                cand = {**change, **_new_plan(ctx, alloc, chosen_cost, stock=stock)}
-                if best is None or (extra, cand["new_cost"]) < (best["units"], best["new_cost"]):
-                    best = cand
-                break
-    if best is not None:
-        found.append(best)
+            alloc = resolve(stock=stock)
+            if alloc is not None:
+                text = f"{extra} more unit{'s' * (extra > 1)} of {ctx.skus[k]} at {ctx.node_ids[n]}"
+                level.append(
+                    {
+                        "kind": "stock",
+                        "node_id": ctx.node_ids[n],
+                        "sku": ctx.skus[k],
+                        "units": extra,
+                        "text": text,
+                        **_new_plan(ctx, alloc, chosen_cost),
+                    }
+                )
+        if level:
+            found.append(min(level, key=lambda c: c["new_cost"]))
+            break
+        if budget[0] <= 0:
+            break
 
-    best = None
-    load = base.sum(axis=0)
-    for n in np.flatnonzero(ctx.allowed & np.isfinite(ctx.capacity_left)).tolist():
-        if ctx.capacity_left[n] - load[n] >= ctx.qty.sum():
-            continue
-        for extra in range(1, int(ctx.qty.sum()) + 1):
+    load = ctx.chosen.sum(axis=0)
+    total = int(ctx.qty.sum())
+    short = ctx.allowed & np.isfinite(ctx.capacity_left) & (ctx.capacity_left - load < total)
+    tight = np.flatnonzero(short)
+    tight = tight[np.argsort((ctx.ship_cost + ctx.handling)[tight], kind="stable")][:LISTED_NODES]
+    for extra in range(1, total + 1):
+        level = []
+        for n in tight.tolist():
             capacity = ctx.capacity_left.copy()
             capacity[n] += extra
-            alloc = route_alone(ctx, capacity=capacity)
-            if differs(alloc):
-                cand = {
-                    "kind": "capacity",
-                    "node_id": ctx.node_ids[n],
-                    "units": extra,
-                    "text": f"{extra} more unit{'s' * (extra > 1)} of capacity "
-                    f"at {ctx.node_ids[n]}",
-                    **_new_plan(ctx, alloc, chosen_cost, capacity=capacity),
-                }
-                if best is None or (extra, cand["new_cost"]) < (best["units"], best["new_cost"]):
-                    best = cand
-                break
-    if best is not None:
-        found.append(best)
+            alloc = resolve(capacity=capacity)
+            if alloc is not None:
+                level.append(
+                    {
+                        "kind": "capacity",
+                        "node_id": ctx.node_ids[n],
+                        "units": extra,
+                        "text": f"{extra} more unit{'s' * (extra > 1)} of capacity "
+                        f"at {ctx.node_ids[n]}",
+                        **_new_plan(ctx, alloc, chosen_cost),
+                    }
+                )
+        if level:
+            found.append(min(level, key=lambda c: c["new_cost"]))
+            break
+        if budget[0] <= 0:
+            break
 
     if ctx.pickup_node is None:
         outside = np.flatnonzero(~ctx.allowed & (ctx.stock_left.sum(axis=0) > 0))
@@ -590,8 +614,8 @@ def counterfactuals(ctx: OrderContext) -> list[dict[str, Any]]:
             radius = math.ceil(ctx.km[n] * 100) / 100  # the km column, rounded up to 10 m
             allowed = ctx.allowed.copy()
             allowed[n] = radius >= ctx.km[n]
-            alloc = route_alone(ctx, allowed=allowed)
-            if differs(alloc):
+            alloc = resolve(allowed=allowed)
+            if alloc is not None:
                 found.append(
                     {
                         "kind": "reach",
@@ -599,13 +623,15 @@ def counterfactuals(ctx: OrderContext) -> list[dict[str, Any]]:
                         "max_km": radius,
                         "text": f"if {ctx.node_ids[n]}'s radius were {radius:g} km "
                         f"(it is {ctx.max_km[n]:g} km)",
-                        **_new_plan(ctx, alloc, chosen_cost, allowed=allowed),
+                        **_new_plan(ctx, alloc, chosen_cost),
                     }
                 )
                 break
 
     if not found:
-        cut = _cost_counterfactual(ctx, chosen_cost)
+        if alternatives is None:
+            alternatives = _alternatives(ctx, chosen_cost)
+        cut = _cost_counterfactual(ctx, chosen_cost, alternatives, resolve)
         if cut is not None:
             found.append(cut)
     found.sort(key=lambda c: c["new_cost"])
@@ -627,9 +653,9 @@ def _stock_candidates(ctx: OrderContext) -> list[tuple[int, int]]:
     return keys
 
 
-def _cost_counterfactual(ctx: OrderContext, chosen_cost: float) -> dict[str, Any] | None:
+def _cost_counterfactual(ctx, chosen_cost, alternatives, resolve) -> dict[str, Any] | None:
     """The smallest cut of one node's shipping cost under which the order moves there."""
-    for alt in _alternatives(ctx, chosen_cost):
+    for alt in alternatives:
         fresh = [ctx.node_ids.index(node) for node in alt["nodes"]]
         fresh = [n for n in fresh if ctx.chosen[:, n].sum() == 0]
         if not fresh or alt["extra_cost"] <= 0:
@@ -640,8 +666,8 @@ def _cost_counterfactual(ctx: OrderContext, chosen_cost: float) -> dict[str, Any
             continue  # no shipping cut is enough
         ship = ctx.ship_cost.copy()
         ship[n] -= cut
-        alloc = route_alone(ctx, ship_cost=ship)
-        if not np.array_equal(alloc, ctx.chosen):
+        alloc = resolve(ship_cost=ship)
+        if alloc is not None:
             return {
                 "kind": "cost",
                 "node_id": ctx.node_ids[n],
