@@ -42,9 +42,9 @@ class BindingOut(BaseModel):
 
 class PlanOut(BaseModel):
     nodes: list[str]
+    units: list[int] = Field(description="Units from each node of `nodes`.")
     cost: float
     extra_cost: float = Field(description="Cost above the chosen plan (negative: cheaper).")
-    shipments: list[ShipmentOut]
     binding: list[BindingOut] | None = None
 
 

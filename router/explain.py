@@ -346,14 +346,19 @@ def _describe(ctx: OrderContext, alloc: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _plan(ctx: OrderContext, alloc: np.ndarray, chosen_cost: float) -> dict[str, Any]:
-    described = _describe(ctx, alloc)
-    cost = described["cost"]["total"]
+def _plan(
+    ctx: OrderContext, alloc: np.ndarray, chosen_cost: float, cost: float | None = None
+) -> dict[str, Any]:
+    """Another plan, briefly: its nodes, the units from each, its cost and how much
+    more than the choice it costs (``cost``: the plan's cost, if known)."""
+    per_node = alloc.sum(axis=0).tolist()
+    used = [n for n, u in enumerate(per_node) if u]
+    cost = _r(plan_cost(ctx, alloc) if cost is None else cost)
     return {
-        "nodes": [s["node_id"] for s in described["shipments"]],
+        "nodes": [ctx.node_ids[n] for n in used],
+        "units": [per_node[n] for n in used],
         "cost": cost,
-        "extra_cost": _r(cost - chosen_cost),
-        "shipments": described["shipments"],
+        "extra_cost": _r(cost - _r(chosen_cost)),
     }
 
 
@@ -365,9 +370,10 @@ def _alternatives(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]
     that do not use every chosen node. Orders of more than ``MAX_DP_SKUS`` units get
     the one-node plans and shipping nothing only (``alternatives_exact`` is false).
     """
-    plans: dict[bytes, tuple[float, np.ndarray]] = {}
+    # plan key -> (cost, its columns (the tie-break: fewer and earlier nodes), alloc)
+    plans: dict[bytes, tuple[float, list[int], np.ndarray]] = {}
     nothing = np.zeros_like(ctx.chosen)
-    plans[nothing.tobytes()] = (ctx.unfilled_penalty * float(ctx.qty.sum()), nothing)
+    plans[nothing.tobytes()] = (ctx.unfilled_penalty * float(ctx.qty.sum()), [], nothing)
     singles = _single_node_costs(ctx, ctx.stock_left, ctx.capacity_left, ctx.allowed, ctx.ship_cost)
     nodes, units, cost = singles
     # One unit: the one-node plans below are all the plans. Beyond MAX_DP_SKUS units
@@ -380,18 +386,18 @@ def _alternatives(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]
             alloc = route_alone(
                 ctx, allowed=allowed, singles=(nodes[keep], units[keep], cost[keep])
             )
-            plans.setdefault(alloc.tobytes(), (plan_cost(ctx, alloc), alloc))
+            key = alloc.tobytes()
+            if key not in plans:
+                columns = np.flatnonzero(alloc.any(axis=0)).tolist()
+                plans[key] = (plan_cost(ctx, alloc), columns, alloc)
     # One-node plans, cheapest first: only the few that can make the list.
     best = np.argsort(cost, kind="stable")[: TOP_ALTERNATIVES + 1]
     for n, c in zip(nodes[best].tolist(), cost[best].tolist(), strict=True):
         alloc = single_node_plan(ctx, n)
-        plans.setdefault(alloc.tobytes(), (c, alloc))
+        plans.setdefault(alloc.tobytes(), (c, [n], alloc))
     plans.pop(ctx.chosen.tobytes(), None)
-    # Ties: fewer and earlier nodes first (the order of the context's columns).
-    ranked = sorted(
-        plans.values(), key=lambda item: (item[0], np.flatnonzero(item[1].any(axis=0)).tolist())
-    )
-    return [_plan(ctx, alloc, chosen_cost) for _c, alloc in ranked[:TOP_ALTERNATIVES]]
+    ranked = sorted(plans.values(), key=lambda item: (item[0], item[1]))
+    return [_plan(ctx, alloc, chosen_cost, cost=c) for c, _cols, alloc in ranked[:TOP_ALTERNATIVES]]
 
 
 def _taken_away(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
@@ -468,26 +474,34 @@ def _unfilled_lines(ctx: OrderContext) -> list[dict[str, Any]]:
         allocated[k] -= got
         if got == qty:
             continue
+        holders = np.flatnonzero(ctx.stock_total[k] > 0)
+        holders = holders[np.argsort(np.nan_to_num(ctx.km[holders]), kind="stable")]
+        rule = _rule_codes(ctx, k, holders)
         reasons: dict[str, list[dict[str, Any]]] = {}
-        order = np.argsort(np.where(np.isnan(ctx.km), 0.0, ctx.km), kind="stable")
-        for n in order.tolist():
-            if ctx.stock_total[k, n] <= 0:
-                continue
-            rule, detail = _why_not(ctx, k, n)
-            listed = reasons.setdefault(rule, [])
-            if len(listed) < LISTED_NODES:
+        for code in sorted(set(rule.tolist()), key=lambda c: int(np.argmax(rule == c))):
+            listed = []
+            for n in holders[rule == code][:LISTED_NODES].tolist():
+                name, detail = _why_not(ctx, k, n)
                 listed.append({"node_id": ctx.node_ids[n], **detail})
-        holders = int((ctx.stock_total[k] > 0).sum())
+            reasons[name] = listed
         out.append(
             {
                 "line_id": line_id,
                 "sku": ctx.skus[k],
                 "unfilled_units": qty - got,
-                "nodes_holding_sku": holders,
+                "nodes_holding_sku": int(holders.size),
                 "ruled_out": reasons,
             }
         )
     return out
+
+
+def _rule_codes(ctx: OrderContext, k: int, nodes: np.ndarray) -> np.ndarray:
+    """:func:`_why_not`'s rule for each of ``nodes``, as codes 0-3 (rule order)."""
+    beyond = ~ctx.allowed[nodes]
+    no_stock = ctx.stock_left[k, nodes] - ctx.chosen[k, nodes] <= 0
+    no_room = ctx.capacity_left[nodes] - ctx.chosen[:, nodes].sum(axis=0) <= 0
+    return np.select([beyond, no_stock, no_room], [0, 1, 2], default=3)
 
 
 def _why_not(ctx: OrderContext, k: int, n: int) -> tuple[str, dict[str, Any]]:
@@ -710,9 +724,8 @@ def format_explanation(expl: dict[str, Any]) -> str:
     if expl["alternatives"]:
         lines.append("alternatives (on the stock the other orders left):")
         for alt in expl["alternatives"]:
-            lines.append(
-                f"  {' + '.join(alt['nodes'])}: {alt['cost']:,.2f} ({alt['extra_cost']:+,.2f})"
-            )
+            where = " + ".join(alt["nodes"]) or "nothing ships (all unfilled)"
+            lines.append(f"  {where}: {alt['cost']:,.2f} ({alt['extra_cost']:+,.2f})")
     for plan in expl["taken_away"]:
         lines.append(
             f"cheaper plan taken away: {' + '.join(plan['nodes']) or 'nothing'} at "
@@ -1081,19 +1094,19 @@ def _explain_one_unit_orders(state: _BatchState) -> dict[int, dict]:
                 "handling": _r(handling[j]),
             }
 
-        def plan(j: int, shipment=shipment, chosen_cost=chosen_cost) -> dict[str, Any]:
+        def plan(j: int, chosen_cost=chosen_cost) -> dict[str, Any]:
             return {
                 "nodes": [str(problem.node_ids[node[j]])],
+                "units": [1],
                 "cost": _r(cost[j]),
                 "extra_cost": _r(_r(cost[j]) - _r(chosen_cost)),
-                "shipments": [shipment(j)],
             }
 
         nothing = {
             "nodes": [],
+            "units": [],
             "cost": _r(penalty),
             "extra_cost": _r(_r(penalty) - _r(chosen_cost)),
-            "shipments": [],
         }
         ranked = []
         others = [j for j in mine[residual[mine]].tolist() if j != c]
@@ -1128,19 +1141,9 @@ def _explain_one_unit_orders(state: _BatchState) -> dict[int, dict]:
                         taken.append(
                             {
                                 "nodes": [str(problem.node_ids[n])],
+                                "units": [1],
                                 "cost": _r(wide),
                                 "extra_cost": _r(_r(wide) - _r(chosen_cost)),
-                                "shipments": [
-                                    {
-                                        "node_id": str(problem.node_ids[n]),
-                                        "kind": str(state.kind[n]),
-                                        "km": _r(far_km[f]),
-                                        "units": 1,
-                                        "skus": {sku_id: 1},
-                                        "shipping": _r(far_ship[f]),
-                                        "handling": _r(problem.handling[n]),
-                                    }
-                                ],
                                 "binding": [
                                     {
                                         "rule": "reach",
