@@ -27,7 +27,7 @@ from pathlib import Path
 
 from router.explain import explain_batch
 from router.generate import generate_scenario
-from router.run import json_safe, solve_scenario
+from router.run import solve_scenario
 from router.scenario import load_scenario
 from solver.batch import OptimizeParams
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             started, cpu = time.perf_counter(), time.process_time()
             explanations = explain_batch(output.problem, output.result)
-            lines = [json.dumps(json_safe(e), allow_nan=False) for e in explanations]
+            lines = [json.dumps(e, allow_nan=False) for e in explanations]
             times.append(time.perf_counter() - started)
             cpus.append(time.process_time() - cpu)
     explain, explain_cpu = statistics.median(times), statistics.median(cpus)

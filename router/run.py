@@ -212,8 +212,10 @@ def write_answer(
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         if explanations is not None:
             with open(staging / "explanations.jsonl", "w", encoding="utf-8") as file:
+                # Every number of an explanation is finite by construction (costs,
+                # distances, prices); allow_nan=False would catch a bug.
                 for explanation in explanations:
-                    file.write(json.dumps(json_safe(explanation), allow_nan=False) + "\n")
+                    file.write(json.dumps(explanation, allow_nan=False) + "\n")
             names.append("explanations.jsonl")
         for name in names:
             os.replace(staging / name, out_dir / name)
