@@ -810,6 +810,8 @@ class _BatchState:
             problem.cand_node[used], weights=units[used], minlength=problem.num_nodes
         )
         order_cost, unfilled = _order_costs(problem, units)
+        if prices is not None and not (prices.key.any() or prices.node.any()):
+            prices = None  # the solve priced nothing (no LP duals): no price is known
         return cls(
             problem,
             units,

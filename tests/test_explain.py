@@ -134,6 +134,26 @@ def test_stock_counterfactual_really_moves_the_order(tmp_path):
     assert _routed_to(folder, "O1") == {"S1"}
 
 
+def test_binding_rows_carry_the_batch_prices():
+    """The price of a binding row is the solve's price of that row (``RoutingResult.prices``,
+    the LP duals); with no prices (a tiny batch solved as one MIP) it is null."""
+    from dataclasses import replace
+
+    from solver.bound import Prices
+
+    output = solve_scenario(load_scenario(FIXTURES / "capacity-binds"))
+    assert output.result.prices is None
+    plain = {e["order_id"]: e for e in explain_batch(output.problem, output.result)}
+    assert plain["O1"]["taken_away"][0]["binding"][0]["price"] is None
+    prices = Prices(output.problem)
+    s1 = list(output.problem.node_ids).index("S1")
+    prices.node[s1] = 1.25
+    priced = replace(output.result, prices=prices)
+    explained = {e["order_id"]: e for e in explain_batch(output.problem, priced)}
+    (binding,) = explained["O1"]["taken_away"][0]["binding"]
+    assert (binding["rule"], binding["price"]) == ("capacity", 1.25)
+
+
 # --- reach binds (fixtures/beyond-max-km) ----------------------------------------------
 
 
