@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> None:
         print(exc.ctx.get_help() if exc.ctx else exc.format_message(), file=sys.stderr)
         code = 2
     except click_errors.ClickException as exc:  # usage errors: unknown option, bad value
-        where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) else ""
+        context = getattr(exc, "ctx", None)
+        where = f"{context.command_path}: " if context else ""
         print(f"error: {where}{_one_line(exc.format_message())}", file=sys.stderr)
         code = exc.exit_code
     except typer.Abort:

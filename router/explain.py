@@ -693,8 +693,10 @@ def _cost_counterfactual(ctx, chosen_cost, alternatives, resolve) -> dict[str, A
     return None
 
 
-def _new_plan(ctx: OrderContext, alloc: np.ndarray, chosen_cost: float, **_change) -> dict:
-    ship_cost = _change.get("ship_cost")
+def _new_plan(
+    ctx: OrderContext, alloc: np.ndarray, chosen_cost: float, ship_cost: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The plan a counterfactual leads to (priced at the changed shipping cost, if any)."""
     return {
         "new_nodes": [ctx.node_ids[n] for n in np.flatnonzero(alloc.sum(axis=0) > 0).tolist()],
         "new_cost": _r(plan_cost(ctx, alloc, ship_cost)),
