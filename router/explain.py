@@ -415,7 +415,7 @@ def _taken_away(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
         binding = _binding_stock_and_capacity(ctx, whole)
         if binding:  # else the choice is not the order's best on what was left (the gap)
             found.append({**_plan(ctx, whole, chosen_cost), "binding": binding})
-    if ctx.pickup_node is None and not ctx.allowed.all():
+    if ctx.pickup_node is None and _beyond_reach_may_pay(ctx, chosen_cost):
         anywhere = np.ones_like(ctx.allowed)
         wide = route_alone(ctx, allowed=anywhere)
         beyond = np.flatnonzero((wide.sum(axis=0) > 0) & ~ctx.allowed).tolist()
@@ -432,6 +432,18 @@ def _taken_away(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
             ]
             found.append(plan)
     return found
+
+
+def _beyond_reach_may_pay(ctx: OrderContext, chosen_cost: float) -> bool:
+    """Whether a plan using a node beyond the reach could cost less than the choice: it
+    ships at least one unit from there, and every other unit costs at least the
+    cheapest handling (or the unfilled penalty)."""
+    outside = np.flatnonzero(~ctx.allowed & (ctx.stock_left.sum(axis=0) > 0))
+    if outside.size == 0:
+        return False
+    per_unit = min(float(ctx.handling.min()), ctx.unfilled_penalty)
+    first = float((ctx.ship_cost[outside] + ctx.handling[outside]).min())
+    return first + per_unit * (int(ctx.qty.sum()) - 1) < chosen_cost - _EPS
 
 
 def _binding_stock_and_capacity(ctx: OrderContext, alloc: np.ndarray) -> list[dict[str, Any]]:
