@@ -316,7 +316,9 @@ def test_solve_refuses_a_non_empty_out_unless_overwrite(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     run = omniroute("solve", scenario, "--out", out, "--quiet", "--overwrite", "--strategy", "greedy")
     assert run.returncode == 0, run.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["assignments.csv", "mine.txt", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "assignments.csv", "explanations.jsonl", "mine.txt", "summary.json",
+    ]  # fmt: skip
 
 
 def test_strategy_choices_match_the_runner_and_show_in_help():
