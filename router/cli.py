@@ -101,13 +101,12 @@ def solve(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     counterfactuals: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--counterfactuals/--no-counterfactuals",
-            help="Compute each order's counterfactual in explanations.jsonl "
-            "(default: for batches of up to 500 orders).",
+            "--counterfactuals",
+            help="Counterfactuals in explanations.jsonl above 500 orders too.",
         ),
-    ] = None,
+    ] = False,
 ) -> None:
     """Route every order of a scenario; write OUT/assignments.csv, OUT/summary.json and
     OUT/explanations.jsonl (why each order went where it went)."""
@@ -128,13 +127,13 @@ def solve(
         if quiet:
             output = solve_folder(
                 scenario_dir, out, strategy=strategy.value, params=params,
-                counterfactuals=counterfactuals,
+                counterfactuals=counterfactuals or None,
             )  # fmt: skip
         else:
             with _ProgressDisplay() as display:
                 output = solve_folder(
                     scenario_dir, out, strategy=strategy.value, params=params,
-                    progress=display.update, counterfactuals=counterfactuals,
+                    progress=display.update, counterfactuals=counterfactuals or None,
                 )  # fmt: skip
     except ScenarioError as exc:
         _fail(str(exc))
