@@ -19,6 +19,7 @@ from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
 from api.routes import (
     campaigns,
+    explanations,
     health,
     inventory,
     nodes,
@@ -186,6 +187,7 @@ def create_app(
         campaigns,
         waves,
         reoptimizations,
+        explanations,
         health,
     ):
         app.include_router(module.router)

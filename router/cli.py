@@ -113,8 +113,16 @@ def solve(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the answer in a non-empty OUT.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    counterfactuals: Annotated[
+        bool,
+        typer.Option(
+            "--counterfactuals",
+            help="Counterfactuals in explanations.jsonl above 500 orders too.",
+        ),
+    ] = False,
 ) -> None:
-    """Route every order of a scenario; write OUT/assignments.csv and OUT/summary.json."""
+    """Route every order of a scenario; write OUT/assignments.csv, OUT/summary.json and
+    OUT/explanations.jsonl (why each order went where it went)."""
     _check_run_options(time_limit, gap, out, overwrite)
 
     from router.run import solve_folder
@@ -123,12 +131,15 @@ def solve(
     params = OptimizeParams(time_limit=time_limit, rel_gap=gap, seed=seed)
     try:
         if quiet:
-            output = solve_folder(scenario_dir, out, strategy=strategy.value, params=params)
+            output = solve_folder(
+                scenario_dir, out, strategy=strategy.value, params=params,
+                counterfactuals=counterfactuals or None,
+            )  # fmt: skip
         else:
             with _ProgressDisplay() as display:
                 output = solve_folder(
                     scenario_dir, out, strategy=strategy.value, params=params,
-                    progress=display.update,
+                    progress=display.update, counterfactuals=counterfactuals or None,
                 )  # fmt: skip
     except ScenarioError as exc:
         _fail(str(exc))
@@ -260,6 +271,7 @@ def summary_table(summary: dict, scenario, out: Path) -> str:
             f"{summary['shipments']:,} shipments)",
         ),
         ("time", f"{summary['solve_seconds']:.2f} s"),
+        ("why", f"{out / 'explanations.jsonl'} (omniroute explain SCENARIO OUT ORDER_ID)"),
         ("answer", str(out / "assignments.csv")),
         ("summary", str(out / "summary.json")),
     ]
@@ -327,6 +339,40 @@ def geocode(
         store.close()
     sources = ", ".join(f"{n} from {s}" for s, n in sorted(report.by_source.items())) or "none"
     print(f"placed {report.orders_placed} order(s) ({sources}); scenario written to {out}")
+
+
+@app.command()
+def explain(
+    scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder.")],
+    out_dir: Annotated[Path, typer.Argument(help="The answer folder of omniroute solve.")],
+    order_id: Annotated[str, typer.Argument(help="The order to explain.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+    counterfactual: Annotated[
+        bool,
+        typer.Option(
+            "--counterfactual",
+            help="Also compute the smallest change that routes the order differently.",
+        ),
+    ] = False,
+) -> None:
+    """Why an order was routed where it was: chosen nodes and costs, the alternatives,
+    the binding constraints, and (with --counterfactual) what would change it."""
+    from router.explain import explain_from_answer, format_explanation
+    from router.scenario import load_scenario
+
+    try:
+        scenario = load_scenario(scenario_dir)
+        explanation = explain_from_answer(
+            scenario, out_dir, order_id, with_counterfactual=counterfactual
+        )
+    except ScenarioError as exc:
+        _fail(str(exc))
+    except KeyError:
+        _fail(f"order {order_id!r} is not in the scenario {scenario_dir}")
+    if as_json:
+        print(json.dumps(explanation, indent=2, allow_nan=False))
+    else:
+        print(format_explanation(explanation))
 
 
 @app.command()

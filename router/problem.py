@@ -48,6 +48,8 @@ class Problem:
     handling: np.ndarray
     capacity: np.ndarray
     """(N,) float; ``inf`` where the node has no capacity limit."""
+    max_km: np.ndarray
+    """(N,) float; ``inf`` where the node ships to any distance (the reach rule)."""
     # stock
     sku_ids: np.ndarray
     stock: np.ndarray
@@ -189,6 +191,7 @@ def build_problem(scenario: Scenario) -> Problem:
         ship_per_km=ship_per_km,
         handling=nodes["handling_per_unit"].to_numpy(dtype=np.float64),
         capacity=capacity,
+        max_km=max_km,
         sku_ids=sku_ids,
         stock=stock,
         order_ids=order_ids,

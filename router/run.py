@@ -137,45 +137,98 @@ def solve_folder(
     strategy: str = "optimize",
     params: OptimizeParams | None = None,
     progress: Progress | None = None,
+    counterfactuals: bool | None = None,
 ) -> RunOutput:
-    """Load, solve and write ``assignments.csv`` and ``summary.json`` atomically."""
+    """Load, solve, explain; write ``assignments.csv``, ``summary.json`` and
+    ``explanations.jsonl`` atomically.
+
+    ``counterfactuals``: compute each order's counterfactual (default: for batches
+    of up to ``router.explain.COUNTERFACTUAL_MAX_ORDERS`` orders).
+    """
+    from router.explain import explain_batch
+
     scenario = load_scenario(scenario_dir)
     output = solve_scenario(scenario, strategy=strategy, params=params, progress=progress)
-    # Where the answer came from, so `omniroute report OUT` finds its scenario.
-    summary = {**output.summary, "scenario_dir": str(Path(scenario_dir).resolve())}
-    output = replace(output, summary=summary)
-    write_answer(Path(out_dir), output.assignments, output.summary)
-    return output
+    if progress is not None:
+        progress("explaining", {})
+    started = time.perf_counter()
+    explanations = explain_batch(output.problem, output.result, with_counterfactual=counterfactuals)
+    summary = {
+        **output.summary,
+        "explain_seconds": round(time.perf_counter() - started, 3),
+        # Where the answer came from, so `omniroute report OUT` finds its scenario.
+        "scenario_dir": str(Path(scenario_dir).resolve()),
+    }
+    write_answer(Path(out_dir), output.assignments, summary, explanations)
+    return replace(output, summary=summary)
+
+
+ASSIGNMENT_EXTRA_COLUMNS = ("km", "handling_cost", "shipping_cost")
+"""Per-row columns written after the format's four (docs/scenario-format.md)."""
 
 
 def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
-    """One row per (line, node) with units, lines in scenario order."""
+    """One row per (line, node) with units, lines in scenario order.
+
+    After the format's four columns come the row's distance and cost (see
+    :data:`ASSIGNMENT_EXTRA_COLUMNS`): ``km`` from the node to the customer (0 for a
+    pickup order), ``handling_cost`` (qty x handling) and ``shipping_cost``, the
+    whole cost of the row's shipment on the shipment's first row and 0 on its other
+    rows, so each order's rows sum exactly to its shipping.
+    """
     used = np.flatnonzero(units > 0)
     lines = problem.cand_line[used]
+    nodes = problem.cand_node[used]
+    pairs = problem.cand_pair[used]
+    qty = units[used].astype(np.int64)
+    # ``used`` is sorted by line, and lines by order: the first row of each shipment
+    # (order, node) in file order carries its shipping cost.
+    _, first_row = np.unique(pairs, return_index=True)
+    shipping = np.zeros(used.size)
+    shipping[first_row] = problem.pair_ship_cost[pairs[first_row]]
+    pickup = problem.order_pickup[problem.line_order[lines]] >= 0
     return pd.DataFrame(
         {
             "order_id": problem.order_ids[problem.line_order[lines]],
             "line_id": problem.line_ids[lines],
-            "node_id": problem.node_ids[problem.cand_node[used]],
-            "qty": units[used].astype(np.int64),
+            "node_id": problem.node_ids[nodes],
+            "qty": qty,
+            "km": np.where(pickup, 0.0, problem.pair_km[pairs]),
+            "handling_cost": qty * problem.handling[nodes],
+            "shipping_cost": shipping,
         }
     )
 
 
 def write_answer(
-    out_dir: Path, assignments: pd.DataFrame, summary: dict, extra: dict[str, str] | None = None
+    out_dir: Path,
+    assignments: pd.DataFrame,
+    summary: dict,
+    explanations: list[dict] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> None:
-    """Write both files (and ``extra`` ones: name to text) so that a reader never
-    sees a half-written answer."""
+    """Write the answer's files (``extra``: more of them, name to text) so that a
+    reader never sees a half-written answer: each is written in a staging folder,
+    then moved into place, ``summary.json`` last."""
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".omniroute-", dir=out_dir))
+    names = ["assignments.csv"]
     try:
         assignments.to_csv(staging / "assignments.csv", index=False)
-        # allow_nan=False: Infinity and NaN are not JSON; _summary has replaced them.
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         for name, text in (extra or {}).items():
             (staging / name).write_text(text)
-        for name in ("assignments.csv", *(extra or {}), "summary.json"):
+            names.append(name)
+        if explanations is not None:
+            with open(staging / "explanations.jsonl", "w", encoding="utf-8") as file:
+                # Every number of an explanation is finite by construction (costs,
+                # distances, prices); allow_nan=False would catch a bug.
+                for explanation in explanations:
+                    file.write(json.dumps(explanation, allow_nan=False) + "\n")
+            names.append("explanations.jsonl")
+        # allow_nan=False: Infinity and NaN are not JSON; _summary has replaced them.
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        names.append("summary.json")
+        for name in names:
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -554,3 +554,49 @@ def test_row_order_does_not_change_the_cost(realistic):
     assert again.total_cost == first.total_cost  # math.fsum: exact, order-free
     assert (again.shipping, again.handling) == (first.shipping, first.handling)
     assert len(again.violations) == len(first.violations)
+
+
+# --- the optional per-row columns of omniroute solve ------------------------------
+
+
+def test_extra_cost_columns_are_accepted_and_never_trusted(tmp_path):
+    """The file omniroute solve writes (with km, handling_cost, shipping_cost) checks the
+    same as the four-column file, and wrong numbers in those columns change nothing."""
+    folder = _write_scenario(tmp_path / "scenario")
+    plain = tmp_path / "plain.csv"
+    plain.write_text(HEADER + FEASIBLE, encoding="utf-8")
+    lying = tmp_path / "lying.csv"
+    lying.write_text(
+        "order_id,line_id,node_id,qty,km,handling_cost,shipping_cost\n"
+        "O1,L1,W1,2,999,0,0\nO1,L2,W1,1,-1,0,0\nO2,L1,S1,1,abc,,1e9\n",
+        encoding="utf-8",
+    )
+    scenario = load_scenario(folder)
+    base = check(scenario, load_assignments(plain))
+    report = check(scenario, load_assignments(lying))
+    assert report.feasible and report == base
+    assert report.total_cost == pytest.approx(7.5, rel=1e-12)
+
+
+def test_solve_writes_row_costs_that_sum_to_each_order(tmp_path):
+    """km, handling_cost and shipping_cost of omniroute solve's rows, by hand: O1 splits
+    over W1 (0 km) and S1 (1 degree), its shipping on the first row of each shipment."""
+    from router.run import solve_folder
+
+    folder = _write_scenario(tmp_path / "scenario", s1_a=3)
+    orders = "order_id,line_id,sku,qty,lat,lon,pickup_node\nO1,L1,A,1,0,0,\nO1,L2,B,1,0,0,\n"
+    orders += "O2,L1,A,1,0,3,S1\n"  # a pickup 2 degrees from its store: km 0, no shipping
+    (folder / "orders.csv").write_text(orders, encoding="utf-8")
+    output = solve_folder(folder, tmp_path / "out")
+    written = pd.read_csv(tmp_path / "out" / "assignments.csv")
+    assert list(written.columns) == [
+        "order_id", "line_id", "node_id", "qty", "km", "handling_cost", "shipping_cost",
+    ]  # fmt: skip
+    # Both lines from W1 (5 + 2 * 0.5 = 6 beats S1's 2 + 11.1 + 2): one shipment.
+    assert written["node_id"].tolist() == ["W1", "W1", "S1"]
+    assert written["km"].tolist() == [0.0, 0.0, 0.0]
+    assert written["handling_cost"].tolist() == [0.5, 0.5, 1.0]
+    assert written["shipping_cost"].tolist() == [5.0, 0.0, 0.0]
+    assert written[["handling_cost", "shipping_cost"]].to_numpy().sum() == pytest.approx(
+        output.summary["total_cost"], rel=1e-12
+    )

@@ -198,7 +198,7 @@ def _solve_and_check(scenario: Path, out: Path, *options, quiet: bool = True) ->
     assert json.loads(run.stdout) == summary  # with --json stdout is the summary, nothing else
     assert set(summary) >= SUMMARY_KEYS
     header = (out / "assignments.csv").read_text().splitlines()[0]
-    assert header == "order_id,line_id,node_id,qty"
+    assert header == "order_id,line_id,node_id,qty,km,handling_cost,shipping_cost"
     check = omniroute("check", scenario, out / "assignments.csv")
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.startswith("FEASIBLE")
@@ -316,7 +316,9 @@ def test_solve_refuses_a_non_empty_out_unless_overwrite(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     run = omniroute("solve", scenario, "--out", out, "--quiet", "--overwrite", "--strategy", "greedy")
     assert run.returncode == 0, run.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["assignments.csv", "mine.txt", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "assignments.csv", "explanations.jsonl", "mine.txt", "summary.json",
+    ]  # fmt: skip
 
 
 def test_strategy_choices_match_the_runner_and_show_in_help():

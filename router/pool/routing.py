@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 
 from router.geo import haversine_km
-from router.pool import ledger, locks
+from router.pool import explanations, ledger, locks
 from router.pool.errors import Conflict, InvalidInput
 from router.pool.nodes import NodeIndex
 from router.pool.schema import balances, nodes, reservations, skus
@@ -723,6 +723,8 @@ class Reserving:
     result: RouteResult
     rows: list[dict]
     entries: list[ledger.Entry]
+    explanation: dict
+    """The order's ``pool_explanations`` row (``router.pool.explanations``)."""
 
 
 def reserving(
@@ -735,11 +737,15 @@ def reserving(
     hold_seconds: int,
     attempt: int,
     uses: list[LockUse] | None = None,
+    context: str | None = None,
+    source: str = "route",
 ) -> Reserving:
     """The writes of a decided plan, prepared without touching the database.
 
     ``reserve_routing`` runs them for one order; a wave runs many at once (one
-    conditional update per (node, sku) of their summed moves).
+    conditional update per (node, sku) of their summed moves). ``context``: the
+    order's ``router.explain.OrderContext`` JSON when the caller has a richer one
+    than the plan's own (a wave's joint solve).
     """
     moves = _plan_moves(prepared, plan, index)
     expires = now + timedelta(seconds=hold_seconds)
@@ -804,7 +810,10 @@ def reserving(
                 )
             )
     result = replace(result, lines=lines, locked_units=sum(from_lock.values()))
-    return Reserving(moves, result, rows, entries)
+    if context is None:
+        context = explanations.route_context(order, prepared, plan, index).to_json()
+    why = explanations.row(order.order_id, source, context, now)
+    return Reserving(moves, result, rows, entries, why)
 
 
 def write_reservations(conn: Connection, rows: list[dict]) -> None:
@@ -863,10 +872,13 @@ def reserve_routing(
     idempotency_key: str | None,
     request_id: str | None,
     uses: list[LockUse] | None = None,
+    context: str | None = None,
+    source: str = "route",
 ) -> RouteResult:
     """Reserve a decided plan (one order's, or its part of a wave) and record it.
 
-    ``uses``: the campaign's locked units the plan takes (a campaign order).
+    ``uses``: the campaign's locked units the plan takes (a campaign order);
+    ``context``, ``source``: what its explanation row keeps (see ``reserving``).
 
     Raises ``LostRace`` when the stock or capacity the plan counts on is gone; the
     caller rolls back (a wave rolls back to a savepoint and repairs the order).
@@ -880,6 +892,8 @@ def reserve_routing(
         hold_seconds=hold_seconds,
         attempt=attempt,
         uses=uses,
+        context=context,
+        source=source,
     )
     if order.campaign is None:
         reserve_plan(conn, writes.moves)
@@ -888,6 +902,7 @@ def reserve_routing(
     write_reservations(conn, writes.rows)
     if writes.rows:
         record_orders(conn, [order], now)
+    explanations.record(conn, [writes.explanation])
     ledger.append(
         conn,
         writes.entries,

@@ -325,3 +325,16 @@ reoptimizations = Table(
     Column("error", Text, nullable=True),  # JSON: rule and detail of a failed job
     Index("ix_pool_reoptimizations_state", "state", "created_at"),
 )
+
+
+# --- why this node (issue 10; migration 0008_explain) ---------------------------------------
+
+explanations = Table(
+    "pool_explanations",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("source", String(8), nullable=False),  # route | wave
+    # router.explain.OrderContext as JSON: the decision's arrays, explained on request.
+    Column("context", Text, nullable=False),
+    Column("routed_at", DateTime, nullable=False),
+)

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from router.pool import (
+    explanations,
     idempotency,
     inventory,
     keys,
@@ -350,6 +351,11 @@ class Pool:
     def return_of(self, return_id: str) -> returns.ReturnView:
         with self.db.read() as conn:
             return returns.get(conn, return_id)
+
+    def explanation(self, order_id: str) -> dict[str, Any]:
+        """Why a routed order went where it went (``router.pool.explanations``)."""
+        with self.db.read() as conn:
+            return explanations.explanation(conn, order_id)
 
     # --- reservations -------------------------------------------------------------------
 

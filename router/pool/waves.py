@@ -43,7 +43,7 @@ import numpy as np
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from router.pool import idempotency, ledger, reservations, routing
+from router.pool import explanations, idempotency, ledger, reservations, routing
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.nodes import NodeIndex
 from router.pool.reservations import ReservationView
@@ -252,6 +252,7 @@ class _Entry:
     actor: str
     has_callback: bool
     joint: tuple[PreparedOrder, OrderPlan] | None
+    context: str | None = None  # the joint solve's router.explain.OrderContext JSON
 
 
 # --- the service -----------------------------------------------------------------------
@@ -527,6 +528,7 @@ class Waves:
         started = time.perf_counter()
         solve_kpis: dict[str, Any] = {"orders": len(orders)}
         joint: dict[str, tuple[PreparedOrder, OrderPlan]] = {}
+        contexts: dict[str, str] = {}
         if orders:
             try:
                 output = solve_scenario(
@@ -545,6 +547,7 @@ class Waves:
                 joint = _order_plans(
                     output.problem, result.units, model.index, exact=result.status == "optimal"
                 )
+                contexts = _contexts(output.problem, result)
                 solve_kpis.update(
                     status=result.status,
                     cost=round(result.cost.total_cost, 6),
@@ -567,6 +570,7 @@ class Waves:
                 r.actor,
                 r.callback_url is not None,
                 joint.get(order.order_id),
+                contexts.get(order.order_id),
             )
             for order, r in zip(orders, rows, strict=True)
         ]
@@ -683,7 +687,14 @@ class Waves:
         planned = [e for e in fresh if e.joint is not None]
         writes = {
             e.order.order_id: routing.reserving(
-                e.order, index, *e.joint, now=now, hold_seconds=e.hold_seconds, attempt=1
+                e.order,
+                index,
+                *e.joint,
+                now=now,
+                hold_seconds=e.hold_seconds,
+                attempt=1,
+                context=e.context,
+                source="wave",
             )
             for e in planned
             if e.joint is not None
@@ -706,6 +717,7 @@ class Waves:
             routing.record_orders(
                 conn, [e.order for e in planned if writes[e.order.order_id].rows], now
             )
+            explanations.record(conn, [w.explanation for w in writes.values()])
             by_actor: dict[str, list] = {}
             for e in planned:
                 by_actor.setdefault(e.actor, []).extend(writes[e.order.order_id].entries)
@@ -760,6 +772,8 @@ class Waves:
                         actor=entry.actor,
                         idempotency_key=None,
                         request_id=None,
+                        context=entry.context,
+                        source="wave",
                     )
                 return result, False
             except LostRace:
@@ -906,6 +920,22 @@ def _order_plans(
         plan = OrderPlan(alloc=alloc, total_cost=order_cost(order_problem, alloc), exact=exact)
         plans[str(problem.order_ids[o])] = (prepared, plan)
     return plans
+
+
+def _contexts(problem: Problem, result) -> dict[str, str]:
+    """Each order's explanation context from the joint solve (``router.explain``); the
+    wave goes on without them if building them fails (its orders then keep the
+    context of their part of the plan, as an order routed alone would)."""
+    from router.explain import batch_contexts
+
+    try:
+        return {
+            ctx.order_id: ctx.to_json()
+            for ctx in batch_contexts(problem, result.units, result.prices)
+        }
+    except Exception:
+        log.exception("explaining the joint solve failed; its orders keep their own plans")
+        return {}
 
 
 def _wave_kpis(conn: Connection, wave_id: str, index: NodeIndex) -> dict[str, Any]:
