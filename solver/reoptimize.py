@@ -93,9 +93,15 @@ def reoptimize(
         free_problem = problem.replace(churn=None)
         emit("free solve", {"best": best_cost})
         # The time: about half to the free solve, a tenth at most to the choice,
-        # the re-decide until 80%, the rest (at least 15%) to the bound.
+        # the re-decide until the bound's share is left. The bound's share is 15%
+        # when the LP of the whole model fits (``whole_lp_columns``), else 5%: the
+        # price search alone gains little there (measured at 50,000 orders), and
+        # the free solve gets that time.
+        lp_fits = _model_columns(problem) <= params.whole_lp_columns
+        bound_share = (0.15 if lp_fits else 0.05) * params.time_limit
         free_params = replace(
-            params, time_limit=clock() + remaining(params, clock, 0.5 * params.time_limit)
+            params,
+            time_limit=clock() + remaining(params, clock, 0.4 * params.time_limit + bound_share),
         )
         free = optimize(free_problem, free_params, clock)
         stats["free"] = {
@@ -124,7 +130,7 @@ def reoptimize(
         blocks = geographic_blocks(problem, may_move, params.block_orders) if may_move.any() else []
         stats["blocks"] = len(blocks)
         for index, block in enumerate(blocks):
-            share = remaining(params, clock, 0.15 * params.time_limit) / (len(blocks) - index)
+            share = remaining(params, clock, bound_share) / (len(blocks) - index)
             if share < 1.0 + 5e-4 * block.sum():
                 timed_out = True
                 break
@@ -147,13 +153,13 @@ def reoptimize(
             # A moderate part: once more as one MIP, with the move rule, from the best.
             emit("re-decide: one MIP", {"best": best_cost, "bound": bound})
             polished, finished = polish(
-                problem, best, may_move, params, clock, emit, reserve=0.15 * params.time_limit
+                problem, best, may_move, params, clock, emit, reserve=bound_share
             )
             timed_out |= not finished
             offer(polished)
         emit("lower bound", {"best": best_cost, "bound": bound})
         prices = free.prices or Prices(problem)
-        if _model_columns(problem) <= params.whole_lp_columns:
+        if lp_fits:
             # The LP relaxation of the whole model with the move rule: a proven
             # bound by weak duality, and the prices the search starts from.
             joint = solve_joint_lp(
