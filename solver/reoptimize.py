@@ -97,12 +97,13 @@ def reoptimize(
         # when the LP of the whole model fits (``whole_lp_columns``), else 5%: the
         # price search alone gains little there (measured at 50,000 orders), and
         # the free solve gets that time.
+        # Without a limit or a cost per move the rule is void: the free solve
+        # is the re-optimization, and gets the whole time.
+        void = churn.max_moves is None and churn.move_cost == 0
         lp_fits = _model_columns(problem) <= params.whole_lp_columns
         bound_share = (0.15 if lp_fits else 0.05) * params.time_limit
-        free_params = replace(
-            params,
-            time_limit=clock() + remaining(params, clock, 0.4 * params.time_limit + bound_share),
-        )
+        reserve = 0.0 if void else 0.4 * params.time_limit + bound_share
+        free_params = replace(params, time_limit=clock() + remaining(params, clock, reserve))
         free = optimize(free_problem, free_params, clock)
         stats["free"] = {
             "cost": free.cost.total_cost,
@@ -112,6 +113,10 @@ def reoptimize(
         if free.lower_bound is not None:
             # the move rule only adds costs and removes routings
             bound = max(bound, free.lower_bound)
+        if void:
+            offer(free.units)
+            timed_out = free.status == "time_limit"
+            return _result(problem, params, clock, best, bound, timed_out, stats, emit)
         emit("choose moves", {"best": best_cost, "bound": bound})
         chosen, choice_status = choose_moves(
             problem,
@@ -178,6 +183,11 @@ def reoptimize(
         value, details = churn_bound(problem, prices, best_cost, clock, deadline)
         stats["bound"] = details
         bound = max(bound, value)
+    return _result(problem, params, clock, best, bound, timed_out, stats, emit)
+
+
+def _result(problem, params, clock, best, bound, timed_out, stats, emit) -> RoutingResult:
+    """The answer with its cost, bound and honest status."""
     cost = evaluate(problem, best)
     bound = min(bound, cost.total_cost)
     stats["moved_orders"] = cost.moves

@@ -269,3 +269,20 @@ def cli():
 def _clock():
     started = time.perf_counter()
     return lambda: time.perf_counter() - started
+
+
+@pytest.mark.slow
+def test_without_a_rule_the_large_path_is_the_batch_optimizer(tmp_path):
+    # No limit and no cost per move: the rule is void, the free solve is the answer.
+    folder = tmp_path / "batch"
+    generate_scenario(folder, orders=400, stores=60, warehouses=4, skus=120, seed=5)
+    scenario = load_scenario(folder)
+    current = solve_scenario(scenario, strategy="greedy").assignments
+    params = OptimizeParams(time_limit=20, exact_orders=0, exact_candidates=0)
+    output = reoptimize_scenario(scenario, current, params=params)
+    details = output.summary["details"]
+    assert "choice" not in details and "free" in details
+    assert output.summary["after"]["cost"] == pytest.approx(
+        min(details["free"]["cost"], output.summary["before"]["cost"])
+    )
+    assert output.summary["lower_bound"] <= output.summary["objective"] + 1e-6
