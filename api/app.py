@@ -57,28 +57,20 @@ async def _sweep_expired(pool: Pool, metrics: Metrics, every: float) -> None:
 # --- waves (issue 8): the background closer and the callback outbox ------------------------
 
 
-async def _close_and_solve_waves(waves: Waves, wakeup: asyncio.Event, every: float) -> None:
-    """Close due waves and solve closed ones; each process runs one, a wave is solved once."""
+async def _run_periodically(run, wakeup: asyncio.Event, every: float, what: str) -> None:
+    """Call ``run`` (blocking, in the thread pool) every ``every`` seconds or when woken.
+
+    Used for waves (close due waves, solve closed ones) and re-optimization jobs (run
+    queued ones, restart those whose process stopped); a failure leaves the work
+    claimable, and the next tick (or another process) retries it."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout=every)
         wakeup.clear()
         try:
-            await run_in_threadpool(waves.run_due)
-        except Exception:  # the wave stays claimable; the next tick (or process) retries
-            log.exception("wave closer failed")
-
-
-async def _run_reoptimizations(jobs: Reoptimizations, wakeup: asyncio.Event, every: float) -> None:
-    """Run queued re-optimization jobs (and restart those whose process stopped)."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout=every)
-        wakeup.clear()
-        try:
-            await run_in_threadpool(jobs.run_due)
-        except Exception:  # the job stays claimable; the next tick (or process) retries
-            log.exception("re-optimization runner failed")
+            await run_in_threadpool(run)
+        except Exception:
+            log.exception("%s failed", what)
 
 
 async def _deliver_callbacks(pool: Pool, settings: CallbackSettings, every: float) -> None:
@@ -138,18 +130,22 @@ def create_app(
         background = (
             [
                 asyncio.create_task(
-                    _close_and_solve_waves(
-                        app.state.waves, app.state.wave_wakeup, wave_tick_seconds
+                    _run_periodically(
+                        app.state.waves.run_due,
+                        app.state.wave_wakeup,
+                        wave_tick_seconds,
+                        "wave closer",
                     )
                 ),
                 asyncio.create_task(
                     _deliver_callbacks(app.state.pool, callback_settings, wave_tick_seconds)
                 ),
                 asyncio.create_task(
-                    _run_reoptimizations(
-                        app.state.reoptimizations,
+                    _run_periodically(
+                        app.state.reoptimizations.run_due,
                         app.state.reoptimization_wakeup,
                         wave_tick_seconds,
+                        "re-optimization runner",
                     )
                 ),
             ]

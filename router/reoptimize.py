@@ -184,13 +184,12 @@ def moves_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
     def nodes_of(values: np.ndarray) -> list[str]:
         used = np.flatnonzero(values > 0)
         order = problem.line_order[problem.cand_line[used]]
-        names = [[] for _ in range(problem.num_orders)]  # type: list[list[str]]
+        names: list[set[str]] = [set() for _ in range(problem.num_orders)]
         for o, n in zip(
             order.tolist(), problem.node_ids[problem.cand_node[used]].tolist(), strict=True
         ):
-            if not names[o] or names[o][-1] != n:
-                names[o].append(str(n))
-        return [";".join(sorted(set(n))) for n in names]
+            names[o].add(str(n))
+        return [";".join(sorted(n)) for n in names]
 
     return pd.DataFrame(
         {

@@ -44,7 +44,7 @@ from solver.churn_bound import churn_bound
 from solver.contention import overused, usage
 from solver.cost import evaluate, order_costs
 from solver.joint_lp import solve_joint_lp
-from solver.mip import MipModel, MipParams, SolveStatus, solve_mip
+from solver.mip import MipModel, MipParams, solve_mip
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly
 from solver.relax_fix import relax_and_fix
@@ -131,7 +131,7 @@ def reoptimize(
         offer(chosen)
         emit("choose moves", {"best": best_cost, "bound": bound})
 
-        may_move = _differs(problem, free.units) | moved_orders(problem, best)
+        may_move = moved_orders(problem, free.units) | moved_orders(problem, best)
         blocks = geographic_blocks(problem, may_move, params.block_orders) if may_move.any() else []
         stats["blocks"] = len(blocks)
         for index, block in enumerate(blocks):
@@ -201,11 +201,6 @@ def _result(problem, params, clock, best, bound, timed_out, stats, emit) -> Rout
     return RoutingResult("reoptimize", status, best, cost, float(bound), stats)
 
 
-def _differs(problem, units) -> np.ndarray:
-    """(O,) orders whose ``units`` differ from their current routing."""
-    return moved_orders(problem, units)
-
-
 def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
     """For each order whose ``target`` routing differs from its current one: keep
     the current routing or take the target one, within stock, capacity and the
@@ -217,7 +212,7 @@ def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
     """
     churn = problem.churn
     current = churn.current
-    switch = _differs(problem, target)
+    switch = moved_orders(problem, target)
     orders = np.flatnonzero(switch)
     if orders.size == 0:
         return current.copy(), "nothing to move"
@@ -303,8 +298,7 @@ def choose_moves(problem, target: np.ndarray, time_limit: float, clock: Clock):
     chosen[orders[pick > 0.5]] = True
     take_target = chosen[cand_order]
     units[take_target] = target[take_target]
-    status = str(mip.status) if mip.status != SolveStatus.OPTIMAL else "optimal"
-    return units, status
+    return units, str(mip.status)
 
 
 def _greedy_choice(cost: np.ndarray, columns: sp.csc_matrix, limits: np.ndarray) -> np.ndarray:
