@@ -54,14 +54,15 @@ from solver.contention import (
 )
 from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
-from solver.joint_lp import solve_joint_lp
+from solver.joint_lp import solve_joint_lp, start_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
 from solver.lp_rounding import keep_whole_units, repair
+from solver.order_moves import improve_orders
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
 from solver.pricing import PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
-from solver.unit_flow import route_single_units_by_flow
+from solver.unit_flow import route_lines_by_flow, route_single_units_by_flow
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def optimize(
     search.offer(route_single_units_by_flow(problem, search.units, colliding))
     emit("contested part", {"best": search.best})
 
+    scarce = colliding.sum() > params.joint_lp_colliding_share * problem.num_orders
     if (
         problem.cand_line.size <= params.exact_candidates
         or problem.num_orders <= params.exact_orders
@@ -147,7 +149,7 @@ def optimize(
         _exact_mip(problem, params, clock, search, rel_gap=min(params.rel_gap, 1e-4))
         return search.result(params, clock, stats)
 
-    if colliding.sum() <= params.joint_lp_colliding_share * problem.num_orders:
+    if not scarce:
         # Few orders collide (plentiful stock): the contested part's LP is
         # small and nearly integral for HiGHS, and relax and fix settles it;
         # measured better there than the joint LP's path (README, Results).
@@ -159,15 +161,25 @@ def optimize(
         return search.result(params, clock, stats)
 
     emit("joint LP", {"best": search.best})
-    joint = solve_joint_lp(
+    pending = start_joint_lp(
         problem,
         search.units,
         contested,
         params,
         clock,
-        remaining(params, clock, 0.5 * params.time_limit),
+        remaining(params, clock, params.after_lp_share * params.time_limit),
         whole=_model_columns(problem) <= params.whole_lp_columns,
     )
+    try:
+        if pending.in_background:
+            # The LP runs on the other core: meanwhile, this one builds an
+            # answer that needs no LP.
+            _flow_and_moves(
+                problem, params, clock, search, alone, contested, emit, stats, pending.ready
+            )
+        joint = pending.result()
+    finally:
+        pending.close()
     prices = Prices(problem) if joint is None else joint.prices
     search.timed_out |= joint is None
     if joint is not None:
@@ -186,6 +198,10 @@ def optimize(
         }
         rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
         emit("joint LP: rounded", {"best": search.best})
+        if search.units is rounded:
+            _moves(problem, params, clock, search, alone, contested, stats, "rounded_moves")
+            rounded = search.units
+        emit("joint LP: moves", {"best": search.best})
         # A MIP over thousands of undecided orders would not finish: those are
         # left to the block sweeps below.
         if search.units is rounded and 0 < undecided.sum() <= params.polish_orders:
@@ -393,6 +409,52 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     rounded = repair(problem, kept, undecided, movable, joint.prices.unit_price())
     search.offer(rounded)
     return rounded, undecided
+
+
+def _flow_and_moves(
+    problem, params, clock, search: _Search, alone, contested, emit, stats, stop
+):
+    """Most of the batch collides: which lines get the scarce units is settled by
+    one min-cost flow over the contested part (a linearised shipment cost), then
+    shipments are consolidated by single-order moves (:mod:`solver.order_moves`),
+    until ``stop()`` (the joint LP is back) or their share of the time is used."""
+    if problem.churn is not None:
+        return
+    started = clock()
+    emit("flow", {"best": search.best})
+    flowed = route_lines_by_flow(problem, search.units, contested)
+    if flowed is None:
+        return
+    flow_cost = evaluate(problem, flowed).total_cost
+    deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
+    moved, details = improve_orders(
+        problem, flowed, contested, alone.cost, clock, deadline, stop=stop
+    )
+    search.offer(moved)
+    stats["flow_and_moves"] = {
+        "flow_cost": round(flow_cost, 2),
+        "cost": round(evaluate(problem, moved).total_cost, 2),
+        "moved": details["moved"],
+        "seconds": round(clock() - started, 2),
+    }
+    emit("flow and moves", {"best": search.best})
+
+
+def _moves(problem, params, clock, search: _Search, alone, contested, stats, label: str):
+    """Single-order moves from the incumbent, for at most ``moves_share`` of the time."""
+    if problem.churn is not None:
+        return
+    started = clock()
+    deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
+    moved, details = improve_orders(problem, search.units, contested, alone.cost, clock, deadline)
+    before = search.best
+    search.offer(moved)
+    stats[label] = {
+        "before": round(before, 2),
+        "after": round(search.best, 2),
+        "moved": details["moved"],
+        "seconds": round(clock() - started, 2),
+    }
 
 
 def _polish(problem, params, clock, search: _Search, contested, emit, stats, reserve: float):

@@ -18,7 +18,8 @@ import numpy as np
 
 from solver.bound import Prices
 from solver.candidates import model_part
-from solver.first_order_lp import dual_bound, solve_lp_first_order
+from solver.first_order_lp import dual_bound
+from solver.lp_process import start_first_order_lp
 from solver.mip import MipParams, solve_mip
 from solver.model import ModelInput, build_model
 from solver.params import stop_requested
@@ -50,6 +51,63 @@ def solve_joint_lp(
     candidate): its weak-duality bound from the duals is then a proven bound
     of the batch. Returns ``None`` when no LP answer came back within ``time_limit``.
     """
+    return start_joint_lp(
+        problem, incumbent, contested, params, clock, time_limit, whole, background=False
+    ).result()
+
+
+class PendingJointLp:
+    """A joint LP started by :func:`start_joint_lp`; :meth:`result` waits for it."""
+
+    def __init__(self, problem, part, model, v, keys, rows, clock, started, whole, pending, done):
+        self._args = (problem, part, model, v, keys, rows, clock, started, whole)
+        self._pending = pending
+        self._done = done
+
+    def result(self) -> JointLp | None:
+        problem, part, model, v, keys, rows, clock, started, whole = self._args
+        if self._pending is not None:
+            first = self._pending.result(stop_requested(clock))
+            if first is None:
+                return None
+            x, duals, solver, converged = first.x, first.row_duals, "pdlp", first.converged
+        elif self._done is not None:
+            x, duals, solver, converged = self._done
+        else:
+            return None
+        prices = Prices(problem)
+        prices.record_duals(duals, keys, rows)
+        # Weak duality from the duals alone: proven whatever the LP solver's accuracy.
+        bound = dual_bound(model, duals) if whole else float("-inf")
+        return JointLp(
+            part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size), bound,
+            converged,
+        )
+
+    @property
+    def in_background(self) -> bool:
+        return self._pending is not None and self._pending.background
+
+    def ready(self) -> bool:
+        return self._pending is None or self._pending.ready()
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.close()
+
+
+def start_joint_lp(
+    problem,
+    incumbent,
+    contested,
+    params,
+    clock,
+    time_limit: float,
+    whole: bool = False,
+    background: bool = True,
+) -> PendingJointLp:
+    """:func:`solve_joint_lp`, started: a first-order LP runs on the other core
+    (:mod:`solver.lp_process`) while the caller goes on; HiGHS's are solved now."""
     started = clock()
     if whole:
         part = ModelInput.whole(problem)
@@ -61,20 +119,15 @@ def solve_joint_lp(
             problem, incumbent, contested, params, start=incumbent, per_line=per_line
         )
     model, v, keys, rows = build_model(problem, part)
-    prices = Prices(problem)
+    pending, done = None, None
     if model.c.size > params.first_order_columns:
-        result = solve_lp_first_order(model, time_limit, params.first_order_tolerance)
-        x, duals, solver, converged = result.x, result.row_duals, "pdlp", result.converged
+        pending = start_first_order_lp(
+            model, time_limit, params.first_order_tolerance, background and params.lp_in_background
+        )
     else:
         lp = solve_mip(
             model, MipParams(time_limit=time_limit, relax=True), stop=stop_requested(clock)
         )
-        if lp.x is None or lp.row_duals is None:
-            return None
-        x, duals, solver, converged = lp.x, lp.row_duals, "highs", True
-    prices.record_duals(duals, keys, rows)
-    # Weak duality from the duals alone: proven whatever the LP solver's accuracy.
-    bound = dual_bound(model, duals) if whole else float("-inf")
-    return JointLp(
-        part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size), bound, converged
-    )
+        if lp.x is not None and lp.row_duals is not None:
+            done = (lp.x, lp.row_duals, "highs", True)
+    return PendingJointLp(problem, part, model, v, keys, rows, clock, started, whole, pending, done)

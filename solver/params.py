@@ -62,7 +62,16 @@ class OptimizeParams:
     """Large batches whose unpruned model has at most this many columns get the
     joint LP over the whole batch (every order and candidate): its duals then
     prove a bound directly. Larger ones get the LP of the contested part."""
+    after_lp_share: float = 0.35
+    """Share of the time limit kept for the steps after a scarce batch's joint
+    LP (its rounding, moves, bound and blocks); the LP may use the rest."""
+    moves_share: float = 0.25
+    """Most of the time limit for the flow and single-order moves of a scarce batch."""
     first_order_columns: int = 20000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
+    lp_in_background: bool = True
+    """Solve a big joint LP (PDLP) in a child process on the other core while
+    this one builds answers (:mod:`solver.lp_process`); off: the same LP, solved
+    first, in this process."""
     first_order_tolerance: float = 1e-4
     """PDLP's relative optimality tolerance."""

@@ -113,8 +113,9 @@ def large_neighbourhood_search(
             if clock() >= deadline:
                 return units
             at_node = cand_nodes == node
-            near = np.unique(cand_orders[at_node][np.argsort(unit_cost[at_node], kind="stable")])
-            chosen = near[: params.lns_orders]
+            by_cost = cand_orders[at_node][np.argsort(unit_cost[at_node], kind="stable")]
+            _orders, first = np.unique(by_cost, return_index=True)
+            chosen = by_cost[np.sort(first)][: params.lns_orders]  # the cheapest first
             if chosen.size < 2:
                 continue
             mask = np.zeros(problem.num_orders, dtype=bool)

@@ -1,20 +1,29 @@
-"""One-unit orders routed exactly, all at once, as a min-cost flow.
+"""Lines routed all at once as a min-cost flow: exact for one-unit orders,
+a linearised shipment cost for the others.
 
-With every other order's plan fixed, orders of one line and one unit interact
-only through what the others leave of each (node, SKU) stock and each node's
-capacity; each one either takes one unit from one of its candidates (its
-shipment and handling cost) or stays unfilled (the unfilled penalty). That is
-exactly a min-cost flow:
+With every other order's plan fixed, the moved orders interact only through
+what the others leave of each (node, SKU) stock and each node's capacity.
+Each line either takes units from its candidates or leaves them unfilled:
 
-    source -> order (1 unit) -> (node, SKU) key (cost of the candidate)
-           -> node (at most the stock left of the key) -> sink (at most the
-           capacity left of the node);   order -> sink (the unfilled penalty)
+    source -> line (its quantity) -> (node, SKU) key (per unit: handling plus
+           the shipment's cost per unit) -> node (at most the stock left of
+           the key) -> sink (at most the capacity left of the node);
+    line -> sink (the unfilled penalty per unit)
 
-OR-Tools' ``SimpleMinCostFlow`` solves it in well under a second for tens of
-thousands of orders. Costs are integers there: they are scaled by
-``COST_SCALE`` and rounded, so the flow is optimal to within
-``0.5 / COST_SCALE`` per order; its answer is feasible whatever the rounding,
-and the caller keeps it only when its true cost is lower.
+For an order of one line and one unit the shipment's cost per unit *is* its
+cost, so routing those orders this way is exact
+(:func:`route_single_units_by_flow`). For bigger orders a shipment's cost is
+shared by the units it carries, which a flow cannot see; it is linearised
+(:func:`route_lines_by_flow`): the shipment's cost (plus one split penalty)
+spread over all the order's units, as if the whole order shipped from that
+node. The flow then settles the question that dominates a scarce batch, which
+lines get the scarce units, exactly and jointly; consolidating shipments is
+left to the steps after it (:mod:`solver.order_moves`).
+
+OR-Tools' ``SimpleMinCostFlow`` solves it in about two seconds for 20,000
+orders and half a million candidates. Costs are integers there: they are scaled
+by ``COST_SCALE`` and rounded. The answer is feasible whatever the rounding, and
+callers keep it only when its true cost is lower.
 """
 
 from __future__ import annotations
@@ -33,16 +42,25 @@ def route_single_units_by_flow(
     The other orders keep their plans in ``units``. Returns ``None`` when the
     flow solver fails (the caller keeps its answer).
     """
-    from ortools.graph.python import min_cost_flow
-
     lines_per_order = np.diff(problem.order_line_start)
     first_line = problem.order_line_start[:-1].clip(max=max(problem.num_lines - 1, 0))
     single = movable & (lines_per_order == 1) & (problem.line_qty[first_line] == 1)
-    orders = np.flatnonzero(single)
-    if orders.size == 0:
+    return route_lines_by_flow(problem, units, single)
+
+
+def route_lines_by_flow(problem, units: np.ndarray, movable: np.ndarray) -> np.ndarray | None:
+    """``units`` with every line of the orders of mask ``movable`` re-routed by one
+    min-cost flow on what the other orders leave (see the module's text).
+
+    Returns ``None`` when the flow solver fails (the caller keeps its answer).
+    """
+    from ortools.graph.python import min_cost_flow
+
+    lines = np.flatnonzero(movable[problem.line_order])
+    if lines.size == 0:
         return units
     cand_order = problem.line_order[problem.cand_line]
-    in_flow = single[cand_order]
+    in_flow = movable[cand_order]
     kept = np.where(in_flow, 0, units)
     n_skus = problem.sku_ids.size
     key_code = problem.cand_node * n_skus + problem.line_sku[problem.cand_line]
@@ -54,44 +72,39 @@ def route_single_units_by_flow(
     key_node = keys // n_skus
     stock_left = problem.stock.ravel()[keys] - used_key[keys]
     nodes, node_of_key = np.unique(key_node, return_inverse=True)
+    demand = problem.line_qty[lines]
+    total = int(demand.sum())
     cap_left = problem.capacity[nodes] - used_node[nodes]
-    cap_left = np.where(np.isfinite(cap_left), cap_left, orders.size)
+    cap_left = np.where(np.isfinite(cap_left), cap_left, total)
 
-    n_orders, n_keys, n_nodes = orders.size, keys.size, nodes.size
+    n_lines, n_keys, n_nodes = lines.size, keys.size, nodes.size
     source = 0
-    order_vertex = 1 + np.arange(n_orders)
-    key_vertex = 1 + n_orders + np.arange(n_keys)
-    node_vertex = 1 + n_orders + n_keys + np.arange(n_nodes)
-    sink = 1 + n_orders + n_keys + n_nodes
-    local_order = np.searchsorted(orders, cand_order[cands])
-    cand_cost = (
-        problem.pair_ship_cost[problem.cand_pair[cands]]
-        + problem.handling[problem.cand_node[cands]]
-    )
+    line_vertex = 1 + np.arange(n_lines)
+    key_vertex = 1 + n_lines + np.arange(n_keys)
+    node_vertex = 1 + n_lines + n_keys + np.arange(n_nodes)
+    sink = 1 + n_lines + n_keys + n_nodes
+    local_line = np.searchsorted(lines, problem.cand_line[cands])
+    cand_cost = shipment_cost_per_unit(problem)[problem.cand_pair[cands]] + problem.handling[
+        problem.cand_node[cands]
+    ]
     # arcs: candidate arcs first (their flows are read back), then the rest
     tails = np.concatenate(
-        [
-            order_vertex[local_order],
-            np.full(n_orders, source),
-            order_vertex,
-            key_vertex,
-            node_vertex,
-        ]
+        [line_vertex[local_line], np.full(n_lines, source), line_vertex, key_vertex, node_vertex]
     )
     heads = np.concatenate(
         [
             key_vertex[key_of],
-            order_vertex,
-            np.full(n_orders, sink),
+            line_vertex,
+            np.full(n_lines, sink),
             node_vertex[node_of_key],
             np.full(n_nodes, sink),
         ]
     )
     capacity = np.concatenate(
         [
-            np.ones(cands.size),
-            np.ones(n_orders),
-            np.ones(n_orders),
+            problem.line_qty[problem.cand_line[cands]],
+            demand,
+            demand,
             np.maximum(stock_left, 0),
             np.maximum(np.floor(cap_left), 0),
         ]
@@ -99,8 +112,8 @@ def route_single_units_by_flow(
     cost = np.concatenate(
         [
             np.rint(cand_cost * COST_SCALE),
-            np.zeros(n_orders),
-            np.full(n_orders, np.rint(problem.unfilled_penalty * COST_SCALE)),
+            np.zeros(n_lines),
+            np.full(n_lines, np.rint(problem.unfilled_penalty * COST_SCALE)),
             np.zeros(n_keys),
             np.zeros(n_nodes),
         ]
@@ -108,11 +121,22 @@ def route_single_units_by_flow(
     flow = min_cost_flow.SimpleMinCostFlow()
     arcs = flow.add_arcs_with_capacity_and_unit_cost(tails, heads, capacity, cost)
     supplies = np.zeros(sink + 1, dtype=np.int64)
-    supplies[source], supplies[sink] = n_orders, -n_orders
+    supplies[source], supplies[sink] = total, -total
     flow.set_nodes_supplies(np.arange(sink + 1), supplies)
     if flow.solve() != flow.OPTIMAL:
         return None
-    taken = flow.flows(arcs[: cands.size]) > 0
     result = kept.copy()
-    result[cands[taken]] = 1
+    result[cands] = flow.flows(arcs[: cands.size])
     return result
+
+
+def shipment_cost_per_unit(problem) -> np.ndarray:
+    """(P,) each shipment candidate's cost per unit when it carries its whole order:
+    exact for one-unit orders; for others, the split penalty is added once (a
+    second shipment pays it), so the flow is not drawn to split for nothing."""
+    order_units = np.bincount(
+        problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
+    )
+    single = order_units[problem.pair_order] <= 1
+    fixed = problem.pair_ship_cost + np.where(single, 0.0, problem.split_penalty)
+    return fixed / np.maximum(order_units[problem.pair_order], 1)

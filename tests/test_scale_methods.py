@@ -4,7 +4,10 @@
 - the weak-duality bound from any duals never exceeds the LP optimum, and meets it
   at the LP's own duals; PDLP's answer gives a bound at most the LP optimum;
 - the min-cost flow routes one-unit orders exactly (equal to a MIP over them);
-- the joint LP's rounding is always feasible.
+- the joint LP's rounding is always feasible;
+- the lines' flow is optimal for its linearised cost and feasible; single-order
+  moves never raise the cost; the LP solved in a child process gives the same
+  answer as in this one, and a child whose answer is not awaited is killed.
 """
 
 from __future__ import annotations
@@ -181,7 +184,105 @@ def test_rounding_any_lp_point_gives_a_feasible_answer(scarce_problems):
             assert report.feasible, report.violations[:3]
 
 
-@pytest.mark.parametrize("path", ["relax-and-fix", "blocks", "joint-lp", "joint-lp-first-order"])
+def _linearised_cost(problem, units):
+    from solver.unit_flow import shipment_cost_per_unit
+
+    per_unit = shipment_cost_per_unit(problem)[problem.cand_pair] + problem.handling[problem.cand_node]
+    unfilled = problem.line_qty.sum() - units.sum()
+    return float(per_unit @ units + problem.unfilled_penalty * unfilled)
+
+
+def test_lines_flow_is_optimal_for_its_linearised_cost(scarce_problems):
+    from solver.unit_flow import COST_SCALE, route_lines_by_flow
+
+    everyone = None
+    for scenario, problem in scarce_problems:
+        everyone = np.ones(problem.num_orders, dtype=bool)
+        greedy = greedy_units(problem)
+        alone = route_each_order_alone(problem).units
+        flowed = route_lines_by_flow(problem, greedy, everyone)
+        assert check(scenario, assignments_frame(problem, flowed)).feasible
+        slack = problem.line_qty.sum() / COST_SCALE  # integer costs in the flow
+        assert _linearised_cost(problem, flowed) <= _linearised_cost(problem, greedy) + slack
+        # the orders alone over-use stock, but where they fit they are a flow too
+        if not overused(problem, alone)[0].any():
+            assert _linearised_cost(problem, flowed) <= _linearised_cost(problem, alone) + slack
+        # orders outside the mask keep their plans
+        half = np.arange(problem.num_orders) % 2 == 0
+        partly = route_lines_by_flow(problem, greedy, half)
+        outside = ~half[problem.line_order[problem.cand_line]]
+        assert np.array_equal(partly[outside], greedy[outside])
+        assert check(scenario, assignments_frame(problem, partly)).feasible
+
+
+def test_order_moves_never_raise_the_cost(scarce_problems):
+    from solver.order_moves import improve_orders
+
+    for scenario, problem in scarce_problems:
+        alone = route_each_order_alone(problem)
+        everyone = np.ones(problem.num_orders, dtype=bool)
+        start = greedy_units(problem)
+        moved, details = improve_orders(
+            problem, start, everyone, alone.cost, lambda: 0.0, 1.0, passes=20
+        )
+        assert check(scenario, assignments_frame(problem, moved)).feasible
+        assert evaluate(problem, moved).total_cost <= evaluate(problem, start).total_cost
+        assert details["moved"][-1] == 0 or len(details["moved"]) == 20
+        # a local optimum: no order alone on what the others leave does better
+        again, more = improve_orders(problem, moved, everyone, alone.cost, lambda: 0.0, 1.0)
+        assert more["moved"] == [0]
+        assert np.array_equal(again, moved)
+
+
+def test_an_order_move_gathers_a_split_order(tiny_scenario_dir):
+    # o1 wants k1 and k2; it starts split over S1 (k1) and S2 (k2), but S1
+    # holds both: one move ships it whole from S1.
+    folder = tiny_scenario_dir(
+        nodes=["S1,store,0,0,5,0,1,,", "S2,store,0,0.01,5,0,1,,"],
+        inventory=["S1,k1,1", "S1,k2,1", "S2,k2,1"],
+        orders=["o1,1,k1,1,0,0,", "o1,2,k2,1,0,0,"],
+    )
+    from solver.order_moves import improve_orders
+
+    problem = build_problem(load_scenario(folder))
+    start = np.zeros(problem.cand_line.size, dtype=np.int64)
+    for c in range(problem.cand_line.size):
+        line_sku = problem.sku_ids[problem.line_sku[problem.cand_line[c]]]
+        node = problem.node_ids[problem.cand_node[c]]
+        start[c] = int((line_sku, node) in {("k1", "S1"), ("k2", "S2")})
+    assert evaluate(problem, start).splits == 1
+    alone = route_each_order_alone(problem)
+    moved, details = improve_orders(
+        problem, start, np.ones(1, dtype=bool), alone.cost, lambda: 0.0, 1.0
+    )
+    cost = evaluate(problem, moved)
+    assert (cost.splits, cost.shipments, cost.total_cost) == (0, 1, 5 + 2)
+    assert details["moved"][0] == 1
+
+
+def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
+    from solver.lp_process import start_first_order_lp
+
+    _scenario, problem = scarce_problems[0]
+    model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+    here = solve_lp_first_order(model, time_limit=20, rel_tol=1e-4)
+    child = start_first_order_lp(model, 20, 1e-4, background=True)
+    assert child.background
+    there = child.result()
+    assert there is not None
+    assert there.bound == pytest.approx(here.bound, rel=1e-9)
+    assert np.allclose(there.x, here.x)
+    # an answer nobody waits for: the child is killed, nothing is left running
+    abandoned = start_first_order_lp(model, 60, 0.0, background=True)  # runs until killed
+    process = abandoned._process
+    assert abandoned.result(stop=lambda: True) is None
+    assert process is not None and not process.is_alive()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["relax-and-fix", "blocks", "joint-lp", "joint-lp-first-order", "joint-lp-first-order-here"],
+)
 def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems, path):
     """Every path of the optimizer on batches small enough for a proven optimum:
     the answer is feasible, and bound <= optimum <= cost."""
@@ -196,7 +297,8 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         exact_candidates=0,
         block_orders=10 if path == "blocks" else 10**9,
         joint_lp_colliding_share=0.0 if path.startswith("joint-lp") else 1.0,
-        first_order_columns=0 if path == "joint-lp-first-order" else 10**9,
+        first_order_columns=0 if path.startswith("joint-lp-first-order") else 10**9,
+        lp_in_background=path != "joint-lp-first-order-here",
     )
     for scenario, problem in scarce_problems:
         model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
