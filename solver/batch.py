@@ -56,7 +56,7 @@ from solver.cost import CostBreakdown, evaluate
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
-from solver.lp_rounding import keep_whole_units, repair
+from solver.lp_rounding import guided_shipment_costs, keep_whole_units, repair
 from solver.order_moves import improve_orders
 from solver.params import Clock, OptimizeParams, Progress
 from solver.polish import polish, solve_exactly
@@ -177,6 +177,10 @@ def optimize(
             _flow_and_moves(
                 problem, params, clock, search, alone, contested, emit, stats, pending.ready
             )
+            # and the price search's index arrays, which the bound needs next
+            tight = search.structure(exact_short=True)
+            if tight.loop_orders.size > params.exact_pricing_orders and not pending.ready():
+                search.structure(exact_short=False)
         joint = pending.result()
     finally:
         pending.close()
@@ -196,12 +200,13 @@ def optimize(
             "columns": joint.columns,
             "converged": joint.converged,
         }
-        rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
-        emit("joint LP: rounded", {"best": search.best})
-        if search.units is rounded:
-            _moves(problem, params, clock, search, alone, contested, stats, "rounded_moves")
-            rounded = search.units
-        emit("joint LP: moves", {"best": search.best})
+        _guided_flow(problem, params, clock, search, alone, contested, joint, stats)
+        emit("joint LP: guided flow", {"best": search.best})
+        rounded, undecided = search.units, np.zeros(problem.num_orders, dtype=bool)
+        if joint.converged:
+            # (an unconverged LP's units are no guide: its shipments were used above)
+            rounded, undecided = _dive(problem, params, clock, search, contested, joint, stats)
+            emit("joint LP: rounded", {"best": search.best})
         # A MIP over thousands of undecided orders would not finish: those are
         # left to the block sweeps below.
         if search.units is rounded and 0 < undecided.sum() <= params.polish_orders:
@@ -440,18 +445,26 @@ def _flow_and_moves(
     emit("flow and moves", {"best": search.best})
 
 
-def _moves(problem, params, clock, search: _Search, alone, contested, stats, label: str):
-    """Single-order moves from the incumbent, for at most ``moves_share`` of the time."""
+def _guided_flow(problem, params, clock, search: _Search, alone, contested, joint, stats):
+    """Round the joint LP by its shipments: one min-cost flow over the contested
+    lines where the LP's shipments are cheap (:func:`solver.lp_rounding.guided_shipment_costs`),
+    then single-order moves."""
     if problem.churn is not None:
         return
     started = clock()
+    per_unit = guided_shipment_costs(
+        problem, joint.part, joint.vars, joint.x, params.open_shipment_threshold
+    )
+    flowed = route_lines_by_flow(problem, search.units, contested, per_unit)
+    if flowed is None:
+        return
+    flow_cost = evaluate(problem, flowed).total_cost
     deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
-    moved, details = improve_orders(problem, search.units, contested, alone.cost, clock, deadline)
-    before = search.best
+    moved, details = improve_orders(problem, flowed, contested, alone.cost, clock, deadline)
     search.offer(moved)
-    stats[label] = {
-        "before": round(before, 2),
-        "after": round(search.best, 2),
+    stats["guided_flow"] = {
+        "flow_cost": round(flow_cost, 2),
+        "cost": round(evaluate(problem, moved).total_cost, 2),
         "moved": details["moved"],
         "seconds": round(clock() - started, 2),
     }

@@ -9,6 +9,13 @@ fits for sure). The fractional and dropped orders are then routed greedily on wh
 with the LP's prices of scarce stock and capacity added to every unit's cost,
 and finally the one-unit orders among them are re-routed exactly by a
 min-cost flow (:mod:`solver.unit_flow`). The answer is always feasible.
+
+A second rounding (:func:`guided_shipment_costs`) keeps the LP's shipments, not
+its units: the shipments the LP opens are cheap in one min-cost flow over all
+lines, every other costs a whole shipment per unit. Given which shipments are
+open, routing the units is exactly a flow, so the flow settles the fill of the
+scarce stock jointly while the LP's choice of shipments keeps orders together;
+an unconverged LP's shipments are a good guide where its units are not.
 """
 
 from __future__ import annotations
@@ -73,6 +80,25 @@ def repair(problem, units: np.ndarray, undecided, movable, unit_price) -> np.nda
     )
     flowed = route_single_units_by_flow(problem, result, movable)
     return result if flowed is None else flowed
+
+
+def guided_shipment_costs(problem, part, v, x: np.ndarray, threshold: float) -> np.ndarray:
+    """(P,) a shipment's cost per unit for the LP-guided flow (see the module's text).
+
+    Open: the shipments the LP ``x`` of ``part`` uses at least ``threshold``,
+    and each order's most used one; they cost their share of the order's units.
+    Every other shipment costs itself plus a split penalty per unit.
+    """
+    y = np.zeros(problem.pair_order.size)
+    y[part.pairs] = x[v.y0 : v.y0 + v.num_y]
+    strongest = np.zeros(problem.num_orders)
+    np.maximum.at(strongest, problem.pair_order, y)
+    opened = (y >= threshold) | ((y >= strongest[problem.pair_order] - 1e-9) & (y > 0.05))
+    order_units = np.bincount(
+        problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
+    )
+    share = problem.pair_ship_cost / np.maximum(order_units[problem.pair_order], 1)
+    return np.where(opened, share, problem.pair_ship_cost + problem.split_penalty)
 
 
 def _orders_beyond_limits(problem, units, keep, cand_x, part) -> np.ndarray:

@@ -48,11 +48,16 @@ def route_single_units_by_flow(
     return route_lines_by_flow(problem, units, single)
 
 
-def route_lines_by_flow(problem, units: np.ndarray, movable: np.ndarray) -> np.ndarray | None:
+def route_lines_by_flow(
+    problem, units: np.ndarray, movable: np.ndarray, per_unit: np.ndarray | None = None
+) -> np.ndarray | None:
     """``units`` with every line of the orders of mask ``movable`` re-routed by one
     min-cost flow on what the other orders leave (see the module's text).
 
-    Returns ``None`` when the flow solver fails (the caller keeps its answer).
+    ``per_unit`` (P,) is each shipment's cost per unit carried in the flow
+    (default :func:`shipment_cost_per_unit`; the LP's rounding passes its own,
+    :func:`solver.lp_rounding.guided_shipment_costs`). Returns ``None`` when the
+    flow solver fails (the caller keeps its answer).
     """
     from ortools.graph.python import min_cost_flow
 
@@ -84,9 +89,9 @@ def route_lines_by_flow(problem, units: np.ndarray, movable: np.ndarray) -> np.n
     node_vertex = 1 + n_lines + n_keys + np.arange(n_nodes)
     sink = 1 + n_lines + n_keys + n_nodes
     local_line = np.searchsorted(lines, problem.cand_line[cands])
-    cand_cost = shipment_cost_per_unit(problem)[problem.cand_pair[cands]] + problem.handling[
-        problem.cand_node[cands]
-    ]
+    if per_unit is None:
+        per_unit = shipment_cost_per_unit(problem)
+    cand_cost = per_unit[problem.cand_pair[cands]] + problem.handling[problem.cand_node[cands]]
     # arcs: candidate arcs first (their flows are read back), then the rest
     tails = np.concatenate(
         [line_vertex[local_line], np.full(n_lines, source), line_vertex, key_vertex, node_vertex]

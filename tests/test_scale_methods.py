@@ -308,3 +308,29 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         assert result.lower_bound <= optimum + 1e-6
         assert result.cost.total_cost >= optimum - 1e-6
         assert check(scenario, assignments_frame(problem, result.units)).feasible
+
+
+def test_guided_flow_keeps_the_lp_shipments_cheap(scarce_problems):
+    from solver.lp_rounding import guided_shipment_costs
+    from solver.unit_flow import route_lines_by_flow
+
+    for scenario, problem in scarce_problems:
+        part = ModelInput.whole(problem)
+        model, v, _keys, _rows = build_model(problem, part)
+        lp = solve_mip(model, MipParams(relax=True))
+        per_unit = guided_shipment_costs(problem, part, v, lp.x, 0.5)
+        y = lp.x[v.y0 : v.y0 + v.num_y]
+        units_of_order = np.bincount(
+            problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
+        )
+        share = problem.pair_ship_cost / units_of_order[problem.pair_order]
+        dear = problem.pair_ship_cost + problem.split_penalty
+        assert np.allclose(per_unit[y >= 0.5], share[y >= 0.5])
+        strongest = np.zeros(problem.num_orders)
+        np.maximum.at(strongest, problem.pair_order, y)
+        closed = (y < 0.5) & ((y < strongest[problem.pair_order] - 1e-9) | (y <= 0.05))
+        assert np.allclose(per_unit[closed], dear[closed])
+        flowed = route_lines_by_flow(
+            problem, greedy_units(problem), np.ones(problem.num_orders, bool), per_unit
+        )
+        assert check(scenario, assignments_frame(problem, flowed)).feasible
