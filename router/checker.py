@@ -157,7 +157,8 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
     if scenario.profiles is not None:
         day = daily_capacity(scenario.profiles, nodes)
         capacity = np.fmin(capacity, np.where(np.isinf(day), np.nan, day))
-    violations += _capacity(nodes, allocation, capacity)
+    label = "capacity_units" if scenario.profiles is None else "capacity (or daily units limit)"
+    violations += _capacity(nodes, allocation, capacity, label)
 
     order_of_line, order_ids = pd.factorize(orders["order_id"], sort=False)
     shipment_order, shipment_node, shipment_line = _shipments(
@@ -376,7 +377,7 @@ def _stock(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
 
 
 def _capacity(
-    nodes: pd.DataFrame, allocation: _Allocation, capacity: np.ndarray
+    nodes: pd.DataFrame, allocation: _Allocation, capacity: np.ndarray, label: str
 ) -> list[Violation]:
     """Rule 3: units allocated at a node (all SKUs, pickups included) <= ``capacity_units``
     (with profiles, also <= the node's daily units limit; NaN = no limit)."""
@@ -386,7 +387,7 @@ def _capacity(
         Violation(
             "capacity",
             f"node {node_id!r}: {units} units allocated (all SKUs, pickups included), "
-            f"capacity_units (or daily units limit) {int(limit)}",
+            f"{label} {int(limit)}",
         )
         for node_id, units, limit in zip(
             nodes["node_id"].to_numpy()[over].tolist(),

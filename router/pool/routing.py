@@ -23,7 +23,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -42,10 +42,12 @@ from sqlalchemy import (
 
 from router.geo import haversine_km
 from router.pool import explanations, ledger, locks
+from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput
 from router.pool.nodes import NodeIndex
 from router.pool.schema import balances, nodes, reservations, skus
 from router.pool.schema import orders as orders_table
+from router.profiles import DEFAULT_CHANNEL, NodeRules, order_candidates, promised_days
 from solver.order_dp import OrderPlan, OrderProblem, order_cost, solve_order
 
 MAX_LINES = 500
@@ -72,6 +74,9 @@ class Order:
     campaign: str | None = None  # routes from the campaign's locked units first
     # Nodes that may not serve this order: those that rejected its line (rejections.py).
     excluded_nodes: tuple[str, ...] = ()
+    # The date (YYYY-MM-DD) the customer was promised; its channel's profile decides
+    # which nodes meet it (router.profiles).
+    promised_date: str | None = None
 
     def fingerprint(self) -> str:
         """Stable hash of the order, to tell an idempotent retry from a reused key."""
@@ -80,6 +85,8 @@ class Order:
             del data["campaign"]  # fingerprints stored before campaigns existed stay valid
         if not data["excluded_nodes"]:
             del data["excluded_nodes"]
+        if data["promised_date"] is None:
+            del data["promised_date"]
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -88,6 +95,20 @@ class Order:
 class RoutingPolicy:
     split_penalty: float = 6.0
     unfilled_penalty: float = 150.0
+    profiles: pool_profiles.ProfileBook | None = field(default=None, compare=False)
+    """Each channel's routing profile (``router.pool.profiles``); ``None``: none."""
+
+    def rules(self, order: Order, index: NodeIndex, now: datetime | None) -> NodeRules | None:
+        """The order's channel's compiled profile at ``now`` (naive UTC), if any."""
+        if self.profiles is None or now is None:
+            return None
+        return self.profiles.rules(order.channel, index, now)
+
+    def workload_rules(self, index: NodeIndex, now: datetime | None) -> NodeRules | None:
+        """The default profile's rules: a node's daily workload is shared by every channel."""
+        if self.profiles is None or now is None:
+            return None
+        return self.profiles.rules(DEFAULT_CHANNEL, index, now)
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,8 @@ class PreparedOrder:
     sku_list: tuple[str, ...]  # row k of the problem
     candidates: np.ndarray  # (N,) positions in the NodeIndex
     distance_km: np.ndarray  # (N,) NaN for a pickup order
+    promise_late: bool = False  # the profile's promise could not be met (router.profiles)
+    profile_cost: np.ndarray | None = None  # (N,) the profile's part of ship_cost
 
 
 # --- results ---------------------------------------------------------------------------
@@ -153,6 +176,7 @@ class RouteResult:
     attempts: int
     replayed: bool = False
     locked_units: int = 0  # units taken from the campaign's locks
+    promise_late: bool = False  # no allowed node could meet the promised date
 
     def to_json(self) -> str:
         # The same document as ``asdict``, built directly: ``asdict`` deep-copies every
@@ -189,6 +213,7 @@ class RouteResult:
             attempts=data["attempts"],
             replayed=True,
             locked_units=data.get("locked_units", 0),
+            promise_late=data.get("promise_late", False),
         )
 
 
@@ -268,14 +293,16 @@ class Reach:
     ship_cost: np.ndarray  # (M,)
 
 
-def reachable_nodes(order: Order, index: NodeIndex) -> Reach:
+def reachable_nodes(order: Order, index: NodeIndex, rules: NodeRules | None = None) -> Reach:
     """The reach rule (delivery) or the pickup rule, on the in-memory node arrays, less
-    the nodes the order excludes (``excluded_nodes``: they rejected its line).
+    the nodes the order excludes (``excluded_nodes``: they rejected its line) and, with
+    a profile, the nodes it does not allow now (``NodeRules.eligible``).
 
     Status and stock are not known here; they come with the availability read.
     """
     if order.pickup_node is not None:
-        if order.pickup_node in order.excluded_nodes:
+        pickup_allowed = rules is None or rules.eligible[index.index_of_id[order.pickup_node]]
+        if order.pickup_node in order.excluded_nodes or not pickup_allowed:
             return Reach(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         pickup = index.index_of_id[order.pickup_node]
         return Reach(np.array([pickup], dtype=np.int64), np.full(1, np.nan), np.zeros(1))
@@ -284,6 +311,8 @@ def reachable_nodes(order: Order, index: NodeIndex) -> Reach:
     for node_id in order.excluded_nodes:
         if node_id in index.index_of_id:
             within[index.index_of_id[node_id]] = False
+    if rules is not None:
+        within &= rules.eligible
     positions = np.flatnonzero(within)
     distance = distance[positions]
     ship_cost = index.ship_fixed[positions] + index.ship_per_km[positions] * distance
@@ -296,8 +325,16 @@ def prepare_order_problem(
     reach: Reach,
     available: _Availability,
     policy: RoutingPolicy,
+    rules: NodeRules | None = None,
+    now: datetime | None = None,
+    units_left: np.ndarray | None = None,
 ) -> PreparedOrder:
-    """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs."""
+    """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs.
+
+    With a profile (``rules``, evaluated at ``now``), ``router.profiles.order_candidates``
+    keeps the nodes it allows and adds its shipment costs, exactly as the batch does;
+    ``units_left`` (per reach position) caps capacity by the nodes' daily workload.
+    """
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
     row_of_sku = {s: k for k, s in enumerate(sku_list)}
     qty = np.zeros(len(sku_list), dtype=np.int64)
@@ -305,7 +342,29 @@ def prepare_order_problem(
         qty[row_of_sku[ln.sku]] += ln.qty
 
     slot_of_position = {int(p): i for i, p in enumerate(reach.positions)}
-    slots = sorted({slot_of_position[index.index_of_pk[pk]] for pk, *_ in available.rows})
+    holding = {slot_of_position[index.index_of_pk[pk]] for pk, *_ in available.rows}
+    late = False
+    extra = np.zeros(reach.positions.size)
+    if rules is not None:
+        holds = np.zeros((1, reach.positions.size), dtype=bool)
+        holds[0, sorted(holding)] = True
+        pickup = order.pickup_node is not None
+        promised = date.fromisoformat(order.promised_date) if order.promised_date else None
+        cands = order_candidates(
+            rules,
+            np.ones((1, reach.positions.size), dtype=bool),
+            reach.distance_km[None, :],
+            index.kind[reach.positions] == "store",
+            holds,
+            np.array([promised_days(promised, now.replace(tzinfo=UTC))])
+            if now
+            else np.array([np.inf]),
+            np.array([pickup]),
+        )
+        holding &= set(np.flatnonzero(cands.allowed[0]).tolist())
+        extra = cands.extra_cost[0]
+        late = bool(cands.late[0])
+    slots = sorted(holding)
     column_of_slot = {slot: j for j, slot in enumerate(slots)}
     candidates = reach.positions[slots]
     stock = np.zeros((len(sku_list), len(slots)), dtype=np.int64)
@@ -315,19 +374,28 @@ def prepare_order_problem(
         stock[row_of_sku[sku], j] = units
         if capacity_left is not None:
             capacity[j] = max(0, capacity_left)
+    if units_left is not None and slots:
+        capacity = np.minimum(capacity, units_left[slots])
     unit_cost = np.broadcast_to(
         index.handling_per_unit[candidates], (len(sku_list), len(slots))
     ).copy()
     problem = OrderProblem(
         qty=qty,
         stock=stock,
-        ship_cost=reach.ship_cost[slots],
+        ship_cost=reach.ship_cost[slots] + extra[slots],
         unit_cost=unit_cost,
         capacity=capacity,
         split_penalty=policy.split_penalty,
         unfilled_penalty=policy.unfilled_penalty,
     )
-    return PreparedOrder(problem, sku_list, candidates, reach.distance_km[slots])
+    return PreparedOrder(
+        problem,
+        sku_list,
+        candidates,
+        reach.distance_km[slots],
+        promise_late=late,
+        profile_cost=extra[slots] if rules is not None else None,
+    )
 
 
 # --- step 4: reserve -------------------------------------------------------------------
@@ -592,6 +660,7 @@ def explain(
         cost=cost,
         hold_expires_at=hold_expires_at,
         attempts=attempts,
+        promise_late=prepared.promise_late,
     )
 
 
@@ -632,16 +701,28 @@ def validate_order(order: Order, index: NodeIndex) -> None:
 
 
 def plan_order(
-    conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy
+    conn: Connection,
+    order: Order,
+    index: NodeIndex,
+    policy: RoutingPolicy,
+    now: datetime | None = None,
 ) -> tuple[PreparedOrder, OrderPlan]:
-    """Steps 1-3: read, prepare, solve (no write)."""
+    """Steps 1-3: read, prepare, solve (no write). ``now`` (naive UTC) evaluates the
+    channel's profile (calendars, promise, daily workload); ``None``: no profile."""
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
-    reach = reachable_nodes(order, index)
+    rules = policy.rules(order, index, now)
+    reach = reachable_nodes(order, index, rules)
     available = read_availability(conn, sku_list, index.pk[reach.positions].tolist())
     found = {sku for _, sku, _, _ in available.rows}
     if len(found) < len(sku_list):
         check_known_skus(conn, order, found)
-    prepared = prepare_order_problem(order, index, reach, available, policy)
+    units_left = None
+    workload = policy.workload_rules(index, now)
+    if workload is not None and now is not None:
+        units_left = pool_profiles.units_left_today(conn, workload, reach.positions, index, now)
+    prepared = prepare_order_problem(
+        order, index, reach, available, policy, rules=rules, now=now, units_left=units_left
+    )
     return prepared, solve_order(prepared.problem)
 
 
@@ -695,7 +776,7 @@ def route_and_reserve(
         )
     uses: list[LockUse] = []
     if order.campaign is None:
-        prepared, plan = plan_order(conn, order, index, policy)
+        prepared, plan = plan_order(conn, order, index, policy, now)
     else:
         prepared, plan, uses = plan_campaign_order(conn, order, index, policy, now)
     return reserve_routing(
@@ -704,6 +785,7 @@ def route_and_reserve(
         index,
         prepared,
         plan,
+        rules=policy.workload_rules(index, now),
         uses=uses,
         now=now,
         hold_seconds=hold_seconds,
@@ -874,9 +956,11 @@ def reserve_routing(
     uses: list[LockUse] | None = None,
     context: str | None = None,
     source: str = "route",
+    rules: NodeRules | None = None,
 ) -> RouteResult:
     """Reserve a decided plan (one order's, or its part of a wave) and record it.
 
+    ``rules``: the default profile's, whose daily limits count the plan's units;
     ``uses``: the campaign's locked units the plan takes (a campaign order);
     ``context``, ``source``: what its explanation row keeps (see ``reserving``).
 
@@ -899,6 +983,8 @@ def reserve_routing(
         reserve_plan(conn, writes.moves)
     else:
         reserve_campaign_plan(conn, writes.moves, uses or [], now)
+    if not pool_profiles.take_units_today(conn, rules, writes.moves, index, now):
+        raise LostRace("a node's daily workload changed since it was read")
     write_reservations(conn, writes.rows)
     if writes.rows:
         record_orders(conn, [order], now)
@@ -918,7 +1004,7 @@ def quote(
     conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy, now: datetime
 ) -> RouteResult:
     if order.campaign is None:
-        prepared, plan = plan_order(conn, order, index, policy)
+        prepared, plan = plan_order(conn, order, index, policy, now)
         return explain(order, prepared, plan, index, quote_only=True, attempts=1)
     prepared, plan, uses = plan_campaign_order(conn, order, index, policy, now)
     result = explain(order, prepared, plan, index, quote_only=True, attempts=1)

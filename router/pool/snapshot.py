@@ -15,13 +15,17 @@ supplies the numbers, read from the pool at one moment:
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, select
 
 from router.pool.nodes import NodeIndex
+from router.pool.profiles import units_left_today
 from router.pool.routing import _AVAILABLE, Order, RoutingPolicy
 from router.pool.schema import balances, nodes
+from router.profiles import ProfileSet
 from router.scenario import Scenario
 
 _SKU_CHUNK = 500
@@ -116,16 +120,47 @@ def orders_frame(orders: list[Order], index: NodeIndex) -> pd.DataFrame:
 
 
 def snapshot_scenario(
-    conn: Connection, name: str, orders: list[Order], index: NodeIndex, policy: RoutingPolicy
+    conn: Connection,
+    name: str,
+    orders: list[Order],
+    index: NodeIndex,
+    policy: RoutingPolicy,
+    now: datetime | None = None,
 ) -> Scenario:
-    """The scenario of ``orders`` over the pool as it stands in ``conn``'s snapshot."""
+    """The scenario of ``orders`` over the pool as it stands in ``conn``'s snapshot.
+
+    With routing profiles and ``now`` (naive UTC), the scenario carries them, evaluated
+    at ``now``: each order's channel and promised date, each node's group, and a
+    capacity that is also at most what the node's daily limit leaves for today.
+    """
     sku_list = sorted({line.sku for order in orders for line in order.lines})
     node_frame, inventory = read_pool_frames(conn, index, sku_list)
+    order_frame = orders_frame(orders, index)
+    profile_set = None
+    if policy.profiles is not None and now is not None:
+        profile_set = ProfileSet(
+            {channel: profile for channel, (_v, profile) in policy.profiles.latest.items()},
+            now.replace(tzinfo=UTC),
+        )
+        node_frame["group"] = index.group if index.group is not None else ""
+        workload = policy.workload_rules(index, now)
+        if workload is not None:
+            left = units_left_today(conn, workload, np.arange(index.size), index, now)
+            node_frame["capacity_units"] = np.fmin(
+                node_frame["capacity_units"].to_numpy(), np.where(np.isinf(left), np.nan, left)
+            )
+        rows = [order for order in orders for _line in order.lines]
+        order_frame["channel"] = [order.channel for order in rows]
+        order_frame["promised_date"] = [
+            date.fromisoformat(order.promised_date) if order.promised_date else None
+            for order in rows
+        ]
     return Scenario(
         name=name,
         split_penalty=policy.split_penalty,
         unfilled_penalty=policy.unfilled_penalty,
         nodes=node_frame,
         inventory=inventory,
-        orders=orders_frame(orders, index),
+        orders=order_frame,
+        profiles=profile_set,
     )

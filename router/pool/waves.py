@@ -44,6 +44,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, t
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from router.pool import explanations, idempotency, ledger, reservations, routing
+from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.nodes import NodeIndex
 from router.pool.reservations import ReservationView
@@ -218,6 +219,7 @@ def order_from_json(body: str) -> Order:
         lon=data["lon"],
         pickup_node=data["pickup_node"],
         channel=data["channel"],
+        promised_date=data.get("promised_date"),
     )
 
 
@@ -523,7 +525,9 @@ class Waves:
                 .order_by(wave_orders.c.queued_at, wave_orders.c.order_id)
             ).all()
             orders = [order_from_json(r.body) for r in rows]
-            scenario = snapshot_scenario(conn, f"wave {wave_id}", orders, model.index, model.policy)
+            scenario = snapshot_scenario(
+                conn, f"wave {wave_id}", orders, model.index, model.policy, now=self.pool.clock()
+            )
 
         started = time.perf_counter()
         solve_kpis: dict[str, Any] = {"orders": len(orders)}
@@ -707,7 +711,11 @@ class Waves:
         if writes:
             try:
                 with conn.begin_nested():
-                    routing.reserve_plan(conn, sorted((pk, s, u) for (pk, s), u in summed.items()))
+                    moves = sorted((pk, s, u) for (pk, s), u in summed.items())
+                    routing.reserve_plan(conn, moves)
+                    workload = self.pool.read_model().policy.workload_rules(index, now)
+                    if not pool_profiles.take_units_today(conn, workload, moves, index, now):
+                        raise LostRace("a node's daily workload changed since it was read")
                 all_there = True
             except LostRace:
                 if all_or_nothing:
@@ -774,6 +782,7 @@ class Waves:
                         request_id=None,
                         context=entry.context,
                         source="wave",
+                        rules=self.pool.read_model().policy.workload_rules(index, now),
                     )
                 return result, False
             except LostRace:
