@@ -154,13 +154,14 @@ def build_problem(scenario: Scenario) -> Problem:
     order_pickup = np.array([node_index.get(p, -1) for p in pickup_ids], dtype=np.int64)
 
     capacity = nodes["capacity_units"].fillna(np.inf).to_numpy(dtype=np.float64)
-    profiled = scenario.profiles is not None
-    if profiled:
+    profile_set = scenario.profiles
+    profiled = profile_set is not None
+    if profile_set is not None:
         rules = channel_rules(scenario)
-        capacity = np.minimum(capacity, daily_capacity(scenario.profiles, nodes))
+        capacity = np.minimum(capacity, daily_capacity(profile_set, nodes))
         order_channel = orders["channel"].to_numpy(dtype=object)[line_perm][first_line]
         promised = orders["promised_date"].to_numpy(dtype=object)[line_perm][first_line]
-        as_of = scenario.profiles.as_of
+        as_of = profile_set.as_of
         days_left = np.array([promised_days(d, as_of) for d in promised], dtype=float)
         order_late = np.zeros(n_orders, dtype=bool)
         node_is_store = (nodes["kind"] == "store").to_numpy()

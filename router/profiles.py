@@ -25,7 +25,7 @@ import copy
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -423,6 +423,16 @@ class NodeRules:
     timezone: np.ndarray
     """(N,) the node's time zone name (its calendar's, else UTC)."""
 
+    def restricted(self, nodes: np.ndarray) -> NodeRules:
+        """The rules of the nodes at positions ``nodes`` only."""
+        return replace(
+            self,
+            eligible=self.eligible[nodes],
+            shipment_cost=self.shipment_cost[nodes],
+            daily_units=self.daily_units[nodes],
+            timezone=self.timezone[nodes],
+        )
+
     @property
     def has_promise(self) -> bool:
         return self.band_max_km.size > 0
@@ -551,6 +561,7 @@ def order_candidates(
     holds: np.ndarray,
     days_left: np.ndarray,
     pickup: np.ndarray,
+    nodes: np.ndarray | None = None,
 ) -> Candidates:
     """Apply a profile to a block of B orders over N nodes: the one place of the
     eligibility, tier, calendar and promise rules for both paths.
@@ -558,8 +569,11 @@ def order_candidates(
     ``allowed`` (B, N): the base format's reach / pickup rule; ``km`` (B, N)
     distances; ``holds`` (B, N): the node holds any of the order's SKUs;
     ``days_left`` (B,): days until the promised date (``inf``: none);
-    ``pickup`` (B,): a pickup order (no promise, no distance cost).
+    ``pickup`` (B,): a pickup order (no promise, no distance cost); ``nodes``: the
+    node indices of the N columns when they are not all the nodes of ``rules``.
     """
+    if nodes is not None:
+        rules = rules.restricted(nodes)
     allowed = allowed & rules.eligible[None, :]
     extra = rules.shipment_cost[None, :] + np.where(
         pickup[:, None], 0.0, rules.per_km_cost * np.nan_to_num(km, nan=0.0)

@@ -198,7 +198,7 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
             "shipping_cost": shipping,
         }
     )
-    if problem.pair_profile_cost is not None:
+    if problem.pair_profile_cost is not None and problem.order_late is not None:
         # Profiles (docs/profiles.md): the profile's part of the shipment's cost
         # moves to its own column, so shipping_cost stays the format's.
         profile = np.zeros(used.size)

@@ -360,6 +360,7 @@ def prepare_order_problem(
             if now
             else np.array([np.inf]),
             np.array([pickup]),
+            nodes=reach.positions,
         )
         holding &= set(np.flatnonzero(cands.allowed[0]).tolist())
         extra = cands.extra_cost[0]
@@ -370,7 +371,9 @@ def prepare_order_problem(
     stock = np.zeros((len(sku_list), len(slots)), dtype=np.int64)
     capacity = np.full(len(slots), np.inf)
     for pk, sku, units, capacity_left in available.rows:
-        j = column_of_slot[slot_of_position[index.index_of_pk[pk]]]
+        j = column_of_slot.get(slot_of_position[index.index_of_pk[pk]], -1)
+        if j < 0:
+            continue  # a node the profile does not allow for this order
         stock[row_of_sku[sku], j] = units
         if capacity_left is not None:
             capacity[j] = max(0, capacity_left)

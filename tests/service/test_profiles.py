@@ -1,0 +1,289 @@
+"""Routing profiles, rule by rule, through both paths: the batch (``omniroute solve``
+on a scenario folder) and the single order (``Pool.route`` on the same network loaded
+into the pool, with the service clock at the scenario's ``as_of``). Each rule has a
+pair of tiny cases, one where it binds and one where it does not, and both paths
+must choose the same nodes.
+
+Nodes sit on the equator: W (warehouse, ship_fixed 5) at longitude 1, S (store,
+ship_fixed 8) at 0.5; the customer at longitude 0. Without a profile W wins (5 < 8).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from router.pool.routing import Order, OrderLine
+from router.pool.scenario_load import load_into_pool
+from router.scenario import load_scenario
+from tests.test_profiles import NODES, STOCK, batch_nodes, write_profiled
+
+WEDNESDAY_10Z = "2026-12-02T10:00:00Z"
+BANDS = {
+    "bands": [
+        {"max_km": 100, "warehouse": 1, "store": 1},
+        {"max_km": None, "warehouse": 3, "store": 3},
+    ]
+}
+FAR_W = [("W", "warehouse", 2.0, 5.0, "north"), ("S", "store", 0.5, 8.0, "south")]
+
+
+def _naive(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+def single_nodes(pool, clock, folder: Path, as_of: str) -> dict[str, tuple[set[str], bool]]:
+    """Each order of the folder routed alone by the pool (quote only), at ``as_of``."""
+    scenario = load_scenario(folder)
+    load_into_pool(pool, scenario)
+    clock.now = _naive(as_of)
+    chosen = {}
+    for order_id, rows in scenario.orders.groupby("order_id", sort=False):
+        first = rows.iloc[0]
+        order = Order(
+            order_id=str(order_id),
+            lines=tuple(OrderLine(r.line_id, r.sku, int(r.qty)) for r in rows.itertuples()),
+            lat=float(first["lat"]),
+            lon=float(first["lon"]),
+            channel=str(first["channel"]),
+            promised_date=first["promised_date"].isoformat() if first["promised_date"] else None,
+        )
+        result = pool.route(order, quote_only=True)
+        chosen[str(order_id)] = ({s.node_id for s in result.shipments}, result.promise_late)
+    return chosen
+
+
+# (profiles, nodes, orders, as_of, expected nodes per order, expected late orders)
+CASES = {
+    # eligibility: node kinds
+    "kinds_bind": ({"default": {"node_kinds": ["store"]}}, NODES, None, None, {"o1": {"S"}}),
+    "kinds_free": (
+        {"default": {"node_kinds": ["store", "warehouse"]}},
+        NODES,
+        None,
+        None,
+        {"o1": {"W"}},
+    ),
+    # eligibility: node groups
+    "groups_bind": ({"default": {"node_groups": ["south"]}}, NODES, None, None, {"o1": {"S"}}),
+    "groups_free": (
+        {"default": {"node_groups": ["north", "south"]}},
+        NODES,
+        None,
+        None,
+        {"o1": {"W"}},
+    ),
+    # eligibility: exclusions
+    "exclude_bind": ({"default": {"exclude_nodes": ["W"]}}, NODES, None, None, {"o1": {"S"}}),
+    "exclude_free": ({"default": {"exclude_nodes": ["X"]}}, NODES, None, None, {"o1": {"W"}}),
+    # which nodes serve which channel: the market channel may use S only, web anything
+    "channel_nodes": (
+        {"market": {"nodes": ["S"]}},
+        NODES,
+        [("o1", "l1", "a", 1, 0.0, "market", ""), ("o2", "l1", "a", 1, 0.0, "web", "")],
+        None,
+        {"o1": {"S"}, "o2": {"W"}},
+    ),
+    # tiers: W is one tier (10) down: 5 + 10 > 8 -> S; at tier_cost 2: 5 + 2 < 8 -> W
+    "tier_bind": ({"default": {"preset": "store_first"}}, NODES, None, None, {"o1": {"S"}}),
+    "tier_free": (
+        {"default": {"preset": "store_first", "tier_cost": 2.0}},
+        NODES,
+        None,
+        None,
+        {"o1": {"W"}},
+    ),
+    # tier difference is exactly what a lower tier must save: 5 + 3 = 8 vs 8.0 (tie
+    # excluded) -> 2.9 keeps W, 3.1 gives S
+    "tier_edge_w": (
+        {"default": {"tiers": {"warehouse": 1}, "tier_cost": 2.9}},
+        NODES,
+        None,
+        None,
+        {"o1": {"W"}},
+    ),
+    "tier_edge_s": (
+        {"default": {"tiers": {"warehouse": 1}, "tier_cost": 3.1}},
+        NODES,
+        None,
+        None,
+        {"o1": {"S"}},
+    ),
+    # calendars: W closed on Wednesdays / open
+    "closed_day_bind": (
+        {"default": {"calendars": {"node:W": {"hours": {"wed": None}}}}},
+        NODES,
+        None,
+        None,
+        {"o1": {"S"}},
+    ),
+    "closed_day_free": (
+        {"default": {"calendars": {"node:W": {"hours": {"thu": None}}}}},
+        NODES,
+        None,
+        None,
+        {"o1": {"W"}},
+    ),
+    # hours in the node's zone: 10:00Z is 11:00 in Paris; W opens at 11:30 / at 10:30
+    "hours_bind": (
+        {
+            "default": {
+                "calendars": {
+                    "warehouse": {"timezone": "Europe/Paris", "hours": {"wed": ["11:30", "20:00"]}}
+                }
+            }
+        },
+        NODES,
+        None,
+        None,
+        {"o1": {"S"}},
+    ),
+    "hours_free": (
+        {
+            "default": {
+                "calendars": {
+                    "warehouse": {"timezone": "Europe/Paris", "hours": {"wed": ["10:30", "20:00"]}}
+                }
+            }
+        },
+        NODES,
+        None,
+        None,
+        {"o1": {"W"}},
+    ),
+    # closed dates and the order cut-off
+    "closed_date_bind": (
+        {"default": {"calendars": {"node:W": {"closed_dates": ["2026-12-02"]}}}},
+        NODES,
+        None,
+        None,
+        {"o1": {"S"}},
+    ),
+    "cutoff_bind": (
+        {"default": {"calendars": {"node:W": {"timezone": "Asia/Shanghai", "cutoff": "17:00"}}}},
+        NODES,
+        None,
+        "2026-12-02T09:30:00Z",
+        {"o1": {"S"}},  # 17:30 in Shanghai
+    ),
+    "cutoff_free": (
+        {"default": {"calendars": {"node:W": {"timezone": "Asia/Shanghai", "cutoff": "17:00"}}}},
+        NODES,
+        None,
+        "2026-12-02T08:30:00Z",
+        {"o1": {"W"}},  # 16:30 in Shanghai
+    ),
+    # delivery promise: W is 222 km away (3 days), S 56 km (1 day)
+    "promise_bind": (
+        {"default": {"promise": BANDS}},
+        FAR_W,
+        [("o1", "l1", "a", 1, 0.0, "", "2026-12-03")],
+        None,
+        {"o1": {"S"}},
+    ),
+    "promise_free": (
+        {"default": {"promise": BANDS}},
+        FAR_W,
+        [("o1", "l1", "a", 1, 0.0, "", "2026-12-05")],
+        None,
+        {"o1": {"W"}},
+    ),
+    "no_promise_free": (
+        {"default": {"promise": BANDS}},
+        FAR_W,
+        [("o1", "l1", "a", 1, 0.0, "", "")],
+        None,
+        {"o1": {"W"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rule_gives_the_same_nodes_in_both_paths(case, tmp_path, sqlite_pool, clock):
+    profiles, nodes, orders, as_of, expected = CASES[case]
+    as_of = as_of or WEDNESDAY_10Z
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=nodes,
+        inventory=STOCK,
+        orders=orders or [("o1", "l1", "a", 1, 0.0, "", "")],
+        profiles=profiles,
+        as_of=as_of,
+    )
+    batch = batch_nodes(folder, tmp_path)
+    single = single_nodes(sqlite_pool, clock, folder, as_of)
+    assert batch == expected
+    assert {o: nodes for o, (nodes, _late) in single.items()} == expected
+
+
+def test_promise_no_node_can_meet_is_routed_and_flagged_in_both_paths(tmp_path, sqlite_pool, clock):
+    # Only W (3 days) holds the SKU; promised for tomorrow: routed from W, flagged.
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=FAR_W,
+        inventory=[("W", "a", 5)],
+        orders=[("o1", "l1", "a", 1, 0.0, "", "2026-12-03")],
+        profiles={"default": {"promise": BANDS}},
+    )
+    out_dir = tmp_path / "out"
+    from router.run import solve_folder
+
+    out = solve_folder(folder, out_dir)
+    assert out.assignments["node_id"].tolist() == ["W"]
+    assert out.assignments["promise_late"].tolist() == [True]
+    assert out.summary["late_orders"] == 1 and out.summary["late_order_ids"] == ["o1"]
+    single = single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z)
+    assert single == {"o1": ({"W"}, True)}
+
+
+def test_daily_units_limit_binds_in_both_paths_and_resets_at_local_midnight(
+    tmp_path, sqlite_pool, clock
+):
+    # W may take 2 units a day (its day in Shanghai); an order of 3 goes to S whole
+    # (W 2 + S 1 would cost 5 + 8 + 6 > 8).
+    profiles = {
+        "default": {
+            "daily_limits": {"node:W": {"units": 2}},
+            "calendars": {"node:W": {"timezone": "Asia/Shanghai"}},
+        }
+    }
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=[("W", "a", 50), ("S", "a", 50)],
+        orders=[("o1", "l1", "a", 3, 0.0, "", "")],
+        profiles=profiles,
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": {"S"}}
+    assert single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z) == {"o1": ({"S"}, False)}
+
+    # Reserved routes count: two 1-unit orders fill W's day, the third goes to S.
+    pool = sqlite_pool
+
+    def route(order_id: str) -> set[str]:
+        order = Order(order_id, (OrderLine("l1", "a", 1),), lat=0.0, lon=0.0, channel="web")
+        return {s.node_id for s in pool.route(order).shipments}
+
+    assert [route("r1"), route("r2"), route("r3")] == [{"W"}, {"W"}, {"S"}]
+    # 15:59:59Z is 23:59:59 in Shanghai: still the same day.
+    clock.now = _naive("2026-12-02T15:59:59Z")
+    assert route("r4") == {"S"}
+    clock.now = _naive("2026-12-02T16:00:00Z")  # local midnight: a new day
+    assert route("r5") == {"W"}
+
+
+def test_a_changed_profile_applies_to_the_next_route(sqlite_pool, clock, tmp_path):
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=STOCK,
+        orders=[("o1", "l1", "a", 1, 0.0, "", "")],
+        profiles={"default": {}},
+    )
+    assert single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z) == {"o1": ({"W"}, False)}
+    version = sqlite_pool.put_profile("default", {"exclude_nodes": ["W"]})
+    assert version.version == 2
+    order = Order("o2", (OrderLine("l1", "a", 1),), lat=0.0, lon=0.0, channel="web")
+    assert {s.node_id for s in sqlite_pool.route(order, quote_only=True).shipments} == {"S"}

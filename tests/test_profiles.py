@@ -1,0 +1,400 @@
+"""Routing profiles in the batch path: the file, its validation, and the checker.
+
+Every point sits on the equator (see ``tests/conftest.py``): one degree of
+longitude is ``DEG_KM`` (111.195 km), so costs and promise bands check by hand.
+The rule-by-rule pairs through both paths are in ``tests/service/test_profiles.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from router.checker import check, load_assignments
+from router.problem import build_problem
+from router.profiles import (
+    PRESETS,
+    Profile,
+    ProfileError,
+    compile_rules,
+    parse_profile,
+    parse_profile_set,
+)
+from router.run import solve_folder
+from router.scenario import ScenarioError, load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+AS_OF = "2026-12-02T10:00:00Z"  # a Wednesday
+
+
+def write_profiled(
+    folder: Path,
+    *,
+    nodes: list[tuple],
+    inventory: list[tuple],
+    orders: list[tuple],
+    profiles: dict | str | None,
+    as_of: str = AS_OF,
+    split_penalty: float = 6.0,
+) -> Path:
+    """A scenario with the profile columns: nodes ``(id, kind, lon, ship_fixed, group[,
+    handling])``,
+    inventory ``(node, sku, available)``, orders ``(order, line, sku, qty, lon, channel,
+    promised_date)``; ``profiles``: the ``profiles`` object of profiles.json (a string
+    is written verbatim; ``None`` writes no file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scenario.json").write_text(
+        json.dumps(
+            {
+                "format": "omniroute-scenario/1",
+                "name": folder.name,
+                "split_penalty": split_penalty,
+                "unfilled_penalty": 150.0,
+            }
+        )
+    )
+    node_lines = [
+        "node_id,kind,lat,lon,ship_fixed,ship_per_km,handling_per_unit,capacity_units,max_km,group"
+    ]
+    node_lines += [
+        f"{n},{k},0,{lon},{fixed},0,{handling[0] if handling else 0},,,{g}"
+        for n, k, lon, fixed, g, *handling in nodes
+    ]
+    (folder / "nodes.csv").write_text("\n".join(node_lines) + "\n")
+    inv = ["node_id,sku,available"] + [f"{n},{s},{a}" for n, s, a in inventory]
+    (folder / "inventory.csv").write_text("\n".join(inv) + "\n")
+    rows = ["order_id,line_id,sku,qty,lat,lon,pickup_node,channel,promised_date"]
+    rows += [f"{o},{ln},{s},{q},0,{lon},,{c},{d}" for o, ln, s, q, lon, c, d in orders]
+    (folder / "orders.csv").write_text("\n".join(rows) + "\n")
+    if isinstance(profiles, str):
+        (folder / "profiles.json").write_text(profiles)
+    elif profiles is not None:
+        doc = {"format": "omniroute-profiles/1", "as_of": as_of, "profiles": profiles}
+        (folder / "profiles.json").write_text(json.dumps(doc))
+    return folder
+
+
+NODES = [("W", "warehouse", 1.0, 5.0, "north"), ("S", "store", 0.5, 8.0, "south")]
+STOCK = [("W", "a", 5), ("S", "a", 5)]
+ONE_ORDER = [("o1", "l1", "a", 1, 0.0, "", "")]
+
+
+def batch_nodes(folder: Path, tmp_path: Path) -> dict[str, set[str]]:
+    out = solve_folder(folder, tmp_path / "out")
+    chosen: dict[str, set[str]] = {}
+    for row in out.assignments.itertuples():
+        chosen.setdefault(row.order_id, set()).add(row.node_id)
+    return chosen
+
+
+# --- without the file nothing changes -------------------------------------------------------
+
+
+def test_without_profiles_json_the_cost_is_the_formats(tmp_path):
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=None
+    )
+    scenario = load_scenario(folder)
+    assert scenario.profiles is None and "channel" not in scenario.orders
+    problem = build_problem(scenario)
+    assert problem.pair_profile_cost is None and problem.order_late is None
+    out = solve_folder(folder, tmp_path / "out")
+    assert out.summary["total_cost"] == 5.0  # W: ship_fixed 5
+    assert list(out.assignments.columns) == [
+        "order_id",
+        "line_id",
+        "node_id",
+        "qty",
+        "km",
+        "handling_cost",
+        "shipping_cost",
+    ]
+    assert "profile_cost" not in out.summary
+
+
+def test_lowest_cost_profile_changes_nothing(tmp_path):
+    profiles = {"default": {"preset": "lowest_cost"}}
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=profiles
+    )
+    out = solve_folder(folder, tmp_path / "out")
+    assert out.summary["total_cost"] == 5.0 and out.summary["profile_cost"] == 0.0
+    assert out.assignments["node_id"].tolist() == ["W"]
+
+
+# --- tiers: the cost is in the answer and the checker agrees --------------------------------
+
+
+def test_tier_cost_is_priced_by_solver_and_checker_alike(tmp_path):
+    # store_first: warehouses are tier 1 at 10 a tier: W costs 5 + 10 = 15 > S's 8.
+    profiles = {"default": {"preset": "store_first"}}
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=profiles
+    )
+    out = solve_folder(folder, tmp_path / "out")
+    assert out.assignments["node_id"].tolist() == ["S"]
+    assert out.summary["total_cost"] == 8.0
+    # Forcing W: the checker prices the tier (15) without any solver.
+    forced = pd.DataFrame({"order_id": ["o1"], "line_id": ["l1"], "node_id": ["W"], "qty": [1]})
+    report = check(load_scenario(folder), forced)
+    assert report.feasible and report.profile_cost == 10.0 and report.total_cost == 15.0
+    assert report.shipping == 5.0
+
+
+def test_written_assignments_recheck_with_profile_cost(tmp_path):
+    profiles = {"default": {"tiers": {"store": 2, "warehouse": 0}, "tier_cost": 1.5}}
+    orders = [("o1", "l1", "a", 1, 0.0, "", ""), ("o2", "l1", "a", 1, 0.9, "", "")]
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=orders, profiles=profiles
+    )
+    out = solve_folder(folder, tmp_path / "out")
+    written = load_assignments(tmp_path / "out" / "assignments.csv")
+    report = check(load_scenario(folder), written)
+    assert report.feasible
+    assert math.isclose(report.total_cost, out.summary["total_cost"], abs_tol=1e-6)
+    frame = pd.read_csv(tmp_path / "out" / "assignments.csv")
+    assert {"profile_cost", "promise_late"} <= set(frame.columns)
+
+
+def test_checker_flags_a_node_the_profile_does_not_allow(tmp_path):
+    profiles = {"default": {"exclude_nodes": ["W"]}}
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=profiles
+    )
+    forced = pd.DataFrame({"order_id": ["o1"], "line_id": ["l1"], "node_id": ["W"], "qty": [1]})
+    report = check(load_scenario(folder), forced)
+    assert not report.feasible
+    assert [v.rule for v in report.violations] == ["profile"]
+    assert "'W'" in report.violations[0].message
+
+
+def test_checker_flags_a_late_node_when_another_meets_the_promise(tmp_path):
+    bands = {
+        "bands": [
+            {"max_km": 100, "warehouse": 1, "store": 1},
+            {"max_km": None, "warehouse": 3, "store": 3},
+        ]
+    }
+    profiles = {"default": {"promise": bands}}
+    orders = [("o1", "l1", "a", 1, 0.0, "", "2026-12-03")]
+    nodes = [("W", "warehouse", 2.0, 5.0, ""), ("S", "store", 0.5, 8.0, "")]
+    folder = write_profiled(
+        tmp_path / "s", nodes=nodes, inventory=STOCK, orders=orders, profiles=profiles
+    )
+    forced = pd.DataFrame({"order_id": ["o1"], "line_id": ["l1"], "node_id": ["W"], "qty": [1]})
+    report = check(load_scenario(folder), forced)
+    assert [v.rule for v in report.violations] == ["profile"]
+    assert "promised date 2026-12-03" in report.violations[0].message
+
+
+def test_daily_units_limit_tightens_capacity_in_batch_and_checker(tmp_path):
+    profiles = {"default": {"daily_limits": {"node:W": {"units": 2}}}}
+    orders = [("o1", "l1", "a", 3, 0.0, "", "")]
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=orders, profiles=profiles
+    )
+    problem = build_problem(load_scenario(folder))
+    assert problem.capacity.tolist() == [2.0, math.inf]
+    forced = pd.DataFrame({"order_id": ["o1"], "line_id": ["l1"], "node_id": ["W"], "qty": [3]})
+    report = check(load_scenario(folder), forced)
+    assert [v.rule for v in report.violations] == ["capacity"]
+
+
+# --- presets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_parses_and_can_be_overridden(preset):
+    profile = parse_profile({"preset": preset, "per_shipment_cost": 1.0})
+    assert profile.get("preset") == preset and profile.get("per_shipment_cost") == 1.0
+
+
+def test_nearest_preset_prefers_the_near_node(tmp_path):
+    # W at 1 degree (111 km) costs 5 + 111; S at 0.5 degree (56 km) costs 8 + 56.
+    profiles = {"default": {"preset": "nearest"}}
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=profiles
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": {"S"}}
+
+
+def test_fewest_splits_preset_avoids_a_split(tmp_path):
+    # W holds a and b at 4 a unit: alone 5 + 8 = 13; b from S instead: 5 + 4 + 2 = 11,
+    # a split worth 2 without the preset, and worth -23 with it (a second shipment +25).
+    nodes = [("W", "warehouse", 0.0, 5.0, "", 4.0), ("S", "store", 0.0, 2.0, "")]
+    stock = [("W", "a", 1), ("W", "b", 1), ("S", "b", 1)]
+    orders = [("o1", "l1", "a", 1, 0.0, "", ""), ("o1", "l2", "b", 1, 0.0, "", "")]
+    plain = write_profiled(
+        tmp_path / "p",
+        nodes=nodes,
+        inventory=stock,
+        orders=orders,
+        profiles={"default": {}},
+        split_penalty=0.0,
+    )
+    assert batch_nodes(plain, tmp_path / "p") == {"o1": {"W", "S"}}
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=nodes,
+        inventory=stock,
+        orders=orders,
+        profiles={"default": {"preset": "fewest_splits"}},
+        split_penalty=0.0,
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": {"W"}}
+
+
+# --- validation: one line naming the file and the field -------------------------------------
+
+
+BAD = [
+    (
+        {"web": {"tiers": {"store": -1}}},
+        "profiles.json: profiles.web.tiers.store: must be a number >= 0",
+    ),
+    ({"web": {"preset": "cheapest"}}, "profiles.json: profiles.web.preset: must be one of"),
+    (
+        {"web": {"node_kinds": ["shop"]}},
+        "profiles.json: profiles.web.node_kinds[0]: must be one of",
+    ),
+    ({"web": {"tiers": {"depot": 1}}}, "profiles.json: profiles.web.tiers.depot: key must be"),
+    ({"web": {"colour": "red"}}, "profiles.json: profiles.web.colour: unknown field"),
+    (
+        {"web": {"calendars": {"store": {"timezone": "Mars/Olympus"}}}},
+        "profiles.json: profiles.web.calendars.store.timezone: unknown time zone",
+    ),
+    (
+        {"web": {"calendars": {"store": {"hours": {"mon": ["18:00", "09:00"]}}}}},
+        "profiles.json: profiles.web.calendars.store.hours.mon: must close after it opens",
+    ),
+    (
+        {"web": {"calendars": {"*": {"cutoff": "25:00"}}}},
+        "profiles.json: profiles.web.calendars.*.cutoff: must be a time HH:MM",
+    ),
+    (
+        {"web": {"promise": {"bands": [{"max_km": 50, "store": 1.5}]}}},
+        "profiles.json: profiles.web.promise.bands[0].store: must be an integer >= 0",
+    ),
+    (
+        {"web": {"promise": {"bands": [{"max_km": 50}, {"max_km": 10}]}}},
+        "profiles.json: profiles.web.promise.bands[1].max_km: bands must be listed by increasing",
+    ),
+    (
+        {"web": {"daily_limits": {"store": {"units": 10}}}},
+        "profiles.json: profiles.web.daily_limits: only the default profile",
+    ),
+    (
+        {"default": {"daily_limits": {"store": {"orders": 10}}}},
+        "profiles.json: profiles.default.daily_limits.store.orders: unknown field",
+    ),
+]
+
+
+@pytest.mark.parametrize(("profiles", "message"), BAD)
+def test_bad_profile_is_one_line_naming_the_field(tmp_path, profiles, message):
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=profiles
+    )
+    with pytest.raises(ScenarioError) as raised:
+        load_scenario(folder)
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "profiles.json: not valid JSON"),
+        ('{"format": "x", "as_of": "2026-12-02T10:00:00Z"}', "profiles.json: format: must be"),
+        ('{"format": "omniroute-profiles/1"}', "profiles.json: as_of: required"),
+        (
+            '{"format": "omniroute-profiles/1", "as_of": "2026-12-02T10:00:00"}',
+            "profiles.json: as_of: must carry a time zone",
+        ),
+    ],
+)
+def test_bad_profiles_file(tmp_path, text, message):
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=ONE_ORDER, profiles=text
+    )
+    with pytest.raises(ScenarioError, match="^" + message.replace("(", r"\(")):
+        load_scenario(folder)
+
+
+def test_bad_promised_date_names_row_and_column(tmp_path):
+    orders = [("o1", "l1", "a", 1, 0.0, "", "2026-13-01")]
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=orders, profiles={}
+    )
+    with pytest.raises(
+        ScenarioError, match=r"orders\.csv row 2, column promised_date: must be a date"
+    ):
+        load_scenario(folder)
+
+
+def test_channel_must_be_the_same_on_every_line(tmp_path):
+    orders = [("o1", "l1", "a", 1, 0.0, "web", ""), ("o1", "l2", "a", 1, 0.0, "shop", "")]
+    folder = write_profiled(
+        tmp_path / "s", nodes=NODES, inventory=STOCK, orders=orders, profiles={}
+    )
+    with pytest.raises(ScenarioError, match="row 3, column channel: must be the same"):
+        load_scenario(folder)
+
+
+def test_cli_solve_with_a_bad_profile_exits_2_and_writes_nothing(tmp_path):
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=STOCK,
+        orders=ONE_ORDER,
+        profiles={"web": {"tiers": {"store": -1}}},
+    )
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "router.cli", "solve", str(folder), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "profiles.json: profiles.web.tiers.store: must be a number >= 0" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+# --- compiled rules -------------------------------------------------------------------------
+
+
+def test_most_specific_selector_wins():
+    profile = parse_profile(
+        {"tiers": {"*": 5, "store": 1, "group:outlet": 2, "node:S2": 0}, "tier_cost": 1.0}
+    )
+    rules = compile_rules(
+        profile,
+        np.array(["W", "S1", "S2", "S3"], dtype=object),
+        np.array(["warehouse", "store", "store", "store"], dtype=object),
+        np.array(["", "", "outlet", "outlet"], dtype=object),
+        datetime(2026, 12, 2, 10, tzinfo=UTC),
+    )
+    assert rules.shipment_cost.tolist() == [5.0, 1.0, 0.0, 2.0]
+
+
+def test_parse_profile_set_rejects_bad_channel_name():
+    with pytest.raises(ProfileError, match=r"profiles\.bad channel: channel must be"):
+        parse_profile_set(
+            {"format": "omniroute-profiles/1", "as_of": AS_OF, "profiles": {"bad channel": {}}}
+        )
+
+
+def test_profile_document_round_trips():
+    profile = parse_profile({"preset": "store_first", "exclude_nodes": ["S9"]})
+    assert parse_profile(profile.document) == Profile(profile.document)
