@@ -287,3 +287,39 @@ def test_a_changed_profile_applies_to_the_next_route(sqlite_pool, clock, tmp_pat
     assert version.version == 2
     order = Order("o2", (OrderLine("l1", "a", 1),), lat=0.0, lon=0.0, channel="web")
     assert {s.node_id for s in sqlite_pool.route(order, quote_only=True).shipments} == {"S"}
+
+
+# --- waves: the joint solve of queued orders goes through the batch path -----------------------
+
+
+def test_wave_uses_the_channel_profile_and_counts_daily_units(pool, clock):
+    from sqlalchemy import select
+
+    from router.pool.schema import node_days
+    from router.pool.waves import Waves, WaveSettings
+    from tests.service.conftest import CUSTOMER, seed_network
+
+    seed_network(pool, {("W1", "A"): 5, ("S1", "A"): 5})
+    # S1 is cheaper for C (6.5 vs 11) but the web channel may not use it; W1 takes
+    # 2 units a day, counted over single routes and waves alike.
+    pool.put_profile("web", {"exclude_nodes": ["S1"]})
+    pool.put_profile("default", {"daily_limits": {"node:W1": {"units": 2}}})
+
+    def order(order_id, channel="web"):
+        return Order(order_id, (OrderLine("l1", "A", 1),), *CUSTOMER, channel=channel)
+
+    assert {s.node_id for s in pool.route(order("r1")).shipments} == {"W1"}
+    waves = Waves(pool, WaveSettings(window_seconds=60, max_orders=5, time_limit=5))
+    for order_id in ("w1", "w2"):
+        waves.queue(order(order_id), hold_seconds=900)
+    clock.advance(60)
+    assert len(waves.run_due()) == 1
+    results = {o: waves.order(o).result for o in ("w1", "w2")}
+    placed = sorted(
+        tuple(a.node_id for line in r.lines for a in line.allocations) for r in results.values()
+    )
+    assert placed == [(), ("W1",)]  # one unit left at W1 today; S1 not allowed
+    with pool.db.read() as conn:
+        assert conn.execute(select(node_days.c.units)).scalars().all() == [2]
+    # Another channel (the default profile: no exclusion) still gets S1.
+    assert {s.node_id for s in pool.route(order("m1", "market")).shipments} == {"S1"}
