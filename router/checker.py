@@ -84,6 +84,8 @@ class CheckReport:
     """The routing profiles' shipment costs (docs/profiles.md), in ``total_cost``."""
     late_orders: int = 0
     """Orders whose promised date no allowed node holding their goods could meet."""
+    clearance_credit: float = 0.0
+    """The profiles' clearance credit, subtracted in ``total_cost``."""
 
 
 # --- reading ------------------------------------------------------------------
@@ -177,12 +179,13 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
     )
     violations += _pickup(orders, nodes, order_ids, shipment_order, shipment_node, shipment_line)
 
-    profile_cost, late_orders = 0.0, 0
+    profile_cost, late_orders, credit = 0.0, 0, 0.0
     if scenario.profiles is not None:
         found, profile_cost, late_orders = _profiles(
             scenario, order_of_line, shipment_order, shipment_node, shipment_line, distance_km
         )
         violations += found
+        credit = _clearance(scenario, allocation)
     shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
     handling = math.fsum(
         (allocation.qty * nodes["handling_per_unit"].to_numpy()[allocation.node]).tolist()
@@ -195,6 +198,7 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
             shipping,
             handling,
             profile_cost,
+            -credit,
             scenario.split_penalty * splits,
             scenario.unfilled_penalty * unfilled_units,
         ]
@@ -216,6 +220,7 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
         unfilled_penalty=scenario.unfilled_penalty,
         profile_cost=profile_cost,
         late_orders=late_orders,
+        clearance_credit=credit,
     )
 
 
@@ -474,6 +479,40 @@ def _shipping(
     return math.fsum((fixed + per_km * distance_km)[delivery].tolist())
 
 
+def _clearance(scenario: Scenario, allocation: _Allocation) -> float:
+    """The clearance credit of the allocated units: per unit from a (node, SKU) whose
+    available stock is above its channel's weeks-of-supply target."""
+    profiles = scenario.profiles
+    assert profiles is not None
+    orders, nodes, inv = scenario.orders, scenario.nodes, scenario.inventory
+    node_ids = nodes["node_id"].to_numpy(dtype=object)
+    per_pair = {
+        (n, s): (a, w)
+        for n, s, a, w in zip(
+            inv["node_id"], inv["sku"], inv["available"], inv["weekly_sales"], strict=True
+        )
+    }
+    rules: dict[str, Any] = {}
+    credits = []
+    channels = orders["channel"].to_numpy(dtype=object)
+    skus = orders["sku"].to_numpy(dtype=object)
+    for line, node, qty in zip(
+        allocation.line.tolist(), allocation.node.tolist(), allocation.qty.tolist(), strict=True
+    ):
+        channel = str(channels[line])
+        if channel not in rules:
+            rules[channel] = compile_rules(
+                profiles.of(channel),
+                node_ids,
+                nodes["kind"].to_numpy(dtype=object),
+                nodes["group"].to_numpy(dtype=object),
+                profiles.as_of,
+            )
+        available, sales = per_pair.get((node_ids[node], skus[line]), (0, math.nan))
+        credits.append(qty * float(rules[channel].credit(np.array(available), np.array(sales))))
+    return math.fsum(credits)
+
+
 def _profiles(
     scenario: Scenario,
     order_of_line: np.ndarray,
@@ -577,6 +616,7 @@ def format_report(report: CheckReport) -> str:
         f"  shipping  {report.shipping:.4f}",
         f"  handling  {report.handling:.4f}",
         *([f"  profile   {report.profile_cost:.4f}"] if report.profile_cost else []),
+        *([f"  clearance -{report.clearance_credit:.4f}"] if report.clearance_credit else []),
         f"  splits    {split_cost:.4f}  ({report.splits} x {report.split_penalty:g})",
         f"  unfilled  {unfilled_cost:.4f}  ({report.unfilled_units} units x "
         f"{report.unfilled_penalty:g})",

@@ -91,6 +91,9 @@ class Problem:
     pair_profile_cost: np.ndarray | None = None
     """(P,) the routing profile's part of ``pair_ship_cost`` (tiers, per shipment,
     per km; docs/profiles.md); ``None`` without profiles."""
+    cand_credit: np.ndarray | None = None
+    """(C,) a profile's clearance credit per unit of the line candidate, subtracted
+    from its handling (:func:`solver.cost.unit_cost`); ``None``: no credit."""
     order_late: np.ndarray | None = None
     """(O,) the order's promised date could not be met by any allowed node holding
     its goods: it is routed without the promise, and flagged; ``None`` without profiles."""
@@ -227,6 +230,18 @@ def build_problem(scenario: Scenario) -> Problem:
         order_pickup[pair_order] >= 0, 0.0, ship_fixed[pair_node] + ship_per_km[pair_node] * pair_km
     )
     pair_profile_cost = None
+    cand_credit = None
+    if profile_set is not None and any(r.clearance_credit > 0 for r in rules.values()):
+        cand_credit = clearance_credit(
+            scenario,
+            rules,
+            stock,
+            sku_index,
+            node_index,
+            order_channel[line_order[cand_line]],
+            cand_node,
+            line_sku[cand_line],
+        )
     if profiled:
         pair_profile_cost = np.concatenate(extra_parts)[first] if extra_parts else np.zeros(0)
         pair_ship_cost = pair_ship_cost + pair_profile_cost
@@ -263,6 +278,7 @@ def build_problem(scenario: Scenario) -> Problem:
         cand_pair=cand_pair.astype(np.int64),
         line_cand_start=np.searchsorted(cand_line, np.arange(line_ids.size + 1)),
         pair_profile_cost=pair_profile_cost,
+        cand_credit=cand_credit,
         order_late=order_late if profiled else None,
     )
 
@@ -284,6 +300,32 @@ def channel_rules(scenario: Scenario) -> dict[str, NodeRules]:
         )
         for channel in np.unique(scenario.orders["channel"].to_numpy(dtype=object))
     }
+
+
+def clearance_credit(
+    scenario: Scenario,
+    rules: dict[str, NodeRules],
+    stock: np.ndarray,
+    sku_index: dict,
+    node_index: dict,
+    cand_channel: np.ndarray,
+    cand_node: np.ndarray,
+    cand_sku: np.ndarray,
+) -> np.ndarray:
+    """(C,) each line candidate's clearance credit per unit, under its order's channel."""
+    sales = np.full(stock.shape, np.nan)
+    inv = scenario.inventory
+    if len(inv):
+        sales[inv["node_id"].map(node_index).to_numpy(), inv["sku"].map(sku_index).to_numpy()] = (
+            inv["weekly_sales"].to_numpy(dtype=float)
+        )
+    credit = np.zeros(cand_node.size)
+    for channel, channel_rules_ in rules.items():
+        mine = cand_channel == channel
+        credit[mine] = channel_rules_.credit(
+            stock[cand_node[mine], cand_sku[mine]], sales[cand_node[mine], cand_sku[mine]]
+        )
+    return credit
 
 
 def _codes_in_first_appearance(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

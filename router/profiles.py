@@ -51,9 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fewest_splits": {"per_shipment_cost": 25.0},
     # Stores before warehouses: a warehouse shipment costs one tier (10) more.
     "store_first": {"tiers": {"store": 0, "warehouse": 1}, "tier_cost": 10.0},
-    # Aging store stock first: stores are tier 0 and warehouses tier 1 at a small
-    # tier cost, and shipments are not penalised by distance.
-    "clearance": {"tiers": {"store": 0, "warehouse": 1}, "tier_cost": 3.0},
+    # Aging stock first: a unit from a (node, SKU) holding more than 8 weeks of
+    # sales earns a credit of 2.
+    "clearance": {"clearance": {"weeks_of_supply": 8.0, "credit_per_unit": 2.0}},
 }
 """Starting points: a profile may name one (``"preset"``) and override any field."""
 
@@ -71,6 +71,7 @@ FIELDS = (
     "calendars",
     "daily_limits",
     "promise",
+    "clearance",
 )
 
 
@@ -189,6 +190,17 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
                 _number(value, path("daily_limits", selector, key), integer=True)
     if "promise" in doc:
         _promise(doc["promise"], path("promise"))
+    if "clearance" in doc:
+        clearance = _object(doc["clearance"], path("clearance"))
+        for key in sorted(set(clearance) | {"weeks_of_supply", "credit_per_unit"}):
+            if key not in ("weeks_of_supply", "credit_per_unit"):
+                raise ProfileError(
+                    path("clearance", key),
+                    "unknown field (expected weeks_of_supply, credit_per_unit)",
+                )
+            if key not in clearance:
+                raise ProfileError(path("clearance", key), "required")
+            _number(clearance[key], path("clearance", key))
     return Profile(doc)
 
 
@@ -422,6 +434,21 @@ class NodeRules:
     """(B, 2) days per band for (warehouse, store); empty: no promise rule."""
     timezone: np.ndarray
     """(N,) the node's time zone name (its calendar's, else UTC)."""
+    clearance_weeks: float = math.inf
+    """Weeks of sales a (node, SKU) may hold before its units earn the credit."""
+    clearance_credit: float = 0.0
+    """Credit per unit allocated from a (node, SKU) above that target."""
+
+    def credit(self, available: np.ndarray, weekly_sales: np.ndarray) -> np.ndarray:
+        """The clearance credit per unit of (node, SKU) pairs holding ``available`` units
+        and selling ``weekly_sales`` a week (NaN: unknown, no credit): the one
+        definition used by both paths and the checker."""
+        if self.clearance_credit <= 0:
+            return np.zeros(np.shape(available))
+        sales = np.asarray(weekly_sales, dtype=float)
+        target = self.clearance_weeks * np.nan_to_num(sales, nan=np.inf)
+        above = ~np.isnan(sales) & (np.asarray(available, dtype=float) > target)
+        return np.where(above, self.clearance_credit, 0.0)
 
     def restricted(self, nodes: np.ndarray) -> NodeRules:
         """The rules of the nodes at positions ``nodes`` only."""
@@ -528,6 +555,8 @@ def compile_rules(
         band_max_km=np.array([b.max_km for b in bands], dtype=float),
         band_days=band_days,
         timezone=zones,
+        clearance_weeks=float(doc.get("clearance", {}).get("weeks_of_supply", math.inf)),
+        clearance_credit=float(doc.get("clearance", {}).get("credit_per_unit", 0.0)),
     )
 
 

@@ -206,6 +206,8 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
         frame["shipping_cost"] = shipping - profile
         frame["profile_cost"] = profile
         frame["promise_late"] = problem.order_late[problem.line_order[lines]]
+        credit = problem.cand_credit[used] if problem.cand_credit is not None else 0.0
+        frame["clearance_credit"] = qty * credit
     return frame
 
 
@@ -267,8 +269,12 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
         )
         profile_cost = float(problem.pair_profile_cost[used].sum())
         late = problem.order_ids[problem.order_late].tolist()
+        credit = 0.0
+        if problem.cand_credit is not None:
+            credit = float((problem.cand_credit * result.units).sum())
         profile = {
             "profile_cost": round(profile_cost, 6),
+            "clearance_credit": round(credit, 6),
             "late_orders": len(late),
             "late_order_ids": late[:100],
             "as_of": scenario.profiles.as_of.isoformat(),
@@ -279,7 +285,7 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
         "strategy": strategy,
         "total_cost": round(cost.total_cost, 6),
         "shipping": round(cost.shipping - profile.get("profile_cost", 0.0), 6),
-        "handling": round(cost.handling, 6),
+        "handling": round(cost.handling + profile.get("clearance_credit", 0.0), 6),
         "splits": cost.splits,
         "unfilled_units": cost.unfilled_units,
         "lower_bound": None if result.lower_bound is None else round(result.lower_bound, 6),

@@ -140,8 +140,9 @@ class Scenario:
     orders: pd.DataFrame
     profiles: ProfileSet | None = None
     """Routing profiles (``profiles.json``, docs/profiles.md); ``None``: the base
-    format alone. When set, ``nodes`` has a ``group`` column and ``orders`` the
-    columns ``channel`` and ``promised_date`` (a ``datetime.date`` or ``None``)."""
+    format alone. When set, ``nodes`` has a ``group`` column, ``inventory`` a
+    ``weekly_sales`` column (NaN: unknown) and ``orders`` the columns ``channel``
+    and ``promised_date`` (a ``datetime.date`` or ``None``)."""
 
 
 def load_scenario(folder: str | Path) -> Scenario:
@@ -156,6 +157,7 @@ def load_scenario(folder: str | Path) -> Scenario:
     profiles = load_profiles(folder)
     if profiles is not None:
         nodes, orders = _profile_columns(folder, nodes, orders)
+        inventory = _weekly_sales(folder / "inventory.csv", inventory)
     return Scenario(
         name=meta["name"],
         split_penalty=meta["split_penalty"],
@@ -176,6 +178,14 @@ def _optional_column(path: Path, column: str, rows: int) -> pd.Series:
     if column not in raw.columns:
         return pd.Series([""] * rows, dtype=object)
     return raw[column].str.strip().reset_index(drop=True)
+
+
+def _weekly_sales(path: Path, inventory: pd.DataFrame) -> pd.DataFrame:
+    """The ``weekly_sales`` column of ``inventory.csv`` (units sold a week at the
+    node; empty = unknown) that a profile's clearance credit reads."""
+    frame = pd.DataFrame({"weekly_sales": _optional_column(path, "weekly_sales", len(inventory))})
+    sales = parse_number(path.name, frame, "weekly_sales", low=0, optional=True)
+    return inventory.assign(weekly_sales=sales)
 
 
 def _profile_columns(

@@ -9,6 +9,7 @@ from solver.churn import moved_orders
 from solver.contention import (
     usage,
 )
+from solver.cost import unit_cost as cand_unit_cost
 from solver.greedy import greedy_units
 from solver.model import ModelInput
 
@@ -64,11 +65,12 @@ def cheapest_candidates(problem, lines, per_line) -> np.ndarray:
     node = problem.cand_node[cands]
     qty = problem.line_qty[line]
     held = np.minimum(qty, problem.stock[node, problem.line_sku[line]])
-    alone_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + problem.handling[node] * qty
+    per_unit = cand_unit_cost(problem, cands)
+    alone_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + per_unit * qty
 
     pairs, pair_of = np.unique(problem.cand_pair[cands], return_inverse=True)
     covered = np.bincount(pair_of, weights=held, minlength=pairs.size)
-    handled = np.bincount(pair_of, weights=problem.handling[node] * held, minlength=pairs.size)
+    handled = np.bincount(pair_of, weights=per_unit * held, minlength=pairs.size)
     pair_order = problem.pair_order[pairs]
     order_units = np.bincount(
         problem.line_order, weights=problem.line_qty, minlength=problem.num_orders

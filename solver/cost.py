@@ -29,6 +29,18 @@ class CostBreakdown:
     """Their cost (``moves * Churn.move_cost``), included in ``total_cost``."""
 
 
+def unit_cost(problem, cands=None) -> np.ndarray:
+    """Cost of one unit on each line candidate (every one when ``cands`` is None): its
+    node's handling, less the clearance credit of a routing profile (``cand_credit``,
+    :mod:`router.profiles`), the one place that credit enters every method's costs."""
+    nodes = problem.cand_node if cands is None else problem.cand_node[cands]
+    cost = problem.handling[nodes]
+    credit = getattr(problem, "cand_credit", None)
+    if credit is None:
+        return cost
+    return cost - (credit if cands is None else credit[cands])
+
+
 def evaluate(problem, units: np.ndarray) -> CostBreakdown:
     """Price ``units`` (C,) under the scenario cost formula."""
     units = np.asarray(units, dtype=np.int64)
@@ -37,7 +49,7 @@ def evaluate(problem, units: np.ndarray) -> CostBreakdown:
     shipments_per_order = np.bincount(problem.pair_order[used], minlength=problem.num_orders)
     splits = int(np.maximum(shipments_per_order - 1, 0).sum())
     shipping = float(problem.pair_ship_cost[used].sum())
-    handling = float((problem.handling[problem.cand_node] * units).sum())
+    handling = float((unit_cost(problem) * units).sum())
     unfilled = int(problem.line_qty.sum() - units.sum())
     total = (
         shipping + handling + problem.split_penalty * splits + problem.unfilled_penalty * unfilled
@@ -64,9 +76,7 @@ def order_costs(problem, units: np.ndarray) -> np.ndarray:
         problem.pair_order[used], weights=problem.pair_ship_cost[used], minlength=orders
     )
     cand_order = problem.line_order[problem.cand_line]
-    handling = np.bincount(
-        cand_order, weights=problem.handling[problem.cand_node] * units, minlength=orders
-    )
+    handling = np.bincount(cand_order, weights=unit_cost(problem) * units, minlength=orders)
     wanted = np.bincount(problem.line_order, weights=problem.line_qty, minlength=orders)
     allocated = np.bincount(cand_order, weights=units, minlength=orders)
     return (

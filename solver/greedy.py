@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from solver.cost import unit_cost as cand_unit_cost
+
 
 def greedy_units(
     problem,
@@ -51,6 +53,8 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
     holds_all &= capacity[nodes] >= total
     if holds_all.any():
         cost = problem.pair_ship_cost[pairs] + problem.handling[nodes] * total
+        if getattr(problem, "cand_credit", None) is not None:
+            cost = cost - _order_credit(problem, lines, nodes)
         if unit_price is not None:
             cost = cost + unit_price[np.ix_(nodes, skus)] @ need_qty
         node = nodes[np.flatnonzero(holds_all)[np.argmin(cost[holds_all])]]
@@ -76,7 +80,7 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
             open_cost = np.array(
                 [0.0 if n in shipping else ship_cost[n] for n in cand_nodes.tolist()]
             )
-            per_unit = problem.handling[cand_nodes]
+            per_unit = cand_unit_cost(problem, cands)
             if unit_price is not None:
                 per_unit = per_unit + unit_price[cand_nodes, sku]
             cost = open_cost + per_unit * remaining
@@ -88,3 +92,13 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
             capacity[node] -= take
             shipping[node] = True
             remaining -= take
+
+
+def _order_credit(problem, lines: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """(len(nodes),) the clearance credit the whole order earns at each node."""
+    cands = slice(
+        int(problem.line_cand_start[lines[0]]), int(problem.line_cand_start[lines[-1] + 1])
+    )
+    qty = problem.line_qty[problem.cand_line[cands]]
+    at = np.searchsorted(nodes, problem.cand_node[cands])
+    return np.bincount(at, weights=problem.cand_credit[cands] * qty, minlength=nodes.size)

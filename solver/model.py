@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from solver.cost import unit_cost
 from solver.mip import MipModel
 
 
@@ -166,11 +167,12 @@ def build_model(
 
 
 def handling_cost(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
-    """Every allocated unit costs its node's handling; x is integer units."""
+    """Every allocated unit costs its node's handling (less a profile's clearance
+    credit, :func:`solver.cost.unit_cost`); x is integer units."""
     nodes = problem.cand_node[part.cands]
     skus = problem.line_sku[problem.cand_line[part.cands]]
     qty = problem.line_qty[problem.cand_line[part.cands]]
-    mb.c[: v.num_x] = problem.handling[nodes]
+    mb.c[: v.num_x] = unit_cost(problem, part.cands)
     mb.col_hi[: v.num_x] = np.minimum(qty, part.stock[nodes, skus])
     mb.integer[: v.num_x] = True
 
@@ -364,7 +366,9 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
     local_order = _local_index(part.orders, problem.line_order[problem.cand_line[part.cands]])
     differs = np.bincount(local_order, weights=(units != current), minlength=v.num_m) > 0
     held = np.bincount(
-        problem.line_order[problem.cand_line], weights=problem.churn.current, minlength=problem.num_orders
+        problem.line_order[problem.cand_line],
+        weights=problem.churn.current,
+        minlength=problem.num_orders,
     )[part.orders]
     held_here = np.bincount(local_order, weights=current, minlength=v.num_m)
     m = (differs | (held > held_here + 0.5)).astype(np.float64)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from solver.cost import unit_cost as cand_unit_cost
+
 COST_SCALE = 10_000
 """Cost units per currency unit in the flow (costs are integers there)."""
 
@@ -64,10 +66,7 @@ def route_single_units_by_flow(
     node_vertex = 1 + n_orders + n_keys + np.arange(n_nodes)
     sink = 1 + n_orders + n_keys + n_nodes
     local_order = np.searchsorted(orders, cand_order[cands])
-    cand_cost = (
-        problem.pair_ship_cost[problem.cand_pair[cands]]
-        + problem.handling[problem.cand_node[cands]]
-    )
+    cand_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + cand_unit_cost(problem, cands)
     # arcs: candidate arcs first (their flows are read back), then the rest
     tails = np.concatenate(
         [

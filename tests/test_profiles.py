@@ -398,3 +398,90 @@ def test_parse_profile_set_rejects_bad_channel_name():
 def test_profile_document_round_trips():
     profile = parse_profile({"preset": "store_first", "exclude_nodes": ["S9"]})
     assert parse_profile(profile.document) == Profile(profile.document)
+
+
+# --- clearance ------------------------------------------------------------------------------
+
+
+def write_clearance(folder: Path, profiles: dict, sales: tuple[str, str]) -> Path:
+    """W (warehouse, ship 5) and S (store, ship 6) both hold 40 of a; the weekly sales
+    of a at W and S are ``sales`` (empty = unknown)."""
+    nodes = [("W", "warehouse", 0.0, 5.0, ""), ("S", "store", 0.0, 6.0, "")]
+    write_profiled(
+        folder,
+        nodes=nodes,
+        inventory=STOCK,
+        orders=[("o1", "l1", "a", 2, 0.0, "", "")],
+        profiles=profiles,
+    )
+    rows = ["node_id,sku,available,weekly_sales", f"W,a,40,{sales[0]}", f"S,a,40,{sales[1]}"]
+    (folder / "inventory.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+CLEARANCE = {"default": {"clearance": {"weeks_of_supply": 8, "credit_per_unit": 1.0}}}
+
+
+def test_clearance_credit_binds_for_stock_above_its_weeks_of_supply(tmp_path):
+    # S sells 4 a week: 40 > 8 * 4 = 32, each of the 2 units earns 1: 6 - 2 = 4 < 5.
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("", "4"))
+    out = solve_folder(folder, tmp_path / "out")
+    assert out.assignments["node_id"].tolist() == ["S"]
+    assert out.summary["total_cost"] == 4.0 and out.summary["clearance_credit"] == 2.0
+    assert out.summary["handling"] == 0.0
+    assert out.assignments["clearance_credit"].tolist() == [2.0]
+    written = load_assignments(tmp_path / "out" / "assignments.csv")
+    report = check(load_scenario(folder), written)
+    assert report.feasible and report.total_cost == 4.0 and report.clearance_credit == 2.0
+
+
+def test_clearance_credit_does_not_bind_within_the_target(tmp_path):
+    # S sells 5 a week: 40 = 8 * 5 is not above the target: no credit, W at 5 wins.
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("", "5"))
+    out = solve_folder(folder, tmp_path / "out")
+    assert out.assignments["node_id"].tolist() == ["W"]
+    assert out.summary["total_cost"] == 5.0 and out.summary["clearance_credit"] == 0.0
+
+
+def test_clearance_without_a_sales_rate_earns_nothing(tmp_path):
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("", ""))
+    assert batch_nodes(folder, tmp_path) == {"o1": {"W"}}
+
+
+def test_clearance_preset_and_bad_clearance_fields(tmp_path):
+    assert parse_profile({"preset": "clearance"}).get("clearance") == {
+        "weeks_of_supply": 8.0,
+        "credit_per_unit": 2.0,
+    }
+    with pytest.raises(ProfileError, match=r"^clearance\.credit_per_unit: required"):
+        parse_profile({"clearance": {"weeks_of_supply": 4}})
+    with pytest.raises(ProfileError, match=r"^clearance\.weeks_of_supply: must be a number >= 0"):
+        parse_profile({"clearance": {"weeks_of_supply": -4, "credit_per_unit": 1}})
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("x", ""))
+    with pytest.raises(ScenarioError, match=r"^inventory\.csv row 2, column weekly_sales"):
+        load_scenario(folder)
+
+
+def test_clearance_through_the_optimizer_matches_greedy_and_checker(tmp_path):
+    # Several orders and both SKUs: every method prices the credit the same way.
+    from router.run import solve_scenario
+
+    nodes = [("W", "warehouse", 0.0, 5.0, "", 1.0), ("S", "store", 0.3, 6.0, "", 1.0)]
+    stock = [("W", "a", 30), ("S", "a", 30), ("W", "b", 30), ("S", "b", 2)]
+    orders = [(f"o{i}", "l1", "a", 1 + i % 3, 0.1 * i, "", "") for i in range(6)]
+    orders += [(f"o{i}", "l2", "b", 1, 0.1 * i, "", "") for i in range(6)]
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=nodes,
+        inventory=stock,
+        orders=orders,
+        profiles={"default": {"preset": "clearance"}},
+    )
+    rows = ["node_id,sku,available,weekly_sales", "W,a,30,1", "S,a,30,1", "W,b,30,10", "S,b,2,0"]
+    (folder / "inventory.csv").write_text("\n".join(rows) + "\n")
+    scenario = load_scenario(folder)
+    for strategy in ("greedy", "optimize"):
+        out = solve_scenario(scenario, strategy=strategy)  # re-checked inside
+        assert out.summary["clearance_credit"] > 0
+        bound = out.summary["lower_bound"]
+        assert bound is None or bound <= out.summary["total_cost"] + 1e-6
