@@ -429,6 +429,9 @@ class SetRowIn(Strict):
     expected_version: Version | None = Field(
         None, description="Compare-and-set: apply only if the pair is at this version (0 = new)."
     )
+    weekly_sales: NonNegative | None = Field(
+        None, description="Units sold a week: a routing profile's clearance target."
+    )
 
 
 class AdjustRowIn(Strict):
@@ -448,7 +451,13 @@ class SetFeed(Strict):
     def to_rows(self) -> list[inventory.SetRow]:
         return [
             inventory.SetRow(
-                r.node_id, r.sku, r.on_hand, r.unsellable, r.safety_stock, r.expected_version
+                r.node_id,
+                r.sku,
+                r.on_hand,
+                r.unsellable,
+                r.safety_stock,
+                r.expected_version,
+                r.weekly_sales,
             )
             for r in self.rows
         ]

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
 from router.pool.errors import InvalidInput, NotFound
 from router.pool.nodes import NodeIndex, _bump_version
-from router.pool.schema import node_days
+from router.pool.schema import balances, node_days
 from router.pool.schema import profiles as profiles_table
 from router.profiles import (
     _CHANNEL,
@@ -142,6 +142,21 @@ def versions(conn: Connection, channel: str) -> list[ProfileVersion]:
         ProfileVersion(r.channel, r.version, json.loads(r.document), r.actor, r.created_at)
         for r in rows
     ]
+
+
+def read_weekly_sales(conn: Connection, sku_list, available) -> dict[tuple[int, str], float]:
+    """(node_pk, sku) -> units sold a week, for the pairs of an availability read."""
+    pks = sorted({row[0] for row in available.rows})
+    if not pks:
+        return {}
+    rows = conn.execute(
+        select(balances.c.node_pk, balances.c.sku, balances.c.weekly_sales).where(
+            balances.c.node_pk.in_(pks),
+            balances.c.sku.in_(list(sku_list)),
+            balances.c.weekly_sales.is_not(None),
+        )
+    ).all()
+    return {(int(pk), sku): float(rate) for pk, sku, rate in rows}
 
 
 # --- daily workload -------------------------------------------------------------------------

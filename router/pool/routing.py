@@ -328,12 +328,14 @@ def prepare_order_problem(
     rules: NodeRules | None = None,
     now: datetime | None = None,
     units_left: np.ndarray | None = None,
+    weekly_sales: dict[tuple[int, str], float] | None = None,
 ) -> PreparedOrder:
     """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs.
 
     With a profile (``rules``, evaluated at ``now``), ``router.profiles.order_candidates``
     keeps the nodes it allows and adds its shipment costs, exactly as the batch does;
-    ``units_left`` (per reach position) caps capacity by the nodes' daily workload.
+    ``units_left`` (per reach position) caps capacity by the nodes' daily workload;
+    ``weekly_sales`` ((node_pk, sku) -> units a week) gives the clearance credit.
     """
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
     row_of_sku = {s: k for k, s in enumerate(sku_list)}
@@ -382,6 +384,12 @@ def prepare_order_problem(
     unit_cost = np.broadcast_to(
         index.handling_per_unit[candidates], (len(sku_list), len(slots))
     ).copy()
+    if rules is not None and rules.clearance_credit > 0 and weekly_sales is not None:
+        pks = index.pk[candidates]
+        sales = np.array(
+            [[weekly_sales.get((int(pk), sku), np.nan) for pk in pks] for sku in sku_list]
+        ).reshape(stock.shape)
+        unit_cost -= rules.restricted(candidates).credit(stock, sales)
     problem = OrderProblem(
         qty=qty,
         stock=stock,
@@ -723,8 +731,19 @@ def plan_order(
     workload = policy.workload_rules(index, now)
     if workload is not None and now is not None:
         units_left = pool_profiles.units_left_today(conn, workload, reach.positions, index, now)
+    weekly_sales = None
+    if rules is not None and rules.clearance_credit > 0:
+        weekly_sales = pool_profiles.read_weekly_sales(conn, sku_list, available)
     prepared = prepare_order_problem(
-        order, index, reach, available, policy, rules=rules, now=now, units_left=units_left
+        order,
+        index,
+        reach,
+        available,
+        policy,
+        rules=rules,
+        now=now,
+        units_left=units_left,
+        weekly_sales=weekly_sales,
     )
     return prepared, solve_order(prepared.problem)
 

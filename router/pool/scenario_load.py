@@ -53,6 +53,7 @@ def load_into_pool(pool: Pool, scenario: Scenario, *, actor: str = "cli:load") -
             on_hand=int(r.available),
             unsellable=0,
             safety_stock=0,
+            weekly_sales=_optional(float(getattr(r, "weekly_sales", math.nan))),
         )
         for r in scenario.inventory.itertuples(index=False)
     ]

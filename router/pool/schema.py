@@ -75,6 +75,8 @@ balances = Table(
     Column("locked", BigInteger, nullable=False, default=0),
     # Bumped by every feed change; the compare-and-set token of stock feeds.
     Column("version", BigInteger, nullable=False, default=1),
+    # Units sold a week (migration 0009_profiles): a profile's clearance target.
+    Column("weekly_sales", Float, nullable=True),
     Index("ix_pool_balances_sku", "sku"),
 )
 

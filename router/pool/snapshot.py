@@ -119,6 +119,28 @@ def orders_frame(orders: list[Order], index: NodeIndex) -> pd.DataFrame:
     return frame.astype({"qty": np.int64, "lat": np.float64, "lon": np.float64})
 
 
+def _weekly_sales(conn: Connection, inventory: pd.DataFrame, index: NodeIndex) -> np.ndarray:
+    """The weekly sales of the inventory frame's pairs (NaN: unknown)."""
+    rates: dict[tuple[str, str], float] = {}
+    skus = sorted(set(inventory["sku"]))
+    for start in range(0, len(skus), _SKU_CHUNK):
+        for pk, sku, rate in conn.execute(
+            select(balances.c.node_pk, balances.c.sku, balances.c.weekly_sales).where(
+                balances.c.sku.in_(skus[start : start + _SKU_CHUNK]),
+                balances.c.weekly_sales.is_not(None),
+            )
+        ).all():
+            if pk in index.index_of_pk:
+                rates[(str(index.node_id[index.index_of_pk[pk]]), sku)] = float(rate)
+    return np.array(
+        [
+            rates.get((n, s), np.nan)
+            for n, s in zip(inventory["node_id"], inventory["sku"], strict=True)
+        ],
+        dtype=float,
+    )
+
+
 def snapshot_scenario(
     conn: Connection,
     name: str,
@@ -150,6 +172,7 @@ def snapshot_scenario(
                 node_frame["capacity_units"].to_numpy(), np.where(np.isinf(left), np.nan, left)
             )
         rows = [order for order in orders for _line in order.lines]
+        inventory["weekly_sales"] = _weekly_sales(conn, inventory, index)
         order_frame["channel"] = [order.channel for order in rows]
         order_frame["promised_date"] = [
             date.fromisoformat(order.promised_date) if order.promised_date else None

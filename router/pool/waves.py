@@ -907,13 +907,21 @@ def _order_plans(
         }
         chosen = [pair_of_node[int(n)] for n in used_nodes]
         pickup = problem.order_pickup[o] >= 0
+        unit_cost = np.broadcast_to(
+            problem.handling[used_nodes], (len(sku_list), used_nodes.size)
+        ).copy()
+        if problem.cand_credit is not None:  # a profile's clearance credit
+            for c in used:
+                sku = str(problem.sku_ids[problem.line_sku[problem.cand_line[c]]])
+                node = int(problem.cand_node[c])
+                unit_cost[row_of_sku[sku], column[node]] = (
+                    problem.handling[node] - problem.cand_credit[c]
+                )
         order_problem = OrderProblem(
             qty=qty,
             stock=alloc.copy(),
             ship_cost=problem.pair_ship_cost[chosen].astype(np.float64),
-            unit_cost=np.broadcast_to(
-                problem.handling[used_nodes], (len(sku_list), used_nodes.size)
-            ).copy(),
+            unit_cost=unit_cost,
             capacity=np.full(used_nodes.size, np.inf),
             split_penalty=problem.split_penalty,
             unfilled_penalty=problem.unfilled_penalty,

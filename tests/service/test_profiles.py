@@ -323,3 +323,19 @@ def test_wave_uses_the_channel_profile_and_counts_daily_units(pool, clock):
         assert conn.execute(select(node_days.c.units)).scalars().all() == [2]
     # Another channel (the default profile: no exclusion) still gets S1.
     assert {s.node_id for s in pool.route(order("m1", "market")).shipments} == {"S1"}
+
+
+# --- clearance --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sales", "expected"), [("4", {"S"}), ("5", {"W"}), ("", {"W"})])
+def test_clearance_credit_gives_the_same_nodes_in_both_paths(
+    sales, expected, tmp_path, sqlite_pool, clock
+):
+    # W ships at 5, S at 6, both hold 40; 2 units earn 1 each at S when it holds
+    # more than 8 weeks of sales (40 > 32 at 4 a week; not at 5; unknown: never).
+    from tests.test_profiles import CLEARANCE, write_clearance
+
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("", sales))
+    assert batch_nodes(folder, tmp_path) == {"o1": expected}
+    assert single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z) == {"o1": (expected, False)}

@@ -122,3 +122,43 @@ def test_bad_profile_requests_are_problems_naming_the_field(served):
     assert_problem(oms.get("/v1/profiles/web"), 404, "channel", "known_profile")
     assert oms.put("/v1/profiles/web", json={}).status_code == 403  # admins only
     assert_problem(oms.get("/v1/profiles/web/versions"), 404, "channel", "known_profile")
+
+
+def test_node_groups_and_weekly_sales_over_http(served):
+    admin, oms = served
+    # A third store next to the customer, in group "outlet", cheap to ship from.
+    node = {
+        "node_id": "S3",
+        "kind": "store",
+        "lat": 31.2304,
+        "lon": 121.4837,
+        "ship_fixed": 3.0,
+        "handling_per_unit": 2.0,
+        "node_group": "outlet",
+    }
+    created = admin.post("/v1/nodes", json=node)
+    assert created.status_code == 201, created.text
+    assert created.json()["node_group"] == "outlet"
+    feed = {
+        "rows": [
+            {"node_id": "S3", "sku": "A", "on_hand": 50},
+            {"node_id": "W1", "sku": "A", "on_hand": 50, "weekly_sales": 1.0},
+        ]
+    }
+    assert admin.post("/v1/inventory/set", json=feed).status_code == 200
+    quote = {**route_body("g1", 1), "quote_only": True}
+    assert nodes_of(oms.post("/v1/route", json=quote)) == ["S3"]
+    # Outlets may not serve the web channel.
+    admin.put("/v1/profiles/web", json={"node_groups": ["main"], "node_kinds": ["warehouse"]})
+    assert nodes_of(oms.post("/v1/route", json=quote)) == []
+    admin.put("/v1/profiles/web", json={"exclude_nodes": ["S3"]})
+    assert nodes_of(oms.post("/v1/route", json=quote)) == ["S1"]
+    # W1 holds 50 units, selling 1 a week: above 8 weeks, each unit earns 6:
+    # W1 costs 10 + 1 - 6 = 5 < S1's 6.5.
+    admin.put(
+        "/v1/profiles/web",
+        json={"exclude_nodes": ["S3"], "clearance": {"weeks_of_supply": 8, "credit_per_unit": 6}},
+    )
+    assert nodes_of(oms.post("/v1/route", json=quote)) == ["W1"]
+    patched = admin.patch("/v1/nodes/S3", json={"node_group": None})
+    assert patched.status_code == 200 and patched.json()["node_group"] is None

@@ -1,5 +1,6 @@
 """Routing profiles (issue 9): the versions of each channel's profile, the units each
-node took per local day (its daily workload), and a node's group.
+node took per local day (its daily workload), a node's group, and the weekly sales of
+a (node, SKU) that a profile's clearance credit reads.
 
 Revision ID: 0009_profiles
 Revises: 0008_explain
@@ -18,6 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("pool_nodes", sa.Column("node_group", sa.String(64), nullable=True))
+    op.add_column("pool_balances", sa.Column("weekly_sales", sa.Float, nullable=True))
     op.create_table(
         "pool_profiles",
         sa.Column("channel", sa.String(64), primary_key=True),
@@ -38,5 +40,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("pool_node_days")
     op.drop_table("pool_profiles")
+    with op.batch_alter_table("pool_balances") as batch:
+        batch.drop_column("weekly_sales")
     with op.batch_alter_table("pool_nodes") as batch:
         batch.drop_column("node_group")
