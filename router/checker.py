@@ -575,6 +575,14 @@ def _profiles(
                         f"from node {node_ids[n]!r}, which its profile does not allow now",
                     )
                 )
+        if len(mine) > rules.max_shipments:
+            violations.append(
+                Violation(
+                    "profile",
+                    f"order {orders['order_id'].iloc[line]!r} ships from {len(mine)} nodes, "
+                    f"more than its profile's max_shipments {rules.max_shipments:g}",
+                )
+            )
         promised = orders["promised_date"].iloc[line]
         if pickup or promised is None or not rules.has_promise:
             continue

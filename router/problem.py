@@ -94,6 +94,8 @@ class Problem:
     cand_credit: np.ndarray | None = None
     """(C,) a profile's clearance credit per unit of the line candidate, subtracted
     from its handling (:func:`solver.cost.unit_cost`); ``None``: no credit."""
+    order_max_shipments: np.ndarray | None = None
+    """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
     order_late: np.ndarray | None = None
     """(O,) the order's promised date could not be met by any allowed node holding
     its goods: it is routed without the promise, and flagged; ``None`` without profiles."""
@@ -231,6 +233,9 @@ def build_problem(scenario: Scenario) -> Problem:
     )
     pair_profile_cost = None
     cand_credit = None
+    order_caps = None
+    if profile_set is not None and any(np.isfinite(r.max_shipments) for r in rules.values()):
+        order_caps = np.array([rules[c].max_shipments for c in order_channel], dtype=float)
     if profile_set is not None and any(r.clearance_credit > 0 for r in rules.values()):
         cand_credit = clearance_credit(
             scenario,
@@ -279,6 +284,7 @@ def build_problem(scenario: Scenario) -> Problem:
         line_cand_start=np.searchsorted(cand_line, np.arange(line_ids.size + 1)),
         pair_profile_cost=pair_profile_cost,
         cand_credit=cand_credit,
+        order_max_shipments=order_caps,
         order_late=order_late if profiled else None,
     )
 

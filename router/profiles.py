@@ -72,6 +72,7 @@ FIELDS = (
     "daily_limits",
     "promise",
     "clearance",
+    "max_shipments",
 )
 
 
@@ -190,6 +191,10 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
                 _number(value, path("daily_limits", selector, key), integer=True)
     if "promise" in doc:
         _promise(doc["promise"], path("promise"))
+    if "max_shipments" in doc:
+        cap = doc["max_shipments"]
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ProfileError(path("max_shipments"), f"must be an integer >= 1 (got {cap!r})")
     if "clearance" in doc:
         clearance = _object(doc["clearance"], path("clearance"))
         for key in sorted(set(clearance) | {"weeks_of_supply", "credit_per_unit"}):
@@ -438,6 +443,8 @@ class NodeRules:
     """Weeks of sales a (node, SKU) may hold before its units earn the credit."""
     clearance_credit: float = 0.0
     """Credit per unit allocated from a (node, SKU) above that target."""
+    max_shipments: float = math.inf
+    """The split cap: most shipments an order of the channel may use."""
 
     def credit(self, available: np.ndarray, weekly_sales: np.ndarray) -> np.ndarray:
         """The clearance credit per unit of (node, SKU) pairs holding ``available`` units
@@ -557,6 +564,7 @@ def compile_rules(
         timezone=zones,
         clearance_weeks=float(doc.get("clearance", {}).get("weeks_of_supply", math.inf)),
         clearance_credit=float(doc.get("clearance", {}).get("credit_per_unit", 0.0)),
+        max_shipments=float(doc.get("max_shipments", math.inf)),
     )
 
 

@@ -8,10 +8,12 @@ One-line, one-unit orders, the commonest kind, are routed all at once, vectorise
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from solver.cost import shipment_cap
 from solver.cost import unit_cost as cand_unit_cost
 from solver.order_dp import OrderProblem, order_relaxation_cost, solve_order
 
@@ -55,8 +57,14 @@ def order_problem(problem, order: int, price: np.ndarray | None = None):
         capacity=problem.capacity[nodes],
         split_penalty=problem.split_penalty,
         unfilled_penalty=problem.unfilled_penalty,
+        max_shipments=_cap(problem, order),
     )
     return op, nodes, skus, sku_of_line
+
+
+def _cap(problem, order: int) -> int | None:
+    cap = shipment_cap(problem, order)
+    return None if math.isinf(cap) else int(cap)
 
 
 def route_each_order_alone(problem) -> Alone:

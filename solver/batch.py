@@ -52,7 +52,7 @@ from solver.contention import (
     reroute_greedily,
     with_neighbours,
 )
-from solver.cost import CostBreakdown, evaluate
+from solver.cost import CostBreakdown, evaluate, within_shipment_caps
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
@@ -242,8 +242,9 @@ class _Search:
         return self._structures[exact_short]
 
     def offer(self, units: np.ndarray | None) -> None:
-        """Keep ``units`` (feasible by construction) if cheaper."""
-        if units is None:
+        """Keep ``units`` (feasible by construction) if cheaper; the split cap of a
+        routing profile is checked here, as not every step models it."""
+        if units is None or not within_shipment_caps(self.problem, units):
             return
         cost = evaluate(self.problem, units).total_cost
         if cost < self.best - 1e-9:

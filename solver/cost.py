@@ -8,6 +8,7 @@ checker (``router.checker``) prices the written CSV again, from scratch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,23 @@ def unit_cost(problem, cands=None) -> np.ndarray:
     if credit is None:
         return cost
     return cost - (credit if cands is None else credit[cands])
+
+
+def shipment_cap(problem, order: int) -> float:
+    """Most shipments order ``order`` may use (a routing profile's split cap; ``inf``)."""
+    caps = getattr(problem, "order_max_shipments", None)
+    return math.inf if caps is None else float(caps[order])
+
+
+def within_shipment_caps(problem, units: np.ndarray) -> bool:
+    """Whether ``units`` keeps every order within its split cap: the gate every
+    incumbent of the batch optimizer passes (some steps do not model the cap)."""
+    caps = getattr(problem, "order_max_shipments", None)
+    if caps is None:
+        return True
+    pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
+    shipments = np.bincount(problem.pair_order[pair_units > 0], minlength=problem.num_orders)
+    return bool(np.all(shipments <= caps))
 
 
 def evaluate(problem, units: np.ndarray) -> CostBreakdown:

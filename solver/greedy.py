@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from solver.cost import shipment_cap
 from solver.cost import unit_cost as cand_unit_cost
 
 
@@ -65,7 +66,8 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
         stock[node, skus] -= need_qty
         capacity[node] -= total
         return
-    shipping = {}  # node -> shipment already open for this order
+    shipping: dict[int, bool] = {}  # node -> shipment already open for this order
+    cap = shipment_cap(problem, order)
     ship_cost = dict(zip(nodes.tolist(), problem.pair_ship_cost[pairs].tolist(), strict=True))
     for line in lines:
         sku = problem.line_sku[line]
@@ -75,6 +77,8 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
         while remaining > 0:
             can_give = np.minimum(stock[cand_nodes, sku], capacity[cand_nodes])
             ok = can_give > 0
+            if len(shipping) >= cap:  # the split cap: only nodes already shipping
+                ok &= np.array([n in shipping for n in cand_nodes.tolist()], dtype=bool)
             if not ok.any():
                 break
             open_cost = np.array(

@@ -154,6 +154,7 @@ def build_model(
     line_fill(problem, part, v, mb, local_line)
     units_need_shipment(problem, part, v, mb, local_pair)
     split_penalty(problem, part, v, mb, local_order)
+    shipment_cap_rule(problem, part, v, mb, local_order)
     if problem.churn is not None:
         move_rule(problem, part, v, mb)
     keys = {
@@ -207,6 +208,28 @@ def split_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_or
         np.concatenate([np.ones(v.num_z), -np.ones(v.num_y)]),
         np.full(v.num_z, -1.0),
         np.full(v.num_z, np.inf),
+    )
+
+
+def shipment_cap_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_order) -> None:
+    """A routing profile's split cap: an order uses at most ``order_max_shipments``
+    shipments (sum of its y <= cap); no rows without profiles or caps."""
+    caps = getattr(problem, "order_max_shipments", None)
+    if caps is None:
+        return
+    cap = caps[part.orders]
+    capped = np.isfinite(cap)
+    if not capped.any():
+        return
+    row_of = np.cumsum(capped) - 1
+    keep = capped[local_order]
+    mb.add_rows(
+        "shipment_cap",
+        row_of[local_order[keep]],
+        v.y0 + np.flatnonzero(keep),
+        np.ones(int(keep.sum())),
+        np.full(int(capped.sum()), -np.inf),
+        cap[capped],
     )
 
 

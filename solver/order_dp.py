@@ -45,6 +45,9 @@ class OrderProblem:
         (N,) units each node may still allocate (``np.inf`` = no limit).
     split_penalty, unfilled_penalty
         Cost per shipment beyond the first, and per unit not allocated.
+    max_shipments
+        Most shipments (nodes) the order may use (a routing profile's split cap);
+        ``None``: no cap.
     """
 
     qty: np.ndarray
@@ -54,6 +57,7 @@ class OrderProblem:
     capacity: np.ndarray
     split_penalty: float
     unfilled_penalty: float
+    max_shipments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ def solve_order(problem: OrderProblem) -> OrderPlan:
             problem.unit_cost[item_sku],
             problem.split_penalty,
             problem.unfilled_penalty,
+            problem.max_shipments,
         )
         alloc = empty.copy()
         for item, node in enumerate(items):
@@ -168,16 +173,21 @@ def _subset_members(k: int) -> np.ndarray:
 
 
 def _subset_dp_blocks(
-    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty
+    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks=None
 ) -> np.ndarray:
     """Best partition of K elements into node blocks and unfilled elements.
 
     Element e wants ``qty[e]`` units at ``unit_cost[e, n]`` each; ``fits[t, n]``
     says whether subset t (a bitmask) may be served whole by node n. Every
     node block pays ``split_penalty`` except the first. Returns, per element,
-    the node serving it or -1 for unfilled.
+    the node serving it or -1 for unfilled. ``max_blocks``: at most that many
+    blocks (the split cap, :func:`_capped_blocks`).
     """
     k = qty.size
+    if max_blocks is not None and max_blocks < k:
+        return _capped_blocks(
+            qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks
+        )
     members = _subset_members(k).astype(np.float64)
     block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
     block[~fits] = np.inf
@@ -228,6 +238,72 @@ def _subset_dp_blocks(
         if not chose_unfilled[mask]:
             _assign(nodes, t, int(best_node[t]))
         mask ^= t
+    return nodes
+
+
+def _capped_blocks(
+    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks
+) -> np.ndarray:
+    """The subset DP with at most ``max_blocks`` blocks (the split cap rule).
+
+    Layer j holds f_j[mask], the cheapest way to settle ``mask`` with at most j
+    blocks, each paying the split penalty; the answer is the best first block t
+    (no penalty) plus f_{cap-1}[full ^ t], or everything unfilled. Two blocks of
+    one node would be one shipment: a plan that does that is never worse than
+    the DP's, so the cap holds on shipments too.
+    """
+    k = qty.size
+    members = _subset_members(k).astype(np.float64)
+    block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
+    block[~fits] = np.inf
+    block[0] = np.inf
+    best_node = block.argmin(axis=1)
+    block_cost = block[np.arange(block.shape[0]), best_node]
+    unfilled = unfilled_penalty * qty.astype(np.float64)
+    full = (1 << k) - 1
+    unfilled_of = members @ unfilled
+    cost_list = (block_cost + split_penalty).tolist()
+    # layers[j][mask], choice: (block or -1 for "lowest element unfilled")
+    layers = [unfilled_of.tolist()]  # 0 blocks: everything unfilled
+    choices: list[list[int]] = [[]]
+    for _j in range(1, max_blocks):
+        prev = layers[-1]
+        f = [0.0] * (full + 1)
+        choice = [0] * (full + 1)
+        for mask in range(1, full + 1):
+            low = mask & -mask
+            best = f[mask ^ low] + unfilled[low.bit_length() - 1]
+            best_t = -1
+            rest = mask ^ low
+            sub = rest
+            while True:
+                t = sub | low
+                cand = prev[mask ^ t] + cost_list[t]
+                if cand < best:
+                    best, best_t = cand, t
+                if sub == 0:
+                    break
+                sub = (sub - 1) & rest
+            f[mask] = best
+            choice[mask] = best_t
+        layers.append(f)
+        choices.append(choice)
+    nodes = np.full(k, -1, dtype=np.int64)
+    last = np.asarray(layers[max_blocks - 1])
+    first_cost = block_cost[1:] + last[full ^ np.arange(1, full + 1)]
+    first = int(np.argmin(first_cost)) + 1
+    if not np.isfinite(first_cost[first - 1]) or first_cost[first - 1] >= unfilled.sum():
+        return nodes
+    _assign(nodes, first, int(best_node[first]))
+    mask, j = full ^ first, max_blocks - 1
+    while mask and j > 0:
+        t = choices[j][mask]
+        if t < 0:
+            mask ^= mask & -mask  # lowest element unfilled, same layer
+            continue
+        _assign(nodes, t, int(best_node[t]))
+        mask ^= t
+        j -= 1
     return nodes
 
 
@@ -296,6 +372,8 @@ def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
         if xs and np.isfinite(problem.capacity[v]):
             add_row(xs, [1.0] * len(xs), -np.inf, float(problem.capacity[v]))
     add_row([s0, *range(y0, y0 + n)], [1.0] + [-1.0] * n, -1.0, np.inf)  # split >= shipments - 1
+    if problem.max_shipments is not None:  # the split cap
+        add_row(list(range(y0, y0 + n)), [1.0] * n, -np.inf, float(problem.max_shipments))
 
     A = sp.csr_matrix((vals, (rows, cols)), shape=(len(lo), ncol))
     col_hi = np.concatenate([upper, np.ones(n), qty.astype(np.float64), [float(max(n - 1, 0))]])

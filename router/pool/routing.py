@@ -398,6 +398,9 @@ def prepare_order_problem(
         capacity=capacity,
         split_penalty=policy.split_penalty,
         unfilled_penalty=policy.unfilled_penalty,
+        max_shipments=None
+        if rules is None or not np.isfinite(rules.max_shipments)
+        else int(rules.max_shipments),
     )
     return PreparedOrder(
         problem,

@@ -339,3 +339,21 @@ def test_clearance_credit_gives_the_same_nodes_in_both_paths(
     folder = write_clearance(tmp_path / "s", CLEARANCE, ("", sales))
     assert batch_nodes(folder, tmp_path) == {"o1": expected}
     assert single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z) == {"o1": (expected, False)}
+
+
+# --- split cap --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cap", "expected"), [(1, {"W"}), (2, {"W", "S"})])
+def test_split_cap_gives_the_same_nodes_in_both_paths(cap, expected, tmp_path, sqlite_pool, clock):
+    # a only at W (ship 5), b only at S (ship 8): two shipments without a cap; with
+    # "never split" the cheaper node ships its line and the other line is unfilled.
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=[("W", "a", 5), ("S", "b", 5)],
+        orders=[("o1", "l1", "a", 1, 0.0, "", ""), ("o1", "l2", "b", 1, 0.0, "", "")],
+        profiles={"default": {"max_shipments": cap}},
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": expected}
+    assert single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z) == {"o1": (expected, False)}
