@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from router.geo import haversine_km
-from router.profiles import compile_rules, daily_capacity, promised_days
+from router.profiles import compile_rules, daily_capacity, daily_orders, promised_days
 from router.scenario import Scenario, ScenarioError, parse_number, read_table
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
@@ -605,6 +605,16 @@ def _profiles(
                         f"{promised.isoformat()}, though another node could meet it",
                     )
                 )
+    limit = daily_orders(profiles, nodes)
+    served = np.bincount(shipment_node, minlength=len(nodes))
+    for node in np.flatnonzero(served > limit).tolist():
+        violations.append(
+            Violation(
+                "profile",
+                f"node {node_ids[node]!r} serves {served[node]} orders, more than its "
+                f"daily orders limit {limit[node]:g}",
+            )
+        )
     return violations, math.fsum(extra_costs), late_orders
 
 

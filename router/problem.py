@@ -24,6 +24,7 @@ from router.profiles import (
     NodeRules,
     compile_rules,
     daily_capacity,
+    daily_orders,
     order_candidates,
     promised_days,
 )
@@ -94,6 +95,9 @@ class Problem:
     cand_credit: np.ndarray | None = None
     """(C,) a profile's clearance credit per unit of the line candidate, subtracted
     from its handling (:func:`solver.cost.unit_cost`); ``None``: no credit."""
+    node_order_limit: np.ndarray | None = None
+    """(N,) float: orders (shipments) a node may take, a profile's daily orders limit
+    (``inf``: none); ``None``: no such limit."""
     order_max_shipments: np.ndarray | None = None
     """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
     order_late: np.ndarray | None = None
@@ -234,6 +238,10 @@ def build_problem(scenario: Scenario) -> Problem:
     pair_profile_cost = None
     cand_credit = None
     order_caps = None
+    order_limit = None
+    if profile_set is not None:
+        limit = daily_orders(profile_set, nodes)
+        order_limit = limit if np.isfinite(limit).any() else None
     if profile_set is not None and any(np.isfinite(r.max_shipments) for r in rules.values()):
         order_caps = np.array([rules[c].max_shipments for c in order_channel], dtype=float)
     if profile_set is not None and any(r.clearance_credit > 0 for r in rules.values()):
@@ -285,6 +293,7 @@ def build_problem(scenario: Scenario) -> Problem:
         pair_profile_cost=pair_profile_cost,
         cand_credit=cand_credit,
         order_max_shipments=order_caps,
+        node_order_limit=order_limit,
         order_late=order_late if profiled else None,
     )
 

@@ -182,11 +182,12 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
             _selector(selector, path("daily_limits", selector))
             limit = _object(limit, path("daily_limits", selector))
             if not limit:
-                raise ProfileError(path("daily_limits", selector), "must set units")
+                raise ProfileError(path("daily_limits", selector), "must set units or orders")
             for key, value in limit.items():
-                if key != "units":
+                if key not in ("units", "orders"):
                     raise ProfileError(
-                        path("daily_limits", selector, key), "unknown field (expected units)"
+                        path("daily_limits", selector, key),
+                        "unknown field (expected units, orders)",
                     )
                 _number(value, path("daily_limits", selector, key), integer=True)
     if "promise" in doc:
@@ -427,7 +428,8 @@ class NodeRules:
     node lists, calendars); ``shipment_cost`` (N,): extra cost of a shipment
     from the node (tier x tier_cost + per_shipment_cost); ``per_km_cost``: extra
     cost per km of a delivery shipment; ``daily_units`` (N,): the node's units
-    per local day (``inf``: no limit); ``promise_*``: the delivery bands.
+    per local day (``inf``: no limit); ``daily_orders`` (N,): the orders
+    (shipments) it takes per local day; ``promise_*``: the delivery bands.
     """
 
     eligible: np.ndarray
@@ -445,6 +447,8 @@ class NodeRules:
     """Credit per unit allocated from a (node, SKU) above that target."""
     max_shipments: float = math.inf
     """The split cap: most shipments an order of the channel may use."""
+    daily_orders: np.ndarray | None = None
+    """(N,) orders (shipments) the node takes per local day (``inf``: no limit)."""
 
     def credit(self, available: np.ndarray, weekly_sales: np.ndarray) -> np.ndarray:
         """The clearance credit per unit of (node, SKU) pairs holding ``available`` units
@@ -464,6 +468,7 @@ class NodeRules:
             eligible=self.eligible[nodes],
             shipment_cost=self.shipment_cost[nodes],
             daily_units=self.daily_units[nodes],
+            daily_orders=None if self.daily_orders is None else self.daily_orders[nodes],
             timezone=self.timezone[nodes],
         )
 
@@ -549,6 +554,7 @@ def compile_rules(
     limits = (workload.document if workload else doc).get("daily_limits", {})
     daily = _by_selector(limits, node_id, kind, group, {})
     daily_units = np.array([float(d.get("units", math.inf)) for d in daily])
+    daily_orders = np.array([float(d.get("orders", math.inf)) for d in daily])
     bands = _promise(doc["promise"], "promise") if "promise" in doc else []
     band_days = np.array(
         [[b.days.get("warehouse", math.inf), b.days.get("store", math.inf)] for b in bands],
@@ -565,6 +571,7 @@ def compile_rules(
         clearance_weeks=float(doc.get("clearance", {}).get("weeks_of_supply", math.inf)),
         clearance_credit=float(doc.get("clearance", {}).get("credit_per_unit", 0.0)),
         max_shipments=float(doc.get("max_shipments", math.inf)),
+        daily_orders=daily_orders if n else np.zeros(0),
     )
 
 
@@ -652,3 +659,21 @@ def daily_capacity(profiles: ProfileSet, nodes) -> np.ndarray:
         workload=profiles.profiles.get(DEFAULT_CHANNEL),
     )
     return rules.daily_units
+
+
+def daily_orders(profiles: ProfileSet, nodes) -> np.ndarray:
+    """(N,) orders (shipments) each node may take in a day under the default
+    profile's daily limits (``inf``: no limit); a ``daily_orders_left`` column of
+    ``nodes`` (a live snapshot: what is left today) takes precedence."""
+    if "daily_orders_left" in nodes:
+        return nodes["daily_orders_left"].to_numpy(dtype=float)
+    rules = compile_rules(
+        profiles.of(DEFAULT_CHANNEL),
+        nodes["node_id"].to_numpy(dtype=object),
+        nodes["kind"].to_numpy(dtype=object),
+        nodes["group"].to_numpy(dtype=object),
+        profiles.as_of,
+        workload=profiles.profiles.get(DEFAULT_CHANNEL),
+    )
+    assert rules.daily_orders is not None
+    return rules.daily_orders

@@ -49,14 +49,33 @@ def shipment_cap(problem, order: int) -> float:
 
 
 def within_shipment_caps(problem, units: np.ndarray) -> bool:
-    """Whether ``units`` keeps every order within its split cap: the gate every
-    incumbent of the batch optimizer passes (some steps do not model the cap)."""
+    """Whether ``units`` keeps every order within its split cap and every node within
+    its daily orders limit (a routing profile's): the gate every incumbent of the
+    batch optimizer passes (not every step models these rules)."""
     caps = getattr(problem, "order_max_shipments", None)
-    if caps is None:
+    limit = getattr(problem, "node_order_limit", None)
+    if caps is None and limit is None:
         return True
     pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
-    shipments = np.bincount(problem.pair_order[pair_units > 0], minlength=problem.num_orders)
-    return bool(np.all(shipments <= caps))
+    used = pair_units > 0
+    if caps is not None:
+        shipments = np.bincount(problem.pair_order[used], minlength=problem.num_orders)
+        if np.any(shipments > caps):
+            return False
+    return limit is None or not np.any(node_orders(problem, units) > limit)
+
+
+def node_orders(problem, units: np.ndarray) -> np.ndarray:
+    """(N,) shipments (orders served) per node in ``units``."""
+    pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
+    return np.bincount(problem.pair_node[pair_units > 0], minlength=problem.num_nodes)
+
+
+def orders_left(problem, units: np.ndarray) -> np.ndarray | None:
+    """(N,) orders each node may still take beside ``units`` (its daily orders limit,
+    a routing profile's); ``None`` without such limits."""
+    limit = getattr(problem, "node_order_limit", None)
+    return None if limit is None else limit - node_orders(problem, units)
 
 
 def evaluate(problem, units: np.ndarray) -> CostBreakdown:

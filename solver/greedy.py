@@ -23,6 +23,7 @@ def greedy_units(
     stock: np.ndarray | None = None,
     capacity: np.ndarray | None = None,
     unit_price: np.ndarray | None = None,
+    orders_left: np.ndarray | None = None,
 ) -> np.ndarray:
     """Route ``orders`` (default: all, in file order) greedily; return units per line candidate.
 
@@ -30,14 +31,32 @@ def greedy_units(
     are copied, never changed in place. ``unit_price`` (N, S), when given, is
     added to the handling cost of every unit in the choices (the optimizer
     passes the LP's prices of scarce stock, so that a unit goes where it is
-    worth most); the rule engine itself has none.
+    worth most); the rule engine itself has none. ``orders_left`` (N,): orders each
+    node may still take (a profile's daily orders limit; default the problem's).
     """
     stock = (problem.stock if stock is None else stock).copy()
     capacity = (problem.capacity if capacity is None else capacity).astype(np.float64).copy()
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
+    limit = getattr(problem, "node_order_limit", None)
+    left = limit if orders_left is None else orders_left
+    left = None if left is None else np.asarray(left, dtype=np.float64).copy()
     order_list = range(problem.num_orders) if orders is None else orders
     for order in order_list:
+        if left is None:
+            _route_order(problem, int(order), stock, capacity, units, unit_price)
+            continue
+        # A node out of orders for the day takes none: no capacity for this order.
+        closed = left < 1
+        room = capacity[closed].copy()
+        capacity[closed] = 0
+        lines = problem.lines_of(int(order))
+        cands = slice(
+            int(problem.line_cand_start[lines.start]), int(problem.line_cand_start[lines.stop])
+        )
+        before = units[cands].copy()
         _route_order(problem, int(order), stock, capacity, units, unit_price)
+        capacity[closed] = room
+        left[np.unique(problem.cand_node[cands][units[cands] != before])] -= 1
     return units
 
 

@@ -45,6 +45,9 @@ class ModelInput:
     move_budget: float | None = None
     """Re-optimization: how many of these orders may still move (the churn
     limit less the moves of the orders outside); ``None``: the whole limit."""
+    orders_left: np.ndarray | None = None
+    """(N,) orders each node may still take (a profile's daily orders limit less the
+    orders outside the part); ``None``: the problem's whole limit, if any."""
 
     @classmethod
     def whole(cls, problem) -> ModelInput:
@@ -155,6 +158,7 @@ def build_model(
     units_need_shipment(problem, part, v, mb, local_pair)
     split_penalty(problem, part, v, mb, local_order)
     shipment_cap_rule(problem, part, v, mb, local_order)
+    daily_orders_limit(problem, part, v, mb)
     if problem.churn is not None:
         move_rule(problem, part, v, mb)
     keys = {
@@ -230,6 +234,32 @@ def shipment_cap_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, loca
         np.ones(int(keep.sum())),
         np.full(int(capped.sum()), -np.inf),
         cap[capped],
+    )
+
+
+def daily_orders_limit(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """A routing profile's daily orders limit: the part's shipments from a node are
+    at most the orders it may still take (``part.orders_left``, else the problem's
+    ``node_order_limit``); no rows without such limits."""
+    limit = (
+        part.orders_left
+        if part.orders_left is not None
+        else getattr(problem, "node_order_limit", None)
+    )
+    if limit is None:
+        return
+    nodes = problem.pair_node[part.pairs]
+    demand = np.bincount(nodes, minlength=problem.num_nodes)
+    binds = demand > limit
+    keep = binds[nodes]
+    row_of_node = np.cumsum(binds) - 1
+    mb.add_rows(
+        "daily_orders",
+        row_of_node[nodes[keep]],
+        v.y0 + np.flatnonzero(keep),
+        np.ones(int(keep.sum())),
+        np.full(int(binds.sum()), -np.inf),
+        np.maximum(limit[binds], 0.0),
     )
 
 

@@ -292,8 +292,16 @@ BAD = [
         "profiles.json: profiles.web.daily_limits: only the default profile",
     ),
     (
-        {"default": {"daily_limits": {"store": {"orders": 10}}}},
-        "profiles.json: profiles.default.daily_limits.store.orders: unknown field",
+        {"default": {"daily_limits": {"store": {"trucks": 10}}}},
+        "profiles.json: profiles.default.daily_limits.store.trucks: unknown field",
+    ),
+    (
+        {"default": {"daily_limits": {"store": {"orders": -1}}}},
+        "profiles.json: profiles.default.daily_limits.store.orders: must be an integer >= 0",
+    ),
+    (
+        {"default": {"max_shipments": 0}},
+        "profiles.json: profiles.default.max_shipments: must be an integer >= 1",
     ),
 ]
 
@@ -551,3 +559,44 @@ def test_split_cap_holds_in_a_contested_batch(tmp_path, strategy):
     assert shipments.max() == 1
     bound = out.summary["lower_bound"]
     assert bound is None or bound <= out.summary["total_cost"] + 1e-6
+
+
+# --- daily orders limit ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "optimize"])
+def test_daily_orders_limit_holds_in_a_contested_batch(tmp_path, strategy):
+    # 30 one-line orders all nearest to N0, which takes 4 orders a day: every method
+    # keeps N0 within 4 shipments (the checker inside solve_scenario verifies it too).
+    from router.run import solve_scenario
+
+    nodes = [(f"N{i}", "store", 0.3 * i, 2.0 + 2 * i, "") for i in range(4)]
+    stock = [(f"N{i}", "a", 100) for i in range(4)] + [(f"N{i}", "b", 100) for i in range(4)]
+    orders = [(f"o{j}", "l1", "a", 1 + j % 2, 0.01 * j, "", "") for j in range(30)]
+    orders += [(f"o{j}", "l2", "b", 1, 0.01 * j, "", "") for j in range(0, 30, 3)]
+    profiles = {"default": {"daily_limits": {"node:N0": {"orders": 4}, "node:N1": {"orders": 5}}}}
+    folder = write_profiled(
+        tmp_path / "s", nodes=nodes, inventory=stock, orders=orders, profiles=profiles
+    )
+    out = solve_scenario(load_scenario(folder), strategy=strategy)
+    served = out.assignments.groupby("node_id")["order_id"].nunique()
+    assert served["N0"] == 4 and served["N1"] == 5
+    bound = out.summary["lower_bound"]
+    assert bound is None or bound <= out.summary["total_cost"] + 1e-6
+
+
+def test_checker_flags_a_node_over_its_daily_orders(tmp_path):
+    orders = [("o1", "l1", "a", 1, 0.0, "", ""), ("o2", "l1", "a", 1, 0.0, "", "")]
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=STOCK,
+        orders=orders,
+        profiles={"default": {"daily_limits": {"node:W": {"orders": 1}}}},
+    )
+    forced = pd.DataFrame(
+        {"order_id": ["o1", "o2"], "line_id": ["l1", "l1"], "node_id": ["W", "W"], "qty": [1, 1]}
+    )
+    report = check(load_scenario(folder), forced)
+    assert [v.rule for v in report.violations] == ["profile"]
+    assert "daily orders limit 1" in report.violations[0].message

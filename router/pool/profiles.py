@@ -165,29 +165,52 @@ def read_weekly_sales(conn: Connection, sku_list, available) -> dict[tuple[int, 
 def units_left_today(
     conn: Connection, rules: NodeRules, positions: np.ndarray, index: NodeIndex, now: datetime
 ) -> np.ndarray:
-    """(M,) units each node at ``positions`` may still take today (``inf``: no limit)."""
+    """(M,) units each node at ``positions`` may still take today (``inf``: no limit;
+    0 when the node has taken its daily orders)."""
+    return work_left_today(conn, rules, positions, index, now)[0]
+
+
+def work_left_today(
+    conn: Connection, rules: NodeRules, positions: np.ndarray, index: NodeIndex, now: datetime
+) -> tuple[np.ndarray, np.ndarray]:
+    """(units, orders) each node at ``positions`` may still take today (``inf``: no
+    limit); a node out of orders has 0 units left."""
     limit = rules.daily_units[positions]
+    order_limit = _order_limits(rules)[positions]
     left = limit.copy()
-    limited = np.flatnonzero(np.isfinite(limit))
+    orders_left = order_limit.copy()
+    limited = np.flatnonzero(np.isfinite(limit) | np.isfinite(order_limit))
     if not limited.size:
-        return left
+        return left, orders_left
     aware = now.replace(tzinfo=UTC)
     day_of = {
         int(index.pk[positions[i]]): local_day(aware, str(rules.timezone[positions[i]]))
         for i in limited
     }
     taken = {
-        (pk, day): units
-        for pk, day, units in conn.execute(
-            select(node_days.c.node_pk, node_days.c.day, node_days.c.units).where(
+        (pk, day): (units, orders)
+        for pk, day, units, orders in conn.execute(
+            select(
+                node_days.c.node_pk, node_days.c.day, node_days.c.units, node_days.c.orders
+            ).where(
                 node_days.c.node_pk.in_(list(day_of)), node_days.c.day.in_(set(day_of.values()))
             )
         ).all()
     }
     for i in limited:
         pk = int(index.pk[positions[i]])
-        left[i] = max(0.0, limit[i] - taken.get((pk, day_of[pk]), 0))
-    return left
+        units, orders = taken.get((pk, day_of[pk]), (0, 0))
+        left[i] = max(0.0, limit[i] - units)
+        orders_left[i] = max(0.0, order_limit[i] - orders)
+        if orders_left[i] < 1:
+            left[i] = 0.0
+    return left, orders_left
+
+
+def _order_limits(rules: NodeRules) -> np.ndarray:
+    if rules.daily_orders is None:
+        return np.full(rules.daily_units.size, np.inf)
+    return rules.daily_orders
 
 
 _ADD_UNITS = (
@@ -196,8 +219,12 @@ _ADD_UNITS = (
         node_days.c.node_pk == bindparam("b_node"),
         node_days.c.day == bindparam("b_day"),
         node_days.c.units + bindparam("b_units") <= bindparam("b_limit"),
+        node_days.c.orders + bindparam("b_orders") <= bindparam("b_order_limit"),
     )
-    .values(units=node_days.c.units + bindparam("b_units"), orders=node_days.c.orders + 1)
+    .values(
+        units=node_days.c.units + bindparam("b_units"),
+        orders=node_days.c.orders + bindparam("b_orders"),
+    )
 )
 
 
@@ -207,10 +234,15 @@ def take_units_today(
     moves: list[tuple[int, str, int]],
     index: NodeIndex,
     now: datetime,
+    orders: dict[int, int] | None = None,
 ) -> bool:
-    """Count the moves' units against each limited node's day; False when a limit would
-    be passed (another transaction took the room first: the caller rolls back)."""
-    if rules is None or not np.isfinite(rules.daily_units).any():
+    """Count the moves' units (and one order per node, or ``orders[node_pk]`` for a
+    wave's summed moves) against each limited node's day; False when a limit would be
+    passed (another transaction took the room first: the caller rolls back)."""
+    if rules is None:
+        return True
+    order_limit = _order_limits(rules)
+    if not (np.isfinite(rules.daily_units).any() or np.isfinite(order_limit).any()):
         return True
     per_node: dict[int, int] = {}
     for pk, _sku, units in moves:
@@ -222,7 +254,8 @@ def take_units_today(
     for pk in sorted(per_node):
         position = index.index_of_pk[pk]
         limit = float(rules.daily_units[position])
-        if not np.isfinite(limit):
+        most_orders = float(order_limit[position])
+        if not np.isfinite(limit) and not np.isfinite(most_orders):
             continue
         day = local_day(aware, str(rules.timezone[position]))
         conn.execute(
@@ -230,7 +263,14 @@ def take_units_today(
             .values(node_pk=pk, day=day, units=0, orders=0)
             .on_conflict_do_nothing()
         )
-        params = {"b_node": pk, "b_day": day, "b_units": per_node[pk], "b_limit": limit}
+        params = {
+            "b_node": pk,
+            "b_day": day,
+            "b_units": per_node[pk],
+            "b_limit": limit if np.isfinite(limit) else 1e18,
+            "b_orders": 1 if orders is None else orders.get(pk, 1),
+            "b_order_limit": most_orders if np.isfinite(most_orders) else 1e18,
+        }
         if conn.execute(_ADD_UNITS, params).rowcount != 1:
             return False
     return True

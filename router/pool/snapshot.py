@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from router.pool.nodes import NodeIndex
-from router.pool.profiles import units_left_today
+from router.pool.profiles import work_left_today
 from router.pool.routing import _AVAILABLE, Order, RoutingPolicy
 from router.pool.schema import balances, nodes
 from router.profiles import ProfileSet
@@ -167,10 +167,11 @@ def snapshot_scenario(
         node_frame["group"] = index.group if index.group is not None else ""
         workload = policy.workload_rules(index, now)
         if workload is not None:
-            left = units_left_today(conn, workload, np.arange(index.size), index, now)
+            left, orders_left = work_left_today(conn, workload, np.arange(index.size), index, now)
             node_frame["capacity_units"] = np.fmin(
                 node_frame["capacity_units"].to_numpy(), np.where(np.isinf(left), np.nan, left)
             )
+            node_frame["daily_orders_left"] = orders_left
         rows = [order for order in orders for _line in order.lines]
         inventory["weekly_sales"] = _weekly_sales(conn, inventory, index)
         order_frame["channel"] = [order.channel for order in rows]

@@ -714,7 +714,13 @@ class Waves:
                     moves = sorted((pk, s, u) for (pk, s), u in summed.items())
                     routing.reserve_plan(conn, moves)
                     workload = self.pool.read_model().policy.workload_rules(index, now)
-                    if not pool_profiles.take_units_today(conn, workload, moves, index, now):
+                    served: dict[int, int] = {}
+                    for w in writes.values():
+                        for pk in {pk for pk, _sku, _units in w.moves}:
+                            served[pk] = served.get(pk, 0) + 1
+                    if not pool_profiles.take_units_today(
+                        conn, workload, moves, index, now, orders=served
+                    ):
                         raise LostRace("a node's daily workload changed since it was read")
                 all_there = True
             except LostRace:

@@ -357,3 +357,29 @@ def test_split_cap_gives_the_same_nodes_in_both_paths(cap, expected, tmp_path, s
     )
     assert batch_nodes(folder, tmp_path) == {"o1": expected}
     assert single_nodes(sqlite_pool, clock, folder, WEDNESDAY_10Z) == {"o1": (expected, False)}
+
+
+# --- daily orders limit -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(1, ["S", "W"]), (2, ["W", "W"])])
+def test_daily_orders_limit_gives_the_same_nodes_in_both_paths(
+    limit, expected, tmp_path, sqlite_pool, clock
+):
+    # Two one-unit orders both prefer W (5 < 8); W takes `limit` orders a day. In the
+    # service the second order is routed (and reserved) after the first.
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=STOCK,
+        orders=[("o1", "l1", "a", 1, 0.0, "", ""), ("o2", "l1", "a", 1, 0.0, "", "")],
+        profiles={"default": {"daily_limits": {"node:W": {"orders": limit}}}},
+    )
+    assert sorted(n for nodes in batch_nodes(folder, tmp_path).values() for n in nodes) == expected
+    load_into_pool(sqlite_pool, load_scenario(folder))
+    clock.now = _naive(WEDNESDAY_10Z)
+    chosen = []
+    for order_id in ("o1", "o2"):
+        order = Order(order_id, (OrderLine("l1", "a", 1),), lat=0.0, lon=0.0, channel="web")
+        chosen += [s.node_id for s in sqlite_pool.route(order).shipments]
+    assert sorted(chosen) == expected
