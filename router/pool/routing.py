@@ -503,6 +503,13 @@ def complete_from_pool(
     used_per_node = taken.sum(axis=0)
     if not used_per_node.any():
         return replace(problem, qty=left, stock=pool_stock)
+    if problem.max_shipments is not None:
+        # The split cap over both solves: counting a reused node as new is safe; with
+        # no new shipment left, only the nodes already shipping may complete it.
+        room = problem.max_shipments - int((used_per_node > 0).sum())
+        if room <= 0:
+            pool_stock = np.where(used_per_node[None, :] > 0, pool_stock, 0)
+        problem = replace(problem, max_shipments=None if room <= 0 else room)
     return replace(
         problem,
         qty=left,
@@ -532,7 +539,8 @@ def plan_campaign_order(
     assert order.campaign is not None
     allow_pool = locks.allow_pool_of(conn, order.campaign)
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
-    reach = reachable_nodes(order, index)
+    rules = policy.rules(order, index, now)
+    reach = reachable_nodes(order, index, rules)
     node_pks = index.pk[reach.positions].tolist()
     locked = locks.read_locked(conn, order.campaign, sku_list, node_pks, now)
     pool = read_availability(conn, sku_list, node_pks) if allow_pool else _Availability([])
@@ -548,13 +556,21 @@ def plan_campaign_order(
         units[(lk.node_pk, lk.sku)] = units.get((lk.node_pk, lk.sku), 0) + lk.remaining
         capacity_left[lk.node_pk] = lk.capacity_left
     both = _Availability([(pk, sku, u, capacity_left[pk]) for (pk, sku), u in units.items()])
-    prepared = prepare_order_problem(order, index, reach, both, policy)
+    workload = policy.workload_rules(index, now)
+    units_left = None
+    if workload is not None:
+        units_left = pool_profiles.units_left_today(conn, workload, reach.positions, index, now)
+    prepared = prepare_order_problem(
+        order, index, reach, both, policy, rules=rules, now=now, units_left=units_left
+    )
     problem = prepared.problem
     column = {int(index.pk[pos]): j for j, pos in enumerate(prepared.candidates)}
     row = {sku: k for k, sku in enumerate(prepared.sku_list)}
     lock_stock = np.zeros_like(problem.stock)
     lock_at: dict[tuple[int, int], str] = {}
     for lk in locked:
+        if lk.node_pk not in column:
+            continue  # a node the channel's profile does not allow now
         k, j = row[lk.sku], column[lk.node_pk]
         lock_stock[k, j] = lk.remaining
         lock_at[(k, j)] = lk.lock_id

@@ -383,3 +383,45 @@ def test_daily_orders_limit_gives_the_same_nodes_in_both_paths(
         order = Order(order_id, (OrderLine("l1", "a", 1),), lat=0.0, lon=0.0, channel="web")
         chosen += [s.node_id for s in sqlite_pool.route(order).shipments]
     assert sorted(chosen) == expected
+
+
+# --- campaign orders and rejected parts use the channel's profile -----------------------------
+
+
+def test_rejected_part_is_rerouted_under_its_channel_profile(pool):
+    from router.pool.rejections import RejectionRequest
+    from tests.service.conftest import CUSTOMER, seed_network
+
+    seed_network(pool, {("W1", "A"): 5, ("S1", "A"): 5})
+    first = pool.route(Order("o1", (OrderLine("l1", "A", 2),), *CUSTOMER, channel="web"))
+    assert [s.node_id for s in first.shipments] == ["S1"]
+    pool.route(Order("o2", (OrderLine("l1", "A", 1),), *CUSTOMER, channel="web"))
+    # The web channel may no longer use W1: the rejected part has nowhere to go.
+    pool.put_profile("web", {"exclude_nodes": ["W1"]})
+    answer = pool.reject(RejectionRequest("o1", "l1", "S1", 2))
+    assert (answer.status, answer.unfilled) == ("unfilled", 2)
+    # Without the exclusion it would move to W1 (o2 shows the same part routes there).
+    pool.put_profile("web", {})
+    again = pool.reject(RejectionRequest("o2", "l1", "S1", 1))
+    assert [a.node_id for a in again.reroute.lines[0].allocations] == ["W1"]
+
+
+def test_campaign_order_skips_locks_at_nodes_its_profile_excludes(pool, clock):
+    from datetime import timedelta
+
+    from router.pool.locks import LockRow
+    from tests.service.conftest import CUSTOMER, seed_network
+
+    seed_network(pool, {("W1", "A"): 5, ("S1", "A"): 5})
+    pool.lock_stock(
+        "spring",
+        [LockRow("S1", "A", 2)],
+        starts_at=clock.now,
+        ends_at=clock.now + timedelta(days=1),
+        actor="t",
+    )
+    order = Order("c1", (OrderLine("l1", "A", 1),), *CUSTOMER, channel="web", campaign="spring")
+    assert [s.node_id for s in pool.route(order, quote_only=True).shipments] == ["S1"]
+    pool.put_profile("web", {"exclude_nodes": ["S1"]})
+    result = pool.route(order)
+    assert [s.node_id for s in result.shipments] == ["W1"] and result.locked_units == 0
