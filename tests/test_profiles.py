@@ -46,7 +46,7 @@ def write_profiled(
     split_penalty: float = 6.0,
 ) -> Path:
     """A scenario with the profile columns: nodes ``(id, kind, lon, ship_fixed, group[,
-    handling])``,
+    handling])``, orders may end with a pickup node,
     inventory ``(node, sku, available)``, orders ``(order, line, sku, qty, lon, channel,
     promised_date)``; ``profiles``: the ``profiles`` object of profiles.json (a string
     is written verbatim; ``None`` writes no file)."""
@@ -72,7 +72,10 @@ def write_profiled(
     inv = ["node_id,sku,available"] + [f"{n},{s},{a}" for n, s, a in inventory]
     (folder / "inventory.csv").write_text("\n".join(inv) + "\n")
     rows = ["order_id,line_id,sku,qty,lat,lon,pickup_node,channel,promised_date"]
-    rows += [f"{o},{ln},{s},{q},0,{lon},,{c},{d}" for o, ln, s, q, lon, c, d in orders]
+    rows += [
+        f"{o},{ln},{s},{q},0,{lon},{pickup[0] if pickup else ''},{c},{d}"
+        for o, ln, s, q, lon, c, d, *pickup in orders
+    ]
     (folder / "orders.csv").write_text("\n".join(rows) + "\n")
     if isinstance(profiles, str):
         (folder / "profiles.json").write_text(profiles)
@@ -600,3 +603,33 @@ def test_checker_flags_a_node_over_its_daily_orders(tmp_path):
     report = check(load_scenario(folder), forced)
     assert [v.rule for v in report.violations] == ["profile"]
     assert "daily orders limit 1" in report.violations[0].message
+
+
+def test_cli_check_reports_the_profile_cost(tmp_path):
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=STOCK,
+        orders=ONE_ORDER,
+        profiles={"default": {"tiers": {"warehouse": 1}, "tier_cost": 2.5}},
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "router.cli"]
+    solved = subprocess.run(
+        [*command, "solve", str(folder), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert solved.returncode == 0, solved.stderr
+    checked = subprocess.run(
+        [*command, "check", str(folder), str(out / "assignments.csv")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "FEASIBLE" in checked.stdout and "total_cost  7.5000" in checked.stdout
+    assert "profile   2.5000" in checked.stdout

@@ -425,3 +425,36 @@ def test_campaign_order_skips_locks_at_nodes_its_profile_excludes(pool, clock):
     pool.put_profile("web", {"exclude_nodes": ["S1"]})
     result = pool.route(order)
     assert [s.node_id for s in result.shipments] == ["W1"] and result.locked_units == 0
+
+
+# --- pickup orders ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [({"node_kinds": ["warehouse"]}, set()), ({"node_kinds": ["store"], "promise": BANDS}, {"S"})],
+)
+def test_pickup_at_a_store_the_profile_allows_or_not(
+    profile, expected, tmp_path, sqlite_pool, clock
+):
+    # A pickup order is collected at S: a profile without stores leaves it unfilled;
+    # a promise does not apply to a pickup (never flagged).
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=STOCK,
+        orders=[("o1", "l1", "a", 1, 0.5, "", "2026-12-02", "S")],
+        profiles={"default": profile},
+    )
+    assert batch_nodes(folder, tmp_path).get("o1", set()) == expected
+    load_into_pool(sqlite_pool, load_scenario(folder))
+    clock.now = _naive(WEDNESDAY_10Z)
+    order = Order(
+        "o1",
+        (OrderLine("l1", "a", 1),),
+        pickup_node="S",
+        channel="default",
+        promised_date="2026-12-02",
+    )
+    result = sqlite_pool.route(order, quote_only=True)
+    assert {s.node_id for s in result.shipments} == expected and not result.promise_late
