@@ -134,6 +134,9 @@ class LineIn(Strict):
     line_id: Id
     sku: Id
     qty: Quantity
+    ship_group: Id | None = Field(
+        None, description="Lines of one group ship whole from one node, or not at all."
+    )
 
 
 class OrderIn(Strict):
@@ -164,7 +167,7 @@ class OrderIn(Strict):
         )
         return Order(
             order_id=self.order_id,
-            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
+            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty, ln.ship_group) for ln in self.lines),
             lat=lat,
             lon=lon,
             pickup_node=self.pickup_node,

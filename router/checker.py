@@ -185,6 +185,7 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
             scenario, order_of_line, shipment_order, shipment_node, shipment_line, distance_km
         )
         violations += found
+        violations += _ship_groups_of(scenario, allocation)
         credit = _clearance(scenario, allocation)
     shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
     handling = math.fsum(
@@ -477,6 +478,38 @@ def _shipping(
     fixed = nodes["ship_fixed"].to_numpy()[shipment_node]
     per_km = nodes["ship_per_km"].to_numpy()[shipment_node]
     return math.fsum((fixed + per_km * distance_km)[delivery].tolist())
+
+
+def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
+    """A ship group's lines come whole from one node, or not at all."""
+    orders = scenario.orders
+    if "ship_group" not in orders or not (orders["ship_group"] != "").any():
+        return []
+    group = orders["ship_group"].to_numpy(dtype=object)
+    order_id = orders["order_id"].to_numpy(dtype=object)
+    qty = orders["qty"].to_numpy(dtype=np.int64)
+    nodes_of: dict[tuple, set[int]] = {}
+    got: dict[tuple, int] = {}
+    want: dict[tuple, int] = {}
+    for line in np.flatnonzero(group != "").tolist():
+        key = (order_id[line], group[line])
+        want[key] = want.get(key, 0) + int(qty[line])
+    for line, node, units in zip(
+        allocation.line.tolist(), allocation.node.tolist(), allocation.qty.tolist(), strict=True
+    ):
+        if group[line] != "":
+            key = (order_id[line], group[line])
+            nodes_of.setdefault(key, set()).add(node)
+            got[key] = got.get(key, 0) + units
+    return [
+        Violation(
+            "profile",
+            f"order {key[0]!r}: ship group {key[1]!r} is not served whole by one node "
+            f"({got[key]} of {want[key]} units from {len(nodes_of[key])} nodes)",
+        )
+        for key in sorted(got)
+        if len(nodes_of[key]) > 1 or got[key] != want[key]
+    ]
 
 
 def _clearance(scenario: Scenario, allocation: _Allocation) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from router.geo import haversine_km
 from router.profiles import (
@@ -98,6 +99,9 @@ class Problem:
     node_order_limit: np.ndarray | None = None
     """(N,) float: orders (shipments) a node may take, a profile's daily orders limit
     (``inf``: none); ``None``: no such limit."""
+    line_group: np.ndarray | None = None
+    """(L,) int: the line's ship group (one node serves the group whole, or none
+    of it), numbered over the batch; -1: none; ``None``: no groups."""
     order_max_shipments: np.ndarray | None = None
     """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
     order_late: np.ndarray | None = None
@@ -239,6 +243,16 @@ def build_problem(scenario: Scenario) -> Problem:
     cand_credit = None
     order_caps = None
     order_limit = None
+    line_group = None
+    if profile_set is not None and "ship_group" in orders and (orders["ship_group"] != "").any():
+        named = orders["ship_group"].to_numpy(dtype=object)[line_perm]
+        keys = np.array(
+            [f"{o}\x00{g}" if g else "" for o, g in zip(line_order, named, strict=True)],
+            dtype=object,
+        )
+        codes, _ = pd.factorize(keys[keys != ""])
+        line_group = np.full(keys.size, -1, dtype=np.int64)
+        line_group[keys != ""] = codes
     if profile_set is not None:
         limit = daily_orders(profile_set, nodes)
         order_limit = limit if np.isfinite(limit).any() else None
@@ -294,6 +308,7 @@ def build_problem(scenario: Scenario) -> Problem:
         cand_credit=cand_credit,
         order_max_shipments=order_caps,
         node_order_limit=order_limit,
+        line_group=line_group,
         order_late=order_late if profiled else None,
     )
 

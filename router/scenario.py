@@ -141,8 +141,9 @@ class Scenario:
     profiles: ProfileSet | None = None
     """Routing profiles (``profiles.json``, docs/profiles.md); ``None``: the base
     format alone. When set, ``nodes`` has a ``group`` column, ``inventory`` a
-    ``weekly_sales`` column (NaN: unknown) and ``orders`` the columns ``channel``
-    and ``promised_date`` (a ``datetime.date`` or ``None``)."""
+    ``weekly_sales`` column (NaN: unknown) and ``orders`` the columns ``channel``,
+    ``promised_date`` (a ``datetime.date`` or ``None``) and ``ship_group`` ("":
+    none)."""
 
 
 def load_scenario(folder: str | Path) -> Scenario:
@@ -201,6 +202,7 @@ def _profile_columns(
             "order_id": orders["order_id"],
             "channel": _optional_column(path, "channel", len(orders)),
             "promised_date": _optional_column(path, "promised_date", len(orders)),
+            "ship_group": _optional_column(path, "ship_group", len(orders)),
         }
     )
     bad_channel = ~frame["channel"].str.fullmatch(r"[A-Za-z0-9_.-]{0,64}").to_numpy()
@@ -218,9 +220,23 @@ def _profile_columns(
             "must be the same on every line of an order",
         )
     found.raise_if_any()
+    # A ship group is served whole by one node: a SKU of a group may not also appear
+    # on a line of the order outside that group.
+    grouped = frame.assign(sku=orders["sku"])
+    per_sku = grouped.groupby(["order_id", "sku"], sort=False)["ship_group"].transform("nunique")
+    mixed = ((per_sku > 1) & (frame["ship_group"] != "")).to_numpy()
+    found.flag(
+        frame,
+        mixed,
+        "ship_group",
+        "the line's SKU also appears on a line of its order outside this ship group",
+    )
+    found.raise_if_any()
     channel = frame["channel"].where(frame["channel"] != "", DEFAULT_CHANNEL)
     dates = [None if pd.isna(d) else d.date() for d in promised]
-    return nodes, orders.assign(channel=channel.to_numpy(), promised_date=dates)
+    return nodes, orders.assign(
+        channel=channel.to_numpy(), promised_date=dates, ship_group=frame["ship_group"].to_numpy()
+    )
 
 
 # --- scenario.json -----------------------------------------------------------

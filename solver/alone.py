@@ -58,8 +58,22 @@ def order_problem(problem, order: int, price: np.ndarray | None = None):
         split_penalty=problem.split_penalty,
         unfilled_penalty=problem.unfilled_penalty,
         max_shipments=_cap(problem, order),
+        sku_group=_sku_group(problem, lines, skus.size, sku_of_line),
     )
     return op, nodes, skus, sku_of_line
+
+
+def _sku_group(problem, lines: slice, num_skus: int, sku_of_line) -> np.ndarray | None:
+    """(K,) the ship group of each SKU row of the order (-1: none)."""
+    line_group = getattr(problem, "line_group", None)
+    if line_group is None:
+        return None
+    groups = line_group[lines]
+    if not np.any(groups >= 0):
+        return None
+    sku_group = np.full(num_skus, -1, dtype=np.int64)
+    sku_group[sku_of_line] = groups
+    return sku_group
 
 
 def _cap(problem, order: int) -> int | None:

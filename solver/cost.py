@@ -54,7 +54,7 @@ def within_shipment_caps(problem, units: np.ndarray) -> bool:
     batch optimizer passes (not every step models these rules)."""
     caps = getattr(problem, "order_max_shipments", None)
     limit = getattr(problem, "node_order_limit", None)
-    if caps is None and limit is None:
+    if caps is None and limit is None and getattr(problem, "line_group", None) is None:
         return True
     pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
     used = pair_units > 0
@@ -62,7 +62,28 @@ def within_shipment_caps(problem, units: np.ndarray) -> bool:
         shipments = np.bincount(problem.pair_order[used], minlength=problem.num_orders)
         if np.any(shipments > caps):
             return False
-    return limit is None or not np.any(node_orders(problem, units) > limit)
+    if limit is not None and np.any(node_orders(problem, units) > limit):
+        return False
+    return ship_groups_whole(problem, units)
+
+
+def ship_groups_whole(problem, units: np.ndarray) -> bool:
+    """Whether every ship group (``line_group``) is served whole by one node, or not
+    at all."""
+    line_group = getattr(problem, "line_group", None)
+    if line_group is None:
+        return True
+    used = units > 0
+    cand_group = line_group[problem.cand_line]
+    grouped = used & (cand_group >= 0)
+    groups = line_group.max() + 1
+    key = np.unique(cand_group[grouped] * problem.num_nodes + problem.cand_node[grouped])
+    if np.any(np.bincount(key // problem.num_nodes, minlength=groups) > 1):
+        return False
+    got = np.bincount(cand_group[grouped], weights=units[grouped], minlength=groups)
+    ingroup = line_group >= 0
+    want = np.bincount(line_group[ingroup], weights=problem.line_qty[ingroup], minlength=groups)
+    return bool(np.all((got == 0) | (got == want)))
 
 
 def node_orders(problem, units: np.ndarray) -> np.ndarray:

@@ -88,7 +88,16 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
     shipping: dict[int, bool] = {}  # node -> shipment already open for this order
     cap = shipment_cap(problem, order)
     ship_cost = dict(zip(nodes.tolist(), problem.pair_ship_cost[pairs].tolist(), strict=True))
+    line_group = getattr(problem, "line_group", None)
+    done_groups: set[int] = set()
     for line in lines:
+        if line_group is not None and line_group[line] >= 0:
+            group = int(line_group[line])
+            if group not in done_groups:
+                done_groups.add(group)
+                members = lines[line_group[lines] == group]
+                _route_group(problem, members, stock, capacity, units, shipping, ship_cost, cap)
+            continue
         sku = problem.line_sku[line]
         remaining = int(problem.line_qty[line])
         cands = problem.candidates_of(int(line))
@@ -125,3 +134,29 @@ def _order_credit(problem, lines: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     qty = problem.line_qty[problem.cand_line[cands]]
     at = np.searchsorted(nodes, problem.cand_node[cands])
     return np.bincount(at, weights=problem.cand_credit[cands] * qty, minlength=nodes.size)
+
+
+def _route_group(problem, members, stock, capacity, units, shipping, ship_cost, cap) -> None:
+    """A ship group whole from the cheapest node that can give all of it, or not at
+    all; a node not yet shipping counts against the split cap."""
+    total = int(problem.line_qty[members].sum())
+    options: dict[int, float] = {}
+    for n in problem.cand_node[problem.candidates_of(int(members[0]))].tolist():
+        if (n not in shipping and len(shipping) >= cap) or capacity[n] < total:
+            continue
+        options[n] = (0.0 if n in shipping else ship_cost[n]) + problem.handling[n] * total
+    for line in members.tolist():
+        cands = problem.candidates_of(int(line))
+        here = set(problem.cand_node[cands].tolist())
+        sku, qty = int(problem.line_sku[line]), int(problem.line_qty[line])
+        options = {n: c for n, c in options.items() if n in here and stock[n, sku] >= qty}
+    if not options:
+        return
+    node = min(options, key=lambda n: (options[n], n))
+    for line in members.tolist():
+        cands = problem.candidates_of(int(line))
+        c = cands.start + int(np.flatnonzero(problem.cand_node[cands] == node)[0])
+        units[c] += problem.line_qty[line]
+        stock[node, problem.line_sku[line]] -= problem.line_qty[line]
+    capacity[node] -= total
+    shipping[node] = True

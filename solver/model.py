@@ -6,7 +6,9 @@ Decision variables (see :class:`Vars`):
 - ``y[p]``   binary: shipment candidate p = (order, node) is used;
 - ``u[l]``   units of line l left unfilled;
 - ``z[o]``   splits of order o (shipments beyond the first);
-- ``m[o]``   binary, re-optimization only: order o moves from its current routing.
+- ``m[o]``   binary, re-optimization only: order o moves from its current routing;
+- ``w[k]``   binary, ship groups only: group g of key k = (group, shipment candidate)
+             ships whole from that shipment's node.
 
 Each rule below adds its rows (and, for cost terms, objective coefficients) to
 a :class:`ModelBuilder`; :func:`build_model` lists them in one place so the
@@ -72,6 +74,7 @@ class Vars:
     num_u: int
     num_z: int
     num_m: int = 0
+    num_w: int = 0
 
     @property
     def y0(self) -> int:
@@ -90,8 +93,12 @@ class Vars:
         return self.z0 + self.num_z
 
     @property
-    def size(self) -> int:
+    def w0(self) -> int:
         return self.m0 + self.num_m
+
+    @property
+    def size(self) -> int:
+        return self.w0 + self.num_w
 
     def extract(self, solution: np.ndarray) -> np.ndarray:
         """Units per model line candidate, rounded to the integers they are."""
@@ -145,7 +152,15 @@ def build_model(
     rows (nodes) it contains, and the row range of each rule.
     """
     num_m = part.orders.size if problem.churn is not None else 0
-    v = Vars(part.cands.size, part.pairs.size, part.lines.size, part.orders.size, num_m)
+    group_keys = ship_group_keys(problem, part)
+    v = Vars(
+        part.cands.size,
+        part.pairs.size,
+        part.lines.size,
+        part.orders.size,
+        num_m,
+        group_keys[0].size,
+    )
     mb = ModelBuilder(v.size)
     local_line = _local_index(part.lines, problem.cand_line[part.cands])
     local_pair = _local_index(part.pairs, problem.cand_pair[part.cands])
@@ -159,6 +174,7 @@ def build_model(
     split_penalty(problem, part, v, mb, local_order)
     shipment_cap_rule(problem, part, v, mb, local_order)
     daily_orders_limit(problem, part, v, mb)
+    ship_group_rule(problem, part, v, mb, group_keys)
     if problem.churn is not None:
         move_rule(problem, part, v, mb)
     keys = {
@@ -234,6 +250,58 @@ def shipment_cap_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, loca
         np.ones(int(keep.sum())),
         np.full(int(capped.sum()), -np.inf),
         cap[capped],
+    )
+
+
+def ship_group_keys(problem, part: ModelInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The w columns of ``part``: one per (ship group, shipment candidate) met by a
+    candidate of a group line; returns (key group, key pair, key of each model
+    candidate, -1 for candidates of lines outside any group)."""
+    line_group = getattr(problem, "line_group", None)
+    none = np.zeros(0, dtype=np.int64)
+    if line_group is None:
+        return none, none, np.full(part.cands.size, -1)
+    group = line_group[problem.cand_line[part.cands]]
+    grouped = group >= 0
+    pair = problem.cand_pair[part.cands]
+    stride = problem.pair_order.size
+    keys, inverse = np.unique(group[grouped] * stride + pair[grouped], return_inverse=True)
+    key_of_cand = np.full(part.cands.size, -1)
+    key_of_cand[grouped] = inverse
+    return keys // stride, keys % stride, key_of_cand
+
+
+def ship_group_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, group_keys) -> None:
+    """A ship group's lines go whole from one node, or not at all: each of their
+    candidates carries ``qty * w[group, shipment]``, and a group uses at most one w.
+    A w whose node lacks a candidate for some line of the group stays 0."""
+    key_group, _key_pair, key_of_cand = group_keys
+    if not v.num_w:
+        return
+    w = slice(v.w0, v.w0 + v.num_w)
+    mb.integer[w] = True
+    lines_of_group = np.bincount(problem.line_group[problem.line_group >= 0])
+    grouped = np.flatnonzero(key_of_cand >= 0)
+    covered = np.bincount(key_of_cand[grouped], minlength=v.num_w)
+    mb.col_hi[w] = (covered == lines_of_group[key_group]).astype(np.float64)
+    qty = problem.line_qty[problem.cand_line[part.cands[grouped]]].astype(np.float64)
+    rows = np.arange(grouped.size)
+    mb.add_rows(
+        "ship_group_whole",
+        np.concatenate([rows, rows]),
+        np.concatenate([grouped, v.w0 + key_of_cand[grouped]]),
+        np.concatenate([np.ones(grouped.size), -qty]),
+        np.zeros(grouped.size),
+        np.zeros(grouped.size),
+    )
+    groups, row_of_key = np.unique(key_group, return_inverse=True)
+    mb.add_rows(
+        "ship_group_one_node",
+        row_of_key,
+        v.w0 + np.arange(v.num_w),
+        np.ones(v.num_w),
+        np.full(groups.size, -np.inf),
+        np.ones(groups.size),
     )
 
 
@@ -413,8 +481,15 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
         _local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z
     )
     z = np.maximum(ships - 1, 0)
+    w = np.zeros(v.num_w)
+    if v.num_w:
+        _group, _pair, key_of_cand = ship_group_keys(problem, part)
+        grouped = key_of_cand >= 0
+        w = (np.bincount(key_of_cand[grouped], weights=x[grouped], minlength=v.num_w) > 0).astype(
+            np.float64
+        )
     if not v.num_m:
-        return np.concatenate([x, y, u, z])
+        return np.concatenate([x, y, u, z, w])
     current = problem.churn.current[part.cands]
     local_order = _local_index(part.orders, problem.line_order[problem.cand_line[part.cands]])
     differs = np.bincount(local_order, weights=(units != current), minlength=v.num_m) > 0
@@ -425,4 +500,4 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
     )[part.orders]
     held_here = np.bincount(local_order, weights=current, minlength=v.num_m)
     m = (differs | (held > held_here + 0.5)).astype(np.float64)
-    return np.concatenate([x, y, u, z, m])
+    return np.concatenate([x, y, u, z, m, w])

@@ -46,7 +46,7 @@ def write_profiled(
     split_penalty: float = 6.0,
 ) -> Path:
     """A scenario with the profile columns: nodes ``(id, kind, lon, ship_fixed, group[,
-    handling])``, orders may end with a pickup node,
+    handling])``, orders may end with a pickup node and a ship group,
     inventory ``(node, sku, available)``, orders ``(order, line, sku, qty, lon, channel,
     promised_date)``; ``profiles``: the ``profiles`` object of profiles.json (a string
     is written verbatim; ``None`` writes no file)."""
@@ -71,10 +71,11 @@ def write_profiled(
     (folder / "nodes.csv").write_text("\n".join(node_lines) + "\n")
     inv = ["node_id,sku,available"] + [f"{n},{s},{a}" for n, s, a in inventory]
     (folder / "inventory.csv").write_text("\n".join(inv) + "\n")
-    rows = ["order_id,line_id,sku,qty,lat,lon,pickup_node,channel,promised_date"]
+    rows = ["order_id,line_id,sku,qty,lat,lon,pickup_node,channel,promised_date,ship_group"]
     rows += [
-        f"{o},{ln},{s},{q},0,{lon},{pickup[0] if pickup else ''},{c},{d}"
-        for o, ln, s, q, lon, c, d, *pickup in orders
+        f"{o},{ln},{s},{q},0,{lon},{rest[0] if rest else ''},{c},{d},"
+        f"{rest[1] if len(rest) > 1 else ''}"
+        for o, ln, s, q, lon, c, d, *rest in orders
     ]
     (folder / "orders.csv").write_text("\n".join(rows) + "\n")
     if isinstance(profiles, str):
@@ -633,3 +634,102 @@ def test_cli_check_reports_the_profile_cost(tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "FEASIBLE" in checked.stdout and "total_cost  7.5000" in checked.stdout
     assert "profile   2.5000" in checked.stdout
+
+
+# --- ship groups ----------------------------------------------------------------------------
+
+
+GROUP_NODES = [
+    ("W", "warehouse", 0.0, 5.0, ""),
+    ("S", "store", 0.0, 8.0, ""),
+    ("T", "store", 0.0, 2.0, ""),
+]
+GROUP_STOCK = [("W", "a", 5), ("S", "a", 5), ("S", "b", 5), ("T", "b", 5)]
+
+
+def group_orders(group_b: str) -> list[tuple]:
+    """a and b in group g (or b outside it): W(a) + T(b) costs 7, S(a, b) 8."""
+    return [
+        ("o1", "l1", "a", 1, 0.0, "", "", "", "g"),
+        ("o1", "l2", "b", 1, 0.0, "", "", "", group_b),
+    ]
+
+
+def test_ship_group_binds_and_the_checker_verifies(tmp_path):
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=GROUP_NODES,
+        inventory=GROUP_STOCK,
+        orders=group_orders("g"),
+        profiles={"default": {}},
+        split_penalty=0.0,
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": {"S"}}
+    split = pd.DataFrame(
+        {"order_id": ["o1", "o1"], "line_id": ["l1", "l2"], "node_id": ["W", "T"], "qty": [1, 1]}
+    )
+    report = check(load_scenario(folder), split)
+    assert [v.rule for v in report.violations] == ["profile"]
+    assert "ship group 'g'" in report.violations[0].message
+    half = pd.DataFrame({"order_id": ["o1"], "line_id": ["l1"], "node_id": ["S"], "qty": [1]})
+    assert not check(load_scenario(folder), half).feasible  # whole, or not at all
+
+
+def test_ship_group_of_one_line_does_not_bind(tmp_path):
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=GROUP_NODES,
+        inventory=GROUP_STOCK,
+        orders=group_orders(""),
+        profiles={"default": {}},
+        split_penalty=0.0,
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": {"W", "T"}}
+
+
+def test_ship_group_column_is_ignored_without_profiles(tmp_path):
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=GROUP_NODES,
+        inventory=GROUP_STOCK,
+        orders=group_orders("g"),
+        profiles=None,
+        split_penalty=0.0,
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": {"W", "T"}}
+
+
+def test_a_sku_inside_and_outside_a_ship_group_is_refused(tmp_path):
+    orders = [("o1", "l1", "a", 1, 0.0, "", "", "", "g"), ("o1", "l2", "a", 1, 0.0, "", "", "", "")]
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=GROUP_NODES,
+        inventory=GROUP_STOCK,
+        orders=orders,
+        profiles={"default": {}},
+    )
+    with pytest.raises(
+        ScenarioError, match=r"^orders\.csv row 2, column ship_group: the line's SKU"
+    ):
+        load_scenario(folder)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "optimize"])
+def test_ship_groups_hold_in_a_contested_batch(tmp_path, strategy):
+    from router.run import solve_scenario
+
+    nodes = [(f"N{i}", "store", 0.2 * i, 2.0 + i, "") for i in range(4)]
+    stock = [(f"N{i}", sku, 4) for i in range(4) for sku in ("a", "b", "c") if (i + ord(sku)) % 4]
+    orders = []
+    for j in range(14):
+        orders += [
+            (f"o{j}", "l1", "a", 1, 0.05 * j, "", "", "", "g"),
+            (f"o{j}", "l2", "b", 1 + j % 2, 0.05 * j, "", "", "", "g"),
+            (f"o{j}", "l3", "c", 1, 0.05 * j, "", "", "", ""),
+        ]
+    folder = write_profiled(
+        tmp_path / "s", nodes=nodes, inventory=stock, orders=orders, profiles={"default": {}}
+    )
+    out = solve_scenario(load_scenario(folder), strategy=strategy)  # checked inside
+    grouped = out.assignments[out.assignments["line_id"].isin(["l1", "l2"])]
+    assert grouped.groupby("order_id")["node_id"].nunique().max() == 1

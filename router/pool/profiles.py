@@ -56,11 +56,10 @@ class ProfileBook:
     _cache: dict[tuple, NodeRules] = field(default_factory=dict)
 
     def rules(self, channel: str, index: NodeIndex, now: datetime) -> NodeRules | None:
-        """The channel's rules (or the default channel's) at ``now`` (naive UTC)."""
+        """The channel's rules (or the default channel's, or none: an empty profile, as
+        ``ProfileSet.of``) at ``now`` (naive UTC)."""
         found = self.latest.get(channel) or self.latest.get(DEFAULT_CHANNEL)
         default = self.latest.get(DEFAULT_CHANNEL)
-        if found is None and default is None:
-            return None
         minute = now.replace(second=0, microsecond=0)
         key = (channel, index.version, minute)
         rules = self._cache.get(key)

@@ -59,6 +59,7 @@ class OrderLine:
     line_id: str
     sku: str
     qty: int
+    ship_group: str | None = None  # lines of one group ship whole from one node, or not
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class Order:
             del data["excluded_nodes"]
         if data["promised_date"] is None:
             del data["promised_date"]
+        for line in data["lines"]:
+            if line["ship_group"] is None:
+                del line["ship_group"]
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -390,6 +394,15 @@ def prepare_order_problem(
             [[weekly_sales.get((int(pk), sku), np.nan) for pk in pks] for sku in sku_list]
         ).reshape(stock.shape)
         unit_cost -= rules.restricted(candidates).credit(stock, sales)
+    # Ship groups bind where profiles do (as in a batch, where they come with
+    # profiles.json): the order's channel has rules.
+    groups = sorted({ln.ship_group for ln in order.lines if ln.ship_group})
+    sku_group = None
+    if groups and rules is not None:
+        sku_group = np.full(len(sku_list), -1, dtype=np.int64)
+        for ln in order.lines:
+            if ln.ship_group:
+                sku_group[row_of_sku[ln.sku]] = groups.index(ln.ship_group)
     problem = OrderProblem(
         qty=qty,
         stock=stock,
@@ -401,6 +414,7 @@ def prepare_order_problem(
         max_shipments=None
         if rules is None or not np.isfinite(rules.max_shipments)
         else int(rules.max_shipments),
+        sku_group=sku_group,
     )
     return PreparedOrder(
         problem,
@@ -717,6 +731,14 @@ def validate_order(order: Order, index: NodeIndex) -> None:
         raise InvalidInput(
             f"an order has at most {MAX_LINES} lines", field="lines", rule="max_length"
         )
+    group_of_sku: dict[str, str | None] = {}
+    for i, line in enumerate(order.lines):
+        if group_of_sku.setdefault(line.sku, line.ship_group) != line.ship_group:
+            raise InvalidInput(
+                f"sku {line.sku!r} is on lines of different ship groups (or of none)",
+                field=f"lines[{i}].ship_group",
+                rule="one_ship_group_per_sku",
+            )
     seen = set()
     for i, line in enumerate(order.lines):
         if line.qty < 1:

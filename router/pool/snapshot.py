@@ -174,6 +174,9 @@ def snapshot_scenario(
             node_frame["daily_orders_left"] = orders_left
         rows = [order for order in orders for _line in order.lines]
         inventory["weekly_sales"] = _weekly_sales(conn, inventory, index)
+        order_frame["ship_group"] = [
+            line.ship_group or "" for order in orders for line in order.lines
+        ]
         order_frame["channel"] = [order.channel for order in rows]
         order_frame["promised_date"] = [
             date.fromisoformat(order.promised_date) if order.promised_date else None

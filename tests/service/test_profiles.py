@@ -458,3 +458,34 @@ def test_pickup_at_a_store_the_profile_allows_or_not(
     )
     result = sqlite_pool.route(order, quote_only=True)
     assert {s.node_id for s in result.shipments} == expected and not result.promise_late
+
+
+# --- ship groups --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("group_b", "expected"), [("g", {"S"}), ("", {"W", "T"})])
+def test_ship_group_gives_the_same_nodes_in_both_paths(
+    group_b, expected, tmp_path, sqlite_pool, clock
+):
+    from tests.test_profiles import GROUP_NODES, GROUP_STOCK, group_orders
+
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=GROUP_NODES,
+        inventory=GROUP_STOCK,
+        orders=group_orders(group_b),
+        profiles={"default": {}},
+        split_penalty=0.0,
+    )
+    assert batch_nodes(folder, tmp_path) == {"o1": expected}
+    scenario = load_scenario(folder)
+    load_into_pool(sqlite_pool, scenario)
+    clock.now = _naive(WEDNESDAY_10Z)
+    order = Order(
+        "o1",
+        (OrderLine("l1", "a", 1, "g"), OrderLine("l2", "b", 1, group_b or None)),
+        lat=0.0,
+        lon=0.0,
+        channel="web",
+    )
+    assert {s.node_id for s in sqlite_pool.route(order, quote_only=True).shipments} == expected

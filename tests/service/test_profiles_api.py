@@ -162,3 +162,22 @@ def test_node_groups_and_weekly_sales_over_http(served):
     assert nodes_of(oms.post("/v1/route", json=quote)) == ["W1"]
     patched = admin.patch("/v1/nodes/S3", json={"node_group": None})
     assert patched.status_code == 200 and patched.json()["node_group"] is None
+
+
+def test_ship_group_over_http(served):
+    admin, oms = served
+    admin.put("/v1/profiles/web", json={})
+    body = {
+        "order_id": "g1",
+        "quote_only": True,
+        "lines": [
+            {"line_id": "l1", "sku": "A", "qty": 1, "ship_group": "set"},
+            {"line_id": "l2", "sku": "A", "qty": 1},
+        ],
+        "customer": route_body("x", 1)["customer"],
+    }
+    assert_problem(
+        oms.post("/v1/route", json=body), 422, "lines[1].ship_group", "one_ship_group_per_sku"
+    )
+    body["lines"][1]["ship_group"] = "set"
+    assert nodes_of(oms.post("/v1/route", json=body)) == ["S1"]
