@@ -175,13 +175,8 @@ def expiry(expires_in: str | None, expires_at: str | None, now: datetime) -> dat
 def create_key(
     role: Annotated[str, typer.Option(help="oms (route, reservations, availability) or admin.")],
     label: Annotated[str | None, typer.Option(help="Free text, e.g. who holds the key.")] = None,
-    expires_in: Annotated[
-        str | None, typer.Option("--expires-in", help="Expire after 90m, 12h, 30d or 2w.")
-    ] = None,
-    expires_at: Annotated[
-        str | None,
-        typer.Option("--expires-at", help="Expire at this RFC 3339 time with an offset."),
-    ] = None,
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="Expire after 90m, 12h, 30d or 2w.")] = None,
+    expires_at: Annotated[str | None, typer.Option("--expires-at", help="Expire at this RFC 3339 time with an offset.")] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
@@ -212,21 +207,12 @@ def list_keys(database_url: DatabaseUrl = None) -> None:
         pool.close()
     rows = [("KEY_ID", "ROLE", "CREATED", "EXPIRES", "REVOKED", "LABEL")]
     rows += [
-        (
-            k.key_id,
-            k.role,
-            _utc(k.created_at),
-            _utc(k.expires_at),
-            _utc(k.revoked_at),
-            k.label or "-",
-        )
+        (k.key_id, k.role, _utc(k.created_at), _utc(k.expires_at), _utc(k.revoked_at), k.label or "-")
         for k in infos
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        typer.echo(
-            "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[5]])
-        )
+        typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[5]]))
 
 
 @keys_app.command("revoke")

@@ -301,10 +301,7 @@ def test_solve_prints_a_short_table_and_writes_strict_json(tmp_path):
     )
     assert f"total cost   {optimum:,.2f}" in lines
     assert "  unfilled   0.00 (0 units x 150)" in lines
-    assert lines[-2:] == [
-        f"answer       {out / 'assignments.csv'}",
-        f"summary      {out / 'summary.json'}",
-    ]
+    assert lines[-2:] == [f"answer       {out / 'assignments.csv'}", f"summary      {out / 'summary.json'}"]
     assert "details" not in run.stdout  # the internals stay in summary.json
     summary = _strict_json((out / "summary.json").read_text())
     assert summary["total_cost"] == pytest.approx(optimum, abs=1e-6)
@@ -317,9 +314,7 @@ def test_solve_refuses_a_non_empty_out_unless_overwrite(tmp_path):
     (out / "mine.txt").write_text("keep\n")
     _one_line_error(omniroute("solve", scenario, "--out", out, "--quiet"), "--overwrite")
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
-    run = omniroute(
-        "solve", scenario, "--out", out, "--quiet", "--overwrite", "--strategy", "greedy"
-    )
+    run = omniroute("solve", scenario, "--out", out, "--quiet", "--overwrite", "--strategy", "greedy")
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "assignments.csv", "explanations.jsonl", "mine.txt", "summary.json",
@@ -377,9 +372,7 @@ def test_check_on_missing_files_exits_2(tmp_path):
 def test_a_database_url_without_its_driver_names_the_extra(tmp_path):
     # psycopg2 is not installed here (omniroute uses psycopg 3): the same path as a
     # plain install without the postgres extra, which .ci/run exercises for psycopg.
-    run = omniroute(
-        "keys", "create", "--role", "oms", "--database-url", "postgresql+psycopg2://x/y"
-    )
+    run = omniroute("keys", "create", "--role", "oms", "--database-url", "postgresql+psycopg2://x/y")
     _one_line_error(run, "psycopg2", "omniroute[postgres]")
     run = omniroute("load", ROOT / "fixtures" / "greedy-trap", "--database-url", "no-such-url")
     _one_line_error(run, "no-such-url", "not understood")

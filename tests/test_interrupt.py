@@ -36,16 +36,8 @@ def _catches(pid: int, signum: int) -> bool:
 def _solve_and_signal(out: Path, signum: int) -> subprocess.CompletedProcess:
     process = subprocess.Popen(
         [
-            *COMMAND,
-            "solve",
-            str(CN_2000),
-            "--out",
-            str(out),
-            "--json",
-            "--gap",
-            "0",
-            "--time-limit",
-            "120",
+            *COMMAND, "solve", str(CN_2000), "--out", str(out), "--json",
+            "--gap", "0", "--time-limit", "120",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -219,14 +219,7 @@ def test_cli_reoptimize_writes_the_plan(cli, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["after"]["cost"] == pytest.approx(TRAP_OPTIMUM)
     moves = pd.read_csv(out / "moves.csv", keep_default_na=False)
-    assert list(moves.columns) == [
-        "order_id",
-        "moved",
-        "old_nodes",
-        "new_nodes",
-        "old_cost",
-        "new_cost",
-    ]
+    assert list(moves.columns) == ["order_id", "moved", "old_nodes", "new_nodes", "old_cost", "new_cost"]
     assert check(load_scenario(TRAP), load_assignments(out / "assignments.csv")).feasible
 
 
@@ -256,7 +249,9 @@ def test_cli_reoptimize_infeasible_current_changes_nothing(cli, tmp_path):
     current = tmp_path / "current.csv"
     current.write_text("order_id,line_id,node_id,qty\nO1,L1,W1,1\nO2,L1,W1,1\n")
     out = tmp_path / "plan"
-    result = cli("reoptimize", str(TRAP), "--current", str(current), "--out", str(out), "--quiet")
+    result = cli(
+        "reoptimize", str(TRAP), "--current", str(current), "--out", str(out), "--quiet"
+    )
     assert result.returncode == 2
     assert "current.csv" in result.stderr and "not feasible" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

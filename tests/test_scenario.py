@@ -322,17 +322,13 @@ def test_every_broken_row_of_a_file_is_listed_in_row_order(tiny_scenario_dir):
 
 def test_a_single_broken_row_reads_as_before(tiny_scenario_dir):
     inventory = _replace(INVENTORY, 1, "W,B,-1")
-    error = _expect_error(
-        _base(tiny_scenario_dir, inventory=inventory), "inventory.csv", 3, "available"
-    )
+    error = _expect_error(_base(tiny_scenario_dir, inventory=inventory), "inventory.csv", 3, "available")
     assert str(error) == "inventory.csv row 3, column available: must be an integer >= 0 (got '-1')"
 
 
 def test_past_twenty_broken_cells_the_rest_are_counted(tiny_scenario_dir):
     inventory = [*INVENTORY, *(f"W,X{i},-{i + 1}" for i in range(25))]  # rows 5-29
-    error = _expect_error(
-        _base(tiny_scenario_dir, inventory=inventory), "inventory.csv", 5, "available"
-    )
+    error = _expect_error(_base(tiny_scenario_dir, inventory=inventory), "inventory.csv", 5, "available")
     assert len(error.cells) == 20
     assert error.cells[-1].row == 24
     assert error.unlisted == 5
