@@ -23,6 +23,7 @@ from api.routes import (
     health,
     inventory,
     nodes,
+    profiles,
     rejections,
     reoptimizations,
     reservations,
@@ -184,6 +185,7 @@ def create_app(
         waves,
         reoptimizations,
         explanations,
+        profiles,
         health,
     ):
         app.include_router(module.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -134,6 +134,9 @@ class LineIn(Strict):
     line_id: Id
     sku: Id
     qty: Quantity
+    ship_group: Id | None = Field(
+        None, description="Lines of one group ship whole from one node, or not at all."
+    )
 
 
 class OrderIn(Strict):
@@ -146,6 +149,11 @@ class OrderIn(Strict):
         None, description="Delivery location; may be omitted for a pickup order."
     )
     pickup_node: Id | None = Field(None, description="Buy online, pick up at this node.")
+    promised_date: date | None = Field(
+        None,
+        description="The delivery date promised to the customer: the channel's profile "
+        "routes to nodes that meet it, or flags the order (`promise_late`).",
+    )
     address: Address | None = Field(
         None,
         description="Delivery address, instead of `customer`: placed by the configured "
@@ -159,12 +167,13 @@ class OrderIn(Strict):
         )
         return Order(
             order_id=self.order_id,
-            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty) for ln in self.lines),
+            lines=tuple(OrderLine(ln.line_id, ln.sku, ln.qty, ln.ship_group) for ln in self.lines),
             lat=lat,
             lon=lon,
             pickup_node=self.pickup_node,
             channel=self.channel,
             campaign=getattr(self, "campaign", None),
+            promised_date=self.promised_date.isoformat() if self.promised_date else None,
         )
 
 
@@ -248,6 +257,9 @@ class RouteResponse(BaseModel):
     attempts: int
     replayed: bool
     locked_units: int = Field(description="Units taken from the campaign's locks.")
+    promise_late: bool = Field(
+        False, description="No node its profile allows could meet the promised date."
+    )
     located: LocatedOut | None = Field(
         None, description="Where the order's `address` was placed (absent for coordinates)."
     )
@@ -420,6 +432,9 @@ class SetRowIn(Strict):
     expected_version: Version | None = Field(
         None, description="Compare-and-set: apply only if the pair is at this version (0 = new)."
     )
+    weekly_sales: NonNegative | None = Field(
+        None, description="Units sold a week: a routing profile's clearance target."
+    )
 
 
 class AdjustRowIn(Strict):
@@ -439,7 +454,13 @@ class SetFeed(Strict):
     def to_rows(self) -> list[inventory.SetRow]:
         return [
             inventory.SetRow(
-                r.node_id, r.sku, r.on_hand, r.unsellable, r.safety_stock, r.expected_version
+                r.node_id,
+                r.sku,
+                r.on_hand,
+                r.unsellable,
+                r.safety_stock,
+                r.expected_version,
+                r.weekly_sales,
             )
             for r in self.rows
         ]
@@ -596,6 +617,7 @@ class NodeIn(Strict):
     capacity_units: Units | None = None
     max_km: NonNegative | None = None
     default_safety_stock: Units = 0
+    node_group: Id | None = None
 
     def to_spec(self) -> NodeSpec:
         return NodeSpec(**self.model_dump())
@@ -611,11 +633,16 @@ class NodePatch(Strict):
     capacity_units: Units | None = None
     max_km: NonNegative | None = None
     default_safety_stock: Units | None = None
+    node_group: Id | None = None
 
     def changes(self) -> dict:
         """Only the fields the client sent; an explicit null clears capacity or max_km."""
         sent = self.model_dump(exclude_unset=True)
-        return {k: v for k, v in sent.items() if v is not None or k in ("capacity_units", "max_km")}
+        return {
+            k: v
+            for k, v in sent.items()
+            if v is not None or k in ("capacity_units", "max_km", "node_group")
+        }
 
 
 class NodeOut(BaseModel):
@@ -629,6 +656,7 @@ class NodeOut(BaseModel):
     capacity_units: int | None
     max_km: float | None
     default_safety_stock: int
+    node_group: str | None = None
     status: Literal["active", "paused", "closed"]
     backlog_units: int
     updated_at: UtcTime
@@ -640,3 +668,28 @@ class NodeOut(BaseModel):
 
 class NodeList(BaseModel):
     nodes: list[NodeOut]
+
+
+# --- routing profiles (issue 9) ------------------------------------------------------------
+
+
+class ProfileOut(BaseModel):
+    channel: str
+    version: int
+    profile: dict[str, Any] = Field(description="The profile, its preset expanded.")
+    actor: str
+    created_at: UtcTime
+
+    @classmethod
+    def of(cls, version) -> ProfileOut:
+        return cls(
+            channel=version.channel,
+            version=version.version,
+            profile=version.document,
+            actor=version.actor,
+            created_at=version.created_at,
+        )
+
+
+class ProfileVersions(BaseModel):
+    versions: list[ProfileOut]

@@ -32,15 +32,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from router.geo import haversine_km
+from router.profiles import compile_rules, daily_capacity, daily_orders, promised_days
 from router.scenario import Scenario, ScenarioError, parse_number, read_table
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
-RULES = ("line", "stock", "capacity", "reach", "pickup")
+RULES = ("line", "stock", "capacity", "reach", "pickup", "profile")
 MAX_TOTAL_QTY = 2**62
 """Largest sum of qty over a file, so every int64 unit sum is exact."""
 REPORT_VIOLATIONS = 20
@@ -78,6 +80,12 @@ class CheckReport:
     units: int
     split_penalty: float
     unfilled_penalty: float
+    profile_cost: float = 0.0
+    """The routing profiles' shipment costs (docs/profiles.md), in ``total_cost``."""
+    late_orders: int = 0
+    """Orders whose promised date no allowed node holding their goods could meet."""
+    clearance_credit: float = 0.0
+    """The profiles' clearance credit, subtracted in ``total_cost``."""
 
 
 # --- reading ------------------------------------------------------------------
@@ -147,7 +155,12 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
     allocated = _sum_by(allocation.line, allocation.qty, len(orders))
     violations += _over_allocated_lines(orders, allocated)
     violations += _stock(scenario, allocation)
-    violations += _capacity(nodes, allocation)
+    capacity = nodes["capacity_units"].to_numpy()
+    if scenario.profiles is not None:
+        day = daily_capacity(scenario.profiles, nodes)
+        capacity = np.fmin(capacity, np.where(np.isinf(day), np.nan, day))
+    label = "capacity_units" if scenario.profiles is None else "capacity (or daily units limit)"
+    violations += _capacity(nodes, allocation, capacity, label)
 
     order_of_line, order_ids = pd.factorize(orders["order_id"], sort=False)
     shipment_order, shipment_node, shipment_line = _shipments(
@@ -166,6 +179,14 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
     )
     violations += _pickup(orders, nodes, order_ids, shipment_order, shipment_node, shipment_line)
 
+    profile_cost, late_orders, credit = 0.0, 0, 0.0
+    if scenario.profiles is not None:
+        found, profile_cost, late_orders = _profiles(
+            scenario, order_of_line, shipment_order, shipment_node, shipment_line, distance_km
+        )
+        violations += found
+        violations += _ship_groups_of(scenario, allocation)
+        credit = _clearance(scenario, allocation)
     shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
     handling = math.fsum(
         (allocation.qty * nodes["handling_per_unit"].to_numpy()[allocation.node]).tolist()
@@ -177,6 +198,8 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
         [
             shipping,
             handling,
+            profile_cost,
+            -credit,
             scenario.split_penalty * splits,
             scenario.unfilled_penalty * unfilled_units,
         ]
@@ -196,6 +219,9 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
         units=int(line_qty.sum()),
         split_penalty=scenario.split_penalty,
         unfilled_penalty=scenario.unfilled_penalty,
+        profile_cost=profile_cost,
+        late_orders=late_orders,
+        clearance_credit=credit,
     )
 
 
@@ -356,16 +382,18 @@ def _stock(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
     ]
 
 
-def _capacity(nodes: pd.DataFrame, allocation: _Allocation) -> list[Violation]:
-    """Rule 3: units allocated at a node (all SKUs, pickups included) <= ``capacity_units``."""
+def _capacity(
+    nodes: pd.DataFrame, allocation: _Allocation, capacity: np.ndarray, label: str
+) -> list[Violation]:
+    """Rule 3: units allocated at a node (all SKUs, pickups included) <= ``capacity_units``
+    (with profiles, also <= the node's daily units limit; NaN = no limit)."""
     used = _sum_by(allocation.node, allocation.qty, len(nodes))
-    capacity = nodes["capacity_units"].to_numpy()
     over = np.flatnonzero(~np.isnan(capacity) & (used > capacity))
     return [
         Violation(
             "capacity",
             f"node {node_id!r}: {units} units allocated (all SKUs, pickups included), "
-            f"capacity_units {int(limit)}",
+            f"{label} {int(limit)}",
         )
         for node_id, units, limit in zip(
             nodes["node_id"].to_numpy()[over].tolist(),
@@ -452,6 +480,177 @@ def _shipping(
     return math.fsum((fixed + per_km * distance_km)[delivery].tolist())
 
 
+def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
+    """A ship group's lines come whole from one node, or not at all."""
+    orders = scenario.orders
+    if "ship_group" not in orders or not (orders["ship_group"] != "").any():
+        return []
+    group = orders["ship_group"].to_numpy(dtype=object)
+    order_id = orders["order_id"].to_numpy(dtype=object)
+    qty = orders["qty"].to_numpy(dtype=np.int64)
+    nodes_of: dict[tuple, set[int]] = {}
+    got: dict[tuple, int] = {}
+    want: dict[tuple, int] = {}
+    for line in np.flatnonzero(group != "").tolist():
+        key = (order_id[line], group[line])
+        want[key] = want.get(key, 0) + int(qty[line])
+    for line, node, units in zip(
+        allocation.line.tolist(), allocation.node.tolist(), allocation.qty.tolist(), strict=True
+    ):
+        if group[line] != "":
+            key = (order_id[line], group[line])
+            nodes_of.setdefault(key, set()).add(node)
+            got[key] = got.get(key, 0) + units
+    return [
+        Violation(
+            "profile",
+            f"order {key[0]!r}: ship group {key[1]!r} is not served whole by one node "
+            f"({got[key]} of {want[key]} units from {len(nodes_of[key])} nodes)",
+        )
+        for key in sorted(got)
+        if len(nodes_of[key]) > 1 or got[key] != want[key]
+    ]
+
+
+def _clearance(scenario: Scenario, allocation: _Allocation) -> float:
+    """The clearance credit of the allocated units: per unit from a (node, SKU) whose
+    available stock is above its channel's weeks-of-supply target."""
+    profiles = scenario.profiles
+    assert profiles is not None
+    orders, nodes, inv = scenario.orders, scenario.nodes, scenario.inventory
+    node_ids = nodes["node_id"].to_numpy(dtype=object)
+    per_pair = {
+        (n, s): (a, w)
+        for n, s, a, w in zip(
+            inv["node_id"], inv["sku"], inv["available"], inv["weekly_sales"], strict=True
+        )
+    }
+    rules: dict[str, Any] = {}
+    credits = []
+    channels = orders["channel"].to_numpy(dtype=object)
+    skus = orders["sku"].to_numpy(dtype=object)
+    for line, node, qty in zip(
+        allocation.line.tolist(), allocation.node.tolist(), allocation.qty.tolist(), strict=True
+    ):
+        channel = str(channels[line])
+        if channel not in rules:
+            rules[channel] = compile_rules(
+                profiles.of(channel),
+                node_ids,
+                nodes["kind"].to_numpy(dtype=object),
+                nodes["group"].to_numpy(dtype=object),
+                profiles.as_of,
+            )
+        available, sales = per_pair.get((node_ids[node], skus[line]), (0, math.nan))
+        credits.append(qty * float(rules[channel].credit(np.array(available), np.array(sales))))
+    return math.fsum(credits)
+
+
+def _profiles(
+    scenario: Scenario,
+    order_of_line: np.ndarray,
+    shipment_order: np.ndarray,
+    shipment_node: np.ndarray,
+    shipment_line: np.ndarray,
+    distance_km: np.ndarray,
+) -> tuple[list[Violation], float, int]:
+    """The routing profiles, recomputed per order from their definitions: every
+    shipment's node is eligible for the order's channel now; an order with a
+    promise ships only from nodes meeting it whenever an eligible node holding
+    one of its SKUs (in reach) can; the profile's cost of each shipment."""
+    profiles = scenario.profiles
+    assert profiles is not None
+    orders, nodes = scenario.orders, scenario.nodes
+    node_ids = nodes["node_id"].to_numpy(dtype=object)
+    is_store = (nodes["kind"] == "store").to_numpy()
+    first_line = pd.Series(np.arange(len(orders))).groupby(order_of_line).first().to_numpy()
+    held = scenario.inventory[scenario.inventory["available"] > 0]
+    holders: dict[str, set[int]] = {}
+    node_pos = {node: i for i, node in enumerate(node_ids)}
+    for node, sku in zip(held["node_id"], held["sku"], strict=True):
+        holders.setdefault(sku, set()).add(node_pos[node])
+    skus_of_order = orders.groupby(order_of_line, sort=True)["sku"].apply(set).to_dict()
+    max_km = nodes["max_km"].to_numpy()
+    violations: list[Violation] = []
+    late_orders = 0
+    extra_costs: list[float] = []
+    compiled: dict[str, Any] = {}
+    # Shipments come sorted by order (``_shipments``).
+    start = np.searchsorted(shipment_order, np.arange(first_line.size + 1))
+    for o, line in enumerate(first_line):
+        channel = str(orders["channel"].iloc[line])
+        if channel not in compiled:
+            compiled[channel] = compile_rules(
+                profiles.of(channel),
+                node_ids,
+                nodes["kind"].to_numpy(dtype=object),
+                nodes["group"].to_numpy(dtype=object),
+                profiles.as_of,
+            )
+        rules = compiled[channel]
+        pickup = orders["pickup_node"].iloc[line] != ""
+        km = haversine_km(
+            float(orders["lat"].iloc[line]),
+            float(orders["lon"].iloc[line]),
+            nodes["lat"].to_numpy(),
+            nodes["lon"].to_numpy(),
+        )
+        mine = range(int(start[o]), int(start[o + 1]))
+        for s in mine:
+            n = int(shipment_node[s])
+            extra = rules.shipment_cost[n] + (0.0 if pickup else rules.per_km_cost * km[n])
+            extra_costs.append(float(extra))
+            if not rules.eligible[n]:
+                violations.append(
+                    Violation(
+                        "profile",
+                        f"order {orders['order_id'].iloc[line]!r} (channel {channel!r}) ships "
+                        f"from node {node_ids[n]!r}, which its profile does not allow now",
+                    )
+                )
+        if len(mine) > rules.max_shipments:
+            violations.append(
+                Violation(
+                    "profile",
+                    f"order {orders['order_id'].iloc[line]!r} ships from {len(mine)} nodes, "
+                    f"more than its profile's max_shipments {rules.max_shipments:g}",
+                )
+            )
+        promised = orders["promised_date"].iloc[line]
+        if pickup or promised is None or not rules.has_promise:
+            continue
+        left = promised_days(promised, profiles.as_of)
+        days = rules.delivery_days(km, is_store)
+        reach_ok = np.isnan(max_km) | (km <= max_km)
+        goods = set().union(*(holders.get(sku, set()) for sku in skus_of_order[o]))
+        able = [n for n in goods if rules.eligible[n] and reach_ok[n] and days[n] <= left]
+        if not able:
+            late_orders += bool(goods and any(rules.eligible[n] and reach_ok[n] for n in goods))
+            continue
+        for s in mine:
+            n = int(shipment_node[s])
+            if days[n] > left:
+                violations.append(
+                    Violation(
+                        "profile",
+                        f"order {orders['order_id'].iloc[line]!r} ships from node "
+                        f"{node_ids[n]!r} in {days[n]:g} days, after its promised date "
+                        f"{promised.isoformat()}, though another node could meet it",
+                    )
+                )
+    limit = daily_orders(profiles, nodes)
+    served = np.bincount(shipment_node, minlength=len(nodes))
+    for node in np.flatnonzero(served > limit).tolist():
+        violations.append(
+            Violation(
+                "profile",
+                f"node {node_ids[node]!r} serves {served[node]} orders, more than its "
+                f"daily orders limit {limit[node]:g}",
+            )
+        )
+    return violations, math.fsum(extra_costs), late_orders
+
+
 # --- text ---------------------------------------------------------------------
 
 
@@ -467,6 +666,8 @@ def format_report(report: CheckReport) -> str:
         f"total_cost  {report.total_cost:.4f}",
         f"  shipping  {report.shipping:.4f}",
         f"  handling  {report.handling:.4f}",
+        *([f"  profile   {report.profile_cost:.4f}"] if report.profile_cost else []),
+        *([f"  clearance -{report.clearance_credit:.4f}"] if report.clearance_credit else []),
         f"  splits    {split_cost:.4f}  ({report.splits} x {report.split_penalty:g})",
         f"  unfilled  {unfilled_cost:.4f}  ({report.unfilled_units} units x "
         f"{report.unfilled_penalty:g})",

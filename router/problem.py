@@ -17,8 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from router.geo import haversine_km
+from router.profiles import (
+    DEFAULT_CHANNEL,
+    NodeRules,
+    compile_rules,
+    daily_capacity,
+    daily_orders,
+    order_candidates,
+    promised_days,
+)
 from router.scenario import Scenario
 from solver.churn import Churn
 
@@ -80,6 +90,23 @@ class Problem:
     line_cand_start: np.ndarray
     churn: Churn | None = None
     """A re-optimization's churn rule (:mod:`solver.churn`); ``None`` for a plain batch."""
+    pair_profile_cost: np.ndarray | None = None
+    """(P,) the routing profile's part of ``pair_ship_cost`` (tiers, per shipment,
+    per km; docs/profiles.md); ``None`` without profiles."""
+    cand_credit: np.ndarray | None = None
+    """(C,) a profile's clearance credit per unit of the line candidate, subtracted
+    from its handling (:func:`solver.cost.unit_cost`); ``None``: no credit."""
+    node_order_limit: np.ndarray | None = None
+    """(N,) float: orders (shipments) a node may take, a profile's daily orders limit
+    (``inf``: none); ``None``: no such limit."""
+    line_group: np.ndarray | None = None
+    """(L,) int: the line's ship group (one node serves the group whole, or none
+    of it), numbered over the batch; -1: none; ``None``: no groups."""
+    order_max_shipments: np.ndarray | None = None
+    """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
+    order_late: np.ndarray | None = None
+    """(O,) the order's promised date could not be met by any allowed node holding
+    its goods: it is routed without the promise, and flagged; ``None`` without profiles."""
 
     @property
     def num_orders(self) -> int:
@@ -115,16 +142,14 @@ def build_problem(scenario: Scenario) -> Problem:
     n_nodes = node_ids.size
 
     orders = scenario.orders
-    sku_ids = np.array(
-        sorted(set(scenario.inventory["sku"]).union(orders["sku"])), dtype=object
-    )
+    sku_ids = np.array(sorted(set(scenario.inventory["sku"]).union(orders["sku"])), dtype=object)
     sku_index = {sku: i for i, sku in enumerate(sku_ids)}
     stock = np.zeros((n_nodes, sku_ids.size), dtype=np.int64)
     inv = scenario.inventory
     if len(inv):
-        stock[
-            inv["node_id"].map(node_index).to_numpy(), inv["sku"].map(sku_index).to_numpy()
-        ] = inv["available"].to_numpy()
+        stock[inv["node_id"].map(node_index).to_numpy(), inv["sku"].map(sku_index).to_numpy()] = (
+            inv["available"].to_numpy()
+        )
 
     # Lines grouped by order (orders keep their first-appearance order).
     order_codes, order_ids = _codes_in_first_appearance(orders["order_id"].to_numpy(dtype=object))
@@ -142,13 +167,24 @@ def build_problem(scenario: Scenario) -> Problem:
     order_pickup = np.array([node_index.get(p, -1) for p in pickup_ids], dtype=np.int64)
 
     capacity = nodes["capacity_units"].fillna(np.inf).to_numpy(dtype=np.float64)
+    profile_set = scenario.profiles
+    profiled = profile_set is not None
+    if profile_set is not None:
+        rules = channel_rules(scenario)
+        capacity = np.minimum(capacity, daily_capacity(profile_set, nodes))
+        order_channel = orders["channel"].to_numpy(dtype=object)[line_perm][first_line]
+        promised = orders["promised_date"].to_numpy(dtype=object)[line_perm][first_line]
+        as_of = profile_set.as_of
+        days_left = np.array([promised_days(d, as_of) for d in promised], dtype=float)
+        order_late = np.zeros(n_orders, dtype=bool)
+        node_is_store = (nodes["kind"] == "store").to_numpy()
     max_km = nodes["max_km"].fillna(np.inf).to_numpy(dtype=np.float64)
     node_lat = nodes["lat"].to_numpy(dtype=np.float64)
     node_lon = nodes["lon"].to_numpy(dtype=np.float64)
     ship_fixed = nodes["ship_fixed"].to_numpy(dtype=np.float64)
     ship_per_km = nodes["ship_per_km"].to_numpy(dtype=np.float64)
 
-    cand_line_parts, cand_node_parts, km_parts = [], [], []
+    cand_line_parts, cand_node_parts, km_parts, extra_parts = [], [], [], []
     for lo in range(0, n_orders, _ORDER_CHUNK):
         hi = min(lo + _ORDER_CHUNK, n_orders)
         km = haversine_km(
@@ -161,11 +197,34 @@ def build_problem(scenario: Scenario) -> Problem:
         allowed[np.flatnonzero(is_pickup), pickup[is_pickup]] = True
         lines = np.arange(order_line_start[lo], order_line_start[hi])
         local = line_order[lines] - lo
-        usable = allowed[local] & (stock[:, line_sku[lines]].T > 0)
+        line_holds = stock[:, line_sku[lines]].T > 0
+        extra = None
+        if profiled:
+            holds = np.zeros_like(allowed)
+            np.logical_or.at(holds, local, line_holds)
+            extra = np.zeros(allowed.shape)
+            block_channel = order_channel[lo:hi]
+            for channel in np.unique(block_channel):
+                rows = np.flatnonzero(block_channel == channel)
+                cands = order_candidates(
+                    rules[channel],
+                    allowed[rows],
+                    km[rows],
+                    node_is_store,
+                    holds[rows],
+                    days_left[lo:hi][rows],
+                    is_pickup[rows],
+                )
+                allowed[rows] = cands.allowed
+                extra[rows] = cands.extra_cost
+                order_late[lo + rows] = cands.late
+        usable = allowed[local] & line_holds
         li, ni = np.nonzero(usable)
         cand_line_parts.append(lines[li])
         cand_node_parts.append(ni)
         km_parts.append(km[local[li], ni])
+        if extra is not None:
+            extra_parts.append(extra[local[li], ni])
     cand_line = np.concatenate(cand_line_parts) if cand_line_parts else np.zeros(0, np.int64)
     cand_node = np.concatenate(cand_node_parts) if cand_node_parts else np.zeros(0, np.int64)
     cand_km = np.concatenate(km_parts) if km_parts else np.zeros(0)
@@ -180,6 +239,39 @@ def build_problem(scenario: Scenario) -> Problem:
     pair_ship_cost = np.where(
         order_pickup[pair_order] >= 0, 0.0, ship_fixed[pair_node] + ship_per_km[pair_node] * pair_km
     )
+    pair_profile_cost = None
+    cand_credit = None
+    order_caps = None
+    order_limit = None
+    line_group = None
+    if profile_set is not None and "ship_group" in orders and (orders["ship_group"] != "").any():
+        named = orders["ship_group"].to_numpy(dtype=object)[line_perm]
+        keys = np.array(
+            [f"{o}\x00{g}" if g else "" for o, g in zip(line_order, named, strict=True)],
+            dtype=object,
+        )
+        codes, _ = pd.factorize(keys[keys != ""])
+        line_group = np.full(keys.size, -1, dtype=np.int64)
+        line_group[keys != ""] = codes
+    if profile_set is not None:
+        limit = daily_orders(profile_set, nodes)
+        order_limit = limit if np.isfinite(limit).any() else None
+    if profile_set is not None and any(np.isfinite(r.max_shipments) for r in rules.values()):
+        order_caps = np.array([rules[c].max_shipments for c in order_channel], dtype=float)
+    if profile_set is not None and any(r.clearance_credit > 0 for r in rules.values()):
+        cand_credit = clearance_credit(
+            scenario,
+            rules,
+            stock,
+            sku_index,
+            node_index,
+            order_channel[line_order[cand_line]],
+            cand_node,
+            line_sku[cand_line],
+        )
+    if profiled:
+        pair_profile_cost = np.concatenate(extra_parts)[first] if extra_parts else np.zeros(0)
+        pair_ship_cost = pair_ship_cost + pair_profile_cost
     return Problem(
         split_penalty=scenario.split_penalty,
         unfilled_penalty=scenario.unfilled_penalty,
@@ -212,7 +304,58 @@ def build_problem(scenario: Scenario) -> Problem:
         cand_node=cand_node,
         cand_pair=cand_pair.astype(np.int64),
         line_cand_start=np.searchsorted(cand_line, np.arange(line_ids.size + 1)),
+        pair_profile_cost=pair_profile_cost,
+        cand_credit=cand_credit,
+        order_max_shipments=order_caps,
+        node_order_limit=order_limit,
+        line_group=line_group,
+        order_late=order_late if profiled else None,
     )
+
+
+def channel_rules(scenario: Scenario) -> dict[str, NodeRules]:
+    """Each channel's profile compiled over the scenario's nodes at its ``as_of``."""
+    profiles = scenario.profiles
+    assert profiles is not None
+    nodes = scenario.nodes
+    default = profiles.profiles.get(DEFAULT_CHANNEL)
+    return {
+        channel: compile_rules(
+            profiles.of(channel),
+            nodes["node_id"].to_numpy(dtype=object),
+            nodes["kind"].to_numpy(dtype=object),
+            nodes["group"].to_numpy(dtype=object),
+            profiles.as_of,
+            workload=default,
+        )
+        for channel in np.unique(scenario.orders["channel"].to_numpy(dtype=object))
+    }
+
+
+def clearance_credit(
+    scenario: Scenario,
+    rules: dict[str, NodeRules],
+    stock: np.ndarray,
+    sku_index: dict,
+    node_index: dict,
+    cand_channel: np.ndarray,
+    cand_node: np.ndarray,
+    cand_sku: np.ndarray,
+) -> np.ndarray:
+    """(C,) each line candidate's clearance credit per unit, under its order's channel."""
+    sales = np.full(stock.shape, np.nan)
+    inv = scenario.inventory
+    if len(inv):
+        sales[inv["node_id"].map(node_index).to_numpy(), inv["sku"].map(sku_index).to_numpy()] = (
+            inv["weekly_sales"].to_numpy(dtype=float)
+        )
+    credit = np.zeros(cand_node.size)
+    for channel, channel_rules_ in rules.items():
+        mine = cand_channel == channel
+        credit[mine] = channel_rules_.credit(
+            stock[cand_node[mine], cand_sku[mine]], sales[cand_node[mine], cand_sku[mine]]
+        )
+    return credit
 
 
 def _codes_in_first_appearance(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -187,7 +187,7 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
     shipping = np.zeros(used.size)
     shipping[first_row] = problem.pair_ship_cost[pairs[first_row]]
     pickup = problem.order_pickup[problem.line_order[lines]] >= 0
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "order_id": problem.order_ids[problem.line_order[lines]],
             "line_id": problem.line_ids[lines],
@@ -198,6 +198,17 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
             "shipping_cost": shipping,
         }
     )
+    if problem.pair_profile_cost is not None and problem.order_late is not None:
+        # Profiles (docs/profiles.md): the profile's part of the shipment's cost
+        # moves to its own column, so shipping_cost stays the format's.
+        profile = np.zeros(used.size)
+        profile[first_row] = problem.pair_profile_cost[pairs[first_row]]
+        frame["shipping_cost"] = shipping - profile
+        frame["profile_cost"] = profile
+        frame["promise_late"] = problem.order_late[problem.line_order[lines]]
+        credit = problem.cand_credit[used] if problem.cand_credit is not None else 0.0
+        frame["clearance_credit"] = qty * credit
+    return frame
 
 
 def write_answer(
@@ -250,13 +261,31 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
     units = int(problem.line_qty.sum())
     allocated = units - cost.unfilled_units
     store_units = int(result.units[problem.node_is_store[problem.cand_node]].sum())
+    profile: dict = {}
+    if problem.pair_profile_cost is not None:
+        used = (
+            np.bincount(problem.cand_pair, weights=result.units, minlength=problem.pair_order.size)
+            > 0
+        )
+        profile_cost = float(problem.pair_profile_cost[used].sum())
+        late = problem.order_ids[problem.order_late].tolist()
+        credit = 0.0
+        if problem.cand_credit is not None:
+            credit = float((problem.cand_credit * result.units).sum())
+        profile = {
+            "profile_cost": round(profile_cost, 6),
+            "clearance_credit": round(credit, 6),
+            "late_orders": len(late),
+            "late_order_ids": late[:100],
+            "as_of": scenario.profiles.as_of.isoformat(),
+        }
     summary = {
         "scenario": scenario.name,
         "status": result.status,
         "strategy": strategy,
         "total_cost": round(cost.total_cost, 6),
-        "shipping": round(cost.shipping, 6),
-        "handling": round(cost.handling, 6),
+        "shipping": round(cost.shipping - profile.get("profile_cost", 0.0), 6),
+        "handling": round(cost.handling + profile.get("clearance_credit", 0.0), 6),
         "splits": cost.splits,
         "unfilled_units": cost.unfilled_units,
         "lower_bound": None if result.lower_bound is None else round(result.lower_bound, 6),
@@ -270,6 +299,7 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
         "store_unit_share": round(store_units / allocated, 6) if allocated else 0.0,
         "time_limit": params.time_limit if strategy == "optimize" else None,
         "seed": params.seed if strategy == "optimize" else None,
+        **profile,
         "details": result.stats,
     }
     return json_safe(summary)

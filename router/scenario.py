@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from router.profiles import DEFAULT_CHANNEL, ProfileSet, load_profiles
+
 FORMAT = "omniroute-scenario/1"
 
 NODE_COLUMNS = (
@@ -136,6 +138,12 @@ class Scenario:
     nodes: pd.DataFrame
     inventory: pd.DataFrame
     orders: pd.DataFrame
+    profiles: ProfileSet | None = None
+    """Routing profiles (``profiles.json``, docs/profiles.md); ``None``: the base
+    format alone. When set, ``nodes`` has a ``group`` column, ``inventory`` a
+    ``weekly_sales`` column (NaN: unknown) and ``orders`` the columns ``channel``,
+    ``promised_date`` (a ``datetime.date`` or ``None``) and ``ship_group`` ("":
+    none)."""
 
 
 def load_scenario(folder: str | Path) -> Scenario:
@@ -147,6 +155,10 @@ def load_scenario(folder: str | Path) -> Scenario:
     nodes = _read_nodes(folder / "nodes.csv")
     inventory = _read_inventory(folder / "inventory.csv", set(nodes["node_id"]))
     orders = _read_orders(folder / "orders.csv", set(nodes["node_id"]))
+    profiles = load_profiles(folder)
+    if profiles is not None:
+        nodes, orders = _profile_columns(folder, nodes, orders)
+        inventory = _weekly_sales(folder / "inventory.csv", inventory)
     return Scenario(
         name=meta["name"],
         split_penalty=meta["split_penalty"],
@@ -154,6 +166,76 @@ def load_scenario(folder: str | Path) -> Scenario:
         nodes=nodes,
         inventory=inventory,
         orders=orders,
+        profiles=profiles,
+    )
+
+
+def _optional_column(path: Path, column: str, rows: int) -> pd.Series:
+    """An extension column of a CSV file as stripped strings ("" where absent)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if column not in raw.columns:
+        return pd.Series([""] * rows, dtype=object)
+    return raw[column].str.strip().reset_index(drop=True)
+
+
+def _weekly_sales(path: Path, inventory: pd.DataFrame) -> pd.DataFrame:
+    """The ``weekly_sales`` column of ``inventory.csv`` (units sold a week at the
+    node; empty = unknown) that a profile's clearance credit reads."""
+    frame = pd.DataFrame({"weekly_sales": _optional_column(path, "weekly_sales", len(inventory))})
+    sales = parse_number(path.name, frame, "weekly_sales", low=0, optional=True)
+    return inventory.assign(weekly_sales=sales)
+
+
+def _profile_columns(
+    folder: Path, nodes: pd.DataFrame, orders: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The columns profiles read: ``nodes.group``, ``orders.channel`` (empty =
+    ``default``) and ``orders.promised_date`` (empty = no promise)."""
+    nodes = nodes.assign(group=_optional_column(folder / "nodes.csv", "group", len(nodes)))
+    path = folder / "orders.csv"
+    found = Findings(path.name)
+    frame = pd.DataFrame(
+        {
+            "order_id": orders["order_id"],
+            "channel": _optional_column(path, "channel", len(orders)),
+            "promised_date": _optional_column(path, "promised_date", len(orders)),
+            "ship_group": _optional_column(path, "ship_group", len(orders)),
+        }
+    )
+    bad_channel = ~frame["channel"].str.fullmatch(r"[A-Za-z0-9_.-]{0,64}").to_numpy()
+    found.flag(frame, bad_channel, "channel", "must be 1-64 of A-Z a-z 0-9 _ . -, or empty")
+    promised = pd.to_datetime(frame["promised_date"], format="%Y-%m-%d", errors="coerce")
+    bad_date = (promised.isna() & (frame["promised_date"] != "")).to_numpy()
+    found.flag(frame, bad_date, "promised_date", "must be a date YYYY-MM-DD, or empty")
+    found.raise_if_any()
+    for col in ("channel", "promised_date"):
+        first = frame.groupby("order_id", sort=False)[col].transform("first")
+        found.flag(
+            frame,
+            (frame[col] != first).to_numpy(),
+            col,
+            "must be the same on every line of an order",
+        )
+    found.raise_if_any()
+    # A ship group is served whole by one node: a SKU of a group may not also appear
+    # on a line of the order outside that group.
+    grouped = frame.assign(sku=orders["sku"])
+    per_sku = grouped.groupby(["order_id", "sku"], sort=False)["ship_group"].transform("nunique")
+    mixed = ((per_sku > 1) & (frame["ship_group"] != "")).to_numpy()
+    found.flag(
+        frame,
+        mixed,
+        "ship_group",
+        "the line's SKU also appears on a line of its order outside this ship group",
+    )
+    found.raise_if_any()
+    channel = frame["channel"].where(frame["channel"] != "", DEFAULT_CHANNEL)
+    dates = [None if pd.isna(d) else d.date() for d in promised]
+    return nodes, orders.assign(
+        channel=channel.to_numpy(), promised_date=dates, ship_group=frame["ship_group"].to_numpy()
     )
 
 

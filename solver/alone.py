@@ -8,10 +8,13 @@ One-line, one-unit orders, the commonest kind, are routed all at once, vectorise
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from solver.cost import shipment_cap
+from solver.cost import unit_cost as cand_unit_cost
 from solver.order_dp import OrderProblem, order_relaxation_cost, solve_order
 
 
@@ -36,6 +39,14 @@ def order_problem(problem, order: int, price: np.ndarray | None = None):
     skus, sku_of_line = np.unique(problem.line_sku[lines], return_inverse=True)
     qty = np.bincount(sku_of_line, weights=problem.line_qty[lines]).astype(np.int64)
     unit_cost = np.broadcast_to(problem.handling[nodes], (skus.size, nodes.size)).copy()
+    credit = getattr(problem, "cand_credit", None)
+    if credit is not None:  # a profile's clearance credit per (SKU, node) of this order
+        cands = slice(
+            int(problem.line_cand_start[lines.start]), int(problem.line_cand_start[lines.stop])
+        )
+        k = sku_of_line[problem.cand_line[cands] - lines.start]
+        j = np.searchsorted(nodes, problem.cand_node[cands])
+        unit_cost[k, j] = problem.handling[nodes[j]] - credit[cands]
     if price is not None:
         unit_cost += price[np.ix_(nodes, skus)].T
     op = OrderProblem(
@@ -46,8 +57,28 @@ def order_problem(problem, order: int, price: np.ndarray | None = None):
         capacity=problem.capacity[nodes],
         split_penalty=problem.split_penalty,
         unfilled_penalty=problem.unfilled_penalty,
+        max_shipments=_cap(problem, order),
+        sku_group=_sku_group(problem, lines, skus.size, sku_of_line),
     )
     return op, nodes, skus, sku_of_line
+
+
+def _sku_group(problem, lines: slice, num_skus: int, sku_of_line) -> np.ndarray | None:
+    """(K,) the ship group of each SKU row of the order (-1: none)."""
+    line_group = getattr(problem, "line_group", None)
+    if line_group is None:
+        return None
+    groups = line_group[lines]
+    if not np.any(groups >= 0):
+        return None
+    sku_group = np.full(num_skus, -1, dtype=np.int64)
+    sku_group[sku_of_line] = groups
+    return sku_group
+
+
+def _cap(problem, order: int) -> int | None:
+    cap = shipment_cap(problem, order)
+    return None if math.isinf(cap) else int(cap)
 
 
 def route_each_order_alone(problem) -> Alone:
@@ -99,7 +130,7 @@ def route_single_units(problem, single, price, units, cost) -> None:
     if cands.size == 0:
         return
     nodes = problem.cand_node[cands]
-    unit_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + problem.handling[nodes]
+    unit_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + cand_unit_cost(problem, cands)
     if price is not None:
         unit_cost = unit_cost + price[nodes, problem.line_sku[problem.cand_line[cands]]]
     unit_cost = np.where(problem.capacity[nodes] >= 1, unit_cost, np.inf)

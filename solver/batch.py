@@ -52,7 +52,7 @@ from solver.contention import (
     reroute_greedily,
     with_neighbours,
 )
-from solver.cost import CostBreakdown, evaluate
+from solver.cost import CostBreakdown, evaluate, orders_left, within_shipment_caps
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
@@ -116,6 +116,9 @@ def optimize(
     alone = route_each_order_alone(problem)
     stats["orders_exact_alone"] = int(alone.exact.sum())
     over_stock, over_capacity = overused(problem, alone.units)
+    left = orders_left(problem, alone.units)
+    if left is not None:  # a profile's daily orders limit: a node short of orders
+        over_capacity = over_capacity | (left < 0)
     if not over_stock.any() and not over_capacity.any():
         cost = evaluate(problem, alone.units)
         bound = min(alone.bound, cost.total_cost)
@@ -263,8 +266,9 @@ class _Search:
         return self._structures[exact_short]
 
     def offer(self, units: np.ndarray | None) -> None:
-        """Keep ``units`` (feasible by construction) if cheaper."""
-        if units is None:
+        """Keep ``units`` (feasible by construction) if cheaper; the split cap of a
+        routing profile is checked here, as not every step models it."""
+        if units is None or not within_shipment_caps(self.problem, units):
             return
         cost = evaluate(self.problem, units).total_cost
         if cost < self.best - 1e-9:

@@ -9,6 +9,8 @@ from solver.churn import moved_orders
 from solver.contention import (
     usage,
 )
+from solver.cost import orders_left
+from solver.cost import unit_cost as cand_unit_cost
 from solver.greedy import greedy_units
 from solver.model import ModelInput
 
@@ -28,9 +30,12 @@ def model_part(problem, units, contested, params, start=None, per_line=None):
     used_key, used_node = usage(problem, fixed)
     stock = problem.stock - used_key.astype(np.int64)
     capacity = problem.capacity - used_node
+    left = orders_left(problem, fixed)
 
     if start is None:
-        start = greedy_units(problem, orders=orders, stock=stock, capacity=capacity)
+        start = greedy_units(
+            problem, orders=orders, stock=stock, capacity=capacity, orders_left=left
+        )
     start = start * line_in[problem.cand_line]
     keep = cheapest_candidates(problem, lines, per_line or params.candidates_per_line)
     keep |= (units > 0) & line_in[problem.cand_line]
@@ -44,7 +49,7 @@ def model_part(problem, units, contested, params, start=None, per_line=None):
             budget = max(0, problem.churn.max_moves - int(moved_outside.sum()))
     cands = np.flatnonzero(keep)
     pairs = np.unique(problem.cand_pair[cands])
-    part = ModelInput(cands, pairs, lines, orders, stock, capacity, budget)
+    part = ModelInput(cands, pairs, lines, orders, stock, capacity, budget, orders_left=left)
     return part, start[cands]
 
 
@@ -64,11 +69,12 @@ def cheapest_candidates(problem, lines, per_line) -> np.ndarray:
     node = problem.cand_node[cands]
     qty = problem.line_qty[line]
     held = np.minimum(qty, problem.stock[node, problem.line_sku[line]])
-    alone_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + problem.handling[node] * qty
+    per_unit = cand_unit_cost(problem, cands)
+    alone_cost = problem.pair_ship_cost[problem.cand_pair[cands]] + per_unit * qty
 
     pairs, pair_of = np.unique(problem.cand_pair[cands], return_inverse=True)
     covered = np.bincount(pair_of, weights=held, minlength=pairs.size)
-    handled = np.bincount(pair_of, weights=problem.handling[node] * held, minlength=pairs.size)
+    handled = np.bincount(pair_of, weights=per_unit * held, minlength=pairs.size)
     pair_order = problem.pair_order[pairs]
     order_units = np.bincount(
         problem.line_order, weights=problem.line_qty, minlength=problem.num_orders

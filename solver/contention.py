@@ -7,6 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from solver.cost import orders_left
 from solver.greedy import greedy_units
 from solver.model import ModelInput
 
@@ -66,6 +67,7 @@ def reroute_greedily(problem, units, orders_mask) -> np.ndarray:
         orders=np.flatnonzero(orders_mask),
         stock=problem.stock - used_key.astype(np.int64),
         capacity=problem.capacity - used_node,
+        orders_left=orders_left(problem, kept),
     )
     return kept + rerouted
 

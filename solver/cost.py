@@ -8,6 +8,7 @@ checker (``router.checker``) prices the written CSV again, from scratch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,75 @@ class CostBreakdown:
     """Their cost (``moves * Churn.move_cost``), included in ``total_cost``."""
 
 
+def unit_cost(problem, cands=None) -> np.ndarray:
+    """Cost of one unit on each line candidate (every one when ``cands`` is None): its
+    node's handling, less the clearance credit of a routing profile (``cand_credit``,
+    :mod:`router.profiles`), the one place that credit enters every method's costs."""
+    nodes = problem.cand_node if cands is None else problem.cand_node[cands]
+    cost = problem.handling[nodes]
+    credit = getattr(problem, "cand_credit", None)
+    if credit is None:
+        return cost
+    return cost - (credit if cands is None else credit[cands])
+
+
+def shipment_cap(problem, order: int) -> float:
+    """Most shipments order ``order`` may use (a routing profile's split cap; ``inf``)."""
+    caps = getattr(problem, "order_max_shipments", None)
+    return math.inf if caps is None else float(caps[order])
+
+
+def within_shipment_caps(problem, units: np.ndarray) -> bool:
+    """Whether ``units`` keeps every order within its split cap and every node within
+    its daily orders limit (a routing profile's): the gate every incumbent of the
+    batch optimizer passes (not every step models these rules)."""
+    caps = getattr(problem, "order_max_shipments", None)
+    limit = getattr(problem, "node_order_limit", None)
+    if caps is None and limit is None and getattr(problem, "line_group", None) is None:
+        return True
+    pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
+    used = pair_units > 0
+    if caps is not None:
+        shipments = np.bincount(problem.pair_order[used], minlength=problem.num_orders)
+        if np.any(shipments > caps):
+            return False
+    if limit is not None and np.any(node_orders(problem, units) > limit):
+        return False
+    return ship_groups_whole(problem, units)
+
+
+def ship_groups_whole(problem, units: np.ndarray) -> bool:
+    """Whether every ship group (``line_group``) is served whole by one node, or not
+    at all."""
+    line_group = getattr(problem, "line_group", None)
+    if line_group is None:
+        return True
+    used = units > 0
+    cand_group = line_group[problem.cand_line]
+    grouped = used & (cand_group >= 0)
+    groups = line_group.max() + 1
+    key = np.unique(cand_group[grouped] * problem.num_nodes + problem.cand_node[grouped])
+    if np.any(np.bincount(key // problem.num_nodes, minlength=groups) > 1):
+        return False
+    got = np.bincount(cand_group[grouped], weights=units[grouped], minlength=groups)
+    ingroup = line_group >= 0
+    want = np.bincount(line_group[ingroup], weights=problem.line_qty[ingroup], minlength=groups)
+    return bool(np.all((got == 0) | (got == want)))
+
+
+def node_orders(problem, units: np.ndarray) -> np.ndarray:
+    """(N,) shipments (orders served) per node in ``units``."""
+    pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
+    return np.bincount(problem.pair_node[pair_units > 0], minlength=problem.num_nodes)
+
+
+def orders_left(problem, units: np.ndarray) -> np.ndarray | None:
+    """(N,) orders each node may still take beside ``units`` (its daily orders limit,
+    a routing profile's); ``None`` without such limits."""
+    limit = getattr(problem, "node_order_limit", None)
+    return None if limit is None else limit - node_orders(problem, units)
+
+
 def evaluate(problem, units: np.ndarray) -> CostBreakdown:
     """Price ``units`` (C,) under the scenario cost formula."""
     units = np.asarray(units, dtype=np.int64)
@@ -37,7 +107,7 @@ def evaluate(problem, units: np.ndarray) -> CostBreakdown:
     shipments_per_order = np.bincount(problem.pair_order[used], minlength=problem.num_orders)
     splits = int(np.maximum(shipments_per_order - 1, 0).sum())
     shipping = float(problem.pair_ship_cost[used].sum())
-    handling = float((problem.handling[problem.cand_node] * units).sum())
+    handling = float((unit_cost(problem) * units).sum())
     unfilled = int(problem.line_qty.sum() - units.sum())
     total = (
         shipping + handling + problem.split_penalty * splits + problem.unfilled_penalty * unfilled
@@ -64,9 +134,7 @@ def order_costs(problem, units: np.ndarray) -> np.ndarray:
         problem.pair_order[used], weights=problem.pair_ship_cost[used], minlength=orders
     )
     cand_order = problem.line_order[problem.cand_line]
-    handling = np.bincount(
-        cand_order, weights=problem.handling[problem.cand_node] * units, minlength=orders
-    )
+    handling = np.bincount(cand_order, weights=unit_cost(problem) * units, minlength=orders)
     wanted = np.bincount(problem.line_order, weights=problem.line_qty, minlength=orders)
     allocated = np.bincount(cand_order, weights=units, minlength=orders)
     return (

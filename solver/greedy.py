@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from solver.cost import shipment_cap
+from solver.cost import unit_cost as cand_unit_cost
+
 
 def greedy_units(
     problem,
@@ -20,6 +23,7 @@ def greedy_units(
     stock: np.ndarray | None = None,
     capacity: np.ndarray | None = None,
     unit_price: np.ndarray | None = None,
+    orders_left: np.ndarray | None = None,
 ) -> np.ndarray:
     """Route ``orders`` (default: all, in file order) greedily; return units per line candidate.
 
@@ -27,14 +31,32 @@ def greedy_units(
     are copied, never changed in place. ``unit_price`` (N, S), when given, is
     added to the handling cost of every unit in the choices (the optimizer
     passes the LP's prices of scarce stock, so that a unit goes where it is
-    worth most); the rule engine itself has none.
+    worth most); the rule engine itself has none. ``orders_left`` (N,): orders each
+    node may still take (a profile's daily orders limit; default the problem's).
     """
     stock = (problem.stock if stock is None else stock).copy()
     capacity = (problem.capacity if capacity is None else capacity).astype(np.float64).copy()
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
+    limit = getattr(problem, "node_order_limit", None)
+    left = limit if orders_left is None else orders_left
+    left = None if left is None else np.asarray(left, dtype=np.float64).copy()
     order_list = range(problem.num_orders) if orders is None else orders
     for order in order_list:
+        if left is None:
+            _route_order(problem, int(order), stock, capacity, units, unit_price)
+            continue
+        # A node out of orders for the day takes none: no capacity for this order.
+        closed = left < 1
+        room = capacity[closed].copy()
+        capacity[closed] = 0
+        lines = problem.lines_of(int(order))
+        cands = slice(
+            int(problem.line_cand_start[lines.start]), int(problem.line_cand_start[lines.stop])
+        )
+        before = units[cands].copy()
         _route_order(problem, int(order), stock, capacity, units, unit_price)
+        capacity[closed] = room
+        left[np.unique(problem.cand_node[cands][units[cands] != before])] -= 1
     return units
 
 
@@ -51,6 +73,8 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
     holds_all &= capacity[nodes] >= total
     if holds_all.any():
         cost = problem.pair_ship_cost[pairs] + problem.handling[nodes] * total
+        if getattr(problem, "cand_credit", None) is not None:
+            cost = cost - _order_credit(problem, lines, nodes)
         if unit_price is not None:
             cost = cost + unit_price[np.ix_(nodes, skus)] @ need_qty
         node = nodes[np.flatnonzero(holds_all)[np.argmin(cost[holds_all])]]
@@ -61,9 +85,19 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
         stock[node, skus] -= need_qty
         capacity[node] -= total
         return
-    shipping = {}  # node -> shipment already open for this order
+    shipping: dict[int, bool] = {}  # node -> shipment already open for this order
+    cap = shipment_cap(problem, order)
     ship_cost = dict(zip(nodes.tolist(), problem.pair_ship_cost[pairs].tolist(), strict=True))
+    line_group = getattr(problem, "line_group", None)
+    done_groups: set[int] = set()
     for line in lines:
+        if line_group is not None and line_group[line] >= 0:
+            group = int(line_group[line])
+            if group not in done_groups:
+                done_groups.add(group)
+                members = lines[line_group[lines] == group]
+                _route_group(problem, members, stock, capacity, units, shipping, ship_cost, cap)
+            continue
         sku = problem.line_sku[line]
         remaining = int(problem.line_qty[line])
         cands = problem.candidates_of(int(line))
@@ -71,12 +105,14 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
         while remaining > 0:
             can_give = np.minimum(stock[cand_nodes, sku], capacity[cand_nodes])
             ok = can_give > 0
+            if len(shipping) >= cap:  # the split cap: only nodes already shipping
+                ok &= np.array([n in shipping for n in cand_nodes.tolist()], dtype=bool)
             if not ok.any():
                 break
             open_cost = np.array(
                 [0.0 if n in shipping else ship_cost[n] for n in cand_nodes.tolist()]
             )
-            per_unit = problem.handling[cand_nodes]
+            per_unit = cand_unit_cost(problem, cands)
             if unit_price is not None:
                 per_unit = per_unit + unit_price[cand_nodes, sku]
             cost = open_cost + per_unit * remaining
@@ -88,3 +124,39 @@ def _route_order(problem, order, stock, capacity, units, unit_price=None) -> Non
             capacity[node] -= take
             shipping[node] = True
             remaining -= take
+
+
+def _order_credit(problem, lines: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """(len(nodes),) the clearance credit the whole order earns at each node."""
+    cands = slice(
+        int(problem.line_cand_start[lines[0]]), int(problem.line_cand_start[lines[-1] + 1])
+    )
+    qty = problem.line_qty[problem.cand_line[cands]]
+    at = np.searchsorted(nodes, problem.cand_node[cands])
+    return np.bincount(at, weights=problem.cand_credit[cands] * qty, minlength=nodes.size)
+
+
+def _route_group(problem, members, stock, capacity, units, shipping, ship_cost, cap) -> None:
+    """A ship group whole from the cheapest node that can give all of it, or not at
+    all; a node not yet shipping counts against the split cap."""
+    total = int(problem.line_qty[members].sum())
+    options: dict[int, float] = {}
+    for n in problem.cand_node[problem.candidates_of(int(members[0]))].tolist():
+        if (n not in shipping and len(shipping) >= cap) or capacity[n] < total:
+            continue
+        options[n] = (0.0 if n in shipping else ship_cost[n]) + problem.handling[n] * total
+    for line in members.tolist():
+        cands = problem.candidates_of(int(line))
+        here = set(problem.cand_node[cands].tolist())
+        sku, qty = int(problem.line_sku[line]), int(problem.line_qty[line])
+        options = {n: c for n, c in options.items() if n in here and stock[n, sku] >= qty}
+    if not options:
+        return
+    node = min(options, key=lambda n: (options[n], n))
+    for line in members.tolist():
+        cands = problem.candidates_of(int(line))
+        c = cands.start + int(np.flatnonzero(problem.cand_node[cands] == node)[0])
+        units[c] += problem.line_qty[line]
+        stock[node, problem.line_sku[line]] -= problem.line_qty[line]
+    capacity[node] -= total
+    shipping[node] = True

@@ -6,7 +6,9 @@ Decision variables (see :class:`Vars`):
 - ``y[p]``   binary: shipment candidate p = (order, node) is used;
 - ``u[l]``   units of line l left unfilled;
 - ``z[o]``   splits of order o (shipments beyond the first);
-- ``m[o]``   binary, re-optimization only: order o moves from its current routing.
+- ``m[o]``   binary, re-optimization only: order o moves from its current routing;
+- ``w[k]``   binary, ship groups only: group g of key k = (group, shipment candidate)
+             ships whole from that shipment's node.
 
 Each rule below adds its rows (and, for cost terms, objective coefficients) to
 a :class:`ModelBuilder`; :func:`build_model` lists them in one place so the
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from solver.cost import unit_cost
 from solver.mip import MipModel
 
 
@@ -44,6 +47,9 @@ class ModelInput:
     move_budget: float | None = None
     """Re-optimization: how many of these orders may still move (the churn
     limit less the moves of the orders outside); ``None``: the whole limit."""
+    orders_left: np.ndarray | None = None
+    """(N,) orders each node may still take (a profile's daily orders limit less the
+    orders outside the part); ``None``: the problem's whole limit, if any."""
 
     @classmethod
     def whole(cls, problem) -> ModelInput:
@@ -68,6 +74,7 @@ class Vars:
     num_u: int
     num_z: int
     num_m: int = 0
+    num_w: int = 0
 
     @property
     def y0(self) -> int:
@@ -86,8 +93,12 @@ class Vars:
         return self.z0 + self.num_z
 
     @property
-    def size(self) -> int:
+    def w0(self) -> int:
         return self.m0 + self.num_m
+
+    @property
+    def size(self) -> int:
+        return self.w0 + self.num_w
 
     def extract(self, solution: np.ndarray) -> np.ndarray:
         """Units per model line candidate, rounded to the integers they are."""
@@ -141,7 +152,15 @@ def build_model(
     rows (nodes) it contains, and the row range of each rule.
     """
     num_m = part.orders.size if problem.churn is not None else 0
-    v = Vars(part.cands.size, part.pairs.size, part.lines.size, part.orders.size, num_m)
+    group_keys = ship_group_keys(problem, part)
+    v = Vars(
+        part.cands.size,
+        part.pairs.size,
+        part.lines.size,
+        part.orders.size,
+        num_m,
+        group_keys[0].size,
+    )
     mb = ModelBuilder(v.size)
     local_line = _local_index(part.lines, problem.cand_line[part.cands])
     local_pair = _local_index(part.pairs, problem.cand_pair[part.cands])
@@ -153,6 +172,9 @@ def build_model(
     line_fill(problem, part, v, mb, local_line)
     units_need_shipment(problem, part, v, mb, local_pair)
     split_penalty(problem, part, v, mb, local_order)
+    shipment_cap_rule(problem, part, v, mb, local_order)
+    daily_orders_limit(problem, part, v, mb)
+    ship_group_rule(problem, part, v, mb, group_keys)
     if problem.churn is not None:
         move_rule(problem, part, v, mb)
     keys = {
@@ -166,11 +188,12 @@ def build_model(
 
 
 def handling_cost(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
-    """Every allocated unit costs its node's handling; x is integer units."""
+    """Every allocated unit costs its node's handling (less a profile's clearance
+    credit, :func:`solver.cost.unit_cost`); x is integer units."""
     nodes = problem.cand_node[part.cands]
     skus = problem.line_sku[problem.cand_line[part.cands]]
     qty = problem.line_qty[problem.cand_line[part.cands]]
-    mb.c[: v.num_x] = problem.handling[nodes]
+    mb.c[: v.num_x] = unit_cost(problem, part.cands)
     mb.col_hi[: v.num_x] = np.minimum(qty, part.stock[nodes, skus])
     mb.integer[: v.num_x] = True
 
@@ -205,6 +228,106 @@ def split_penalty(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_or
         np.concatenate([np.ones(v.num_z), -np.ones(v.num_y)]),
         np.full(v.num_z, -1.0),
         np.full(v.num_z, np.inf),
+    )
+
+
+def shipment_cap_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, local_order) -> None:
+    """A routing profile's split cap: an order uses at most ``order_max_shipments``
+    shipments (sum of its y <= cap); no rows without profiles or caps."""
+    caps = getattr(problem, "order_max_shipments", None)
+    if caps is None:
+        return
+    cap = caps[part.orders]
+    capped = np.isfinite(cap)
+    if not capped.any():
+        return
+    row_of = np.cumsum(capped) - 1
+    keep = capped[local_order]
+    mb.add_rows(
+        "shipment_cap",
+        row_of[local_order[keep]],
+        v.y0 + np.flatnonzero(keep),
+        np.ones(int(keep.sum())),
+        np.full(int(capped.sum()), -np.inf),
+        cap[capped],
+    )
+
+
+def ship_group_keys(problem, part: ModelInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The w columns of ``part``: one per (ship group, shipment candidate) met by a
+    candidate of a group line; returns (key group, key pair, key of each model
+    candidate, -1 for candidates of lines outside any group)."""
+    line_group = getattr(problem, "line_group", None)
+    none = np.zeros(0, dtype=np.int64)
+    if line_group is None:
+        return none, none, np.full(part.cands.size, -1)
+    group = line_group[problem.cand_line[part.cands]]
+    grouped = group >= 0
+    pair = problem.cand_pair[part.cands]
+    stride = problem.pair_order.size
+    keys, inverse = np.unique(group[grouped] * stride + pair[grouped], return_inverse=True)
+    key_of_cand = np.full(part.cands.size, -1)
+    key_of_cand[grouped] = inverse
+    return keys // stride, keys % stride, key_of_cand
+
+
+def ship_group_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, group_keys) -> None:
+    """A ship group's lines go whole from one node, or not at all: each of their
+    candidates carries ``qty * w[group, shipment]``, and a group uses at most one w.
+    A w whose node lacks a candidate for some line of the group stays 0."""
+    key_group, _key_pair, key_of_cand = group_keys
+    if not v.num_w:
+        return
+    w = slice(v.w0, v.w0 + v.num_w)
+    mb.integer[w] = True
+    lines_of_group = np.bincount(problem.line_group[problem.line_group >= 0])
+    grouped = np.flatnonzero(key_of_cand >= 0)
+    covered = np.bincount(key_of_cand[grouped], minlength=v.num_w)
+    mb.col_hi[w] = (covered == lines_of_group[key_group]).astype(np.float64)
+    qty = problem.line_qty[problem.cand_line[part.cands[grouped]]].astype(np.float64)
+    rows = np.arange(grouped.size)
+    mb.add_rows(
+        "ship_group_whole",
+        np.concatenate([rows, rows]),
+        np.concatenate([grouped, v.w0 + key_of_cand[grouped]]),
+        np.concatenate([np.ones(grouped.size), -qty]),
+        np.zeros(grouped.size),
+        np.zeros(grouped.size),
+    )
+    groups, row_of_key = np.unique(key_group, return_inverse=True)
+    mb.add_rows(
+        "ship_group_one_node",
+        row_of_key,
+        v.w0 + np.arange(v.num_w),
+        np.ones(v.num_w),
+        np.full(groups.size, -np.inf),
+        np.ones(groups.size),
+    )
+
+
+def daily_orders_limit(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """A routing profile's daily orders limit: the part's shipments from a node are
+    at most the orders it may still take (``part.orders_left``, else the problem's
+    ``node_order_limit``); no rows without such limits."""
+    limit = (
+        part.orders_left
+        if part.orders_left is not None
+        else getattr(problem, "node_order_limit", None)
+    )
+    if limit is None:
+        return
+    nodes = problem.pair_node[part.pairs]
+    demand = np.bincount(nodes, minlength=problem.num_nodes)
+    binds = demand > limit
+    keep = binds[nodes]
+    row_of_node = np.cumsum(binds) - 1
+    mb.add_rows(
+        "daily_orders",
+        row_of_node[nodes[keep]],
+        v.y0 + np.flatnonzero(keep),
+        np.ones(int(keep.sum())),
+        np.full(int(binds.sum()), -np.inf),
+        np.maximum(limit[binds], 0.0),
     )
 
 
@@ -358,14 +481,23 @@ def start_vector(problem, part: ModelInput, v: Vars, units: np.ndarray) -> np.nd
         _local_index(part.orders, problem.pair_order[part.pairs]), weights=y, minlength=v.num_z
     )
     z = np.maximum(ships - 1, 0)
+    w = np.zeros(v.num_w)
+    if v.num_w:
+        _group, _pair, key_of_cand = ship_group_keys(problem, part)
+        grouped = key_of_cand >= 0
+        w = (np.bincount(key_of_cand[grouped], weights=x[grouped], minlength=v.num_w) > 0).astype(
+            np.float64
+        )
     if not v.num_m:
-        return np.concatenate([x, y, u, z])
+        return np.concatenate([x, y, u, z, w])
     current = problem.churn.current[part.cands]
     local_order = _local_index(part.orders, problem.line_order[problem.cand_line[part.cands]])
     differs = np.bincount(local_order, weights=(units != current), minlength=v.num_m) > 0
     held = np.bincount(
-        problem.line_order[problem.cand_line], weights=problem.churn.current, minlength=problem.num_orders
+        problem.line_order[problem.cand_line],
+        weights=problem.churn.current,
+        minlength=problem.num_orders,
     )[part.orders]
     held_here = np.bincount(local_order, weights=current, minlength=v.num_m)
     m = (differs | (held > held_here + 0.5)).astype(np.float64)
-    return np.concatenate([x, y, u, z, m])
+    return np.concatenate([x, y, u, z, m, w])

@@ -45,6 +45,12 @@ class OrderProblem:
         (N,) units each node may still allocate (``np.inf`` = no limit).
     split_penalty, unfilled_penalty
         Cost per shipment beyond the first, and per unit not allocated.
+    max_shipments
+        Most shipments (nodes) the order may use (a routing profile's split cap);
+        ``None``: no cap.
+    sku_group
+        (K,) the ship group of each SKU row (-1: none): the SKUs of one group are
+        served whole by one node, or not at all (:func:`ship_groups_hold`).
     """
 
     qty: np.ndarray
@@ -54,6 +60,8 @@ class OrderProblem:
     capacity: np.ndarray
     split_penalty: float
     unfilled_penalty: float
+    max_shipments: int | None = None
+    sku_group: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -87,33 +95,66 @@ def solve_order(problem: OrderProblem) -> OrderPlan:
     so in the rare case it puts two blocks on one node their sum may not fit:
     that plan is discarded for the MIP.
     """
-    qty = np.asarray(problem.qty, dtype=np.int64)
     k, n = problem.stock.shape
     empty = np.zeros((k, n), dtype=np.int64)
     if k == 0 or n == 0:
         return OrderPlan(empty, order_cost(problem, empty), True)
-    if qty.sum() <= MAX_DP_SKUS:
-        item_sku = np.repeat(np.arange(k), qty)
-        members = _subset_members(item_sku.size)
-        per_sku = members.astype(np.int64) @ np.eye(k, dtype=np.int64)[item_sku]
+    content = _elements(problem)
+    if content.shape[0] <= MAX_DP_SKUS:
+        # Elements: one per unit of a SKU outside any ship group, one per ship group
+        # (all its units); ``content[e]`` is element e's units per SKU.
+        members = _subset_members(content.shape[0])
+        per_sku = members.astype(np.int64) @ content
         units = per_sku.sum(axis=1)
         fits = np.all(per_sku[:, :, None] <= problem.stock[None, :, :], axis=1)
         fits &= units[:, None] <= problem.capacity[None, :]
+        size = content.sum(axis=1)
         items = _subset_dp_blocks(
-            np.ones(item_sku.size, dtype=np.int64),
+            size,
             fits,
             problem.ship_cost,
-            problem.unit_cost[item_sku],
+            (content @ problem.unit_cost) / size[:, None],
             problem.split_penalty,
             problem.unfilled_penalty,
+            problem.max_shipments,
         )
         alloc = empty.copy()
         for item, node in enumerate(items):
             if node >= 0:
-                alloc[item_sku[item], node] += 1
+                alloc[:, node] += content[item]
         if np.all(alloc <= problem.stock) and np.all(alloc.sum(axis=0) <= problem.capacity):
             return OrderPlan(alloc, order_cost(problem, alloc), True)
     return _solve_order_mip(problem)
+
+
+def _elements(problem: OrderProblem) -> np.ndarray:
+    """(E, K) units per SKU of each DP element: single units of ungrouped SKUs, and one
+    element per ship group (capped above ``MAX_DP_SKUS`` elements: then the MIP)."""
+    qty = np.asarray(problem.qty, dtype=np.int64)
+    k = qty.size
+    group = problem.sku_group if problem.sku_group is not None else np.full(k, -1)
+    free = group < 0
+    if int(qty[free].sum()) + np.unique(group[~free]).size > MAX_DP_SKUS:
+        return np.zeros((MAX_DP_SKUS + 1, k), dtype=np.int64)
+    item_sku = np.repeat(np.flatnonzero(free), qty[free])
+    rows = [np.eye(k, dtype=np.int64)[item_sku]]
+    for g in np.unique(group[~free]):
+        rows.append(np.where(group == g, qty, 0)[None, :])
+    return np.concatenate(rows).astype(np.int64)
+
+
+def ship_groups_hold(sku_group: np.ndarray | None, qty: np.ndarray, alloc: np.ndarray) -> bool:
+    """Whether every ship group is served whole by one node, or not at all."""
+    if sku_group is None:
+        return True
+    for g in np.unique(sku_group[sku_group >= 0]):
+        rows = sku_group == g
+        used = alloc[rows].sum(axis=0) > 0
+        if used.sum() > 1:
+            return False
+        if used.any() and not np.array_equal(alloc[rows][:, used].ravel(), qty[rows]):
+            return False
+    return True
 
 
 def order_relaxation_cost(
@@ -168,16 +209,21 @@ def _subset_members(k: int) -> np.ndarray:
 
 
 def _subset_dp_blocks(
-    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty
+    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks=None
 ) -> np.ndarray:
     """Best partition of K elements into node blocks and unfilled elements.
 
     Element e wants ``qty[e]`` units at ``unit_cost[e, n]`` each; ``fits[t, n]``
     says whether subset t (a bitmask) may be served whole by node n. Every
     node block pays ``split_penalty`` except the first. Returns, per element,
-    the node serving it or -1 for unfilled.
+    the node serving it or -1 for unfilled. ``max_blocks``: at most that many
+    blocks (the split cap, :func:`_capped_blocks`).
     """
     k = qty.size
+    if max_blocks is not None and max_blocks < k:
+        return _capped_blocks(
+            qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks
+        )
     members = _subset_members(k).astype(np.float64)
     block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
     block[~fits] = np.inf
@@ -228,6 +274,72 @@ def _subset_dp_blocks(
         if not chose_unfilled[mask]:
             _assign(nodes, t, int(best_node[t]))
         mask ^= t
+    return nodes
+
+
+def _capped_blocks(
+    qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks
+) -> np.ndarray:
+    """The subset DP with at most ``max_blocks`` blocks (the split cap rule).
+
+    Layer j holds f_j[mask], the cheapest way to settle ``mask`` with at most j
+    blocks, each paying the split penalty; the answer is the best first block t
+    (no penalty) plus f_{cap-1}[full ^ t], or everything unfilled. Two blocks of
+    one node would be one shipment: a plan that does that is never worse than
+    the DP's, so the cap holds on shipments too.
+    """
+    k = qty.size
+    members = _subset_members(k).astype(np.float64)
+    block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
+    block[~fits] = np.inf
+    block[0] = np.inf
+    best_node = block.argmin(axis=1)
+    block_cost = block[np.arange(block.shape[0]), best_node]
+    unfilled = unfilled_penalty * qty.astype(np.float64)
+    full = (1 << k) - 1
+    unfilled_of = members @ unfilled
+    cost_list = (block_cost + split_penalty).tolist()
+    # layers[j][mask], choice: (block or -1 for "lowest element unfilled")
+    layers = [unfilled_of.tolist()]  # 0 blocks: everything unfilled
+    choices: list[list[int]] = [[]]
+    for _j in range(1, max_blocks):
+        prev = layers[-1]
+        f = [0.0] * (full + 1)
+        choice = [0] * (full + 1)
+        for mask in range(1, full + 1):
+            low = mask & -mask
+            best = f[mask ^ low] + unfilled[low.bit_length() - 1]
+            best_t = -1
+            rest = mask ^ low
+            sub = rest
+            while True:
+                t = sub | low
+                cand = prev[mask ^ t] + cost_list[t]
+                if cand < best:
+                    best, best_t = cand, t
+                if sub == 0:
+                    break
+                sub = (sub - 1) & rest
+            f[mask] = best
+            choice[mask] = best_t
+        layers.append(f)
+        choices.append(choice)
+    nodes = np.full(k, -1, dtype=np.int64)
+    last = np.asarray(layers[max_blocks - 1])
+    first_cost = block_cost[1:] + last[full ^ np.arange(1, full + 1)]
+    first = int(np.argmin(first_cost)) + 1
+    if not np.isfinite(first_cost[first - 1]) or first_cost[first - 1] >= unfilled.sum():
+        return nodes
+    _assign(nodes, first, int(best_node[first]))
+    mask, j = full ^ first, max_blocks - 1
+    while mask and j > 0:
+        t = choices[j][mask]
+        if t < 0:
+            mask ^= mask & -mask  # lowest element unfilled, same layer
+            continue
+        _assign(nodes, t, int(best_node[t]))
+        mask ^= t
+        j -= 1
     return nodes
 
 
@@ -296,10 +408,39 @@ def _solve_order_mip(problem: OrderProblem) -> OrderPlan:
         if xs and np.isfinite(problem.capacity[v]):
             add_row(xs, [1.0] * len(xs), -np.inf, float(problem.capacity[v]))
     add_row([s0, *range(y0, y0 + n)], [1.0] + [-1.0] * n, -1.0, np.inf)  # split >= shipments - 1
+    if problem.max_shipments is not None:  # the split cap
+        add_row(list(range(y0, y0 + n)), [1.0] * n, -np.inf, float(problem.max_shipments))
+    groups = (
+        np.unique(problem.sku_group[problem.sku_group >= 0])
+        if problem.sku_group is not None
+        else np.zeros(0, dtype=np.int64)
+    )
+    w0 = ncol
+    ncol += groups.size * n
+    for gi, g in enumerate(groups.tolist()):  # ship groups: whole from one node, or none
+        assert problem.sku_group is not None
+        for j in np.flatnonzero(problem.sku_group[sku_idx] == g).tolist():
+            s = int(sku_idx[j])
+            add_row([j, w0 + gi * n + int(node_idx[j])], [1.0, -float(qty[s])], 0.0, 0.0)
+        add_row(list(range(w0 + gi * n, w0 + (gi + 1) * n)), [1.0] * n, -np.inf, 1.0)
 
     A = sp.csr_matrix((vals, (rows, cols)), shape=(len(lo), ncol))
-    col_hi = np.concatenate([upper, np.ones(n), qty.astype(np.float64), [float(max(n - 1, 0))]])
-    integer = np.concatenate([np.ones(nx + n, dtype=bool), np.zeros(k + 1, dtype=bool)])
+    nw = ncol - (s0 + 1)
+    c = np.concatenate([c, np.zeros(nw)])
+    col_hi = np.concatenate(
+        [upper, np.ones(n), qty.astype(np.float64), [float(max(n - 1, 0))], np.ones(nw)]
+    )
+    integer = np.concatenate(
+        [np.ones(nx + n, dtype=bool), np.zeros(k + 1, dtype=bool), np.ones(nw, dtype=bool)]
+    )
+    for gi, g in enumerate(groups.tolist()):
+        # A group is whole at a node only if every SKU of it has a column there.
+        assert problem.sku_group is not None
+        for node in range(n):
+            wanted = np.flatnonzero(problem.sku_group == g)
+            present = set(sku_idx[node_idx == node].tolist())
+            if not set(wanted.tolist()) <= present:
+                col_hi[w0 + gi * n + node] = 0.0
     model = MipModel(c, np.zeros(ncol), col_hi, integer, A, np.array(lo), np.array(hi))
     # No gap at all: an "exact" plan feeds the batch's proven lower bound.
     result = solve_mip(model, MipParams(time_limit=1.0, rel_gap=0.0, abs_gap=0.0))

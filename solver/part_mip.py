@@ -10,6 +10,7 @@ from solver.budget import part_abs_gap
 from solver.candidates import model_part
 from solver.contention import independent_components
 from solver.cost import evaluate
+from solver.cost import unit_cost as cand_unit_cost
 from solver.mip import MipParams, SolveStatus, solve_mip
 from solver.model import ModelInput, build_model, start_vector
 from solver.params import stop_requested
@@ -104,7 +105,9 @@ def large_neighbourhood_search(
     rng = np.random.default_rng(params.seed)
     cand_orders = problem.line_order[problem.cand_line[part.cands]]
     cand_nodes = problem.cand_node[part.cands]
-    unit_cost = problem.pair_ship_cost[problem.cand_pair[part.cands]] + problem.handling[cand_nodes]
+    unit_cost = problem.pair_ship_cost[problem.cand_pair[part.cands]] + cand_unit_cost(
+        problem, part.cands
+    )
     nodes = np.unique(cand_nodes)
     best = evaluate(problem, units).total_cost
     for _round in range(params.lns_rounds):

@@ -31,6 +31,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from solver.cost import unit_cost as cand_unit_cost
+
 MAX_GROUP_LINES = 8
 """Orders with more lines are priced one by one."""
 
@@ -221,9 +223,7 @@ def price_orders(
     finite = np.isfinite(problem.capacity)
     node_price = np.where(finite, node_price, 0.0)
     unit_cost = (
-        problem.handling[problem.cand_node]
-        + key_price[structure.cand_key]
-        + node_price[problem.cand_node]
+        cand_unit_cost(problem) + key_price[structure.cand_key] + node_price[problem.cand_node]
     )
     order_cost = np.zeros(problem.num_orders)
     units = np.zeros(problem.cand_line.size, dtype=np.int64)

@@ -42,7 +42,7 @@ from solver.budget import remaining, within
 from solver.churn import moved_orders
 from solver.churn_bound import churn_bound
 from solver.contention import overused, usage
-from solver.cost import evaluate, order_costs
+from solver.cost import evaluate, order_costs, within_shipment_caps
 from solver.joint_lp import solve_joint_lp
 from solver.mip import MipModel, MipParams, solve_mip
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
@@ -69,7 +69,7 @@ def reoptimize(
 
     def offer(units) -> None:
         nonlocal best, best_cost
-        if units is None:
+        if units is None or not within_shipment_caps(problem, units):
             return
         cost = evaluate(problem, units)
         if churn.max_moves is not None and cost.moves > churn.max_moves:

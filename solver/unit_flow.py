@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from solver.cost import unit_cost as cand_unit_cost
+
 COST_SCALE = 10_000
 """Cost units per currency unit in the flow (costs are integers there)."""
 
@@ -91,7 +93,7 @@ def route_lines_by_flow(
     local_line = np.searchsorted(lines, problem.cand_line[cands])
     if per_unit is None:
         per_unit = shipment_cost_per_unit(problem)
-    cand_cost = per_unit[problem.cand_pair[cands]] + problem.handling[problem.cand_node[cands]]
+    cand_cost = per_unit[problem.cand_pair[cands]] + cand_unit_cost(problem, cands)
     # arcs: candidate arcs first (their flows are read back), then the rest
     tails = np.concatenate(
         [line_vertex[local_line], np.full(n_lines, source), line_vertex, key_vertex, node_vertex]

@@ -34,6 +34,8 @@ class SetRow:
     unsellable: int | None = None
     safety_stock: int | None = None
     expected_version: int | None = None
+    weekly_sales: float | None = None
+    """Units sold a week (a profile's clearance target); ``None`` leaves it as it is."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,15 @@ def apply_set(
             "version": cur_version + 1,
         }
         if cur is None:
-            inserts.append({"node_pk": pk, "sku": r.sku, "reserved": 0, **values})
+            inserts.append(
+                {
+                    "node_pk": pk,
+                    "sku": r.sku,
+                    "reserved": 0,
+                    "weekly_sales": r.weekly_sales,
+                    **values,
+                }
+            )
         else:
             updates.append({"b_node": pk, "b_sku": r.sku, **values})
         entries.append(
@@ -282,7 +292,21 @@ def apply_set(
         idempotency_key=idempotency_key,
         request_id=request_id,
     )
+    sales = [
+        {"b_node": pk, "b_sku": r.sku, "rate": r.weekly_sales}
+        for pk, r in zip(pks, rows, strict=True)
+        if r.weekly_sales is not None and (pk, r.sku) in current
+    ]
+    if sales:
+        conn.execute(_SET_WEEKLY_SALES, sales)
     return FeedResult(rows=len(rows), created=len(inserts), updated=len(updates))
+
+
+_SET_WEEKLY_SALES = (
+    update(balances)
+    .where(balances.c.node_pk == bindparam("b_node"), balances.c.sku == bindparam("b_sku"))
+    .values(weekly_sales=bindparam("rate"))
+)
 
 
 def apply_adjust(

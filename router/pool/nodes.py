@@ -40,6 +40,8 @@ class NodeSpec:
     capacity_units: int | None = None
     max_km: float | None = None
     default_safety_stock: int = 0
+    node_group: str | None = None
+    """What routing profiles select the node by (``group:NAME``); ``None``: no group."""
 
 
 UPDATABLE = tuple(f.name for f in fields(NodeSpec) if f.name != "node_id")
@@ -61,6 +63,7 @@ class NodeIndex:
     max_km: np.ndarray  # NaN = no limit
     index_of_pk: dict[int, int]
     index_of_id: dict[str, int]
+    group: np.ndarray | None = None  # (N,) object, "" = no group
 
     @property
     def size(self) -> int:
@@ -132,6 +135,7 @@ def load_index(conn: Connection) -> NodeIndex:
         max_km=np.array([np.nan if r.max_km is None else r.max_km for r in rows], dtype=np.float64),
         index_of_pk={int(p): i for i, p in enumerate(pk)},
         index_of_id={str(n): i for i, n in enumerate(node_id)},
+        group=np.array([r.node_group or "" for r in rows], dtype=object),
     )
 
 

@@ -31,10 +31,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from router.pool import ledger, routing
+from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.nodes import NodeIndex
 from router.pool.routing import LostRace, Order, OrderLine, RouteResult, RoutingPolicy
 from router.pool.schema import balances, nodes, rejections, reservations
+from router.pool.schema import orders as orders_table
 
 KINDS = ("reject", "short_pick")
 
@@ -249,9 +251,15 @@ def reroute_part(
     if part.pickup_node is None and (part.lat is None or part.lon is None):
         # Reserved before its destination was kept (migration 0006): nowhere to send it.
         part = replace(part, pickup_node=part.excluded_nodes[0])
+    # The part is routed under its order's channel's profile (pool_orders keeps it).
+    channel = conn.execute(
+        select(orders_table.c.channel).where(orders_table.c.order_id == part.order_id)
+    ).scalar_one_or_none()
+    if channel:
+        part = replace(part, channel=channel)
     uses: list[routing.LockUse] = []
     if part.campaign is None:
-        prepared, plan = routing.plan_order(conn, part, index, policy)
+        prepared, plan = routing.plan_order(conn, part, index, policy, now)
     else:
         prepared, plan, uses = routing.plan_campaign_order(conn, part, index, policy, now)
     hold_seconds = max(1, math.ceil((expires_at - now).total_seconds()))
@@ -262,6 +270,9 @@ def reroute_part(
         routing.reserve_plan(conn, writes.moves)
     else:
         routing.reserve_campaign_plan(conn, writes.moves, uses, now)
+    workload = policy.workload_rules(index, now)
+    if not pool_profiles.take_units_today(conn, workload, writes.moves, index, now):
+        raise LostRace("a node's daily workload changed since it was read")
     routing.write_reservations(conn, [{**row, "expires_at": expires_at} for row in writes.rows])
     result = writes.result
     if result.hold_expires_at is not None:

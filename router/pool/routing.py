@@ -23,7 +23,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -42,10 +42,12 @@ from sqlalchemy import (
 
 from router.geo import haversine_km
 from router.pool import explanations, ledger, locks
+from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput
 from router.pool.nodes import NodeIndex
 from router.pool.schema import balances, nodes, reservations, skus
 from router.pool.schema import orders as orders_table
+from router.profiles import DEFAULT_CHANNEL, NodeRules, order_candidates, promised_days
 from solver.order_dp import OrderPlan, OrderProblem, order_cost, solve_order
 
 MAX_LINES = 500
@@ -57,6 +59,7 @@ class OrderLine:
     line_id: str
     sku: str
     qty: int
+    ship_group: str | None = None  # lines of one group ship whole from one node, or not
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Order:
     campaign: str | None = None  # routes from the campaign's locked units first
     # Nodes that may not serve this order: those that rejected its line (rejections.py).
     excluded_nodes: tuple[str, ...] = ()
+    # The date (YYYY-MM-DD) the customer was promised; its channel's profile decides
+    # which nodes meet it (router.profiles).
+    promised_date: str | None = None
 
     def fingerprint(self) -> str:
         """Stable hash of the order, to tell an idempotent retry from a reused key."""
@@ -80,6 +86,11 @@ class Order:
             del data["campaign"]  # fingerprints stored before campaigns existed stay valid
         if not data["excluded_nodes"]:
             del data["excluded_nodes"]
+        if data["promised_date"] is None:
+            del data["promised_date"]
+        for line in data["lines"]:
+            if line["ship_group"] is None:
+                del line["ship_group"]
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -88,6 +99,20 @@ class Order:
 class RoutingPolicy:
     split_penalty: float = 6.0
     unfilled_penalty: float = 150.0
+    profiles: pool_profiles.ProfileBook | None = field(default=None, compare=False)
+    """Each channel's routing profile (``router.pool.profiles``); ``None``: none."""
+
+    def rules(self, order: Order, index: NodeIndex, now: datetime | None) -> NodeRules | None:
+        """The order's channel's compiled profile at ``now`` (naive UTC), if any."""
+        if self.profiles is None or now is None:
+            return None
+        return self.profiles.rules(order.channel, index, now)
+
+    def workload_rules(self, index: NodeIndex, now: datetime | None) -> NodeRules | None:
+        """The default profile's rules: a node's daily workload is shared by every channel."""
+        if self.profiles is None or now is None:
+            return None
+        return self.profiles.rules(DEFAULT_CHANNEL, index, now)
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,8 @@ class PreparedOrder:
     sku_list: tuple[str, ...]  # row k of the problem
     candidates: np.ndarray  # (N,) positions in the NodeIndex
     distance_km: np.ndarray  # (N,) NaN for a pickup order
+    promise_late: bool = False  # the profile's promise could not be met (router.profiles)
+    profile_cost: np.ndarray | None = None  # (N,) the profile's part of ship_cost
 
 
 # --- results ---------------------------------------------------------------------------
@@ -153,6 +180,7 @@ class RouteResult:
     attempts: int
     replayed: bool = False
     locked_units: int = 0  # units taken from the campaign's locks
+    promise_late: bool = False  # no allowed node could meet the promised date
 
     def to_json(self) -> str:
         # The same document as ``asdict``, built directly: ``asdict`` deep-copies every
@@ -189,6 +217,7 @@ class RouteResult:
             attempts=data["attempts"],
             replayed=True,
             locked_units=data.get("locked_units", 0),
+            promise_late=data.get("promise_late", False),
         )
 
 
@@ -268,14 +297,16 @@ class Reach:
     ship_cost: np.ndarray  # (M,)
 
 
-def reachable_nodes(order: Order, index: NodeIndex) -> Reach:
+def reachable_nodes(order: Order, index: NodeIndex, rules: NodeRules | None = None) -> Reach:
     """The reach rule (delivery) or the pickup rule, on the in-memory node arrays, less
-    the nodes the order excludes (``excluded_nodes``: they rejected its line).
+    the nodes the order excludes (``excluded_nodes``: they rejected its line) and, with
+    a profile, the nodes it does not allow now (``NodeRules.eligible``).
 
     Status and stock are not known here; they come with the availability read.
     """
     if order.pickup_node is not None:
-        if order.pickup_node in order.excluded_nodes:
+        pickup_allowed = rules is None or rules.eligible[index.index_of_id[order.pickup_node]]
+        if order.pickup_node in order.excluded_nodes or not pickup_allowed:
             return Reach(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         pickup = index.index_of_id[order.pickup_node]
         return Reach(np.array([pickup], dtype=np.int64), np.full(1, np.nan), np.zeros(1))
@@ -284,6 +315,8 @@ def reachable_nodes(order: Order, index: NodeIndex) -> Reach:
     for node_id in order.excluded_nodes:
         if node_id in index.index_of_id:
             within[index.index_of_id[node_id]] = False
+    if rules is not None:
+        within &= rules.eligible
     positions = np.flatnonzero(within)
     distance = distance[positions]
     ship_cost = index.ship_fixed[positions] + index.ship_per_km[positions] * distance
@@ -296,8 +329,18 @@ def prepare_order_problem(
     reach: Reach,
     available: _Availability,
     policy: RoutingPolicy,
+    rules: NodeRules | None = None,
+    now: datetime | None = None,
+    units_left: np.ndarray | None = None,
+    weekly_sales: dict[tuple[int, str], float] | None = None,
 ) -> PreparedOrder:
-    """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs."""
+    """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs.
+
+    With a profile (``rules``, evaluated at ``now``), ``router.profiles.order_candidates``
+    keeps the nodes it allows and adds its shipment costs, exactly as the batch does;
+    ``units_left`` (per reach position) caps capacity by the nodes' daily workload;
+    ``weekly_sales`` ((node_pk, sku) -> units a week) gives the clearance credit.
+    """
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
     row_of_sku = {s: k for k, s in enumerate(sku_list)}
     qty = np.zeros(len(sku_list), dtype=np.int64)
@@ -305,29 +348,82 @@ def prepare_order_problem(
         qty[row_of_sku[ln.sku]] += ln.qty
 
     slot_of_position = {int(p): i for i, p in enumerate(reach.positions)}
-    slots = sorted({slot_of_position[index.index_of_pk[pk]] for pk, *_ in available.rows})
+    holding = {slot_of_position[index.index_of_pk[pk]] for pk, *_ in available.rows}
+    late = False
+    extra = np.zeros(reach.positions.size)
+    if rules is not None:
+        holds = np.zeros((1, reach.positions.size), dtype=bool)
+        holds[0, sorted(holding)] = True
+        pickup = order.pickup_node is not None
+        promised = date.fromisoformat(order.promised_date) if order.promised_date else None
+        cands = order_candidates(
+            rules,
+            np.ones((1, reach.positions.size), dtype=bool),
+            reach.distance_km[None, :],
+            index.kind[reach.positions] == "store",
+            holds,
+            np.array([promised_days(promised, now.replace(tzinfo=UTC))])
+            if now
+            else np.array([np.inf]),
+            np.array([pickup]),
+            nodes=reach.positions,
+        )
+        holding &= set(np.flatnonzero(cands.allowed[0]).tolist())
+        extra = cands.extra_cost[0]
+        late = bool(cands.late[0])
+    slots = sorted(holding)
     column_of_slot = {slot: j for j, slot in enumerate(slots)}
     candidates = reach.positions[slots]
     stock = np.zeros((len(sku_list), len(slots)), dtype=np.int64)
     capacity = np.full(len(slots), np.inf)
     for pk, sku, units, capacity_left in available.rows:
-        j = column_of_slot[slot_of_position[index.index_of_pk[pk]]]
+        j = column_of_slot.get(slot_of_position[index.index_of_pk[pk]], -1)
+        if j < 0:
+            continue  # a node the profile does not allow for this order
         stock[row_of_sku[sku], j] = units
         if capacity_left is not None:
             capacity[j] = max(0, capacity_left)
+    if units_left is not None and slots:
+        capacity = np.minimum(capacity, units_left[slots])
     unit_cost = np.broadcast_to(
         index.handling_per_unit[candidates], (len(sku_list), len(slots))
     ).copy()
+    if rules is not None and rules.clearance_credit > 0 and weekly_sales is not None:
+        pks = index.pk[candidates]
+        sales = np.array(
+            [[weekly_sales.get((int(pk), sku), np.nan) for pk in pks] for sku in sku_list]
+        ).reshape(stock.shape)
+        unit_cost -= rules.restricted(candidates).credit(stock, sales)
+    # Ship groups bind where profiles do (as in a batch, where they come with
+    # profiles.json): the order's channel has rules.
+    groups = sorted({ln.ship_group for ln in order.lines if ln.ship_group})
+    sku_group = None
+    if groups and rules is not None:
+        sku_group = np.full(len(sku_list), -1, dtype=np.int64)
+        for ln in order.lines:
+            if ln.ship_group:
+                sku_group[row_of_sku[ln.sku]] = groups.index(ln.ship_group)
     problem = OrderProblem(
         qty=qty,
         stock=stock,
-        ship_cost=reach.ship_cost[slots],
+        ship_cost=reach.ship_cost[slots] + extra[slots],
         unit_cost=unit_cost,
         capacity=capacity,
         split_penalty=policy.split_penalty,
         unfilled_penalty=policy.unfilled_penalty,
+        max_shipments=None
+        if rules is None or not np.isfinite(rules.max_shipments)
+        else int(rules.max_shipments),
+        sku_group=sku_group,
     )
-    return PreparedOrder(problem, sku_list, candidates, reach.distance_km[slots])
+    return PreparedOrder(
+        problem,
+        sku_list,
+        candidates,
+        reach.distance_km[slots],
+        promise_late=late,
+        profile_cost=extra[slots] if rules is not None else None,
+    )
 
 
 # --- step 4: reserve -------------------------------------------------------------------
@@ -421,6 +517,13 @@ def complete_from_pool(
     used_per_node = taken.sum(axis=0)
     if not used_per_node.any():
         return replace(problem, qty=left, stock=pool_stock)
+    if problem.max_shipments is not None:
+        # The split cap over both solves: counting a reused node as new is safe; with
+        # no new shipment left, only the nodes already shipping may complete it.
+        room = problem.max_shipments - int((used_per_node > 0).sum())
+        if room <= 0:
+            pool_stock = np.where(used_per_node[None, :] > 0, pool_stock, 0)
+        problem = replace(problem, max_shipments=None if room <= 0 else room)
     return replace(
         problem,
         qty=left,
@@ -450,7 +553,8 @@ def plan_campaign_order(
     assert order.campaign is not None
     allow_pool = locks.allow_pool_of(conn, order.campaign)
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
-    reach = reachable_nodes(order, index)
+    rules = policy.rules(order, index, now)
+    reach = reachable_nodes(order, index, rules)
     node_pks = index.pk[reach.positions].tolist()
     locked = locks.read_locked(conn, order.campaign, sku_list, node_pks, now)
     pool = read_availability(conn, sku_list, node_pks) if allow_pool else _Availability([])
@@ -466,13 +570,21 @@ def plan_campaign_order(
         units[(lk.node_pk, lk.sku)] = units.get((lk.node_pk, lk.sku), 0) + lk.remaining
         capacity_left[lk.node_pk] = lk.capacity_left
     both = _Availability([(pk, sku, u, capacity_left[pk]) for (pk, sku), u in units.items()])
-    prepared = prepare_order_problem(order, index, reach, both, policy)
+    workload = policy.workload_rules(index, now)
+    units_left = None
+    if workload is not None:
+        units_left = pool_profiles.units_left_today(conn, workload, reach.positions, index, now)
+    prepared = prepare_order_problem(
+        order, index, reach, both, policy, rules=rules, now=now, units_left=units_left
+    )
     problem = prepared.problem
     column = {int(index.pk[pos]): j for j, pos in enumerate(prepared.candidates)}
     row = {sku: k for k, sku in enumerate(prepared.sku_list)}
     lock_stock = np.zeros_like(problem.stock)
     lock_at: dict[tuple[int, int], str] = {}
     for lk in locked:
+        if lk.node_pk not in column:
+            continue  # a node the channel's profile does not allow now
         k, j = row[lk.sku], column[lk.node_pk]
         lock_stock[k, j] = lk.remaining
         lock_at[(k, j)] = lk.lock_id
@@ -592,6 +704,7 @@ def explain(
         cost=cost,
         hold_expires_at=hold_expires_at,
         attempts=attempts,
+        promise_late=prepared.promise_late,
     )
 
 
@@ -618,6 +731,14 @@ def validate_order(order: Order, index: NodeIndex) -> None:
         raise InvalidInput(
             f"an order has at most {MAX_LINES} lines", field="lines", rule="max_length"
         )
+    group_of_sku: dict[str, str | None] = {}
+    for i, line in enumerate(order.lines):
+        if group_of_sku.setdefault(line.sku, line.ship_group) != line.ship_group:
+            raise InvalidInput(
+                f"sku {line.sku!r} is on lines of different ship groups (or of none)",
+                field=f"lines[{i}].ship_group",
+                rule="one_ship_group_per_sku",
+            )
     seen = set()
     for i, line in enumerate(order.lines):
         if line.qty < 1:
@@ -632,16 +753,39 @@ def validate_order(order: Order, index: NodeIndex) -> None:
 
 
 def plan_order(
-    conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy
+    conn: Connection,
+    order: Order,
+    index: NodeIndex,
+    policy: RoutingPolicy,
+    now: datetime | None = None,
 ) -> tuple[PreparedOrder, OrderPlan]:
-    """Steps 1-3: read, prepare, solve (no write)."""
+    """Steps 1-3: read, prepare, solve (no write). ``now`` (naive UTC) evaluates the
+    channel's profile (calendars, promise, daily workload); ``None``: no profile."""
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
-    reach = reachable_nodes(order, index)
+    rules = policy.rules(order, index, now)
+    reach = reachable_nodes(order, index, rules)
     available = read_availability(conn, sku_list, index.pk[reach.positions].tolist())
     found = {sku for _, sku, _, _ in available.rows}
     if len(found) < len(sku_list):
         check_known_skus(conn, order, found)
-    prepared = prepare_order_problem(order, index, reach, available, policy)
+    units_left = None
+    workload = policy.workload_rules(index, now)
+    if workload is not None and now is not None:
+        units_left = pool_profiles.units_left_today(conn, workload, reach.positions, index, now)
+    weekly_sales = None
+    if rules is not None and rules.clearance_credit > 0:
+        weekly_sales = pool_profiles.read_weekly_sales(conn, sku_list, available)
+    prepared = prepare_order_problem(
+        order,
+        index,
+        reach,
+        available,
+        policy,
+        rules=rules,
+        now=now,
+        units_left=units_left,
+        weekly_sales=weekly_sales,
+    )
     return prepared, solve_order(prepared.problem)
 
 
@@ -695,7 +839,7 @@ def route_and_reserve(
         )
     uses: list[LockUse] = []
     if order.campaign is None:
-        prepared, plan = plan_order(conn, order, index, policy)
+        prepared, plan = plan_order(conn, order, index, policy, now)
     else:
         prepared, plan, uses = plan_campaign_order(conn, order, index, policy, now)
     return reserve_routing(
@@ -704,6 +848,7 @@ def route_and_reserve(
         index,
         prepared,
         plan,
+        rules=policy.workload_rules(index, now),
         uses=uses,
         now=now,
         hold_seconds=hold_seconds,
@@ -874,9 +1019,11 @@ def reserve_routing(
     uses: list[LockUse] | None = None,
     context: str | None = None,
     source: str = "route",
+    rules: NodeRules | None = None,
 ) -> RouteResult:
     """Reserve a decided plan (one order's, or its part of a wave) and record it.
 
+    ``rules``: the default profile's, whose daily limits count the plan's units;
     ``uses``: the campaign's locked units the plan takes (a campaign order);
     ``context``, ``source``: what its explanation row keeps (see ``reserving``).
 
@@ -899,6 +1046,8 @@ def reserve_routing(
         reserve_plan(conn, writes.moves)
     else:
         reserve_campaign_plan(conn, writes.moves, uses or [], now)
+    if not pool_profiles.take_units_today(conn, rules, writes.moves, index, now):
+        raise LostRace("a node's daily workload changed since it was read")
     write_reservations(conn, writes.rows)
     if writes.rows:
         record_orders(conn, [order], now)
@@ -918,7 +1067,7 @@ def quote(
     conn: Connection, order: Order, index: NodeIndex, policy: RoutingPolicy, now: datetime
 ) -> RouteResult:
     if order.campaign is None:
-        prepared, plan = plan_order(conn, order, index, policy)
+        prepared, plan = plan_order(conn, order, index, policy, now)
         return explain(order, prepared, plan, index, quote_only=True, attempts=1)
     prepared, plan, uses = plan_campaign_order(conn, order, index, policy, now)
     result = explain(order, prepared, plan, index, quote_only=True, attempts=1)

@@ -42,6 +42,7 @@ def load_into_pool(pool: Pool, scenario: Scenario, *, actor: str = "cli:load") -
                 handling_per_unit=float(row.handling_per_unit),
                 capacity_units=None if capacity is None else int(capacity),
                 max_km=_optional(float(row.max_km)),
+                node_group=(str(getattr(row, "group", "")) or None),
             ),
             actor=actor,
         )
@@ -52,10 +53,16 @@ def load_into_pool(pool: Pool, scenario: Scenario, *, actor: str = "cli:load") -
             on_hand=int(r.available),
             unsellable=0,
             safety_stock=0,
+            weekly_sales=_optional(float(getattr(r, "weekly_sales", math.nan))),
         )
         for r in scenario.inventory.itertuples(index=False)
     ]
     if rows:
         pool.set_stock(rows, actor=actor, reason=f"scenario {scenario.name}")
     pool.set_policy(RoutingPolicy(scenario.split_penalty, scenario.unfilled_penalty))
+    if scenario.profiles is not None:
+        # Each channel's profile becomes its next version (docs/profiles.md); the
+        # service evaluates calendars and promises at its own clock, not ``as_of``.
+        for channel, profile in scenario.profiles.profiles.items():
+            pool.put_profile(channel, profile.document, actor=actor)
     return LoadSummary(scenario.name, len(scenario.nodes), len(rows))

@@ -48,6 +48,8 @@ nodes = Table(
     # Units in held reservations at this node; checked against capacity_units.
     Column("backlog_units", BigInteger, nullable=False, default=0),
     Column("updated_at", DateTime, nullable=False),
+    # A group that routing profiles select nodes by (migration 0009_profiles).
+    Column("node_group", String(64), nullable=True),
 )
 
 pool_meta = Table(
@@ -73,6 +75,8 @@ balances = Table(
     Column("locked", BigInteger, nullable=False, default=0),
     # Bumped by every feed change; the compare-and-set token of stock feeds.
     Column("version", BigInteger, nullable=False, default=1),
+    # Units sold a week (migration 0009_profiles): a profile's clearance target.
+    Column("weekly_sales", Float, nullable=True),
     Index("ix_pool_balances_sku", "sku"),
 )
 
@@ -337,4 +341,28 @@ explanations = Table(
     # router.explain.OrderContext as JSON: the decision's arrays, explained on request.
     Column("context", Text, nullable=False),
     Column("routed_at", DateTime, nullable=False),
+)
+
+
+# --- routing profiles (issue 9; migration 0009_profiles) ------------------------------------
+
+profiles = Table(
+    "pool_profiles",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    # router.profiles.Profile.document as JSON (the preset expanded).
+    Column("document", Text, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+node_days = Table(
+    "pool_node_days",
+    metadata,
+    Column("node_pk", Integer, ForeignKey("pool_nodes.pk"), primary_key=True),
+    # The node's local date (its calendar's time zone): counts reset at local midnight.
+    Column("day", String(10), primary_key=True),
+    Column("units", BigInteger, nullable=False),
+    Column("orders", BigInteger, nullable=False),
 )

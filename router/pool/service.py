@@ -26,6 +26,7 @@ from router.pool import (
     keys,
     locks,
     nodes,
+    profiles,
     rejections,
     reservations,
     returns,
@@ -141,9 +142,11 @@ class Pool:
             ).all()
         )
         defaults = RoutingPolicy()
+        book = profiles.load_book(conn)
         return RoutingPolicy(
             split_penalty=float(values.get("split_penalty", defaults.split_penalty)),
             unfilled_penalty=float(values.get("unfilled_penalty", defaults.unfilled_penalty)),
+            profiles=book if book.latest else None,
         )
 
     def set_policy(self, policy: RoutingPolicy) -> None:
@@ -547,6 +550,21 @@ class Pool:
             return inventory.ledger_of(conn, node_id, sku, after=after, limit=limit)
 
     # --- nodes --------------------------------------------------------------------------
+
+    # --- routing profiles ---------------------------------------------------------------
+
+    def put_profile(self, channel: str, document: Any, actor: str = "system") -> Any:
+        """Validate and store the channel's next profile version; a rejected profile
+        raises ``InvalidInput`` and leaves the previous version in force."""
+        with self.db.write() as conn:
+            version = profiles.put_profile(conn, channel, document, actor, self.clock())
+        self._invalidate()
+        return version
+
+    def profile_versions(self, channel: str) -> list[Any]:
+        """The channel's versions, newest first (``NotFound`` when it has none)."""
+        with self.db.read() as conn:
+            return profiles.versions(conn, channel)
 
     def create_node(self, spec: NodeSpec) -> Any:
         with self.db.write() as conn:

@@ -15,13 +15,17 @@ supplies the numbers, read from the pool at one moment:
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, select
 
 from router.pool.nodes import NodeIndex
+from router.pool.profiles import work_left_today
 from router.pool.routing import _AVAILABLE, Order, RoutingPolicy
 from router.pool.schema import balances, nodes
+from router.profiles import ProfileSet
 from router.scenario import Scenario
 
 _SKU_CHUNK = 500
@@ -115,17 +119,75 @@ def orders_frame(orders: list[Order], index: NodeIndex) -> pd.DataFrame:
     return frame.astype({"qty": np.int64, "lat": np.float64, "lon": np.float64})
 
 
+def _weekly_sales(conn: Connection, inventory: pd.DataFrame, index: NodeIndex) -> np.ndarray:
+    """The weekly sales of the inventory frame's pairs (NaN: unknown)."""
+    rates: dict[tuple[str, str], float] = {}
+    skus = sorted(set(inventory["sku"]))
+    for start in range(0, len(skus), _SKU_CHUNK):
+        for pk, sku, rate in conn.execute(
+            select(balances.c.node_pk, balances.c.sku, balances.c.weekly_sales).where(
+                balances.c.sku.in_(skus[start : start + _SKU_CHUNK]),
+                balances.c.weekly_sales.is_not(None),
+            )
+        ).all():
+            if pk in index.index_of_pk:
+                rates[(str(index.node_id[index.index_of_pk[pk]]), sku)] = float(rate)
+    return np.array(
+        [
+            rates.get((n, s), np.nan)
+            for n, s in zip(inventory["node_id"], inventory["sku"], strict=True)
+        ],
+        dtype=float,
+    )
+
+
 def snapshot_scenario(
-    conn: Connection, name: str, orders: list[Order], index: NodeIndex, policy: RoutingPolicy
+    conn: Connection,
+    name: str,
+    orders: list[Order],
+    index: NodeIndex,
+    policy: RoutingPolicy,
+    now: datetime | None = None,
 ) -> Scenario:
-    """The scenario of ``orders`` over the pool as it stands in ``conn``'s snapshot."""
+    """The scenario of ``orders`` over the pool as it stands in ``conn``'s snapshot.
+
+    With routing profiles and ``now`` (naive UTC), the scenario carries them, evaluated
+    at ``now``: each order's channel and promised date, each node's group, and a
+    capacity that is also at most what the node's daily limit leaves for today.
+    """
     sku_list = sorted({line.sku for order in orders for line in order.lines})
     node_frame, inventory = read_pool_frames(conn, index, sku_list)
+    order_frame = orders_frame(orders, index)
+    profile_set = None
+    if policy.profiles is not None and now is not None:
+        profile_set = ProfileSet(
+            {channel: profile for channel, (_v, profile) in policy.profiles.latest.items()},
+            now.replace(tzinfo=UTC),
+        )
+        node_frame["group"] = index.group if index.group is not None else ""
+        workload = policy.workload_rules(index, now)
+        if workload is not None:
+            left, orders_left = work_left_today(conn, workload, np.arange(index.size), index, now)
+            node_frame["capacity_units"] = np.fmin(
+                node_frame["capacity_units"].to_numpy(), np.where(np.isinf(left), np.nan, left)
+            )
+            node_frame["daily_orders_left"] = orders_left
+        rows = [order for order in orders for _line in order.lines]
+        inventory["weekly_sales"] = _weekly_sales(conn, inventory, index)
+        order_frame["ship_group"] = [
+            line.ship_group or "" for order in orders for line in order.lines
+        ]
+        order_frame["channel"] = [order.channel for order in rows]
+        order_frame["promised_date"] = [
+            date.fromisoformat(order.promised_date) if order.promised_date else None
+            for order in rows
+        ]
     return Scenario(
         name=name,
         split_penalty=policy.split_penalty,
         unfilled_penalty=policy.unfilled_penalty,
         nodes=node_frame,
         inventory=inventory,
-        orders=orders_frame(orders, index),
+        orders=order_frame,
+        profiles=profile_set,
     )

@@ -44,6 +44,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, t
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from router.pool import explanations, idempotency, ledger, reservations, routing
+from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.nodes import NodeIndex
 from router.pool.reservations import ReservationView
@@ -218,6 +219,7 @@ def order_from_json(body: str) -> Order:
         lon=data["lon"],
         pickup_node=data["pickup_node"],
         channel=data["channel"],
+        promised_date=data.get("promised_date"),
     )
 
 
@@ -523,7 +525,9 @@ class Waves:
                 .order_by(wave_orders.c.queued_at, wave_orders.c.order_id)
             ).all()
             orders = [order_from_json(r.body) for r in rows]
-            scenario = snapshot_scenario(conn, f"wave {wave_id}", orders, model.index, model.policy)
+            scenario = snapshot_scenario(
+                conn, f"wave {wave_id}", orders, model.index, model.policy, now=self.pool.clock()
+            )
 
         started = time.perf_counter()
         solve_kpis: dict[str, Any] = {"orders": len(orders)}
@@ -707,7 +711,17 @@ class Waves:
         if writes:
             try:
                 with conn.begin_nested():
-                    routing.reserve_plan(conn, sorted((pk, s, u) for (pk, s), u in summed.items()))
+                    moves = sorted((pk, s, u) for (pk, s), u in summed.items())
+                    routing.reserve_plan(conn, moves)
+                    workload = self.pool.read_model().policy.workload_rules(index, now)
+                    served: dict[int, int] = {}
+                    for w in writes.values():
+                        for pk in {pk for pk, _sku, _units in w.moves}:
+                            served[pk] = served.get(pk, 0) + 1
+                    if not pool_profiles.take_units_today(
+                        conn, workload, moves, index, now, orders=served
+                    ):
+                        raise LostRace("a node's daily workload changed since it was read")
                 all_there = True
             except LostRace:
                 if all_or_nothing:
@@ -774,6 +788,7 @@ class Waves:
                         request_id=None,
                         context=entry.context,
                         source="wave",
+                        rules=self.pool.read_model().policy.workload_rules(index, now),
                     )
                 return result, False
             except LostRace:
@@ -898,13 +913,21 @@ def _order_plans(
         }
         chosen = [pair_of_node[int(n)] for n in used_nodes]
         pickup = problem.order_pickup[o] >= 0
+        unit_cost = np.broadcast_to(
+            problem.handling[used_nodes], (len(sku_list), used_nodes.size)
+        ).copy()
+        if problem.cand_credit is not None:  # a profile's clearance credit
+            for c in used:
+                sku = str(problem.sku_ids[problem.line_sku[problem.cand_line[c]]])
+                node = int(problem.cand_node[c])
+                unit_cost[row_of_sku[sku], column[node]] = (
+                    problem.handling[node] - problem.cand_credit[c]
+                )
         order_problem = OrderProblem(
             qty=qty,
             stock=alloc.copy(),
             ship_cost=problem.pair_ship_cost[chosen].astype(np.float64),
-            unit_cost=np.broadcast_to(
-                problem.handling[used_nodes], (len(sku_list), used_nodes.size)
-            ).copy(),
+            unit_cost=unit_cost,
             capacity=np.full(used_nodes.size, np.inf),
             split_penalty=problem.split_penalty,
             unfilled_penalty=problem.unfilled_penalty,
