@@ -327,6 +327,11 @@ def worker(spec_path: Path, result_path: Path) -> int:
         row = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
     # Linux reports ru_maxrss in KiB.
     row["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # the joint LP's child process on big scarce batches (solver/lp_process.py): the
+    # largest child this worker waited for, reported beside it (0 without one)
+    row["peak_child_memory_mb"] = round(
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+    )
     Path(result_path).write_text(json.dumps(row, default=_json_default))
     return 0
 
@@ -566,6 +571,7 @@ COLUMNS = (
     "check_seconds",
     "wall_seconds",
     "peak_memory_mb",
+    "peak_child_memory_mb",
     "load_avg_1m",
     "error",
 )
