@@ -92,8 +92,10 @@ def solve_order(problem: OrderProblem) -> OrderPlan:
     Orders of at most ``MAX_DP_SKUS`` units are split into unit *items*; every
     feasible plan is then a partition of the items into node blocks, so the
     subset DP over items is exact. The DP checks stock and capacity per block,
-    so in the rare case it puts two blocks on one node their sum may not fit:
-    that plan is discarded for the MIP.
+    so it may put two blocks on one node whose sum does not fit (common on the
+    little stock left in a scarce batch): a branch and bound on that node then
+    makes it exact (:func:`_distinct_node_blocks`), and the MIP takes what that
+    search would need too many tables for, and orders of more units.
     """
     k, n = problem.stock.shape
     empty = np.zeros((k, n), dtype=np.int64)
@@ -118,13 +120,36 @@ def solve_order(problem: OrderProblem) -> OrderPlan:
             problem.unfilled_penalty,
             problem.max_shipments,
         )
-        alloc = empty.copy()
-        for item, node in enumerate(items):
-            if node >= 0:
-                alloc[:, node] += content[item]
-        if np.all(alloc <= problem.stock) and np.all(alloc.sum(axis=0) <= problem.capacity):
+        alloc = _allocation(items, content, empty)
+        if _fits(problem, alloc):
             return OrderPlan(alloc, order_cost(problem, alloc), True)
+        if problem.max_shipments is None:
+            # two blocks on one node that do not fit together: the exact search
+            items = _distinct_node_blocks(
+                size,
+                fits,
+                problem.ship_cost,
+                (content @ problem.unit_cost) / size[:, None],
+                problem.split_penalty,
+                problem.unfilled_penalty,
+            )
+            if items is not None:
+                alloc = _allocation(items, content, empty)
+                if _fits(problem, alloc):
+                    return OrderPlan(alloc, order_cost(problem, alloc), True)
     return _solve_order_mip(problem)
+
+
+def _allocation(items: np.ndarray, content: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    alloc = empty.copy()
+    for item, node in enumerate(items):
+        if node >= 0:
+            alloc[:, node] += content[item]
+    return alloc
+
+
+def _fits(problem: OrderProblem, alloc: np.ndarray) -> bool:
+    return bool(np.all(alloc <= problem.stock) and np.all(alloc.sum(axis=0) <= problem.capacity))
 
 
 def _elements(problem: OrderProblem) -> np.ndarray:
@@ -224,57 +249,179 @@ def _subset_dp_blocks(
         return _capped_blocks(
             qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty, max_blocks
         )
-    members = _subset_members(k).astype(np.float64)
-    block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
-    block[~fits] = np.inf
-    block[0] = np.inf
-    best_node = block.argmin(axis=1)
-    block_cost = block[np.arange(block.shape[0]), best_node]
-    unfilled = unfilled_penalty * qty.astype(np.float64)
-
-    full = (1 << k) - 1
-    # f[mask]: cheapest way to settle the elements in mask, every node block
-    # paying the split penalty; choice[mask] is the block (or single unfilled
-    # element) used for mask's lowest element.
-    f = np.full(full + 1, np.inf)
-    f[0] = 0.0
-    choice = np.zeros(full + 1, dtype=np.int64)
-    chose_unfilled = np.zeros(full + 1, dtype=bool)
-    f_list = f.tolist()
-    cost_list = (block_cost + split_penalty).tolist()
-    for mask in range(1, full + 1):
-        low = mask & -mask
-        best = f_list[mask ^ low] + unfilled[low.bit_length() - 1]
-        best_t, best_unfilled = low, True
-        rest = mask ^ low
-        sub = rest
-        while True:
-            t = sub | low
-            cand = f_list[mask ^ t] + cost_list[t]
-            if cand < best:
-                best, best_t, best_unfilled = cand, t, False
-            if sub == 0:
-                break
-            sub = (sub - 1) & rest
-        f_list[mask] = best
-        choice[mask] = best_t
-        chose_unfilled[mask] = best_unfilled
-    f = np.asarray(f_list)
-
-    # The first block ships without a split penalty: try each block as the first.
+    table = _DpTable(qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty)
     nodes = np.full(k, -1, dtype=np.int64)
-    first_cost = block_cost[1:] + f[full ^ np.arange(1, full + 1)]
-    first = int(np.argmin(first_cost)) + 1
-    if not np.isfinite(first_cost[first - 1]) or first_cost[first - 1] >= unfilled.sum():
-        return nodes
-    _assign(nodes, first, int(best_node[first]))
-    mask = full ^ first
-    while mask:
-        t = int(choice[mask])
-        if not chose_unfilled[mask]:
-            _assign(nodes, t, int(best_node[t]))
-        mask ^= t
+    _value, blocks = table.best((1 << k) - 1, first_free=True)
+    for subset, node in blocks:
+        _assign(nodes, subset, node)
     return nodes
+
+
+class _DpTable:
+    """The subset DP's table over every subset of the K elements.
+
+    ``block_cost[t]``/``best_node[t]``: the cheapest node serving subset t whole
+    (``inf`` where none fits); ``f[mask]``: the cheapest way to settle ``mask``
+    with every node block paying the split penalty; ``choice[mask]`` the block
+    (or single unfilled element) used for mask's lowest element.
+    """
+
+    def __init__(self, qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty):
+        k = qty.size
+        members = _subset_members(k).astype(np.float64)
+        block = ship_cost[None, :] + members @ (unit_cost * qty[:, None])
+        block[~fits] = np.inf
+        block[0] = np.inf
+        self.block = block
+        self.best_node = block.argmin(axis=1)
+        self.block_cost = block[np.arange(block.shape[0]), self.best_node]
+        self.split_penalty = split_penalty
+        self.unfilled = unfilled_penalty * qty.astype(np.float64)
+        self.unfilled_of = members @ self.unfilled
+        full = (1 << k) - 1
+        f_list = [0.0] * (full + 1)
+        choice = [0] * (full + 1)
+        chose_unfilled = [False] * (full + 1)
+        cost_list = (self.block_cost + split_penalty).tolist()
+        unfilled = self.unfilled.tolist()
+        for mask in range(1, full + 1):
+            low = mask & -mask
+            best = f_list[mask ^ low] + unfilled[low.bit_length() - 1]
+            best_t, best_unfilled = low, True
+            rest = mask ^ low
+            sub = rest
+            while True:
+                t = sub | low
+                cand = f_list[mask ^ t] + cost_list[t]
+                if cand < best:
+                    best, best_t, best_unfilled = cand, t, False
+                if sub == 0:
+                    break
+                sub = (sub - 1) & rest
+            f_list[mask] = best
+            choice[mask] = best_t
+            chose_unfilled[mask] = best_unfilled
+        self.f = np.asarray(f_list)
+        self._choice = choice
+        self._chose_unfilled = chose_unfilled
+
+    def blocks_of(self, mask: int) -> list[tuple[int, int]]:
+        """The (subset, node) blocks of f's plan for ``mask``."""
+        blocks = []
+        while mask:
+            t = self._choice[mask]
+            if not self._chose_unfilled[mask]:
+                blocks.append((t, int(self.best_node[t])))
+            mask ^= t
+        return blocks
+
+    def best(self, universe: int, first_free: bool) -> tuple[float, list[tuple[int, int]]]:
+        """The cheapest plan for the elements of ``universe`` (a relaxation: two
+        blocks may share a node). With ``first_free`` one block ships without the
+        split penalty (an order's first shipment); otherwise every block pays it."""
+        if not first_free:
+            return float(self.f[universe]), self.blocks_of(universe)
+        subsets = _submasks(universe)
+        first_cost = self.block_cost[subsets] + self.f[universe ^ subsets]
+        pick = int(np.argmin(first_cost))
+        nothing = float(self.unfilled_of[universe])
+        if not np.isfinite(first_cost[pick]) or first_cost[pick] >= nothing:
+            return nothing, []
+        first = int(subsets[pick])
+        blocks = [(first, int(self.best_node[first])), *self.blocks_of(universe ^ first)]
+        return float(first_cost[pick]), blocks
+
+
+def _submasks(universe: int) -> np.ndarray:
+    """The nonempty subsets of ``universe`` (a bitmask)."""
+    masks = np.arange(1, universe + 1)
+    return masks[(masks & ~universe) == 0]
+
+
+DISTINCT_NODE_TABLES = 24
+"""Most DP tables the exact search over node reuse builds before the MIP takes over."""
+
+
+def _distinct_node_blocks(qty, fits, ship_cost, unit_cost, split_penalty, unfilled_penalty):
+    """The subset DP made exact when its plan puts two blocks on one node whose sum
+    does not fit there (the relaxation's only gap): branch and bound on that node.
+
+    A feasible plan either leaves node n unused, or serves exactly one subset S
+    there and the rest elsewhere; the DP's tables with n forbidden bound every
+    such branch (S all at once, vectorised), and the branches are searched
+    cheapest bound first. Returns the elements' nodes (-1 unfilled), or ``None``
+    when more than ``DISTINCT_NODE_TABLES`` tables would be needed (the caller's
+    MIP settles it).
+    """
+    k = qty.size
+    tables: dict[frozenset, _DpTable] = {}
+
+    def table(forbidden: frozenset) -> _DpTable:
+        if forbidden not in tables:
+            if len(tables) >= DISTINCT_NODE_TABLES:
+                raise _TooDeep
+            allowed = fits.copy()
+            allowed[:, list(forbidden)] = False
+            tables[forbidden] = _DpTable(
+                qty, allowed, ship_cost, unit_cost, split_penalty, unfilled_penalty
+            )
+        return tables[forbidden]
+
+    def reused(blocks) -> int | None:
+        nodes = [node for _subset, node in blocks]
+        for node in nodes:
+            if nodes.count(node) > 1:
+                return node
+        return None
+
+    def solve(universe: int, forbidden: frozenset, first_free: bool, ceiling: float):
+        """Exact best plan of ``universe`` without the ``forbidden`` nodes, or
+        (inf, None) when none is below ``ceiling``."""
+        value, blocks = table(forbidden).best(universe, first_free)
+        if value >= ceiling:
+            return np.inf, None
+        node = reused(blocks)
+        if node is None:
+            return value, blocks
+        without = forbidden | {node}
+        rest = table(without)
+        subsets = _submasks(universe)
+        at_node = table(forbidden).block[subsets, node]
+        extra = 0.0 if first_free else split_penalty
+        bounds = at_node + extra + rest.f[universe ^ subsets]
+        best_value, best_blocks = ceiling, None
+        # the branch "node unused", then each subset served there, cheapest bound first
+        unused_value, unused_blocks = solve(universe, without, first_free, best_value)
+        if unused_blocks is not None or unused_value < best_value:
+            best_value, best_blocks = unused_value, unused_blocks
+        for i in np.argsort(bounds, kind="stable"):
+            if not bounds[i] < best_value:
+                break
+            s = int(subsets[i])
+            rest_value, rest_blocks = solve(
+                universe ^ s, without, False, best_value - at_node[i] - extra
+            )
+            if rest_blocks is None:
+                continue
+            total = at_node[i] + extra + rest_value
+            if total < best_value:
+                best_value, best_blocks = total, [(s, node), *rest_blocks]
+        return best_value, best_blocks
+
+    try:
+        value, blocks = solve((1 << k) - 1, frozenset(), True, np.inf)
+    except _TooDeep:
+        return None
+    nodes = np.full(k, -1, dtype=np.int64)
+    if blocks is None:
+        return None if not np.isfinite(value) else nodes
+    for subset, node in blocks:
+        _assign(nodes, subset, node)
+    return nodes
+
+
+class _TooDeep(Exception):
+    """The exact search over node reuse would need too many DP tables."""
 
 
 def _capped_blocks(

@@ -213,3 +213,47 @@ def test_relaxation_of_a_many_sku_order_is_a_lower_bound():
         op.qty, op.stock > 0, op.ship_cost, op.unit_cost, op.split_penalty, op.unfilled_penalty
     )
     assert relaxed <= 9.0
+
+
+def test_two_blocks_on_one_node_that_do_not_fit_are_settled_exactly():
+    # 2 units of one SKU; A holds 1 and ships for 1, B holds 1 and ships for 10.
+    # The subset DP alone would serve each unit from A as its own block (each fits,
+    # both do not): the exact answer ships one unit from each node.
+    problem = OrderProblem(
+        qty=np.array([2]),
+        stock=np.array([[1, 1]]),
+        ship_cost=np.array([1.0, 10.0]),
+        unit_cost=np.zeros((1, 2)),
+        capacity=np.array([np.inf, np.inf]),
+        split_penalty=6.0,
+        unfilled_penalty=150.0,
+    )
+    plan = solve_order(problem)
+    assert plan.exact
+    assert plan.alloc.tolist() == [[1, 1]]
+    assert plan.total_cost == pytest.approx(1 + 10 + 6)
+
+
+def test_the_exact_search_over_node_reuse_matches_the_mip_on_tight_stock():
+    from solver.order_dp import _solve_order_mip
+
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        k, n = int(rng.integers(1, 4)), int(rng.integers(1, 6))
+        qty = rng.integers(1, 4, k)
+        if qty.sum() > 8:
+            continue
+        capacity = np.where(rng.random(n) < 0.3, rng.integers(0, 4, n), np.inf).astype(float)
+        problem = OrderProblem(
+            qty=qty,
+            stock=rng.integers(0, 3, (k, n)),
+            ship_cost=rng.uniform(1, 20, n),
+            unit_cost=rng.uniform(0, 3, (k, n)),
+            capacity=capacity,
+            split_penalty=float(rng.choice([0.0, 6.0])),
+            unfilled_penalty=float(rng.choice([5.0, 50.0, 150.0])),
+        )
+        plan = solve_order(problem)
+        assert np.all(plan.alloc <= problem.stock)
+        assert np.all(plan.alloc.sum(axis=0) <= problem.capacity)
+        assert plan.total_cost == pytest.approx(_solve_order_mip(problem).total_cost, abs=1e-6)
