@@ -164,15 +164,21 @@ def optimize(
         return search.result(params, clock, stats)
 
     emit("joint LP", {"best": search.best})
+    first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
     pending = start_joint_lp(
         problem,
         search.units,
         contested,
         params,
         clock,
-        remaining(params, clock, params.after_lp_share * params.time_limit),
+        first_leg,
         whole=_model_columns(problem) <= params.whole_lp_columns,
+        # an unconverged LP goes on while its first answer is rounded
+        refine=max(
+            remaining(params, clock, params.after_refine_share * params.time_limit) - first_leg, 0.0
+        ),
     )
+    joint, legs = None, []
     try:
         if pending.in_background:
             # The LP runs on the other core: meanwhile, this one builds an
@@ -184,14 +190,20 @@ def optimize(
             tight = search.structure(exact_short=True)
             if tight.loop_orders.size > params.exact_pricing_orders and not pending.ready():
                 search.structure(exact_short=False)
-        joint = pending.result()
+        answer = pending.result()
+        while answer is not None:
+            joint = answer
+            legs.append((joint.seconds, joint.converged))
+            search.raise_bound(joint.bound)
+            emit("joint LP", {"best": search.best, "bound": search.bound})
+            _guided_flow(problem, params, clock, search, alone, contested, joint, stats)
+            emit("joint LP: guided flow", {"best": search.best})
+            answer = pending.result() if pending.legs_left and not joint.converged else None
     finally:
         pending.close()
     prices = Prices(problem) if joint is None else joint.prices
     search.timed_out |= joint is None
-    if joint is not None:
-        search.raise_bound(joint.bound)
-    # The bound first, from the joint LP's prices: cheap, and owed in any case.
+    # The bound, from the joint LP's prices: cheap, and owed in any case.
     emit("lower bound", {"best": search.best})
     _prove(problem, params, clock, search, alone, prices, stats, share=0.05)
     emit("lower bound", {"best": search.best, "bound": search.bound})
@@ -202,9 +214,8 @@ def optimize(
             "seconds": joint.seconds,
             "columns": joint.columns,
             "converged": joint.converged,
+            "legs": legs,
         }
-        _guided_flow(problem, params, clock, search, alone, contested, joint, stats)
-        emit("joint LP: guided flow", {"best": search.best})
         rounded, undecided = search.units, np.zeros(problem.num_orders, dtype=bool)
         if joint.converged:
             # (an unconverged LP's units are no guide: its shipments were used above)
@@ -420,9 +431,7 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     return rounded, undecided
 
 
-def _flow_and_moves(
-    problem, params, clock, search: _Search, alone, contested, emit, stats, stop
-):
+def _flow_and_moves(problem, params, clock, search: _Search, alone, contested, emit, stats, stop):
     """Most of the batch collides: which lines get the scarce units is settled by
     one min-cost flow over the contested part (a linearised shipment cost), then
     shipments are consolidated by single-order moves (:mod:`solver.order_moves`),
@@ -466,12 +475,14 @@ def _guided_flow(problem, params, clock, search: _Search, alone, contested, join
     deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
     moved, details = improve_orders(problem, flowed, contested, alone.cost, clock, deadline)
     search.offer(moved)
-    stats["guided_flow"] = {
-        "flow_cost": round(flow_cost, 2),
-        "cost": round(evaluate(problem, moved).total_cost, 2),
-        "moved": details["moved"],
-        "seconds": round(clock() - started, 2),
-    }
+    stats.setdefault("guided_flow", []).append(
+        {
+            "flow_cost": round(flow_cost, 2),
+            "cost": round(evaluate(problem, moved).total_cost, 2),
+            "moved": details["moved"],
+            "seconds": round(clock() - started, 2),
+        }
+    )
 
 
 def _polish(problem, params, clock, search: _Search, contested, emit, stats, reserve: float):

@@ -37,12 +37,20 @@ class FirstOrderResult:
     termination: str
     converged: bool
     """PDLP met its optimality tolerance (otherwise: a time or iteration limit)."""
+    raw_primal: np.ndarray | None = None
+    """PDLP's own primal and dual iterates, to warm-start a later run from."""
+    raw_dual: np.ndarray | None = None
 
 
 def solve_lp_first_order(
-    model: MipModel, time_limit: float, rel_tol: float = 1e-4, threads: int = 1
+    model: MipModel,
+    time_limit: float,
+    rel_tol: float = 1e-4,
+    threads: int = 1,
+    start: FirstOrderResult | None = None,
 ) -> FirstOrderResult:
-    """Solve the LP relaxation of ``model`` with PDLP within ``time_limit`` seconds."""
+    """Solve the LP relaxation of ``model`` with PDLP within ``time_limit`` seconds,
+    warm-started from an earlier run's iterates (``start``) when given."""
     import scipy.sparse as sp
     from ortools.pdlp import solve_log_pb2, solvers_pb2
     from ortools.pdlp.python import pdlp
@@ -62,8 +70,14 @@ def solve_lp_first_order(
     params.termination_criteria.time_sec_limit = max(time_limit, 0.1)
     params.num_threads = threads
     params.verbosity_level = 0
-    result = pdlp.primal_dual_hybrid_gradient(qp, params)
-    x = np.clip(np.asarray(result.primal_solution), model.col_lo, model.col_hi)
+    initial = None
+    if start is not None and start.raw_primal is not None:
+        initial = pdlp.PrimalAndDualSolution()
+        initial.primal_solution = start.raw_primal
+        initial.dual_solution = start.raw_dual
+    result = pdlp.primal_dual_hybrid_gradient(qp, params, initial_solution=initial)
+    raw_primal = np.asarray(result.primal_solution, dtype=np.float64)
+    x = np.clip(raw_primal, model.col_lo, model.col_hi)
     # PDLP's duals are positive on a binding lower side; HiGHS's convention is the same
     # for >= rows and <= 0 on a binding upper side, which is what y means here too.
     y = np.asarray(result.dual_solution, dtype=np.float64)
@@ -77,6 +91,8 @@ def solve_lp_first_order(
         seconds=float(log.solve_time_sec),
         termination=solve_log_pb2.TerminationReason.Name(log.termination_reason),
         converged=log.termination_reason == solve_log_pb2.TERMINATION_REASON_OPTIMAL,
+        raw_primal=raw_primal,
+        raw_dual=y,
     )
 
 

@@ -65,14 +65,16 @@ class PendingJointLp:
         self._done = done
 
     def result(self) -> JointLp | None:
+        """The LP's (next) answer; ``None`` when there is none (any more)."""
         problem, part, model, v, keys, rows, clock, started, whole = self._args
         if self._pending is not None:
-            first = self._pending.result(stop_requested(clock))
-            if first is None:
+            answer = self._pending.result(stop_requested(clock))
+            if answer is None:
                 return None
-            x, duals, solver, converged = first.x, first.row_duals, "pdlp", first.converged
+            x, duals, solver, converged = answer.x, answer.row_duals, "pdlp", answer.converged
         elif self._done is not None:
             x, duals, solver, converged = self._done
+            self._done = None
         else:
             return None
         prices = Prices(problem)
@@ -80,13 +82,25 @@ class PendingJointLp:
         # Weak duality from the duals alone: proven whatever the LP solver's accuracy.
         bound = dual_bound(model, duals) if whole else float("-inf")
         return JointLp(
-            part, v, x, prices, solver, round(clock() - started, 2), int(model.c.size), bound,
+            part,
+            v,
+            x,
+            prices,
+            solver,
+            round(clock() - started, 2),
+            int(model.c.size),
+            bound,
             converged,
         )
 
     @property
     def in_background(self) -> bool:
         return self._pending is not None and self._pending.background
+
+    @property
+    def legs_left(self) -> int:
+        """Refined answers still to come from a first-order LP solved in legs."""
+        return 0 if self._pending is None else self._pending.legs_left
 
     def ready(self) -> bool:
         return self._pending is None or self._pending.ready()
@@ -105,9 +119,13 @@ def start_joint_lp(
     time_limit: float,
     whole: bool = False,
     background: bool = True,
+    refine: float = 0.0,
 ) -> PendingJointLp:
     """:func:`solve_joint_lp`, started: a first-order LP runs on the other core
-    (:mod:`solver.lp_process`) while the caller goes on; HiGHS's are solved now."""
+    (:mod:`solver.lp_process`) while the caller goes on; HiGHS's are solved now.
+    With ``refine`` seconds, a first-order LP that has not converged within
+    ``time_limit`` goes on from where it stopped for that long, and
+    :meth:`PendingJointLp.result` gives that better answer next."""
     started = clock()
     if whole:
         part = ModelInput.whole(problem)
@@ -121,8 +139,9 @@ def start_joint_lp(
     model, v, keys, rows = build_model(problem, part)
     pending, done = None, None
     if model.c.size > params.first_order_columns:
+        legs = [time_limit, refine] if refine > 0 else [time_limit]
         pending = start_first_order_lp(
-            model, time_limit, params.first_order_tolerance, background and params.lp_in_background
+            model, legs, params.first_order_tolerance, background and params.lp_in_background
         )
     else:
         lp = solve_mip(

@@ -69,6 +69,10 @@ class OptimizeParams:
     """The LP-guided flow keeps open the shipments the joint LP uses at least
     this much (and each order's most used one); measured on a 20,000-order
     scarce batch against 0.3, 0.7 and 0.9."""
+    after_refine_share: float = 0.12
+    """Share of the time limit kept after the joint LP's second leg (a
+    first-order LP that had not converged goes on, warm-started, while its
+    first answer is rounded; its better answer is rounded and bounds again)."""
     moves_share: float = 0.25
     """Most of the time limit for the flow and single-order moves of a scarce batch."""
     first_order_columns: int = 20000

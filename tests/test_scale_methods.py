@@ -272,6 +272,17 @@ def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
     assert there is not None
     assert there.bound == pytest.approx(here.bound, rel=1e-9)
     assert np.allclose(there.x, here.x)
+    # in legs: the second goes on from the first's iterates, here and there alike
+    here_legs = start_first_order_lp(model, [0.002, 20], 1e-4, background=False)
+    there_legs = start_first_order_lp(model, [0.002, 20], 1e-4, background=True)
+    for _leg in range(2):
+        a, b = here_legs.result(), there_legs.result()
+        assert a is not None and b is not None
+        assert a.bound == pytest.approx(b.bound, rel=1e-9)
+        if a.converged:
+            break
+    assert a.converged and a.bound == pytest.approx(here.bound, rel=1e-4)
+    assert there_legs.result() is None and there_legs.legs_left == 0
     # an answer nobody waits for: the child is killed, nothing is left running
     abandoned = start_first_order_lp(model, 60, 0.0, background=True)  # runs until killed
     process = abandoned._process
