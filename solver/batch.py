@@ -134,18 +134,30 @@ def optimize(
     contested = with_neighbours(problem, alone.units, colliding)
     stats["colliding_orders"] = int(colliding.sum())
     stats["contested_orders"] = int(contested.sum())
-    # A feasible incumbent from the start: without the colliding orders no
-    # stock or capacity is over-used, so every other order keeps its own
-    # optimum and the colliding ones are routed greedily on what is left.
-    search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
-    search.offer(route_single_units_by_flow(problem, search.units, colliding))
-    emit("contested part", {"best": search.best})
-
     scarce = colliding.sum() > params.joint_lp_colliding_share * problem.num_orders
-    if (
+    tiny = (
         problem.cand_line.size <= params.exact_candidates
         or problem.num_orders <= params.exact_orders
-    ):
+    )
+    # A feasible incumbent from the start: without the colliding orders no
+    # stock or capacity is over-used, so every other order keeps its own
+    # optimum. When most of the batch collides, the contested lines are routed
+    # by one min-cost flow (which lines get the scarce units, jointly); else
+    # the colliding orders greedily on what is left, the one-unit ones by a flow.
+    flowed = None
+    if scarce and not tiny and problem.churn is None:
+        flowed = route_lines_by_flow(problem, alone.units, contested)
+        if flowed is not None and not within_shipment_caps(problem, flowed):
+            flowed = None
+    if flowed is not None:
+        search = _Search(problem, flowed, alone.bound)
+        stats["flow_cost"] = round(search.best, 2)
+    else:
+        search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
+        search.offer(route_single_units_by_flow(problem, search.units, colliding))
+    emit("contested part", {"best": search.best})
+
+    if tiny:
         # A tiny batch: one MIP over every candidate proves the optimum
         # (HiGHS's own default gap at most), no decomposition first.
         emit("exact MIP", {"best": search.best})
@@ -183,9 +195,8 @@ def optimize(
         if pending.in_background:
             # The LP runs on the other core: meanwhile, this one builds an
             # answer that needs no LP.
-            _flow_and_moves(
-                problem, params, clock, search, alone, contested, emit, stats, pending.ready
-            )
+            _moves_meanwhile(problem, params, clock, search, alone, contested, stats, pending.ready)
+            emit("moves", {"best": search.best})
             # and the price search's index arrays, which the bound needs next
             tight = search.structure(exact_short=True)
             if tight.loop_orders.size > params.exact_pricing_orders and not pending.ready():
@@ -196,9 +207,12 @@ def optimize(
             legs.append((joint.seconds, joint.converged))
             search.raise_bound(joint.bound)
             emit("joint LP", {"best": search.best, "bound": search.bound})
-            _guided_flow(problem, params, clock, search, alone, contested, joint, stats)
+            more = bool(pending.legs_left) and not joint.converged
+            # (its moves give way to the LP's better answer when one is coming)
+            stop = pending.ready if more else (lambda: False)
+            _guided_flow(problem, params, clock, search, alone, contested, joint, stats, stop)
             emit("joint LP: guided flow", {"best": search.best})
-            answer = pending.result() if pending.legs_left and not joint.converged else None
+            answer = pending.result() if more else None
     finally:
         pending.close()
     prices = Prices(problem) if joint is None else joint.prices
@@ -431,34 +445,27 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     return rounded, undecided
 
 
-def _flow_and_moves(problem, params, clock, search: _Search, alone, contested, emit, stats, stop):
-    """Most of the batch collides: which lines get the scarce units is settled by
-    one min-cost flow over the contested part (a linearised shipment cost), then
-    shipments are consolidated by single-order moves (:mod:`solver.order_moves`),
-    until ``stop()`` (the joint LP is back) or their share of the time is used."""
+def _moves_meanwhile(problem, params, clock, search: _Search, alone, contested, stats, stop):
+    """Single-order moves from the incumbent (:mod:`solver.order_moves`), until
+    ``stop()`` (the joint LP is back) or their share of the time is used."""
     if problem.churn is not None:
         return
     started = clock()
-    emit("flow", {"best": search.best})
-    flowed = route_lines_by_flow(problem, search.units, contested)
-    if flowed is None:
-        return
-    flow_cost = evaluate(problem, flowed).total_cost
+    before = search.best
     deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
     moved, details = improve_orders(
-        problem, flowed, contested, alone.cost, clock, deadline, stop=stop
+        problem, search.units, contested, alone.cost, clock, deadline, stop=stop
     )
     search.offer(moved)
-    stats["flow_and_moves"] = {
-        "flow_cost": round(flow_cost, 2),
-        "cost": round(evaluate(problem, moved).total_cost, 2),
+    stats["moves"] = {
+        "before": round(before, 2),
+        "after": round(search.best, 2),
         "moved": details["moved"],
         "seconds": round(clock() - started, 2),
     }
-    emit("flow and moves", {"best": search.best})
 
 
-def _guided_flow(problem, params, clock, search: _Search, alone, contested, joint, stats):
+def _guided_flow(problem, params, clock, search: _Search, alone, contested, joint, stats, stop):
     """Round the joint LP by its shipments: one min-cost flow over the contested
     lines where the LP's shipments are cheap (:func:`solver.lp_rounding.guided_shipment_costs`),
     then single-order moves."""
@@ -472,8 +479,14 @@ def _guided_flow(problem, params, clock, search: _Search, alone, contested, join
     if flowed is None:
         return
     flow_cost = evaluate(problem, flowed).total_cost
-    deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
-    moved, details = improve_orders(problem, flowed, contested, alone.cost, clock, deadline)
+    # the moves leave a little time for the bound at the LP's prices
+    reserve = params.bound_share * params.time_limit
+    deadline = clock() + min(
+        params.moves_share * params.time_limit, remaining(params, clock, reserve)
+    )
+    moved, details = improve_orders(
+        problem, flowed, contested, alone.cost, clock, deadline, stop=stop
+    )
     search.offer(moved)
     stats.setdefault("guided_flow", []).append(
         {

@@ -73,6 +73,8 @@ class OptimizeParams:
     """Share of the time limit kept after the joint LP's second leg (a
     first-order LP that had not converged goes on, warm-started, while its
     first answer is rounded; its better answer is rounded and bounds again)."""
+    bound_share: float = 0.04
+    """Share of the time limit the LP-guided moves leave for the bound's price search."""
     moves_share: float = 0.25
     """Most of the time limit for the flow and single-order moves of a scarce batch."""
     first_order_columns: int = 20000
