@@ -646,10 +646,8 @@ def midnight_after(as_of: datetime, zone: str) -> datetime:
     return nxt.astimezone(UTC)
 
 
-def daily_capacity(profiles: ProfileSet, nodes) -> np.ndarray:
-    """(N,) units each node may take in a day under the default profile's daily
-    limits (``inf``: no limit): a batch tightens its capacity with it. ``nodes``:
-    a scenario's nodes frame (with its ``group`` column)."""
+def _default_rules(profiles: ProfileSet, nodes):
+    """The default profile's rules (with its daily limits) over a nodes frame."""
     rules = compile_rules(
         profiles.of(DEFAULT_CHANNEL),
         nodes["node_id"].to_numpy(dtype=object),
@@ -658,7 +656,14 @@ def daily_capacity(profiles: ProfileSet, nodes) -> np.ndarray:
         profiles.as_of,
         workload=profiles.profiles.get(DEFAULT_CHANNEL),
     )
-    return rules.daily_units
+    return rules
+
+
+def daily_capacity(profiles: ProfileSet, nodes) -> np.ndarray:
+    """(N,) units each node may take in a day under the default profile's daily
+    limits (``inf``: no limit): a batch tightens its capacity with it. ``nodes``:
+    a scenario's nodes frame (with its ``group`` column)."""
+    return _default_rules(profiles, nodes).daily_units
 
 
 def daily_orders(profiles: ProfileSet, nodes) -> np.ndarray:
@@ -667,13 +672,6 @@ def daily_orders(profiles: ProfileSet, nodes) -> np.ndarray:
     ``nodes`` (a live snapshot: what is left today) takes precedence."""
     if "daily_orders_left" in nodes:
         return nodes["daily_orders_left"].to_numpy(dtype=float)
-    rules = compile_rules(
-        profiles.of(DEFAULT_CHANNEL),
-        nodes["node_id"].to_numpy(dtype=object),
-        nodes["kind"].to_numpy(dtype=object),
-        nodes["group"].to_numpy(dtype=object),
-        profiles.as_of,
-        workload=profiles.profiles.get(DEFAULT_CHANNEL),
-    )
+    rules = _default_rules(profiles, nodes)
     assert rules.daily_orders is not None
     return rules.daily_orders

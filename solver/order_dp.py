@@ -111,28 +111,20 @@ def solve_order(problem: OrderProblem) -> OrderPlan:
         fits = np.all(per_sku[:, :, None] <= problem.stock[None, :, :], axis=1)
         fits &= units[:, None] <= problem.capacity[None, :]
         size = content.sum(axis=1)
-        items = _subset_dp_blocks(
+        args = (
             size,
             fits,
             problem.ship_cost,
             (content @ problem.unit_cost) / size[:, None],
             problem.split_penalty,
             problem.unfilled_penalty,
-            problem.max_shipments,
         )
-        alloc = _allocation(items, content, empty)
+        alloc = _allocation(_subset_dp_blocks(*args, problem.max_shipments), content, empty)
         if _fits(problem, alloc):
             return OrderPlan(alloc, order_cost(problem, alloc), True)
         if problem.max_shipments is None:
             # two blocks on one node that do not fit together: the exact search
-            items = _distinct_node_blocks(
-                size,
-                fits,
-                problem.ship_cost,
-                (content @ problem.unit_cost) / size[:, None],
-                problem.split_penalty,
-                problem.unfilled_penalty,
-            )
+            items = _distinct_node_blocks(*args)
             if items is not None:
                 alloc = _allocation(items, content, empty)
                 if _fits(problem, alloc):
