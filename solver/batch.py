@@ -36,7 +36,7 @@ is always feasible and the reported gap is a proof, not an estimate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from solver.alone import (
 )
 from solver.blocks import geographic_blocks
 from solver.bound import Prices, lagrangian_bound
-from solver.budget import remaining, within
+from solver.budget import part_abs_gap, remaining, within
 from solver.contention import (
     orders_using,
     overused,
@@ -57,11 +57,13 @@ from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
 from solver.lp_rounding import guided_shipment_costs, keep_whole_units, repair
+from solver.mip import MipParams
 from solver.order_moves import improve_orders
-from solver.params import Clock, OptimizeParams, Progress
-from solver.polish import polish, solve_exactly
+from solver.params import Clock, OptimizeParams, Progress, stop_requested
+from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
+from solver.support_mip import lp_units, solve_on_support
 from solver.unit_flow import route_lines_by_flow, route_single_units_by_flow
 
 
@@ -173,6 +175,10 @@ def optimize(
         else:
             _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
             _prove(problem, params, clock, search, alone, Prices(problem), stats, share=0.5)
+        return search.result(params, clock, stats)
+
+    if _model_columns(problem) <= params.exact_mip_columns and problem.churn is None:
+        _within_reach(problem, params, clock, search, alone, contested, emit, stats)
         return search.result(params, clock, stats)
 
     emit("joint LP", {"best": search.best})
@@ -413,6 +419,94 @@ def _small(problem, params, clock, search: _Search, alone, contested, emit, stat
     if not search.proven(params) and contested.sum() <= params.polish_orders:
         emit("joint MIP polish", {"best": search.best, "bound": search.bound})
         _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
+
+
+def _within_reach(problem, params, clock, search: _Search, alone, contested, emit, stats):
+    """A scarce batch whose unpruned MIP is within HiGHS's reach, on both cores.
+
+    The joint LP of the whole batch (its bound is the batch's) guides a first
+    answer (:func:`_guided_flow`); from it, the unpruned MIP runs on the other
+    core (:func:`solver.polish.start_exact_mip`) for the rest of the time, for
+    its answer and its proven bound, while this one raises the Lagrangian bound
+    and solves the MIP over the LP's support (:mod:`solver.support_mip`), which
+    is a fraction of the size and finds good answers sooner.
+    """
+    emit("joint LP", {"best": search.best})
+    started = clock()
+    joint = solve_joint_lp(
+        problem,
+        search.units,
+        contested,
+        params,
+        clock,
+        remaining(params, clock, params.after_lp_share * params.time_limit),
+        whole=True,
+    )
+    prices = Prices(problem)
+    if joint is not None:
+        prices = joint.prices
+        search.raise_bound(joint.bound)
+        stats["joint_lp"] = {
+            "solver": joint.solver,
+            "seconds": round(clock() - started, 2),
+            "columns": joint.columns,
+            "converged": joint.converged,
+        }
+        emit("joint LP", {"best": search.best, "bound": search.bound})
+        _guided_flow(problem, params, clock, search, alone, contested, joint, stats, lambda: False)
+        emit("joint LP: guided flow", {"best": search.best})
+    if search.proven(params) or clock() >= params.time_limit:
+        return
+    # (it answers a little before the limit: its units travel back and are checked)
+    mip_params = MipParams(
+        rel_gap=params.rel_gap / 4,
+        abs_gap=part_abs_gap(params, search.best),
+        seed=params.seed,
+    )
+    exact = start_exact_mip(
+        problem, search.units, mip_params, lambda: remaining(params, clock, params.child_margin)
+    )
+    started = clock()
+    try:
+        emit("unpruned MIP (other core); lower bound", {"best": search.best})
+        _prove(problem, params, clock, search, alone, prices, stats, share=0.1)
+        emit("lower bound", {"best": search.best, "bound": search.bound})
+        if joint is not None and not search.proven(params) and not exact.ready():
+            emit("support MIP", {"best": search.best, "bound": search.bound})
+            support_started = clock()
+            support = solve_on_support(
+                problem,
+                search.units,
+                lp_units(problem, joint.part, joint.vars, joint.x),
+                replace(mip_params, time_limit=remaining(params, clock, params.child_margin)),
+                # the unpruned MIP's answer is back: it finished, or the time is up
+                lambda: stop_requested(clock)() or exact.ready(),
+            )
+            search.offer(support)
+            stats["support_mip"] = {
+                "cost": None
+                if support is None
+                else round(evaluate(problem, support).total_cost, 2),
+                "seconds": round(clock() - support_started, 2),
+            }
+            emit("support MIP", {"best": search.best, "bound": search.bound})
+        stop = stop_requested(clock)
+        # (a MIP past its limit by more than the margin is not waited for)
+        answer = exact.result(lambda: stop() or clock() > params.time_limit + params.child_margin)
+    finally:
+        exact.close()
+    finished = False
+    if answer is not None:
+        units, bound, finished = answer
+        search.offer(units)
+        search.raise_bound(bound)
+        stats["unpruned_mip"] = {
+            "cost": None if units is None else round(evaluate(problem, units).total_cost, 2),
+            "bound": round(bound, 4),
+            "finished": finished,
+            "seconds": round(clock() - started, 2),
+        }
+    search.timed_out |= not finished and not search.proven(params)
 
 
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):

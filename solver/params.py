@@ -58,6 +58,14 @@ class OptimizeParams:
     """Batches where more than this share of the orders collide (scarce stock,
     before a promotion) take the joint LP's path; the others relax and fix the
     contested part (block by block when it is big). Measured on both regimes."""
+    exact_mip_columns: int = 100_000
+    """Scarce batches whose unpruned model has at most this many columns are
+    within HiGHS's reach: its MIP runs on the other core beside the MIP over
+    the joint LP's support (``solver.batch._within_reach``), measured better
+    there than the decomposition (a 2,000-order batch: 64,000 columns; at
+    5,000 orders, 171,000, neither MIP improved on the guided flow in 40 s)."""
+    child_margin: float = 1.0
+    """Seconds before the time limit at which work on the other core answers."""
     whole_lp_columns: int = 1_500_000
     """Large batches whose unpruned model has at most this many columns get the
     joint LP over the whole batch (every order and candidate): its duals then

@@ -187,7 +187,9 @@ def test_rounding_any_lp_point_gives_a_feasible_answer(scarce_problems):
 def _linearised_cost(problem, units):
     from solver.unit_flow import shipment_cost_per_unit
 
-    per_unit = shipment_cost_per_unit(problem)[problem.cand_pair] + problem.handling[problem.cand_node]
+    per_unit = (
+        shipment_cost_per_unit(problem)[problem.cand_pair] + problem.handling[problem.cand_node]
+    )
     unfilled = problem.line_qty.sum() - units.sum()
     return float(per_unit @ units + problem.unfilled_penalty * unfilled)
 
@@ -292,7 +294,14 @@ def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
 
 @pytest.mark.parametrize(
     "path",
-    ["relax-and-fix", "blocks", "joint-lp", "joint-lp-first-order", "joint-lp-first-order-here"],
+    [
+        "relax-and-fix",
+        "blocks",
+        "joint-lp",
+        "joint-lp-first-order",
+        "joint-lp-first-order-here",
+        "within-reach",
+    ],
 )
 def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems, path):
     """Every path of the optimizer on batches small enough for a proven optimum:
@@ -307,7 +316,8 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         exact_orders=0,
         exact_candidates=0,
         block_orders=10 if path == "blocks" else 10**9,
-        joint_lp_colliding_share=0.0 if path.startswith("joint-lp") else 1.0,
+        joint_lp_colliding_share=0.0 if path.startswith(("joint-lp", "within")) else 1.0,
+        exact_mip_columns=10**9 if path == "within-reach" else 0,
         first_order_columns=0 if path.startswith("joint-lp-first-order") else 10**9,
         lp_in_background=path != "joint-lp-first-order-here",
     )
@@ -319,6 +329,50 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         assert result.lower_bound <= optimum + 1e-6
         assert result.cost.total_cost >= optimum - 1e-6
         assert check(scenario, assignments_frame(problem, result.units)).feasible
+
+
+def test_unpruned_mip_in_a_child_gives_the_same_answer(scarce_problems):
+    from solver.polish import start_exact_mip
+
+    _scenario, problem = scarce_problems[0]
+    start = greedy_units(problem)
+    mip_params = MipParams(time_limit=30, rel_gap=0.0)
+    here = start_exact_mip(problem, start, mip_params, lambda: 30, background=False).result()
+    child = start_exact_mip(problem, start, mip_params, lambda: 30, background=True)
+    assert child.background
+    there = child.result()
+    assert here is not None and there is not None
+    (here_units, here_bound, here_done), (there_units, there_bound, there_done) = here, there
+    assert here_done and there_done
+    assert evaluate(problem, there_units).total_cost == pytest.approx(
+        evaluate(problem, here_units).total_cost
+    )
+    assert there_bound == pytest.approx(here_bound)
+    # abandoned: killed at once, nothing left running
+    abandoned = start_exact_mip(problem, start, mip_params, lambda: 60)
+    process = abandoned._process
+    abandoned.close()
+    assert process is not None and not process.is_alive()
+
+
+def test_support_mip_only_improves_and_stays_feasible(scarce_problems):
+    from solver.support_mip import lp_units, solve_on_support
+
+    for scenario, problem in scarce_problems:
+        part = ModelInput.whole(problem)
+        model, v, _keys, _rows = build_model(problem, part)
+        lp = solve_mip(model, MipParams(relax=True))
+        optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
+        start = greedy_units(problem)
+        units = solve_on_support(
+            problem, start, lp_units(problem, part, v, lp.x), MipParams(time_limit=30), None
+        )
+        assert units is not None
+        cost = evaluate(problem, units).total_cost
+        assert optimum - 1e-6 <= cost <= evaluate(problem, start).total_cost + 1e-6
+        assert check(scenario, assignments_frame(problem, units)).feasible
+        # only the LP's support and the start's candidates are used
+        assert not np.any(units[(lp_units(problem, part, v, lp.x) <= 1e-6) & (start == 0)])
 
 
 def test_guided_flow_keeps_the_lp_shipments_cheap(scarce_problems):
