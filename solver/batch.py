@@ -63,7 +63,7 @@ from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
-from solver.support_mip import lp_units, solve_on_support
+from solver.support_mip import improve_on_support, lp_units, solve_on_support
 from solver.unit_flow import route_lines_by_flow, route_single_units_by_flow
 
 
@@ -266,6 +266,9 @@ def optimize(
     if not search.proven(params) and clock() < params.time_limit:
         _prove(problem, params, clock, search, alone, prices, stats, share=0.1)
         emit("lower bound", {"best": search.best, "bound": search.bound})
+
+    if joint is not None and not search.proven(params):
+        _support_blocks(problem, params, clock, search, contested, joint, emit, stats)
 
     if contested.sum() > params.block_orders:
         _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
@@ -507,6 +510,29 @@ def _within_reach(problem, params, clock, search: _Search, alone, contested, emi
             "seconds": round(clock() - started, 2),
         }
     search.timed_out |= not finished and not search.proven(params)
+
+
+def _support_blocks(problem, params, clock, search: _Search, contested, joint, emit, stats):
+    """With time left after the joint LP's rounding: geographic blocks re-routed by
+    MIPs over the LP's support (:func:`solver.support_mip.improve_on_support`),
+    leaving a little time for the bound."""
+    deadline = params.time_limit - params.bound_share * params.time_limit
+    if deadline - clock() < params.support_block_seconds:
+        return
+    emit("support blocks", {"best": search.best, "bound": search.bound})
+    started = clock()
+    units, details = improve_on_support(
+        problem,
+        search.units,
+        lp_units(problem, joint.part, joint.vars, joint.x),
+        contested,
+        params,
+        clock,
+        deadline,
+    )
+    search.offer(units)
+    stats["support_blocks"] = {**details, "seconds": round(clock() - started, 2)}
+    emit("support blocks", {"best": search.best, "bound": search.bound})
 
 
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):

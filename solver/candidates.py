@@ -15,11 +15,12 @@ from solver.greedy import greedy_units
 from solver.model import ModelInput
 
 
-def model_part(problem, units, contested, params, start=None, per_line=None):
+def model_part(problem, units, contested, params, start=None, per_line=None, also=None):
     """The model of the ``contested`` orders on what the other orders of ``units`` leave.
 
-    Candidates: each line's cheapest, plus those used by ``units`` and by the
-    start. ``start`` (units over all candidates, feasible for the contested
+    Candidates: each line's ``per_line`` cheapest (default
+    ``params.candidates_per_line``), those of mask ``also``, and those used by
+    ``units`` and by the start. ``start`` (units over all candidates, feasible for the contested
     orders on that residual) defaults to a greedy routing. Returns the part and
     the start's units over the part's candidates.
     """
@@ -37,7 +38,11 @@ def model_part(problem, units, contested, params, start=None, per_line=None):
             problem, orders=orders, stock=stock, capacity=capacity, orders_left=left
         )
     start = start * line_in[problem.cand_line]
-    keep = cheapest_candidates(problem, lines, per_line or params.candidates_per_line)
+    keep = cheapest_candidates(
+        problem, lines, params.candidates_per_line if per_line is None else per_line
+    )
+    if also is not None:
+        keep |= also & line_in[problem.cand_line]
     keep |= (units > 0) & line_in[problem.cand_line]
     keep |= start > 0
     budget = None

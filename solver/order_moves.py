@@ -59,7 +59,9 @@ def improve_orders(
         for done, order in enumerate(orders.tolist()):
             if done % 64 == 0 and (clock() >= deadline or stop()):
                 break
-            cands = slice(int(cand_start[line_start[order]]), int(cand_start[line_start[order + 1]]))
+            cands = slice(
+                int(cand_start[line_start[order]]), int(cand_start[line_start[order + 1]])
+            )
             nodes = problem.cand_node[cands]
             skus = problem.line_sku[problem.cand_line[cands]]
             mine = units[cands]

@@ -64,6 +64,11 @@ class OptimizeParams:
     the joint LP's support (``solver.batch._within_reach``), measured better
     there than the decomposition (a 2,000-order batch: 64,000 columns; at
     5,000 orders, 171,000, neither MIP improved on the guided flow in 40 s)."""
+    support_block_orders: int = 1000
+    support_block_seconds: float = 8.0
+    """Geographic blocks re-routed by MIPs over the joint LP's support when a
+    scarce batch has time left after its LP's rounding: orders per block and
+    most seconds per block (measured at 5,000 orders: 3-8 s per block)."""
     child_margin: float = 1.0
     """Seconds before the time limit at which work on the other core answers."""
     whole_lp_columns: int = 1_500_000

@@ -28,6 +28,7 @@ def solve_part(
     per_line=None,
     on_progress=None,
     search=False,
+    also=None,
 ):
     """Re-route the masked orders by MIP on what the others in ``units`` leave.
 
@@ -35,9 +36,12 @@ def solve_part(
     it. Orders that share no stock or capacity row that could bind form
     independent components, each solved as its own (much easier) MIP, smallest
     first. With ``search``, a big linked part first goes through a large
-    neighbourhood search. Returns the new units and the worst MIP status.
+    neighbourhood search. ``also`` masks candidates to model besides each line's
+    ``per_line`` cheapest. Returns the new units and the worst MIP status.
     """
-    part, start_units = model_part(problem, units, orders, params, start=start, per_line=per_line)
+    part, start_units = model_part(
+        problem, units, orders, params, start=start, per_line=per_line, also=also
+    )
     model, v, _keys, rows = build_model(problem, part)
     result = units.copy()
     result[part.cands] = start_units
@@ -49,7 +53,7 @@ def solve_part(
             problem, result, orders, part, params, 0.7 * time_limit, batch_cost, clock, per_line
         )
         part, start_units = model_part(
-            problem, result, orders, params, start=result, per_line=per_line
+            problem, result, orders, params, start=result, per_line=per_line, also=also
         )
         model, v, _keys, rows = build_model(problem, part)
         time_limit *= 0.3
@@ -84,6 +88,7 @@ def solve_part(
             start=result,
             per_line=per_line,
             search=search,
+            also=also,
         )
         if status != SolveStatus.OPTIMAL:
             worst = status

@@ -1,19 +1,26 @@
-"""The batch's MIP over the joint LP's support.
+"""MIPs over the joint LP's support.
 
 Where the unpruned MIP of a scarce batch is within HiGHS's reach but slow to
 close (thousands of orders fighting over stock), the same model restricted to
 the candidates the joint LP uses (plus the incumbent's) is a fraction of its
 size and nearly as good: the LP has already said which nodes matter for each
-line. It is solved from the incumbent, so it can only improve on it; it proves
-nothing about the batch (the unpruned MIP and the Lagrangian do that).
+line (:func:`solve_on_support`). Beyond that reach, the same restriction makes
+geographic blocks of about a thousand orders quick MIPs on what the other
+orders leave, a large neighbourhood search guided by the LP
+(:func:`improve_on_support`). Each is solved from the incumbent, so it can only
+improve on it; they prove nothing about the batch (the unpruned MIP and the
+Lagrangian do that).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from solver.blocks import geographic_blocks
+from solver.cost import evaluate
 from solver.mip import MipParams, solve_mip
 from solver.model import ModelInput, build_model, start_vector
+from solver.part_mip import solve_part
 
 SUPPORT = 1e-6
 """LP units above this make a candidate part of the support."""
@@ -48,3 +55,40 @@ def solve_on_support(problem, incumbent: np.ndarray, lp: np.ndarray, mip_params:
     units = np.zeros_like(incumbent)
     units[cands] = v.extract(mip.x)
     return units
+
+
+def improve_on_support(
+    problem, units: np.ndarray, lp: np.ndarray, contested, params, clock, deadline: float
+) -> tuple[np.ndarray, dict]:
+    """``units`` improved block by block: the contested orders cut into geographic
+    blocks of ``params.support_block_orders`` (a second sweep with shifted
+    borders re-decides the first's), each re-routed by a MIP over the LP's
+    support (LP units ``lp``) and the incumbent's candidates, on what the other
+    orders leave, each for at most ``params.support_block_seconds``, until
+    ``deadline``. Returns the units and (blocks solved, blocks improved)."""
+    also = lp > SUPPORT
+    best = evaluate(problem, units).total_cost
+    solved = improved = 0
+    for shift in (0.0, 0.5):
+        for block in geographic_blocks(problem, contested, params.support_block_orders, shift):
+            left = deadline - clock()
+            if left < 1.0:
+                return units, {"blocks": solved, "improved": improved}
+            candidate, _status = solve_part(
+                problem,
+                units,
+                block,
+                params,
+                min(params.support_block_seconds, left),
+                best,
+                clock,
+                start=units,
+                per_line=0,
+                also=also,
+            )
+            solved += 1
+            cost = evaluate(problem, candidate).total_cost
+            if cost < best - 1e-9:
+                units, best = candidate, cost
+                improved += 1
+    return units, {"blocks": solved, "improved": improved}

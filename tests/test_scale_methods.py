@@ -375,6 +375,25 @@ def test_support_mip_only_improves_and_stays_feasible(scarce_problems):
         assert not np.any(units[(lp_units(problem, part, v, lp.x) <= 1e-6) & (start == 0)])
 
 
+def test_support_blocks_only_improve_and_stay_feasible(scarce_problems):
+    from solver.params import OptimizeParams
+    from solver.support_mip import improve_on_support, lp_units
+
+    params = OptimizeParams(support_block_orders=15, support_block_seconds=5)
+    for scenario, problem in scarce_problems:
+        part = ModelInput.whole(problem)
+        model, v, _keys, _rows = build_model(problem, part)
+        lp = lp_units(problem, part, v, solve_mip(model, MipParams(relax=True)).x)
+        start = greedy_units(problem)
+        everyone = np.ones(problem.num_orders, dtype=bool)
+        units, details = improve_on_support(problem, start, lp, everyone, params, lambda: 0.0, 1e9)
+        assert details["blocks"] >= 2  # both sweeps, each of several blocks
+        assert evaluate(problem, units).total_cost <= evaluate(problem, start).total_cost + 1e-9
+        assert check(scenario, assignments_frame(problem, units)).feasible
+        # a block may only use the LP's support or what the start used
+        assert not np.any(units[(lp <= 1e-6) & (start == 0)])
+
+
 def test_guided_flow_keeps_the_lp_shipments_cheap(scarce_problems):
     from solver.lp_rounding import guided_shipment_costs
     from solver.unit_flow import route_lines_by_flow
