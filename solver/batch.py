@@ -481,6 +481,8 @@ def _within_reach(problem, params, clock, search: _Search, alone, contested, emi
                 problem,
                 search.units,
                 lp_units(problem, joint.part, joint.vars, joint.x),
+                contested,
+                params,
                 replace(mip_params, time_limit=remaining(params, clock, params.child_margin)),
                 # the unpruned MIP's answer is back: it finished, or the time is up
                 lambda: stop_requested(clock)() or exact.ready(),

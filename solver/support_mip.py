@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from solver.blocks import geographic_blocks
+from solver.candidates import model_part
 from solver.cost import evaluate
 from solver.mip import MipParams, solve_mip
-from solver.model import ModelInput, build_model, start_vector
+from solver.model import build_model, start_vector
 from solver.part_mip import solve_part
 
 SUPPORT = 1e-6
@@ -33,27 +34,21 @@ def lp_units(problem, part, v, x: np.ndarray) -> np.ndarray:
     return units
 
 
-def solve_on_support(problem, incumbent: np.ndarray, lp: np.ndarray, mip_params: MipParams, stop):
-    """The whole batch as one MIP over the candidates with LP units ``lp`` above
-    :data:`SUPPORT` or used by ``incumbent``, from ``incumbent``: new units, or
-    ``None`` when the MIP returned none."""
-    cands = np.flatnonzero((lp > SUPPORT) | (incumbent > 0))
-    part = ModelInput(
-        cands=cands,
-        pairs=np.unique(problem.cand_pair[cands]),
-        lines=np.arange(problem.num_lines),
-        orders=np.arange(problem.num_orders),
-        stock=problem.stock,
-        capacity=problem.capacity,
+def solve_on_support(
+    problem, incumbent: np.ndarray, lp: np.ndarray, orders, params, mip_params: MipParams, stop
+):
+    """The masked ``orders`` as one MIP over the candidates with LP units ``lp``
+    above :data:`SUPPORT` or used by ``incumbent``, on what the other orders
+    leave, from ``incumbent``: new units, or ``None`` when the MIP returned none."""
+    part, start = model_part(
+        problem, incumbent, orders, params, start=incumbent, per_line=0, also=lp > SUPPORT
     )
     model, v, _keys, _rows = build_model(problem, part)
-    mip = solve_mip(
-        model, mip_params, start=start_vector(problem, part, v, incumbent[cands]), stop=stop
-    )
+    mip = solve_mip(model, mip_params, start=start_vector(problem, part, v, start), stop=stop)
     if mip.x is None:
         return None
-    units = np.zeros_like(incumbent)
-    units[cands] = v.extract(mip.x)
+    units = incumbent.copy()
+    units[part.cands] = v.extract(mip.x)
     return units
 
 

@@ -356,6 +356,7 @@ def test_unpruned_mip_in_a_child_gives_the_same_answer(scarce_problems):
 
 
 def test_support_mip_only_improves_and_stays_feasible(scarce_problems):
+    from solver.params import OptimizeParams
     from solver.support_mip import lp_units, solve_on_support
 
     for scenario, problem in scarce_problems:
@@ -364,8 +365,15 @@ def test_support_mip_only_improves_and_stays_feasible(scarce_problems):
         lp = solve_mip(model, MipParams(relax=True))
         optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
         start = greedy_units(problem)
+        everyone = np.ones(problem.num_orders, dtype=bool)
         units = solve_on_support(
-            problem, start, lp_units(problem, part, v, lp.x), MipParams(time_limit=30), None
+            problem,
+            start,
+            lp_units(problem, part, v, lp.x),
+            everyone,
+            OptimizeParams(),
+            MipParams(time_limit=30),
+            None,
         )
         assert units is not None
         cost = evaluate(problem, units).total_cost
