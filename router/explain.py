@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from solver.alone import order_problem
+from solver.cost import unit_cost as cand_unit_cost
 from solver.order_dp import MAX_DP_SKUS, OrderProblem, solve_order
 
 TOP_ALTERNATIVES = 3
@@ -83,9 +85,25 @@ class OrderContext:
     unfilled_penalty: float
     price_stock: np.ndarray | None = None  # (K, N) the batch LP's stock prices
     price_capacity: np.ndarray | None = None  # (N,)
+    # A routing profile's rules, as the routing applied them (router/profiles.py):
+    max_shipments: int | None = None  # the split cap; None: no cap
+    sku_group: np.ndarray | None = None  # (K,) ship group of each SKU row; -1: none
+    unit_cost: np.ndarray | None = None  # (K, N) handling less the clearance credit
 
     def replace(self, **changes: Any) -> OrderContext:
         return replace(self, **changes)
+
+    @property
+    def per_unit(self) -> np.ndarray:
+        """(K, N) the cost of one unit of each SKU row at each node: its handling, less a
+        profile's clearance credit (``unit_cost``, as the routing priced it)."""
+        if self.unit_cost is not None:
+            return self.unit_cost
+        return self.per_unit_of_handling
+
+    @property
+    def per_unit_of_handling(self) -> np.ndarray:
+        return np.broadcast_to(self.handling, self.stock_total.shape)
 
     # --- storage (the service keeps one per routed order) ---------------------------
 
@@ -115,6 +133,12 @@ class OrderContext:
             "unfilled_penalty": self.unfilled_penalty,
             "price_stock": arr(self.price_stock),
             "price_capacity": arr(self.price_capacity),
+            "max_shipments": self.max_shipments,
+            "sku_group": None if self.sku_group is None else self.sku_group.tolist(),
+            # Kept only where a credit makes it differ from the handling of each node.
+            "unit_cost": None
+            if self.unit_cost is None or np.array_equal(self.unit_cost, self.per_unit_of_handling)
+            else arr(self.unit_cost),
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -153,6 +177,12 @@ class OrderContext:
             price_capacity=None
             if d["price_capacity"] is None
             else np.asarray(d["price_capacity"], dtype=float),
+            # Contexts stored before the profile rules reached explanations have none.
+            max_shipments=None if d.get("max_shipments") is None else int(d["max_shipments"]),
+            sku_group=None
+            if d.get("sku_group") is None
+            else np.asarray(d["sku_group"], dtype=np.int64),
+            unit_cost=None if d.get("unit_cost") is None else matrix(d["unit_cost"], float),
         )
 
 
@@ -166,16 +196,19 @@ def _order_problem(
     ship_cost: np.ndarray | None = None,
     cols: np.ndarray | slice = slice(None),
 ) -> OrderProblem:
-    """The order's :class:`OrderProblem` over the nodes ``cols``."""
+    """The order's :class:`OrderProblem` over the nodes ``cols``, under the rules the
+    routing applied (split cap, ship groups, the clearance credit in the unit cost)."""
     ship = ctx.ship_cost if ship_cost is None else ship_cost
     return OrderProblem(
         qty=ctx.qty,
         stock=stock[:, cols],
         ship_cost=ship[cols],
-        unit_cost=np.broadcast_to(ctx.handling[cols], stock[:, cols].shape).copy(),
+        unit_cost=np.array(ctx.per_unit[:, cols], dtype=float),
         capacity=capacity[cols],
         split_penalty=ctx.split_penalty,
         unfilled_penalty=ctx.unfilled_penalty,
+        max_shipments=ctx.max_shipments,
+        sku_group=ctx.sku_group,
     )
 
 
@@ -188,7 +221,7 @@ def plan_cost(ctx: OrderContext, alloc: np.ndarray, ship_cost: np.ndarray | None
     shipments = int(np.count_nonzero(used))
     return float(
         ship[used].sum()
-        + per_node @ ctx.handling
+        + (alloc * ctx.per_unit).sum()
         + ctx.split_penalty * max(0, shipments - 1)
         + ctx.unfilled_penalty * (int(ctx.qty.sum()) - int(per_node.sum()))
     )
@@ -204,24 +237,25 @@ def route_alone(
     singles: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The order's exact optimum on the given stock, capacity and allowed nodes
-    (by default: what the other orders left, under the reach and pickup rules).
+    (by default: what the other orders left, under the reach and pickup rules), under
+    the same split cap and ship groups as its routing.
 
     ``singles``: the one-node plans of exactly these arguments, when the caller
-    has them (:func:`_single_node_costs`)."""
+    has them (:func:`_single_node_plans`)."""
     stock = ctx.stock_left if stock is None else stock
     capacity = ctx.capacity_left if capacity is None else capacity
     allowed = ctx.allowed if allowed is None else allowed
     ship = ctx.ship_cost if ship_cost is None else ship_cost
     alloc = np.zeros_like(ctx.chosen)
-    nodes, _units, cost = singles or _single_node_costs(ctx, stock, capacity, allowed, ship)
+    nodes, gives, cost = singles or _single_node_plans(ctx, stock, capacity, allowed, ship)
     total = int(ctx.qty.sum())
     best_single = float(cost.min()) if cost.size else math.inf
     if min(best_single, ctx.unfilled_penalty * total) <= _split_plan_bound(ctx, nodes, ship, total):
         # No plan with two shipments or more can beat the best one-node plan (or
         # shipping nothing): that plan is the exact optimum, no DP needed.
         if best_single < ctx.unfilled_penalty * total:
-            n = int(nodes[np.argmin(cost)])
-            alloc[:, n] = _fill_node(ctx.qty, stock[:, n], capacity[n])
+            best = int(np.argmin(cost))
+            alloc[:, int(nodes[best])] = gives[:, best]
         return alloc
     cols = np.flatnonzero(allowed)
     plan = solve_order(_order_problem(ctx, stock, capacity, ship, cols))
@@ -229,49 +263,69 @@ def route_alone(
     return alloc
 
 
-def _single_node_costs(ctx, stock, capacity, allowed, ship):
-    """Nodes that can give some units alone, the units, and the one-node plan's cost."""
+def _single_node_plans(ctx, stock, capacity, allowed, ship):
+    """Nodes that can give some units alone, what each gives ((K, nodes): its best
+    one-node plan) and that plan's cost.
+
+    A node gives every unit cheaper than leaving it unfilled, a ship group whole or
+    none of it, within its capacity (the cheapest units first)."""
     nodes = np.flatnonzero(allowed)
-    take = np.minimum(ctx.qty[:, None], np.maximum(stock[:, nodes], 0)).sum(axis=0)
-    units = np.minimum(take, np.maximum(capacity[nodes], 0))
+    per_unit = ctx.per_unit[:, nodes]
+    penalty = ctx.unfilled_penalty
+    gives = np.minimum(ctx.qty[:, None], np.maximum(stock[:, nodes], 0))
+    # Each unit a node gives saves the unfilled penalty and costs its unit cost: a
+    # unit dearer than the penalty is best left out (the DP decides).
+    gives = np.where(per_unit < penalty, gives, 0)
+    if ctx.sku_group is not None:
+        for g in np.unique(ctx.sku_group[ctx.sku_group >= 0]).tolist():
+            rows = ctx.sku_group == g
+            need = ctx.qty[rows]
+            whole = np.all(stock[rows][:, nodes] >= need[:, None], axis=0)
+            whole &= need @ per_unit[rows] < penalty * need.sum()
+            gives[rows] = np.where(whole[None, :], need[:, None], 0)
+    for j in np.flatnonzero(gives.sum(axis=0) > capacity[nodes]).tolist():
+        gives[:, j] = _within_capacity(ctx, gives[:, j], per_unit[:, j], capacity[nodes[j]])
+    units = gives.sum(axis=0)
     some = units > 0
-    nodes, units = nodes[some], units[some]
-    # Each unit a node gives saves the unfilled penalty and costs its handling: a
-    # node whose handling exceeds the penalty is best left out (the DP decides).
-    cheaper = ctx.handling[nodes] < ctx.unfilled_penalty
-    nodes, units = nodes[cheaper], units[cheaper]
-    cost = (
-        ship[nodes] + ctx.handling[nodes] * units + ctx.unfilled_penalty * (ctx.qty.sum() - units)
-    )
-    return nodes, units, cost
+    nodes, gives, per_unit = nodes[some], gives[:, some], per_unit[:, some]
+    cost = ship[nodes] + (per_unit * gives).sum(axis=0) + penalty * (ctx.qty.sum() - units[some])
+    return nodes, gives, cost
+
+
+def _within_capacity(
+    ctx: OrderContext, gives: np.ndarray, per_unit: np.ndarray, capacity: float
+) -> np.ndarray:
+    """The best part of ``gives`` (K,) that one node's capacity holds: the cheapest
+    units first; with ship groups, the exact order DP on that node alone."""
+    if ctx.sku_group is not None and np.any(gives[ctx.sku_group >= 0] > 0):
+        alone = OrderProblem(
+            qty=ctx.qty,
+            stock=gives[:, None],
+            ship_cost=np.zeros(1),
+            unit_cost=np.array(per_unit, dtype=float)[:, None],
+            capacity=np.array([capacity], dtype=float),
+            split_penalty=0.0,
+            unfilled_penalty=ctx.unfilled_penalty,
+            sku_group=ctx.sku_group,
+        )
+        return solve_order(alone).alloc[:, 0]
+    out = np.zeros_like(gives)
+    left = int(max(capacity, 0))
+    for k in np.argsort(per_unit, kind="stable").tolist():
+        out[k] = min(int(gives[k]), left)
+        left -= int(out[k])
+    return out
 
 
 def _split_plan_bound(ctx: OrderContext, nodes: np.ndarray, ship: np.ndarray, total: int) -> float:
     """A lower bound on every plan with two or more shipments: the two cheapest
-    shipments, one split, and every unit at the cheapest handling (or unfilled)."""
-    if nodes.size < 2 or total < 2:
+    shipments, one split, and every unit at the cheapest unit cost (or unfilled);
+    none exists under a split cap of one shipment."""
+    if nodes.size < 2 or total < 2 or (ctx.max_shipments is not None and ctx.max_shipments < 2):
         return math.inf
     two = np.partition(ship[nodes], 1)[:2].sum()
-    per_unit = min(float(ctx.handling[nodes].min()), ctx.unfilled_penalty)
+    per_unit = min(float(ctx.per_unit[:, nodes].min()), ctx.unfilled_penalty)
     return float(two + ctx.split_penalty + per_unit * total)
-
-
-def _fill_node(qty: np.ndarray, stock: np.ndarray, capacity: float) -> np.ndarray:
-    """What one node gives of each SKU: as much as stock allows, within its capacity."""
-    take = np.minimum(qty, np.maximum(stock, 0))
-    if take.sum() > capacity:  # handling is per node: which SKU yields does not change the cost
-        left = int(max(capacity, 0))
-        for k in range(take.size):
-            take[k] = min(take[k], left)
-            left -= int(take[k])
-    return take
-
-
-def single_node_plan(ctx: OrderContext, node: int) -> np.ndarray:
-    """Everything node ``node`` can give from what the others left; the rest unfilled."""
-    alloc = np.zeros_like(ctx.chosen)
-    alloc[:, node] = _fill_node(ctx.qty, ctx.stock_left[:, node], ctx.capacity_left[node])
-    return alloc
 
 
 # --- the explanation -------------------------------------------------------------------
@@ -314,7 +368,9 @@ def _describe(ctx: OrderContext, alloc: np.ndarray) -> dict[str, Any]:
     for n in used:
         column = alloc[:, n].tolist()
         units = sum(column)
-        ship, handling = float(ctx.ship_cost[n]), units * float(ctx.handling[n])
+        # handling net of a profile's clearance credit: the cost the order was routed by
+        ship = float(ctx.ship_cost[n])
+        handling = float(alloc[:, n] @ ctx.per_unit[:, n])
         shipping += ship
         handled += handling
         allocated += units
@@ -374,8 +430,8 @@ def _alternatives(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]
     plans: dict[bytes, tuple[float, list[int], np.ndarray]] = {}
     nothing = np.zeros_like(ctx.chosen)
     plans[nothing.tobytes()] = (ctx.unfilled_penalty * float(ctx.qty.sum()), [], nothing)
-    singles = _single_node_costs(ctx, ctx.stock_left, ctx.capacity_left, ctx.allowed, ctx.ship_cost)
-    nodes, units, cost = singles
+    singles = _single_node_plans(ctx, ctx.stock_left, ctx.capacity_left, ctx.allowed, ctx.ship_cost)
+    nodes, gives, cost = singles
     # One unit: the one-node plans below are all the plans. Beyond MAX_DP_SKUS units
     # the exact plan without a node needs a MIP per node: the one-node plans stand in.
     if 1 < ctx.qty.sum() <= MAX_DP_SKUS:
@@ -384,7 +440,7 @@ def _alternatives(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]
             allowed[n] = False
             keep = nodes != n
             alloc = route_alone(
-                ctx, allowed=allowed, singles=(nodes[keep], units[keep], cost[keep])
+                ctx, allowed=allowed, singles=(nodes[keep], gives[:, keep], cost[keep])
             )
             key = alloc.tobytes()
             if key not in plans:
@@ -392,9 +448,10 @@ def _alternatives(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]
                 plans[key] = (plan_cost(ctx, alloc), columns, alloc)
     # One-node plans, cheapest first: only the few that can make the list.
     best = np.argsort(cost, kind="stable")[: TOP_ALTERNATIVES + 1]
-    for n, c in zip(nodes[best].tolist(), cost[best].tolist(), strict=True):
-        alloc = single_node_plan(ctx, n)
-        plans.setdefault(alloc.tobytes(), (c, [n], alloc))
+    for j in best.tolist():
+        alloc = np.zeros_like(ctx.chosen)
+        alloc[:, int(nodes[j])] = gives[:, j]
+        plans.setdefault(alloc.tobytes(), (float(cost[j]), [int(nodes[j])], alloc))
     plans.pop(ctx.chosen.tobytes(), None)
     ranked = sorted(plans.values(), key=lambda item: (item[0], item[1]))
     return [_plan(ctx, alloc, chosen_cost, cost=c) for c, _cols, alloc in ranked[:TOP_ALTERNATIVES]]
@@ -437,12 +494,12 @@ def _taken_away(ctx: OrderContext, chosen_cost: float) -> list[dict[str, Any]]:
 def _beyond_reach_may_pay(ctx: OrderContext, chosen_cost: float) -> bool:
     """Whether a plan using a node beyond the reach could cost less than the choice: it
     ships at least one unit from there, and every other unit costs at least the
-    cheapest handling (or the unfilled penalty)."""
+    cheapest unit cost (or the unfilled penalty)."""
     outside = np.flatnonzero(~ctx.allowed & (ctx.stock_left.sum(axis=0) > 0))
     if outside.size == 0:
         return False
-    per_unit = min(float(ctx.handling.min()), ctx.unfilled_penalty)
-    first = float((ctx.ship_cost[outside] + ctx.handling[outside]).min())
+    per_unit = min(float(ctx.per_unit.min()), ctx.unfilled_penalty)
+    first = float((ctx.ship_cost[outside] + ctx.per_unit[:, outside].min(axis=0)).min())
     return first + per_unit * (int(ctx.qty.sum()) - 1) < chosen_cost - _EPS
 
 
@@ -508,39 +565,77 @@ def _unfilled_lines(ctx: OrderContext) -> list[dict[str, Any]]:
     return out
 
 
+def _one_more(ctx: OrderContext, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The SKU rows and units the line of SKU row ``k`` needs from one node for one
+    more unit: one unit, or its whole ship group."""
+    if ctx.sku_group is None or ctx.sku_group[k] < 0:
+        return np.array([k]), np.ones(1, dtype=np.int64)
+    rows = np.flatnonzero(ctx.sku_group == ctx.sku_group[k])
+    return rows, ctx.qty[rows]
+
+
+def _at_the_cap(ctx: OrderContext) -> bool:
+    """Whether the choice already uses every shipment the split cap allows."""
+    shipments = int(np.count_nonzero(ctx.chosen.sum(axis=0)))
+    return ctx.max_shipments is not None and shipments >= ctx.max_shipments
+
+
 def _rule_codes(ctx: OrderContext, k: int, nodes: np.ndarray) -> np.ndarray:
-    """:func:`_why_not`'s rule for each of ``nodes``, as codes 0-3 (rule order)."""
+    """:func:`_why_not`'s rule for each of ``nodes``, as codes 0-4 (rule order)."""
+    rows, need = _one_more(ctx, k)
     beyond = ~ctx.allowed[nodes]
-    no_stock = ctx.stock_left[k, nodes] - ctx.chosen[k, nodes] <= 0
-    no_room = ctx.capacity_left[nodes] - ctx.chosen[:, nodes].sum(axis=0) <= 0
-    return np.select([beyond, no_stock, no_room], [0, 1, 2], default=3)
+    left = ctx.stock_left[np.ix_(rows, nodes)] - ctx.chosen[np.ix_(rows, nodes)]
+    no_stock = np.any(left < need[:, None], axis=0)
+    no_room = ctx.capacity_left[nodes] - ctx.chosen[:, nodes].sum(axis=0) < need.sum()
+    capped = ~ctx.chosen[:, nodes].any(axis=0) & _at_the_cap(ctx)
+    return np.select([beyond, no_stock, no_room, capped], [0, 1, 2, 3], default=4)
 
 
 def _why_not(ctx: OrderContext, k: int, n: int) -> tuple[str, dict[str, Any]]:
-    """The rule that stops node n giving one more unit of SKU k to this order."""
+    """The rule that stops node n giving one more unit of SKU k to this order (or, for
+    a line in a ship group, the whole group)."""
+    rows, need = _one_more(ctx, k)
+    grouped = rows.size > 1 or need[0] > 1
     if not ctx.allowed[n]:
         if ctx.pickup_node is not None:
             return "pickup", {"pickup_node": ctx.pickup_node}
         return "reach", {"km": _r(ctx.km[n]), "max_km": _r(ctx.max_km[n])}
-    if ctx.stock_left[k, n] - ctx.chosen[k, n] <= 0:
-        return "stock", {
-            "units_left": int(max(ctx.stock_left[k, n] - ctx.chosen[k, n], 0)),
-            "used_by_other_orders": int(ctx.stock_total[k, n] - ctx.stock_left[k, n]),
-            "price": None if ctx.price_stock is None else _r(ctx.price_stock[k, n]),
+    left = ctx.stock_left[rows, n] - ctx.chosen[rows, n]
+    if np.any(left < need):
+        short = int(rows[np.argmax(left < need)])
+        detail = {
+            "units_left": int(max(ctx.stock_left[short, n] - ctx.chosen[short, n], 0)),
+            "used_by_other_orders": int(ctx.stock_total[short, n] - ctx.stock_left[short, n]),
+            "price": None if ctx.price_stock is None else _r(ctx.price_stock[short, n]),
         }
-    if ctx.capacity_left[n] - ctx.chosen[:, n].sum() <= 0:
-        return "capacity", {
-            "capacity_left": 0,
+        if grouped:  # the ship group's SKU that is short, and what the group needs of it
+            detail = {"sku": ctx.skus[short], "units_needed": int(need[rows == short][0]), **detail}
+        return "stock", detail
+    if ctx.capacity_left[n] - ctx.chosen[:, n].sum() < need.sum():
+        detail = {
+            "capacity_left": int(max(ctx.capacity_left[n] - ctx.chosen[:, n].sum(), 0)),
             "used_by_other_orders": int(ctx.capacity_total[n] - ctx.capacity_left[n]),
             "price": None if ctx.price_capacity is None else _r(ctx.price_capacity[n]),
         }
-    # One more unit from n: its handling, and a new shipment (a split, if the order
-    # ships from elsewhere already) unless n already ships.
+        if grouped:
+            detail = {"units_needed": int(need.sum()), **detail}
+        return "capacity", detail
+    if not ctx.chosen[:, n].any() and _at_the_cap(ctx):
+        return "split_cap", {"max_shipments": ctx.max_shipments}
+    # One more unit (or the group) from n: its unit cost, and a new shipment (a
+    # split, if the order ships from elsewhere already) unless n already ships.
+    goods = float(need @ ctx.per_unit[rows, n])
     if ctx.chosen[:, n].any():
-        marginal = ctx.handling[n]
+        marginal = goods
     else:
         split = ctx.split_penalty if ctx.chosen.any() else 0.0
-        marginal = ctx.handling[n] + ctx.ship_cost[n] + split
+        marginal = goods + ctx.ship_cost[n] + split
+    if grouped:
+        return "cost", {
+            "cost_of_the_ship_group": _r(marginal),
+            "units": int(need.sum()),
+            "unfilled_penalty": ctx.unfilled_penalty,
+        }
     return "cost", {"cost_of_one_more_unit": _r(marginal), "unfilled_penalty": ctx.unfilled_penalty}
 
 
@@ -609,7 +704,8 @@ def counterfactuals(
     total = int(ctx.qty.sum())
     short = ctx.allowed & np.isfinite(ctx.capacity_left) & (ctx.capacity_left - load < total)
     tight = np.flatnonzero(short)
-    tight = tight[np.argsort((ctx.ship_cost + ctx.handling)[tight], kind="stable")][:LISTED_NODES]
+    by_cost = ctx.ship_cost + ctx.per_unit.min(axis=0)
+    tight = tight[np.argsort(by_cost[tight], kind="stable")][:LISTED_NODES]
     for extra in range(1, total + 1):
         level = []
         for n in tight.tolist():
@@ -672,7 +768,7 @@ def _stock_candidates(ctx: OrderContext) -> list[tuple[int, int]]:
     short_k, short_n = np.nonzero((whole > ctx.stock_left) & ctx.allowed[None, :])
     keys.extend(zip(short_k.tolist(), short_n.tolist(), strict=True))
     missing = ctx.qty - ctx.chosen.sum(axis=1)
-    by_cost = np.argsort(ctx.ship_cost + ctx.handling, kind="stable")
+    by_cost = np.argsort(ctx.ship_cost + ctx.per_unit.min(axis=0), kind="stable")
     for k in np.flatnonzero(missing > 0).tolist():
         nodes = [n for n in by_cost.tolist() if ctx.allowed[n]]
         keys.extend((k, n) for n in nodes[:LISTED_NODES] if (k, n) not in keys)
@@ -872,9 +968,7 @@ def _order_costs(problem, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         minlength=problem.num_orders,
     )
     handling = np.bincount(
-        cand_order,
-        weights=problem.handling[problem.cand_node] * units,
-        minlength=problem.num_orders,
+        cand_order, weights=cand_unit_cost(problem) * units, minlength=problem.num_orders
     )
     ordered = np.bincount(
         problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
@@ -968,6 +1062,14 @@ def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
     own_units = units[own_c]
     outside_nodes, km_out, ship_out = outside
     nodes = np.concatenate([allowed_nodes, outside_nodes])
+    # The profile's rules over the candidates as the routing applied them: the very
+    # OrderProblem of routing the order alone (its columns are the order's pairs).
+    # Nodes beyond the candidates have no clearance credit (it is a candidate's).
+    routed, _nodes, _skus, _ = order_problem(problem, o)
+    unit_cost = None
+    if getattr(problem, "cand_credit", None) is not None:
+        beyond = np.broadcast_to(problem.handling[outside_nodes], (skus.size, outside_nodes.size))
+        unit_cost = np.concatenate([routed.unit_cost, beyond], axis=1)
     allowed = np.zeros(nodes.size, dtype=bool)
     allowed[: allowed_nodes.size] = True
     pickup = int(problem.order_pickup[o])
@@ -1023,6 +1125,9 @@ def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
         unfilled_penalty=problem.unfilled_penalty,
         price_stock=price_stock,
         price_capacity=price_capacity,
+        max_shipments=routed.max_shipments,
+        sku_group=routed.sku_group,
+        unit_cost=unit_cost,
     )
 
 
@@ -1067,7 +1172,7 @@ def _explain_one_unit_orders(state: _BatchState) -> dict[int, dict]:
     own = units[cands]
     penalty = problem.unfilled_penalty
     ship = problem.pair_ship_cost[problem.cand_pair[cands]]
-    handling = problem.handling[node]
+    handling = cand_unit_cost(problem, cands)  # net of a profile's clearance credit
     cost = ship + handling
     stock_left = problem.stock[node, sku] - state.key_used[node, sku] + own
     finite = np.isfinite(problem.capacity[node])

@@ -35,7 +35,8 @@ from router.pool.schema import explanations
 
 
 def route_context(order, prepared, plan, index: NodeIndex) -> OrderContext:
-    """The context of an order routed alone (``routing.PreparedOrder`` and its plan)."""
+    """The context of an order routed alone (``routing.PreparedOrder`` and its plan):
+    the arrays of its ``OrderProblem``, the one the routing solved, profile rules included."""
     problem = prepared.problem
     row_of_sku = {sku: k for k, sku in enumerate(prepared.sku_list)}
     nodes = np.asarray(prepared.candidates, dtype=np.int64)
@@ -60,6 +61,11 @@ def route_context(order, prepared, plan, index: NodeIndex) -> OrderContext:
         chosen=np.asarray(plan.alloc, dtype=np.int64),
         split_penalty=float(problem.split_penalty),
         unfilled_penalty=float(problem.unfilled_penalty),
+        # The profile's rules as the order was routed by them: its split cap, its ship
+        # groups and its unit costs (handling less the clearance credit).
+        max_shipments=problem.max_shipments,
+        sku_group=None if problem.sku_group is None else np.asarray(problem.sku_group),
+        unit_cost=np.asarray(problem.unit_cost, dtype=float),
     )
 
 
