@@ -297,3 +297,189 @@ def test_explain_unknown_order_is_one_line_naming_it(tmp_path):
     (out / "explanations.jsonl").unlink()
     (out / "assignments.csv").unlink()
     _one_line_error(omniroute("explain", scenario, out, "O1"), "assignments.csv")
+
+
+# --- routing profiles: split cap, ship groups, clearance credit ---------------------------------
+# The explanation prices and routes the order under the rules its routing obeyed; each
+# case is a tiny scenario of tests/test_profiles.py, through `omniroute solve`'s answer
+# folder (explanations.jsonl, counterfactuals included).
+
+
+def _solved_and_explained(folder: Path, tmp_path: Path) -> tuple[float, dict]:
+    """The routing's cost of o1 (summary.json) and its explanation (explanations.jsonl)."""
+    from router.run import solve_folder
+
+    out = solve_folder(folder, tmp_path / "out", counterfactuals=True)
+    (line,) = (tmp_path / "out" / "explanations.jsonl").read_text().splitlines()
+    return out.summary["total_cost"], json.loads(line)
+
+
+def _nodes_of_every_plan(expl: dict) -> list[list[str]]:
+    plans = [alt["nodes"] for alt in expl["alternatives"] + expl["taken_away"]]
+    return plans + [change["new_nodes"] for change in expl["counterfactuals"]]
+
+
+def test_clearance_credit_prices_the_choice_as_the_routing_did(tmp_path):
+    # S ships at 6 and each of the 2 units earns a credit of 1 (6 - 2 = 4); W ships at
+    # 5 without credit: W is the next best, 1.00 more; a cut of 1.01 at W moves it.
+    from tests.test_profiles import CLEARANCE, write_clearance
+
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("", "4"))
+    cost, expl = _solved_and_explained(folder, tmp_path)
+    assert cost == 4.0 and expl["cost"]["total"] == 4.0
+    assert expl["cost"]["shipping"] == 6.0 and expl["cost"]["handling"] == -2.0
+    assert expl["chosen"][0]["node_id"] == "S" and expl["chosen"][0]["handling"] == -2.0
+    assert (expl["alternatives"][0]["nodes"], expl["alternatives"][0]["extra_cost"]) == (["W"], 1.0)
+    (change,) = expl["counterfactuals"]
+    assert (change["kind"], change["node_id"], change["shipping_cut"]) == ("cost", "W", 1.01)
+    assert change["new_cost"] == 3.99
+
+
+def test_without_clearance_credit_the_cost_is_the_handling(tmp_path):
+    # 5 a week at S: no credit, W at 5 wins; S is the next best at 6.
+    from tests.test_profiles import CLEARANCE, write_clearance
+
+    folder = write_clearance(tmp_path / "s", CLEARANCE, ("", "5"))
+    cost, expl = _solved_and_explained(folder, tmp_path)
+    assert cost == 5.0 and expl["cost"]["total"] == 5.0 and expl["cost"]["handling"] == 0.0
+    assert (expl["alternatives"][0]["nodes"], expl["alternatives"][0]["extra_cost"]) == (["S"], 1.0)
+
+
+def _split_cap_folder(tmp_path: Path, cap: int) -> Path:
+    # a only at W (ship 5), b only at S (ship 8), split penalty 6, unfilled 150.
+    from tests.test_profiles import NODES, write_profiled
+
+    return write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=[("W", "a", 5), ("S", "b", 5)],
+        orders=[("o1", "l1", "a", 1, 0.0, "", ""), ("o1", "l2", "b", 1, 0.0, "", "")],
+        profiles={"default": {"max_shipments": cap}},
+    )
+
+
+def test_split_cap_binds_no_alternative_or_counterfactual_breaks_it(tmp_path):
+    # "Never split": W ships a (5) and b is unfilled (150): 155. W + S (5 + 8 + 6 = 19)
+    # is forbidden: the alternatives are S alone (8 + 150 = 158) and nothing (300); S
+    # is ruled out for b by the split cap; one more b at W would ship both from W (5).
+    cost, expl = _solved_and_explained(_split_cap_folder(tmp_path, 1), tmp_path)
+    assert cost == 155.0 and expl["cost"]["total"] == 155.0
+    assert [(a["nodes"], a["cost"]) for a in expl["alternatives"]] == [(["S"], 158.0), ([], 300.0)]
+    assert all(len(nodes) <= 1 for nodes in _nodes_of_every_plan(expl))
+    (line,) = expl["unfilled_lines"]
+    assert line["ruled_out"] == {"split_cap": [{"node_id": "S", "max_shipments": 1}]}
+    (change,) = expl["counterfactuals"]
+    assert (change["kind"], change["text"], change["new_nodes"]) == (
+        "stock",
+        "1 more unit of b at W",
+        ["W"],
+    )
+    assert change["new_cost"] == 5.0
+
+
+def test_split_cap_of_two_does_not_bind(tmp_path):
+    # Two shipments allowed: W + S at 19; the next best plans are one-node ones.
+    cost, expl = _solved_and_explained(_split_cap_folder(tmp_path, 2), tmp_path)
+    assert cost == 19.0 and expl["cost"]["total"] == 19.0 and expl["cost"]["splits"] == 1
+    assert expl["alternatives"][0]["nodes"] == ["W"] and expl["alternatives"][0]["cost"] == 155.0
+
+
+def _ship_group_folder(tmp_path: Path, group_b: str) -> Path:
+    # a and b in group g (or b outside it): W(a) 5 + T(b) 2 = 7, S(a, b) 8, U(a, b) 9;
+    # no split penalty.
+    from tests.test_profiles import GROUP_NODES, GROUP_STOCK, group_orders, write_profiled
+
+    return write_profiled(
+        tmp_path / "s",
+        nodes=[*GROUP_NODES, ("U", "store", 0.0, 9.0, "")],
+        inventory=[*GROUP_STOCK, ("U", "a", 5), ("U", "b", 5)],
+        orders=group_orders(group_b),
+        profiles={"default": {}},
+        split_penalty=0.0,
+    )
+
+
+def test_ship_group_binds_no_alternative_or_counterfactual_splits_it(tmp_path):
+    # The group ships whole from S (8). W + T (7) would split it and W alone or T
+    # alone would serve half of it: none is listed. U (9) is next, and a shipping
+    # cut of 1.01 at U moves the whole group there.
+    cost, expl = _solved_and_explained(_ship_group_folder(tmp_path, "g"), tmp_path)
+    assert cost == 8.0 and expl["cost"]["total"] == 8.0
+    assert [(a["nodes"], a["units"], a["cost"]) for a in expl["alternatives"]] == [
+        (["U"], [2], 9.0),
+        ([], [], 300.0),
+    ]
+    assert all(len(nodes) <= 1 for nodes in _nodes_of_every_plan(expl))
+    (change,) = expl["counterfactuals"]
+    assert (change["kind"], change["node_id"], change["new_nodes"]) == ("cost", "U", ["U"])
+    assert change["new_cost"] == 7.99
+
+
+def test_ship_group_of_one_line_lists_the_split_plans(tmp_path):
+    # b outside the group: W(a) + T(b) at 7 is the choice; S alone (8) is next.
+    cost, expl = _solved_and_explained(_ship_group_folder(tmp_path, ""), tmp_path)
+    assert cost == 7.0 and expl["cost"]["total"] == 7.0
+    assert (expl["alternatives"][0]["nodes"], expl["alternatives"][0]["cost"]) == (["S"], 8.0)
+
+
+def test_ship_group_unfilled_names_the_rule_for_the_whole_group(tmp_path):
+    # Only W holds a (1 unit, the group needs 2) and only T holds b: the group cannot
+    # ship whole anywhere, so it is unfilled: for line a, W is ruled out by its stock
+    # of a (2 needed, for the group); for line b, T is ruled out by its stock of a.
+    from tests.test_profiles import GROUP_NODES, write_profiled
+
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=GROUP_NODES,
+        inventory=[("W", "a", 1), ("T", "b", 5)],
+        orders=[
+            ("o1", "l1", "a", 2, 0.0, "", "", "", "g"),
+            ("o1", "l2", "b", 1, 0.0, "", "", "", "g"),
+        ],
+        profiles={"default": {}},
+        split_penalty=0.0,
+    )
+    cost, expl = _solved_and_explained(folder, tmp_path)
+    assert cost == 450.0 and expl["cost"]["total"] == 450.0 and expl["chosen"] == []
+    assert all(alt["nodes"] == [] for alt in expl["alternatives"])
+    a_line = expl["unfilled_lines"][0]
+    assert a_line["ruled_out"] == {
+        "stock": [
+            {
+                "node_id": "W",
+                "sku": "a",
+                "units_needed": 2,
+                "units_left": 1,
+                "used_by_other_orders": 0,
+                "price": None,
+            }
+        ]
+    }
+    b_line = expl["unfilled_lines"][1]
+    assert [(n["node_id"], n["sku"]) for n in b_line["ruled_out"]["stock"]] == [("T", "a")]
+
+
+def test_profile_contexts_survive_json_and_old_contexts_still_load(tmp_path):
+    from tests.test_profiles import CLEARANCE, write_clearance
+
+    for folder in (
+        write_clearance(tmp_path / "c", CLEARANCE, ("", "4")),
+        _split_cap_folder(tmp_path / "cap", 1),
+        _ship_group_folder(tmp_path / "g", "g"),
+    ):
+        output = solve_scenario(load_scenario(folder))
+        for ctx in batch_contexts(output.problem, output.result.units, output.result.prices):
+            again = OrderContext.from_json(ctx.to_json())
+            assert explain_order(again, with_counterfactual=True) == explain_order(
+                ctx, with_counterfactual=True
+            )
+    # A context stored before the rules reached explanations has none of their keys.
+    output = solve_scenario(load_scenario(FIXTURES / "capacity-binds"))
+    for ctx in batch_contexts(output.problem, output.result.units, output.result.prices):
+        stored = json.loads(ctx.to_json())
+        for key in ("max_shipments", "sku_group", "unit_cost"):
+            del stored[key]
+        old = OrderContext.from_json(json.dumps(stored))
+        assert explain_order(old, with_counterfactual=True) == explain_order(
+            ctx, with_counterfactual=True
+        )
