@@ -54,7 +54,8 @@ class UnfilledLineOut(BaseModel):
     unfilled_units: int
     nodes_holding_sku: int
     ruled_out: dict[str, list[dict]] = Field(
-        description="Per rule (stock, capacity, reach, pickup, cost), the nodes it ruled out."
+        description="Per rule (stock, capacity, reach, pickup, split_cap, cost), the nodes it "
+        "ruled out."
     )
 
 

@@ -15,8 +15,12 @@ An explanation answers an operator's three questions about one order:
   a node used by other orders, or the reach of a node (``max_km``); with the
   batch LP's price of the stock or capacity row where the solve computed one.
   Every unfilled line names, for each node holding its SKU, the rule that ruled
-  the node out (stock, capacity, reach, pickup, or cost: shipping it costs more
-  than the unfilled penalty).
+  the node out (stock, capacity, reach, pickup, the split cap, or cost: shipping
+  it costs more than the unfilled penalty).
+
+Every plan obeys a routing profile's rules as the routing applied them (the split
+cap, ship groups served whole or not at all) and is priced as the routing priced
+it (handling less the clearance credit): :class:`OrderContext` carries them.
 
 A *counterfactual* (:func:`counterfactuals`) is the smallest change of one kind
 (more stock at one node, more capacity, a wider radius, a cheaper shipment)
@@ -603,7 +607,7 @@ def _why_not(ctx: OrderContext, k: int, n: int) -> tuple[str, dict[str, Any]]:
     left = ctx.stock_left[rows, n] - ctx.chosen[rows, n]
     if np.any(left < need):
         short = int(rows[np.argmax(left < need)])
-        detail = {
+        detail: dict[str, Any] = {
             "units_left": int(max(ctx.stock_left[short, n] - ctx.chosen[short, n], 0)),
             "used_by_other_orders": int(ctx.stock_total[short, n] - ctx.stock_left[short, n]),
             "price": None if ctx.price_stock is None else _r(ctx.price_stock[short, n]),
