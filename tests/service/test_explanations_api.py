@@ -169,3 +169,32 @@ def test_route_explanation_with_a_ship_group(db_url, tmp_path):
     assert all(len(nodes) <= 1 for nodes in _every_plan(why))
     (change,) = why["counterfactuals"]
     assert (change["kind"], change["node_id"], change["new_nodes"]) == ("cost", "U", ["U"])
+
+
+def test_wave_explanation_with_a_split_cap(db_url, wave_env, tmp_path):  # noqa: F811
+    # The same order queued for a wave: the joint solve's context knows the cap too.
+    from router.pool.scenario_load import load_into_pool
+    from router.scenario import load_scenario
+    from tests.test_explain import _split_cap_folder
+
+    pool = Pool.open(db_url)
+    try:
+        load_into_pool(pool, load_scenario(_split_cap_folder(tmp_path, 1)))
+        key = pool.create_key("oms")
+    finally:
+        pool.close()
+    with running_server(db_url) as base:
+        client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+        queued = client.post("/v1/orders", json=_order([("l1", "a", 1), ("l2", "b", 1)]))
+        assert queued.status_code == 202, queued.text
+        wave_id = queued.json()["wave_id"]
+        wait_for(lambda: client.get(f"/v1/waves/{wave_id}").json()["state"] == "done")
+        why = client.get("/v1/orders/o1/explanation").json()
+        assert why["source"] == "wave"
+        assert [s["node_id"] for s in why["chosen"]] == ["W"]
+        assert why["cost"]["total"] == pytest.approx(155.0)
+        assert [(a["nodes"], a["cost"]) for a in why["alternatives"]] == [
+            (["S"], 158.0),
+            ([], 300.0),
+        ]
+        assert all(len(nodes) <= 1 for nodes in _every_plan(why))
