@@ -1049,6 +1049,10 @@ def _outside_nodes(state: _BatchState, chunk: np.ndarray):
     return out
 
 
+_PROFILE_RULES = ("cand_credit", "line_group", "order_max_shipments")
+"""The Problem arrays of a routing profile's rules that an explanation obeys."""
+
+
 def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
     problem, units, prices, kind = state.problem, state.units, state.prices, state.kind
     lines = problem.lines_of(o)
@@ -1069,11 +1073,15 @@ def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
     # The profile's rules over the candidates as the routing applied them: the very
     # OrderProblem of routing the order alone (its columns are the order's pairs).
     # Nodes beyond the candidates have no clearance credit (it is a candidate's).
-    routed, _nodes, _skus, _ = order_problem(problem, o)
-    unit_cost = None
-    if getattr(problem, "cand_credit", None) is not None:
-        beyond = np.broadcast_to(problem.handling[outside_nodes], (skus.size, outside_nodes.size))
-        unit_cost = np.concatenate([routed.unit_cost, beyond], axis=1)
+    max_shipments = sku_group = unit_cost = None
+    if any(getattr(problem, name, None) is not None for name in _PROFILE_RULES):
+        routed, _nodes, _skus, _ = order_problem(problem, o)
+        max_shipments, sku_group = routed.max_shipments, routed.sku_group
+        if getattr(problem, "cand_credit", None) is not None:
+            beyond = np.broadcast_to(
+                problem.handling[outside_nodes], (skus.size, outside_nodes.size)
+            )
+            unit_cost = np.concatenate([routed.unit_cost, beyond], axis=1)
     allowed = np.zeros(nodes.size, dtype=bool)
     allowed[: allowed_nodes.size] = True
     pickup = int(problem.order_pickup[o])
@@ -1129,8 +1137,8 @@ def _batch_context(state: _BatchState, o: int, outside) -> OrderContext:
         unfilled_penalty=problem.unfilled_penalty,
         price_stock=price_stock,
         price_capacity=price_capacity,
-        max_shipments=routed.max_shipments,
-        sku_group=routed.sku_group,
+        max_shipments=max_shipments,
+        sku_group=sku_group,
         unit_cost=unit_cost,
     )
 
