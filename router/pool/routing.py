@@ -739,7 +739,7 @@ def explain(
                 units=units,
                 shipping_cost=float(problem.ship_cost[j]),
                 handling_cost=float((problem.unit_cost[:, j] * plan.alloc[:, j]).sum()),
-                mode=_mode_name(prepared, j, order, str(index.kind[pos])),
+                mode=_mode_name(prepared, int(j), order, str(index.kind[pos])),
             )
         )
     unfilled = sum(ln.unfilled for ln in lines)
