@@ -159,13 +159,15 @@ def _number(value, where: str, error, *, integer: bool = False) -> None:
 
 def compile_modes(doc: dict[str, Any]) -> Modes:
     """The mode fields of a validated profile document as :class:`Modes`."""
-    transfer = doc.get("pickup_transfer") or {}
+    transfer = doc.get("pickup_transfer")
+    allowed = transfer is not None and bool(transfer.get("allowed", True))
+    transfer = transfer or {}
     city = doc.get("same_city")
     aisle = doc.get("endless_aisle") or {}
     max_km = transfer.get("max_km")
     days = None if city is None else city.get("delivery_days")
     return Modes(
-        transfer=bool(transfer) and bool(transfer.get("allowed", True)),
+        transfer=allowed,
         transfer_per_shipment=float(transfer.get("per_shipment", 0.0)),
         transfer_per_km=float(transfer.get("per_km", 0.0)),
         transfer_delay_days=float(transfer.get("delay_days", 0)),

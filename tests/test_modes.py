@@ -373,3 +373,41 @@ def test_bad_mode_field_in_a_scenario_names_the_file_and_field(tmp_path):
         match=r"^profiles\.json: profiles\.web\.same_city\.radius_km: must be a number >= 0",
     ):
         load_scenario(folder)
+
+
+def test_an_empty_transfer_field_allows_transfers_at_no_cost():
+    from router.modes import compile_modes
+
+    modes = compile_modes(parse_profile({"pickup_transfer": {}}).document)
+    assert modes.transfer and modes.transfer_per_shipment == 0.0
+    assert not compile_modes(parse_profile({}).document).transfer
+
+
+def test_cli_check_agrees_with_solve_on_the_modes(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_profiles import ROOT
+
+    folder = city_folder(tmp_path, CITY)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "router.cli"]
+    solved_ = subprocess.run(
+        [*command, "solve", str(folder), "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert solved_.returncode == 0, solved_.stderr
+    checked = subprocess.run(
+        [*command, "check", str(folder), str(out / "assignments.csv")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    total = 2.0 + 0.1 * 0.05 * DEG_KM
+    assert "FEASIBLE" in checked.stdout and f"total_cost  {total:.4f}" in checked.stdout
+    assert f"shipping  {total:.4f}" in checked.stdout
