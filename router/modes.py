@@ -275,10 +275,12 @@ def same_city(
     is cheaper than the format's cost (or always, with ``prefer: same_city``)."""
     if not modes.same_city:
         return
-    kinds = np.where(nodes.is_store, "store", "warehouse")
+    kind_ok = np.where(
+        nodes.is_store, "store" in modes.same_city_kinds, "warehouse" in modes.same_city_kinds
+    )
     courier = (
         (pickup < 0)[:, None]
-        & np.isin(kinds, modes.same_city_kinds)[None, :]
+        & kind_ok[None, :]
         & (np.nan_to_num(km, nan=np.inf) <= modes.same_city_radius_km)
     )
     city_cost = modes.same_city_per_shipment + modes.same_city_per_km * np.nan_to_num(km)

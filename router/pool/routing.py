@@ -310,6 +310,20 @@ class Reach:
     fixed_days: np.ndarray | None = None  # (M,) a mode's delivery days (NaN: the bands')
 
 
+_NODE_ARRAYS: list[tuple[NodeIndex, NodeArrays]] = []
+
+
+def _node_arrays(index: NodeIndex) -> NodeArrays:
+    """What the fulfilment modes read of the nodes, kept for the current read model."""
+    if _NODE_ARRAYS and _NODE_ARRAYS[0][0] is index:
+        return _NODE_ARRAYS[0][1]
+    arrays = NodeArrays(
+        index.lat, index.lon, index.kind == "store", index.ship_fixed, index.ship_per_km
+    )
+    _NODE_ARRAYS[:] = [(index, arrays)]
+    return arrays
+
+
 def reachable_nodes(order: Order, index: NodeIndex, rules: NodeRules | None = None) -> Reach:
     """The reach rule (delivery) or the pickup rule, on the in-memory node arrays, less
     the nodes the order excludes (``excluded_nodes``: they rejected its line) and, with
@@ -352,9 +366,7 @@ def reachable_nodes(order: Order, index: NodeIndex, rules: NodeRules | None = No
         distance[None, :],
         np.array([index.index_of_id[order.pickup_node] if order.pickup_node else -1]),
         np.array([origin]),
-        NodeArrays(
-            index.lat, index.lon, index.kind == "store", index.ship_fixed, index.ship_per_km
-        ),
+        _node_arrays(index),
         rules.eligible,
     )
     positions = np.flatnonzero(modes.allowed[0] & rules.eligible)

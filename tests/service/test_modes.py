@@ -181,6 +181,18 @@ def test_same_cost_in_both_paths(tmp_path, sqlite_pool, clock):
     assert result.cost.shipping == pytest.approx(out.summary["shipping"])
 
 
+def test_a_transfer_is_reserved_at_its_source_and_explained(tmp_path, sqlite_pool, clock):
+    folder = pickup_folder(tmp_path, TRANSFER, [("W", "a", 5)])
+    load_into_pool(sqlite_pool, load_scenario(folder))
+    clock.now = _naive(WEDNESDAY_10Z)
+    order = Order("o1", (OrderLine("l1", "a", 2),), pickup_node="P", channel="default")
+    result = sqlite_pool.route(order)
+    assert [(s.node_id, s.mode, s.units) for s in result.shipments] == [("W", "pickup_transfer", 2)]
+    assert result.lines[0].allocations[0].reservation_id is not None
+    replay = sqlite_pool.route(order, quote_only=True)  # W now holds 3
+    assert [s.node_id for s in replay.shipments] == ["W"]
+
+
 # --- waves: the joint solve in the service ----------------------------------------------------
 
 
