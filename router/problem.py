@@ -7,7 +7,9 @@ rules allow, so no solver ever re-implements a rule:
 - a shipment candidate ``(order, node)`` exists when the node may serve the
   order (reach rule for delivery orders, only the pickup node for pickup
   orders) and holds at least one of the order's SKUs; it carries the shipping
-  cost of that shipment (0 for pickup orders);
+  cost of that shipment (0 for pickup orders; with profiles, the cost of its
+  fulfilment mode, ``router.modes``: a pickup order may then also use a node
+  moving its units to the pickup store);
 - a line candidate ``(line, node)`` exists when the node is a shipment
   candidate of the line's order and holds the line's SKU.
 """

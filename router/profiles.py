@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -215,7 +215,7 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
     return Profile(doc)
 
 
-def _raise(field: str, reason: str):
+def _raise(field: str, reason: str) -> NoReturn:
     raise ProfileError(field, reason)
 
 
