@@ -105,30 +105,13 @@ class Strategy(StrEnum):
 @app.command()
 def solve(
     scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder (omniroute-scenario/1).")],
-    out: Annotated[
-        Path, typer.Option("--out", help="Folder for assignments.csv and summary.json.")
-    ],
-    strategy: Annotated[
-        Strategy,
-        typer.Option(
-            help="optimize: joint optimum with a proven bound; greedy: the usual rule-engine baseline."
-        ),
-    ] = Strategy.optimize,
-    time_limit: Annotated[
-        float, typer.Option("--time-limit", help="Seconds for the whole solve (finite, > 0).")
-    ] = 60.0,
-    gap: Annotated[
-        float, typer.Option(help="Stop once proven within this relative gap, in [0, 1).")
-    ] = 1e-3,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")
-    ] = 0,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the answer in a non-empty OUT.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")
-    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for assignments.csv and summary.json.")],
+    strategy: Annotated[Strategy, typer.Option(help="optimize: joint optimum with a proven bound; greedy: the usual rule-engine baseline.")] = Strategy.optimize,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds for the whole solve (finite, > 0).")] = 60.0,
+    gap: Annotated[float, typer.Option(help="Stop once proven within this relative gap, in [0, 1).")] = 1e-3,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the answer in a non-empty OUT.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
     counterfactuals: Annotated[
         bool,
@@ -174,47 +157,16 @@ def solve(
 
 @app.command()
 def reoptimize(
-    scenario_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="Scenario folder: the orders, and the stock they may use (what they hold now included)."
-        ),
-    ],
-    current: Annotated[
-        Path,
-        typer.Option(
-            "--current",
-            help="The orders' current routing, as assignments.csv (feasible on the scenario).",
-        ),
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", help="Folder for assignments.csv, moves.csv and summary.json.")
-    ],
-    max_moves: Annotated[
-        str | None,
-        typer.Option(
-            "--max-moves",
-            help="At most this many orders may move: a number (250) or a share of the orders (10%).",
-        ),
-    ] = None,
-    move_cost: Annotated[
-        float, typer.Option("--move-cost", help="Cost added per moved order (>= 0).")
-    ] = 0.0,
-    time_limit: Annotated[
-        float, typer.Option("--time-limit", help="Seconds for the whole solve (finite, > 0).")
-    ] = 60.0,
-    gap: Annotated[
-        float, typer.Option(help="Stop once proven within this relative gap, in [0, 1).")
-    ] = 1e-3,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")
-    ] = 0,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the answer in a non-empty OUT.")
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")
-    ] = False,
+    scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder: the orders, and the stock they may use (what they hold now included).")],
+    current: Annotated[Path, typer.Option("--current", help="The orders' current routing, as assignments.csv (feasible on the scenario).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for assignments.csv, moves.csv and summary.json.")],
+    max_moves: Annotated[str | None, typer.Option("--max-moves", help="At most this many orders may move: a number (250) or a share of the orders (10%).")] = None,
+    move_cost: Annotated[float, typer.Option("--move-cost", help="Cost added per moved order (>= 0).")] = 0.0,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds for the whole solve (finite, > 0).")] = 60.0,
+    gap: Annotated[float, typer.Option(help="Stop once proven within this relative gap, in [0, 1).")] = 1e-3,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the answer in a non-empty OUT.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole summary.json instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
 ) -> None:
     """Re-decide held orders jointly from their current routing, under a churn rule
@@ -266,11 +218,7 @@ def plan_table(summary: dict, out: Path) -> str:
         ("cost", f"{before['cost']:,.2f}", f"{after['cost']:,.2f}"),
         ("splits", str(before["splits"]), str(after["splits"])),
         ("fill rate", f"{before['fill_rate']:.2%}", f"{after['fill_rate']:.2%}"),
-        (
-            "store unit share",
-            f"{before['store_unit_share']:.2%}",
-            f"{after['store_unit_share']:.2%}",
-        ),
+        ("store unit share", f"{before['store_unit_share']:.2%}", f"{after['store_unit_share']:.2%}"),
         (
             "store shipments within 5 km",
             f"{before['store_shipments_within_5km']:.2%}",
@@ -355,22 +303,10 @@ def check(
 
 @app.command()
 def geocode(
-    scenario_dir: Annotated[
-        Path, typer.Argument(help="Scenario folder whose orders.csv has an address column.")
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", help="Folder for the scenario with lat/lon filled in.")
-    ],
-    cache: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache",
-            help="SQLite file of places already found (default: $OMNIROUTE_GEOCODER_CACHE or ~/.cache/omniroute/geocode.sqlite).",
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the files of a non-empty OUT.")
-    ] = False,
+    scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder whose orders.csv has an address column.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the scenario with lat/lon filled in.")],
+    cache: Annotated[Path | None, typer.Option("--cache", help="SQLite file of places already found (default: $OMNIROUTE_GEOCODER_CACHE or ~/.cache/omniroute/geocode.sqlite).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the files of a non-empty OUT.")] = False,
 ) -> None:
     """Place the orders that carry an address and no lat/lon; write the scenario to OUT.
 
@@ -448,9 +384,7 @@ def generate(
     skus: Annotated[int, typer.Option(help="Number of SKUs.")] = 800,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 1,
     country: Annotated[str, typer.Option(help="ISO country code of the geography.")] = "CN",
-    scarcity: Annotated[
-        float, typer.Option(help="Stock divisor: 1 normal, 2 half the stock.")
-    ] = 1.0,
+    scarcity: Annotated[float, typer.Option(help="Stock divisor: 1 normal, 2 half the stock.")] = 1.0,
     regime: Annotated[
         str | None,
         typer.Option(
@@ -462,9 +396,7 @@ def generate(
         float | None,
         typer.Option(help="Calibrate warehouse stock until greedy fills this share of the units."),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a non-empty OUT_DIR.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUT_DIR.")] = False,
 ) -> None:
     """Generate a realistic scenario from real geography (GeoNames cities)."""
     from router.generate import GREEDY_FILL_TOLERANCE, TOP_SKUS, generate_scenario
@@ -520,44 +452,14 @@ def generate(
 @app.command()
 def compare(
     scenario_dir: Annotated[Path, typer.Argument(help="Scenario folder (omniroute-scenario/1).")],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out", help="Folder for the KPI table, the charts and each variant's answer."
-        ),
-    ],
-    strategies: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated variants STRATEGY[:KEY=VALUE]..., e.g. greedy,optimize,optimize:split_penalty=20 (keys: time_limit, gap, seed, split_penalty, unfilled_penalty)."
-        ),
-    ] = "greedy,optimize",
-    pooling: Annotated[
-        bool,
-        typer.Option(
-            "--pooling",
-            help="The one-pool study: channel silos against one pool, and the pool's stock for the silos' fill rate.",
-        ),
-    ] = False,
-    steps: Annotated[
-        int,
-        typer.Option(min=1, max=20, help="Bisection steps on the pool's stock factor (--pooling)."),
-    ] = 6,
-    time_limit: Annotated[
-        float, typer.Option("--time-limit", help="Seconds per optimize solve (finite, > 0).")
-    ] = 60.0,
-    gap: Annotated[
-        float,
-        typer.Option(
-            help="Stop each optimize solve once proven within this relative gap, in [0, 1)."
-        ),
-    ] = 1e-3,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")
-    ] = 0,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Write into a non-empty OUT.")
-    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the KPI table, the charts and each variant's answer.")],
+    strategies: Annotated[str, typer.Option(help="Comma-separated variants STRATEGY[:KEY=VALUE]..., e.g. greedy,optimize,optimize:split_penalty=20 (keys: time_limit, gap, seed, split_penalty, unfilled_penalty).")] = "greedy,optimize",
+    pooling: Annotated[bool, typer.Option("--pooling", help="The one-pool study: channel silos against one pool, and the pool's stock for the silos' fill rate.")] = False,
+    steps: Annotated[int, typer.Option(min=1, max=20, help="Bisection steps on the pool's stock factor (--pooling).")] = 6,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds per optimize solve (finite, > 0).")] = 60.0,
+    gap: Annotated[float, typer.Option(help="Stop each optimize solve once proven within this relative gap, in [0, 1).")] = 1e-3,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed of the MIP solver.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty OUT.")] = False,
 ) -> None:
     """Run several strategies or parameter sets on the same batch; one KPI table and charts."""
     if not (math.isfinite(time_limit) and time_limit > 0):
@@ -585,9 +487,7 @@ def compare(
     try:
         scenario = load_scenario(scenario_dir)
         if pooling:
-            text = run_pooling(
-                scenario, scenario_dir, variants, defaults, out, steps=steps, log=_log
-            )
+            text = run_pooling(scenario, scenario_dir, variants, defaults, out, steps=steps, log=_log)
         else:
             text = run_compare(scenario, scenario_dir, variants, defaults, out, log=_log)
     except ScenarioError as exc:
@@ -599,16 +499,8 @@ def compare(
 
 @app.command()
 def report(
-    out_dir: Annotated[
-        Path, typer.Argument(help="An answer folder (assignments.csv, summary.json).")
-    ],
-    scenario: Annotated[
-        Path | None,
-        typer.Option(
-            "--scenario",
-            help="The scenario it answers (default: the scenario_dir its summary.json names).",
-        ),
-    ] = None,
+    out_dir: Annotated[Path, typer.Argument(help="An answer folder (assignments.csv, summary.json).")],
+    scenario: Annotated[Path | None, typer.Option("--scenario", help="The scenario it answers (default: the scenario_dir its summary.json names).")] = None,
 ) -> None:
     """Draw one answer (map, cost breakdown, distances, node load) as PNGs and one HTML page."""
     from router.charts import MissingExtra, require_matplotlib
@@ -654,16 +546,12 @@ def bench(ctx: typer.Context) -> None:
 
 @app.command()
 def spec(
-    path: Annotated[
-        bool, typer.Option("--path", help="Print where the file is, not its text.")
-    ] = False,
+    path: Annotated[bool, typer.Option("--path", help="Print where the file is, not its text.")] = False,
 ) -> None:
     """Print the scenario format specification (omniroute-scenario/1)."""
     from router.bundled import spec_path
 
-    print(
-        spec_path() if path else spec_path().read_text(encoding="utf-8"), end="\n" if path else ""
-    )
+    print(spec_path() if path else spec_path().read_text(encoding="utf-8"), end="\n" if path else "")
 
 
 @app.command()
