@@ -154,6 +154,11 @@ class OrderIn(Strict):
         description="The delivery date promised to the customer: the channel's profile "
         "routes to nodes that meet it, or flags the order (`promise_late`).",
     )
+    origin_store: Id | None = Field(
+        None,
+        description="Endless aisle: the store the order was taken in, shipped from "
+        "elsewhere; its channel's profile may exclude or prefer it.",
+    )
     address: Address | None = Field(
         None,
         description="Delivery address, instead of `customer`: placed by the configured "
@@ -174,6 +179,7 @@ class OrderIn(Strict):
             channel=self.channel,
             campaign=getattr(self, "campaign", None),
             promised_date=self.promised_date.isoformat() if self.promised_date else None,
+            origin_store=self.origin_store,
         )
 
 
@@ -220,6 +226,9 @@ class ShipmentOut(BaseModel):
     units: int
     shipping_cost: float
     handling_cost: float
+    mode: (
+        Literal["warehouse_ship", "store_ship", "pickup", "pickup_transfer", "same_city"] | None
+    ) = Field(None, description="How the shipment reaches the customer (docs/profiles.md).")
 
 
 class CostOut(BaseModel):
@@ -259,6 +268,9 @@ class RouteResponse(BaseModel):
     locked_units: int = Field(description="Units taken from the campaign's locks.")
     promise_late: bool = Field(
         False, description="No node its profile allows could meet the promised date."
+    )
+    origin_store: str | None = Field(
+        None, description="Endless aisle: the store the order was taken in."
     )
     located: LocatedOut | None = Field(
         None, description="Where the order's `address` was placed (absent for coordinates)."

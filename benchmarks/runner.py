@@ -327,7 +327,7 @@ def worker(spec_path: Path, result_path: Path) -> int:
         row = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
     # Linux reports ru_maxrss in KiB.
     row["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    # the joint LP's child process on big scarce batches (solver/lp_process.py): the
+    # the child processes of scarce batches (solver/child.py: the joint LP, the unpruned MIP): the
     # largest child this worker waited for, reported beside it (0 without one)
     row["peak_child_memory_mb"] = round(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,15 @@ import numpy as np
 import pandas as pd
 
 from router.geo import haversine_km
+from router.modes import MODES, PICKUP_TRANSFER, SAME_CITY, shipment_mode
 from router.profiles import compile_rules, daily_capacity, daily_orders, promised_days
-from router.scenario import Scenario, ScenarioError, parse_number, read_table
+from router.scenario import (
+    Scenario,
+    ScenarioError,
+    _optional_column,
+    parse_number,
+    read_table,
+)
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
 RULES = ("line", "stock", "capacity", "reach", "pickup", "profile")
@@ -107,6 +115,9 @@ def load_assignments(path: str | Path) -> pd.DataFrame:
         raise ScenarioError(file, "the qty column sums to more than 2**62", column="qty")
     out = frame.loc[:, ["order_id", "line_id", "node_id"]].copy()
     out["qty"] = qty.astype(np.int64)
+    mode = _optional_column(path, "mode", len(out))
+    if (mode != "").any():  # the answer's fulfilment modes (docs/profiles.md), verified
+        out["mode"] = mode.to_numpy()
     return out
 
 
@@ -177,17 +188,36 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
     violations += _reach(
         nodes, order_ids, shipment_order, shipment_node, distance_km, ~pickup_shipment
     )
-    violations += _pickup(orders, nodes, order_ids, shipment_order, shipment_node, shipment_line)
-
     profile_cost, late_orders, credit = 0.0, 0, 0.0
+    found: list[Violation] = []
+    shipment_modes = None
     if scenario.profiles is not None:
-        found, profile_cost, late_orders = _profiles(
+        found, profile_cost, late_orders, shipment_modes, mode_cost = _profiles(
             scenario, order_of_line, shipment_order, shipment_node, shipment_line, distance_km
         )
+    transferred = None if shipment_modes is None else shipment_modes == PICKUP_TRANSFER
+    violations += _pickup(
+        orders, nodes, order_ids, shipment_order, shipment_node, shipment_line, transferred
+    )
+    if scenario.profiles is not None:
         violations += found
         violations += _ship_groups_of(scenario, allocation)
         credit = _clearance(scenario, allocation)
-    shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
+        if "mode" in assignments.columns:
+            violations += _written_modes(
+                assignments,
+                known,
+                order_of_line[line_of_row[known]],
+                node_of_row[known],
+                shipment_order,
+                shipment_node,
+                shipment_modes,
+                len(nodes),
+            )
+        # Each shipment's mode sets its shipping (router.modes).
+        shipping = math.fsum(mode_cost.tolist())
+    else:
+        shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
     handling = math.fsum(
         (allocation.qty * nodes["handling_per_unit"].to_numpy()[allocation.node]).tolist()
     )
@@ -451,11 +481,16 @@ def _pickup(
     shipment_order: np.ndarray,
     shipment_node: np.ndarray,
     shipment_line: np.ndarray,
+    transferred: np.ndarray | None = None,
 ) -> list[Violation]:
-    """Rule 5: a pickup order uses only its ``pickup_node``."""
+    """Rule 5: a pickup order uses only its ``pickup_node`` (or, when its profile allows
+    pick-up with transfer, a node moving its units there: ``transferred``)."""
     pickup_node = orders["pickup_node"].to_numpy()[shipment_line]
     node_id = nodes["node_id"].to_numpy()[shipment_node]
-    wrong = np.flatnonzero((pickup_node != "") & (node_id != pickup_node))
+    wrong_node = (pickup_node != "") & (node_id != pickup_node)
+    if transferred is not None:
+        wrong_node &= ~transferred
+    wrong = np.flatnonzero(wrong_node)
     return [
         Violation(
             "pickup",
@@ -553,16 +588,20 @@ def _profiles(
     shipment_node: np.ndarray,
     shipment_line: np.ndarray,
     distance_km: np.ndarray,
-) -> tuple[list[Violation], float, int]:
+) -> tuple[list[Violation], float, int, np.ndarray, np.ndarray]:
     """The routing profiles, recomputed per order from their definitions: every
     shipment's node is eligible for the order's channel now; an order with a
     promise ships only from nodes meeting it whenever an eligible node holding
-    one of its SKUs (in reach) can; the profile's cost of each shipment."""
+    one of its SKUs (in reach) can; the profile's cost of each shipment; each
+    shipment's fulfilment mode and its shipping (``router.modes.shipment_mode``;
+    -1 and 0 for a pickup order's shipment that no mode allows, a rule-5 violation)."""
     profiles = scenario.profiles
     assert profiles is not None
     orders, nodes = scenario.orders, scenario.nodes
     node_ids = nodes["node_id"].to_numpy(dtype=object)
     is_store = (nodes["kind"] == "store").to_numpy()
+    node_lat, node_lon = nodes["lat"].to_numpy(), nodes["lon"].to_numpy()
+    ship_fixed, ship_per_km = nodes["ship_fixed"].to_numpy(), nodes["ship_per_km"].to_numpy()
     first_line = pd.Series(np.arange(len(orders))).groupby(order_of_line).first().to_numpy()
     held = scenario.inventory[scenario.inventory["available"] > 0]
     holders: dict[str, set[int]] = {}
@@ -570,15 +609,19 @@ def _profiles(
     for node, sku in zip(held["node_id"], held["sku"], strict=True):
         holders.setdefault(sku, set()).add(node_pos[node])
     skus_of_order = orders.groupby(order_of_line, sort=True)["sku"].apply(set).to_dict()
+    origin_of = orders.get("origin_store")
     max_km = nodes["max_km"].to_numpy()
     violations: list[Violation] = []
     late_orders = 0
     extra_costs: list[float] = []
+    modes_of_shipment = np.full(shipment_order.size, -1, dtype=np.int64)
+    mode_cost = np.zeros(shipment_order.size)
     compiled: dict[str, Any] = {}
     # Shipments come sorted by order (``_shipments``).
     start = np.searchsorted(shipment_order, np.arange(first_line.size + 1))
     for o, line in enumerate(first_line):
         channel = str(orders["channel"].iloc[line])
+        order_id = orders["order_id"].iloc[line]
         if channel not in compiled:
             compiled[channel] = compile_rules(
                 profiles.of(channel),
@@ -588,41 +631,106 @@ def _profiles(
                 profiles.as_of,
             )
         rules = compiled[channel]
-        pickup = orders["pickup_node"].iloc[line] != ""
+        modes = rules.modes
+        pickup_id = orders["pickup_node"].iloc[line]
+        pickup = pickup_id != ""
+        origin_id = "" if origin_of is None else origin_of.iloc[line]
         km = haversine_km(
             float(orders["lat"].iloc[line]),
             float(orders["lon"].iloc[line]),
-            nodes["lat"].to_numpy(),
-            nodes["lon"].to_numpy(),
+            node_lat,
+            node_lon,
         )
+        transfer_km = (
+            haversine_km(
+                node_lat[node_pos[pickup_id]], node_lon[node_pos[pickup_id]], node_lat, node_lon
+            )
+            if pickup
+            else np.zeros(node_ids.size)
+        )
+
+        mode_of = partial(
+            _mode_at,
+            modes,
+            pickup,
+            pickup_id,
+            transfer_km,
+            node_ids,
+            is_store,
+            ship_fixed,
+            ship_per_km,
+        )
+
         mine = range(int(start[o]), int(start[o + 1]))
         for s in mine:
             n = int(shipment_node[s])
             extra = rules.shipment_cost[n] + (0.0 if pickup else rules.per_km_cost * km[n])
+            if origin_id and node_ids[n] != origin_id:
+                extra += modes.origin_preference
             extra_costs.append(float(extra))
+            found = mode_of(n, float(distance_km[s]))
+            if found is not None and pickup and not rules.eligible[node_pos[pickup_id]]:
+                found = None if found[0] == PICKUP_TRANSFER else found
+            if found is not None:
+                modes_of_shipment[s], mode_cost[s] = found
             if not rules.eligible[n]:
                 violations.append(
                     Violation(
                         "profile",
-                        f"order {orders['order_id'].iloc[line]!r} (channel {channel!r}) ships "
+                        f"order {order_id!r} (channel {channel!r}) ships "
                         f"from node {node_ids[n]!r}, which its profile does not allow now",
+                    )
+                )
+            if modes.exclude_origin and node_ids[n] == origin_id:
+                violations.append(
+                    Violation(
+                        "profile",
+                        f"order {order_id!r} ships from its origin store {origin_id!r}, "
+                        "which its profile's endless_aisle.exclude_origin rules out",
                     )
                 )
         if len(mine) > rules.max_shipments:
             violations.append(
                 Violation(
                     "profile",
-                    f"order {orders['order_id'].iloc[line]!r} ships from {len(mine)} nodes, "
+                    f"order {order_id!r} ships from {len(mine)} nodes, "
                     f"more than its profile's max_shipments {rules.max_shipments:g}",
                 )
             )
         promised = orders["promised_date"].iloc[line]
-        if pickup or promised is None or not rules.has_promise:
+        if promised is None:
             continue
         left = promised_days(promised, profiles.as_of)
-        days = rules.delivery_days(km, is_store)
-        reach_ok = np.isnan(max_km) | (km <= max_km)
         goods = set().union(*(holders.get(sku, set()) for sku in skus_of_order[o]))
+        if modes.exclude_origin and origin_id:
+            goods.discard(node_pos[origin_id])
+        if pickup:
+            late_orders += _transfer_promise(
+                rules,
+                order_id,
+                promised,
+                left,
+                goods,
+                mine,
+                shipment_node,
+                modes_of_shipment,
+                node_pos[pickup_id],
+                transfer_km,
+                node_ids,
+                violations,
+            )
+            continue
+        if not rules.has_promise:
+            continue
+        days = rules.delivery_days(km, is_store)
+        for n in goods:  # a same-city courier delivers in its own days, when it sets them
+            found = mode_of(n, float(km[n]))
+            if found is not None and found[0] == SAME_CITY and not math.isnan(modes.same_city_days):
+                days[n] = modes.same_city_days
+        for s in mine:
+            if modes_of_shipment[s] == SAME_CITY and not math.isnan(modes.same_city_days):
+                days[int(shipment_node[s])] = modes.same_city_days
+        reach_ok = np.isnan(max_km) | (km <= max_km)
         able = [n for n in goods if rules.eligible[n] and reach_ok[n] and days[n] <= left]
         if not able:
             late_orders += bool(goods and any(rules.eligible[n] and reach_ok[n] for n in goods))
@@ -633,7 +741,7 @@ def _profiles(
                 violations.append(
                     Violation(
                         "profile",
-                        f"order {orders['order_id'].iloc[line]!r} ships from node "
+                        f"order {order_id!r} ships from node "
                         f"{node_ids[n]!r} in {days[n]:g} days, after its promised date "
                         f"{promised.isoformat()}, though another node could meet it",
                     )
@@ -648,7 +756,97 @@ def _profiles(
                 f"daily orders limit {limit[node]:g}",
             )
         )
-    return violations, math.fsum(extra_costs), late_orders
+    return violations, math.fsum(extra_costs), late_orders, modes_of_shipment, mode_cost
+
+
+def _mode_at(
+    modes, pickup, pickup_id, transfer_km, node_ids, is_store, ship_fixed, ship_per_km, n, km_n
+) -> tuple[int, float] | None:
+    """The mode and shipping of a shipment from node ``n`` at ``km_n`` from the customer."""
+    return shipment_mode(
+        modes,
+        pickup=pickup,
+        at_pickup=node_ids[n] == pickup_id,
+        is_store=bool(is_store[n]),
+        km=km_n,
+        transfer_km=float(transfer_km[n]),
+        format_cost=float(ship_fixed[n] + ship_per_km[n] * km_n),
+    )
+
+
+def _transfer_promise(
+    rules,
+    order_id: str,
+    promised,
+    left: float,
+    goods: set[int],
+    mine: range,
+    shipment_node: np.ndarray,
+    modes_of_shipment: np.ndarray,
+    pickup: int,
+    transfer_km: np.ndarray,
+    node_ids: np.ndarray,
+    violations: list[Violation],
+) -> int:
+    """A pickup order's promise with transfers: ready at the pickup store at once, after
+    ``delay_days`` from elsewhere. Returns 1 when the order is late (no allowed node
+    holding its goods meets the date), else 0; a late transfer while another node
+    could meet the date is a violation."""
+    modes = rules.modes
+    if not modes.transfer or not rules.eligible[pickup]:
+        return 0
+    allowed = [
+        n
+        for n in goods
+        if n == pickup or (rules.eligible[n] and transfer_km[n] <= modes.transfer_max_km)
+    ]
+    if not allowed:
+        return 0
+    meets = [n for n in allowed if n == pickup or modes.transfer_delay_days <= left]
+    if not meets:
+        return 1
+    for s in mine:
+        if modes_of_shipment[s] == PICKUP_TRANSFER and modes.transfer_delay_days > left:
+            violations.append(
+                Violation(
+                    "profile",
+                    f"pickup order {order_id!r} takes a transfer from node "
+                    f"{node_ids[int(shipment_node[s])]!r} ({modes.transfer_delay_days:g} days), "
+                    f"after its promised date {promised.isoformat()}, though the pickup store "
+                    "could meet it",
+                )
+            )
+    return 0
+
+
+def _written_modes(
+    assignments: pd.DataFrame,
+    known: np.ndarray,
+    row_order: np.ndarray,
+    row_node: np.ndarray,
+    shipment_order: np.ndarray,
+    shipment_node: np.ndarray,
+    shipment_modes: np.ndarray | None,
+    node_count: int,
+) -> list[Violation]:
+    """An answer that names each row's ``mode`` names the one its shipment has."""
+    if shipment_modes is None:
+        return []
+    stride = max(node_count, 1)
+    keys = shipment_order.astype(np.int64) * stride + shipment_node
+    at = np.searchsorted(keys, row_order.astype(np.int64) * stride + row_node)
+    names = np.array([*MODES, ""], dtype=object)[shipment_modes[at]]
+    written = assignments["mode"].astype(str).to_numpy()[known]
+    rows = np.flatnonzero(known)
+    wrong = np.flatnonzero((written != "") & (written != names))
+    return [
+        Violation(
+            "profile",
+            f"assignments.csv row {_file_row(int(rows[i]))}: mode {written[i]!r}, "
+            f"but the shipment's mode is {names[i] or 'none'!r}",
+        )
+        for i in wrong.tolist()
+    ]
 
 
 # --- text ---------------------------------------------------------------------

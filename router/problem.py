@@ -7,7 +7,9 @@ rules allow, so no solver ever re-implements a rule:
 - a shipment candidate ``(order, node)`` exists when the node may serve the
   order (reach rule for delivery orders, only the pickup node for pickup
   orders) and holds at least one of the order's SKUs; it carries the shipping
-  cost of that shipment (0 for pickup orders);
+  cost of that shipment (0 for pickup orders; with profiles, the cost of its
+  fulfilment mode, ``router.modes``: a pickup order may then also use a node
+  moving its units to the pickup store);
 - a line candidate ``(line, node)`` exists when the node is a shipment
   candidate of the line's order and holds the line's SKU.
 """
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from router.geo import haversine_km
+from router.modes import NodeArrays, shipment_modes, transfer_promise
 from router.profiles import (
     DEFAULT_CHANNEL,
     NodeRules,
@@ -107,6 +110,12 @@ class Problem:
     order_late: np.ndarray | None = None
     """(O,) the order's promised date could not be met by any allowed node holding
     its goods: it is routed without the promise, and flagged; ``None`` without profiles."""
+    pair_mode: np.ndarray | None = None
+    """(P,) int8: the shipment's fulfilment mode, a code of ``router.modes.MODES``
+    (its cost is in ``pair_ship_cost``); ``None`` without profiles."""
+    order_origin: np.ndarray | None = None
+    """(O,) node index of the store the order was taken in (endless aisle), -1: none;
+    ``None`` without profiles."""
 
     @property
     def num_orders(self) -> int:
@@ -178,13 +187,20 @@ def build_problem(scenario: Scenario) -> Problem:
         days_left = np.array([promised_days(d, as_of) for d in promised], dtype=float)
         order_late = np.zeros(n_orders, dtype=bool)
         node_is_store = (nodes["kind"] == "store").to_numpy()
+        order_origin = np.full(n_orders, -1, dtype=np.int64)
+        if "origin_store" in orders:  # endless aisle: the store the order was taken in
+            origin_ids = orders["origin_store"].to_numpy(dtype=object)[line_perm][first_line]
+            order_origin = np.array([node_index.get(p, -1) for p in origin_ids], dtype=np.int64)
     max_km = nodes["max_km"].fillna(np.inf).to_numpy(dtype=np.float64)
     node_lat = nodes["lat"].to_numpy(dtype=np.float64)
     node_lon = nodes["lon"].to_numpy(dtype=np.float64)
     ship_fixed = nodes["ship_fixed"].to_numpy(dtype=np.float64)
     ship_per_km = nodes["ship_per_km"].to_numpy(dtype=np.float64)
 
+    if profiled:
+        node_arrays = NodeArrays(node_lat, node_lon, node_is_store, ship_fixed, ship_per_km)
     cand_line_parts, cand_node_parts, km_parts, extra_parts = [], [], [], []
+    ship_parts, mode_parts = [], []
     for lo in range(0, n_orders, _ORDER_CHUNK):
         hi = min(lo + _ORDER_CHUNK, n_orders)
         km = haversine_km(
@@ -203,21 +219,43 @@ def build_problem(scenario: Scenario) -> Problem:
             holds = np.zeros_like(allowed)
             np.logical_or.at(holds, local, line_holds)
             extra = np.zeros(allowed.shape)
+            ship = np.zeros(allowed.shape)
+            mode = np.zeros(allowed.shape, dtype=np.int8)
             block_channel = order_channel[lo:hi]
             for channel in np.unique(block_channel):
                 rows = np.flatnonzero(block_channel == channel)
-                cands = order_candidates(
-                    rules[channel],
+                channel_rules_ = rules[channel]
+                modes = shipment_modes(
+                    channel_rules_.modes,
                     allowed[rows],
+                    km[rows],
+                    pickup[rows],
+                    order_origin[lo:hi][rows],
+                    node_arrays,
+                    channel_rules_.eligible,
+                )
+                cands = order_candidates(
+                    channel_rules_,
+                    modes.allowed,
                     km[rows],
                     node_is_store,
                     holds[rows],
                     days_left[lo:hi][rows],
                     is_pickup[rows],
+                    fixed_days=modes.fixed_days,
                 )
-                allowed[rows] = cands.allowed
-                extra[rows] = cands.extra_cost
-                order_late[lo + rows] = cands.late
+                kept, transfer_late = transfer_promise(
+                    channel_rules_.modes,
+                    cands.allowed,
+                    modes.mode,
+                    holds[rows],
+                    days_left[lo:hi][rows],
+                )
+                allowed[rows] = kept
+                extra[rows] = cands.extra_cost + modes.extra
+                ship[rows] = modes.ship_cost
+                mode[rows] = modes.mode
+                order_late[lo + rows] = cands.late | transfer_late
         usable = allowed[local] & line_holds
         li, ni = np.nonzero(usable)
         cand_line_parts.append(lines[li])
@@ -225,6 +263,8 @@ def build_problem(scenario: Scenario) -> Problem:
         km_parts.append(km[local[li], ni])
         if extra is not None:
             extra_parts.append(extra[local[li], ni])
+            ship_parts.append(ship[local[li], ni])
+            mode_parts.append(mode[local[li], ni])
     cand_line = np.concatenate(cand_line_parts) if cand_line_parts else np.zeros(0, np.int64)
     cand_node = np.concatenate(cand_node_parts) if cand_node_parts else np.zeros(0, np.int64)
     cand_km = np.concatenate(km_parts) if km_parts else np.zeros(0)
@@ -269,8 +309,13 @@ def build_problem(scenario: Scenario) -> Problem:
             cand_node,
             line_sku[cand_line],
         )
+    pair_mode = None
     if profiled:
         pair_profile_cost = np.concatenate(extra_parts)[first] if extra_parts else np.zeros(0)
+        # Each shipment's mode (router.modes) sets its shipping: the format's cost unless
+        # a profile's transfer or same-city mode applies.
+        pair_ship_cost = np.concatenate(ship_parts)[first] if ship_parts else np.zeros(0)
+        pair_mode = np.concatenate(mode_parts)[first] if mode_parts else np.zeros(0, np.int8)
         pair_ship_cost = pair_ship_cost + pair_profile_cost
     return Problem(
         split_penalty=scenario.split_penalty,
@@ -310,6 +355,8 @@ def build_problem(scenario: Scenario) -> Problem:
         node_order_limit=order_limit,
         line_group=line_group,
         order_late=order_late if profiled else None,
+        pair_mode=pair_mode,
+        order_origin=order_origin if profiled else None,
     )
 
 

@@ -25,13 +25,16 @@ import copy
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+
+from router.modes import FIELDS as MODE_FIELDS
+from router.modes import Modes, check_fields, compile_modes
 
 FILE = "profiles.json"
 FORMAT = "omniroute-profiles/1"
@@ -73,6 +76,7 @@ FIELDS = (
     "promise",
     "clearance",
     "max_shipments",
+    *MODE_FIELDS,
 )
 
 
@@ -207,7 +211,12 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
             if key not in clearance:
                 raise ProfileError(path("clearance", key), "required")
             _number(clearance[key], path("clearance", key))
+    check_fields(doc, path, _raise)  # fulfilment modes (router.modes)
     return Profile(doc)
+
+
+def _raise(field: str, reason: str) -> NoReturn:
+    raise ProfileError(field, reason)
 
 
 def _object(value: Any, where: str) -> dict:
@@ -449,6 +458,8 @@ class NodeRules:
     """The split cap: most shipments an order of the channel may use."""
     daily_orders: np.ndarray | None = None
     """(N,) orders (shipments) the node takes per local day (``inf``: no limit)."""
+    modes: Modes = field(default_factory=Modes)
+    """The fulfilment modes (``router.modes``): transfers, same-city, endless aisle."""
 
     def credit(self, available: np.ndarray, weekly_sales: np.ndarray) -> np.ndarray:
         """The clearance credit per unit of (node, SKU) pairs holding ``available`` units
@@ -572,6 +583,7 @@ def compile_rules(
         clearance_credit=float(doc.get("clearance", {}).get("credit_per_unit", 0.0)),
         max_shipments=float(doc.get("max_shipments", math.inf)),
         daily_orders=daily_orders if n else np.zeros(0),
+        modes=compile_modes(doc),
     )
 
 
@@ -606,6 +618,7 @@ def order_candidates(
     days_left: np.ndarray,
     pickup: np.ndarray,
     nodes: np.ndarray | None = None,
+    fixed_days: np.ndarray | None = None,
 ) -> Candidates:
     """Apply a profile to a block of B orders over N nodes: the one place of the
     eligibility, tier, calendar and promise rules for both paths.
@@ -614,7 +627,9 @@ def order_candidates(
     distances; ``holds`` (B, N): the node holds any of the order's SKUs;
     ``days_left`` (B,): days until the promised date (``inf``: none);
     ``pickup`` (B,): a pickup order (no promise, no distance cost); ``nodes``: the
-    node indices of the N columns when they are not all the nodes of ``rules``.
+    node indices of the N columns when they are not all the nodes of ``rules``;
+    ``fixed_days`` (B, N): a pair's delivery days set by its fulfilment mode (NaN:
+    the bands').
     """
     if nodes is not None:
         rules = rules.restricted(nodes)
@@ -625,7 +640,10 @@ def order_candidates(
     late = np.zeros(allowed.shape[0], dtype=bool)
     promised = np.isfinite(days_left) & ~pickup
     if rules.has_promise and promised.any():
-        meets = rules.delivery_days(km, is_store[None, :]) <= days_left[:, None]
+        days = rules.delivery_days(km, is_store[None, :])
+        if fixed_days is not None:
+            days = np.where(np.isnan(fixed_days), days, fixed_days)
+        meets = days <= days_left[:, None]
         usable = allowed & holds
         can_meet = (usable & meets).any(axis=1)
         restrict = promised & can_meet

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from router.modes import MODES
 from router.problem import Problem, build_problem
 from router.scenario import Scenario, load_scenario
 from solver.batch import OptimizeParams, Progress, RoutingResult, optimize, solve_greedy
@@ -208,6 +209,12 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
         frame["promise_late"] = problem.order_late[problem.line_order[lines]]
         credit = problem.cand_credit[used] if problem.cand_credit is not None else 0.0
         frame["clearance_credit"] = qty * credit
+    if problem.pair_mode is not None:
+        # The shipment's fulfilment mode (router.modes), on each of its rows.
+        frame["mode"] = np.asarray(MODES, dtype=object)[problem.pair_mode[pairs]]
+    if problem.order_origin is not None and (problem.order_origin >= 0).any():
+        origin = problem.order_origin[problem.line_order[lines]]
+        frame["origin_store"] = np.where(origin >= 0, problem.node_ids[np.maximum(origin, 0)], "")
     return frame
 
 
@@ -272,7 +279,12 @@ def _summary(scenario, problem, result, strategy, seconds, params) -> dict:
         credit = 0.0
         if problem.cand_credit is not None:
             credit = float((problem.cand_credit * result.units).sum())
+        modes = {}
+        if problem.pair_mode is not None:
+            counts = np.bincount(problem.pair_mode[used], minlength=len(MODES))
+            modes = {"shipments_by_mode": dict(zip(MODES, counts.tolist(), strict=True))}
         profile = {
+            **modes,
             "profile_cost": round(profile_cost, 6),
             "clearance_credit": round(credit, 6),
             "late_orders": len(late),

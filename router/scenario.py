@@ -142,7 +142,8 @@ class Scenario:
     """Routing profiles (``profiles.json``, docs/profiles.md); ``None``: the base
     format alone. When set, ``nodes`` has a ``group`` column, ``inventory`` a
     ``weekly_sales`` column (NaN: unknown) and ``orders`` the columns ``channel``,
-    ``promised_date`` (a ``datetime.date`` or ``None``) and ``ship_group`` ("":
+    ``promised_date`` (a ``datetime.date`` or ``None``), ``ship_group`` ("":
+    none) and ``origin_store`` (the store an endless-aisle order was taken in; "":
     none)."""
 
 
@@ -203,6 +204,7 @@ def _profile_columns(
             "channel": _optional_column(path, "channel", len(orders)),
             "promised_date": _optional_column(path, "promised_date", len(orders)),
             "ship_group": _optional_column(path, "ship_group", len(orders)),
+            "origin_store": _optional_column(path, "origin_store", len(orders)),
         }
     )
     bad_channel = ~frame["channel"].str.fullmatch(r"[A-Za-z0-9_.-]{0,64}").to_numpy()
@@ -210,8 +212,11 @@ def _profile_columns(
     promised = pd.to_datetime(frame["promised_date"], format="%Y-%m-%d", errors="coerce")
     bad_date = (promised.isna() & (frame["promised_date"] != "")).to_numpy()
     found.flag(frame, bad_date, "promised_date", "must be a date YYYY-MM-DD, or empty")
+    stores = set(nodes.loc[nodes["kind"] == "store", "node_id"])
+    bad_origin = ((frame["origin_store"] != "") & ~frame["origin_store"].isin(stores)).to_numpy()
+    found.flag(frame, bad_origin, "origin_store", "must be a store of nodes.csv, or empty")
     found.raise_if_any()
-    for col in ("channel", "promised_date"):
+    for col in ("channel", "promised_date", "origin_store"):
         first = frame.groupby("order_id", sort=False)[col].transform("first")
         found.flag(
             frame,
@@ -235,7 +240,10 @@ def _profile_columns(
     channel = frame["channel"].where(frame["channel"] != "", DEFAULT_CHANNEL)
     dates = [None if pd.isna(d) else d.date() for d in promised]
     return nodes, orders.assign(
-        channel=channel.to_numpy(), promised_date=dates, ship_group=frame["ship_group"].to_numpy()
+        channel=channel.to_numpy(),
+        promised_date=dates,
+        ship_group=frame["ship_group"].to_numpy(),
+        origin_store=frame["origin_store"].to_numpy(),
     )
 
 

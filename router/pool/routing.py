@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 
 from router.geo import haversine_km
+from router.modes import MODES, PICKUP, NodeArrays, shipment_modes, transfer_promise
 from router.pool import explanations, ledger, locks
 from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput
@@ -78,6 +79,9 @@ class Order:
     # The date (YYYY-MM-DD) the customer was promised; its channel's profile decides
     # which nodes meet it (router.profiles).
     promised_date: str | None = None
+    # Endless aisle: the store the order was taken in, shipped from elsewhere; its
+    # channel's profile may exclude or prefer it (router.modes).
+    origin_store: str | None = None
 
     def fingerprint(self) -> str:
         """Stable hash of the order, to tell an idempotent retry from a reused key."""
@@ -88,6 +92,8 @@ class Order:
             del data["excluded_nodes"]
         if data["promised_date"] is None:
             del data["promised_date"]
+        if data["origin_store"] is None:
+            del data["origin_store"]
         for line in data["lines"]:
             if line["ship_group"] is None:
                 del line["ship_group"]
@@ -125,6 +131,7 @@ class PreparedOrder:
     distance_km: np.ndarray  # (N,) NaN for a pickup order
     promise_late: bool = False  # the profile's promise could not be met (router.profiles)
     profile_cost: np.ndarray | None = None  # (N,) the profile's part of ship_cost
+    mode: np.ndarray | None = None  # (N,) each candidate's fulfilment mode (router.modes)
 
 
 # --- results ---------------------------------------------------------------------------
@@ -154,6 +161,7 @@ class Shipment:
     units: int
     shipping_cost: float
     handling_cost: float
+    mode: str | None = None  # the fulfilment mode (router.modes.MODES)
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,7 @@ class RouteResult:
     replayed: bool = False
     locked_units: int = 0  # units taken from the campaign's locks
     promise_late: bool = False  # no allowed node could meet the promised date
+    origin_store: str | None = None  # endless aisle: the store the order was taken in
 
     def to_json(self) -> str:
         # The same document as ``asdict``, built directly: ``asdict`` deep-copies every
@@ -218,6 +227,7 @@ class RouteResult:
             replayed=True,
             locked_units=data.get("locked_units", 0),
             promise_late=data.get("promise_late", False),
+            origin_store=data.get("origin_store"),
         )
 
 
@@ -294,33 +304,83 @@ class Reach:
 
     positions: np.ndarray  # (M,) positions in the NodeIndex
     distance_km: np.ndarray  # (M,) NaN for a pickup order
-    ship_cost: np.ndarray  # (M,)
+    ship_cost: np.ndarray  # (M,) the shipping of the node's fulfilment mode
+    mode: np.ndarray | None = None  # (M,) that mode (router.modes); None without a profile
+    extra: np.ndarray | None = None  # (M,) a mode's profile cost (endless aisle preference)
+    fixed_days: np.ndarray | None = None  # (M,) a mode's delivery days (NaN: the bands')
+
+
+_NODE_ARRAYS: list[tuple[NodeIndex, NodeArrays]] = []
+
+
+def _node_arrays(index: NodeIndex) -> NodeArrays:
+    """What the fulfilment modes read of the nodes, kept for the current read model."""
+    if _NODE_ARRAYS and _NODE_ARRAYS[0][0] is index:
+        return _NODE_ARRAYS[0][1]
+    arrays = NodeArrays(
+        index.lat, index.lon, index.kind == "store", index.ship_fixed, index.ship_per_km
+    )
+    _NODE_ARRAYS[:] = [(index, arrays)]
+    return arrays
 
 
 def reachable_nodes(order: Order, index: NodeIndex, rules: NodeRules | None = None) -> Reach:
     """The reach rule (delivery) or the pickup rule, on the in-memory node arrays, less
     the nodes the order excludes (``excluded_nodes``: they rejected its line) and, with
-    a profile, the nodes it does not allow now (``NodeRules.eligible``).
+    a profile, the nodes it does not allow now (``NodeRules.eligible``) and its
+    fulfilment modes (``router.modes.shipment_modes``, as the batch: transfers to the
+    pickup store, same-city delivery, the endless aisle's origin store).
 
     Status and stock are not known here; they come with the availability read.
     """
+    transfers = rules is not None and rules.modes.transfer
     if order.pickup_node is not None:
         pickup_allowed = rules is None or rules.eligible[index.index_of_id[order.pickup_node]]
         if order.pickup_node in order.excluded_nodes or not pickup_allowed:
             return Reach(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         pickup = index.index_of_id[order.pickup_node]
-        return Reach(np.array([pickup], dtype=np.int64), np.full(1, np.nan), np.zeros(1))
-    distance = haversine_km(order.lat, order.lon, index.lat, index.lon)
-    within = np.isnan(index.max_km) | (distance <= index.max_km)
+        if not transfers:
+            mode = None if rules is None else np.array([PICKUP], dtype=np.int8)
+            extra = None if rules is None else np.zeros(1)
+            return Reach(
+                np.array([pickup], dtype=np.int64), np.full(1, np.nan), np.zeros(1), mode, extra
+            )
+        distance = np.full(index.size, np.nan)
+        within = np.zeros(index.size, dtype=bool)
+        within[pickup] = True
+    else:
+        distance = haversine_km(order.lat, order.lon, index.lat, index.lon)
+        within = np.isnan(index.max_km) | (distance <= index.max_km)
     for node_id in order.excluded_nodes:
         if node_id in index.index_of_id:
             within[index.index_of_id[node_id]] = False
-    if rules is not None:
-        within &= rules.eligible
-    positions = np.flatnonzero(within)
-    distance = distance[positions]
-    ship_cost = index.ship_fixed[positions] + index.ship_per_km[positions] * distance
-    return Reach(positions, distance, ship_cost)
+    if rules is None:
+        positions = np.flatnonzero(within)
+        distance = distance[positions]
+        ship_cost = index.ship_fixed[positions] + index.ship_per_km[positions] * distance
+        return Reach(positions, distance, ship_cost)
+    origin = -1 if order.origin_store is None else index.index_of_id[order.origin_store]
+    modes = shipment_modes(
+        rules.modes,
+        within[None, :],
+        distance[None, :],
+        np.array([index.index_of_id[order.pickup_node] if order.pickup_node else -1]),
+        np.array([origin]),
+        _node_arrays(index),
+        rules.eligible,
+    )
+    positions = np.flatnonzero(modes.allowed[0] & rules.eligible)
+    for node_id in order.excluded_nodes:  # a transfer source that rejected the line, too
+        if node_id in index.index_of_id:
+            positions = positions[positions != index.index_of_id[node_id]]
+    return Reach(
+        positions,
+        distance[positions],
+        modes.ship_cost[0, positions],
+        modes.mode[0, positions],
+        modes.extra[0, positions],
+        modes.fixed_days[0, positions],
+    )
 
 
 def prepare_order_problem(
@@ -356,21 +416,32 @@ def prepare_order_problem(
         holds[0, sorted(holding)] = True
         pickup = order.pickup_node is not None
         promised = date.fromisoformat(order.promised_date) if order.promised_date else None
+        days_left = (
+            np.array([promised_days(promised, now.replace(tzinfo=UTC))])
+            if now
+            else np.array([np.inf])
+        )
         cands = order_candidates(
             rules,
             np.ones((1, reach.positions.size), dtype=bool),
             reach.distance_km[None, :],
             index.kind[reach.positions] == "store",
             holds,
-            np.array([promised_days(promised, now.replace(tzinfo=UTC))])
-            if now
-            else np.array([np.inf]),
+            days_left,
             np.array([pickup]),
             nodes=reach.positions,
+            fixed_days=None if reach.fixed_days is None else reach.fixed_days[None, :],
         )
-        holding &= set(np.flatnonzero(cands.allowed[0]).tolist())
+        kept, transfer_late = cands.allowed, np.zeros(1, dtype=bool)
+        if reach.mode is not None:
+            kept, transfer_late = transfer_promise(
+                rules.modes, cands.allowed, reach.mode[None, :], holds, days_left
+            )
+        holding &= set(np.flatnonzero(kept[0]).tolist())
         extra = cands.extra_cost[0]
-        late = bool(cands.late[0])
+        if reach.extra is not None:
+            extra = extra + reach.extra
+        late = bool(cands.late[0] or transfer_late[0])
     slots = sorted(holding)
     column_of_slot = {slot: j for j, slot in enumerate(slots)}
     candidates = reach.positions[slots]
@@ -423,6 +494,7 @@ def prepare_order_problem(
         reach.distance_km[slots],
         promise_late=late,
         profile_cost=extra[slots] if rules is not None else None,
+        mode=None if reach.mode is None else reach.mode[slots],
     )
 
 
@@ -679,6 +751,7 @@ def explain(
                 units=units,
                 shipping_cost=float(problem.ship_cost[j]),
                 handling_cost=float((problem.unit_cost[:, j] * plan.alloc[:, j]).sum()),
+                mode=_mode_name(prepared, int(j), order, str(index.kind[pos])),
             )
         )
     unfilled = sum(ln.unfilled for ln in lines)
@@ -705,7 +778,15 @@ def explain(
         hold_expires_at=hold_expires_at,
         attempts=attempts,
         promise_late=prepared.promise_late,
+        origin_store=order.origin_store,
     )
+
+
+def _mode_name(prepared: PreparedOrder, j: int, order: Order, kind: str) -> str:
+    """The fulfilment mode of candidate ``j`` (without a profile: the format's modes)."""
+    if prepared.mode is not None:
+        return MODES[int(prepared.mode[j])]
+    return "pickup" if order.pickup_node is not None else f"{kind}_ship"
 
 
 # --- one attempt -----------------------------------------------------------------------
@@ -718,6 +799,15 @@ def validate_order(order: Order, index: NodeIndex) -> None:
             f"pickup node {order.pickup_node!r} does not exist",
             field="pickup_node",
             rule="known_node",
+        )
+    if order.origin_store is not None and (
+        order.origin_store not in index.index_of_id
+        or index.kind[index.index_of_id[order.origin_store]] != "store"
+    ):
+        raise InvalidInput(
+            f"origin store {order.origin_store!r} is not a store of the pool",
+            field="origin_store",
+            rule="known_store",
         )
     if order.pickup_node is None and (order.lat is None or order.lon is None):
         raise InvalidInput(

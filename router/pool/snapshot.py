@@ -178,6 +178,7 @@ def snapshot_scenario(
             line.ship_group or "" for order in orders for line in order.lines
         ]
         order_frame["channel"] = [order.channel for order in rows]
+        order_frame["origin_store"] = [order.origin_store or "" for order in rows]
         order_frame["promised_date"] = [
             date.fromisoformat(order.promised_date) if order.promised_date else None
             for order in rows

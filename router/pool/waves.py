@@ -220,6 +220,7 @@ def order_from_json(body: str) -> Order:
         pickup_node=data["pickup_node"],
         channel=data["channel"],
         promised_date=data.get("promised_date"),
+        origin_store=data.get("origin_store"),
     )
 
 
@@ -939,6 +940,7 @@ def _order_plans(
             distance_km=np.full(used_nodes.size, np.nan)
             if pickup
             else problem.pair_km[chosen].astype(np.float64),
+            mode=None if problem.pair_mode is None else problem.pair_mode[chosen],
         )
         plan = OrderPlan(alloc=alloc, total_cost=order_cost(order_problem, alloc), exact=exact)
         plans[str(problem.order_ids[o])] = (prepared, plan)
