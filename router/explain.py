@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -97,7 +98,7 @@ class OrderContext:
     def replace(self, **changes: Any) -> OrderContext:
         return replace(self, **changes)
 
-    @property
+    @cached_property
     def per_unit(self) -> np.ndarray:
         """(K, N) the cost of one unit of each SKU row at each node: its handling, less a
         profile's clearance credit (``unit_cost``, as the routing priced it)."""
@@ -223,9 +224,10 @@ def plan_cost(ctx: OrderContext, alloc: np.ndarray, ship_cost: np.ndarray | None
     per_node = alloc.sum(axis=0)
     used = per_node > 0
     shipments = int(np.count_nonzero(used))
+    goods = per_node @ ctx.handling if ctx.unit_cost is None else (alloc * ctx.unit_cost).sum()
     return float(
         ship[used].sum()
-        + (alloc * ctx.per_unit).sum()
+        + goods
         + ctx.split_penalty * max(0, shipments - 1)
         + ctx.unfilled_penalty * (int(ctx.qty.sum()) - int(per_node.sum()))
     )
@@ -274,8 +276,10 @@ def _single_node_plans(ctx, stock, capacity, allowed, ship):
     A node gives every unit cheaper than leaving it unfilled, a ship group whole or
     none of it, within its capacity (the cheapest units first)."""
     nodes = np.flatnonzero(allowed)
-    per_unit = ctx.per_unit[:, nodes]
     penalty = ctx.unfilled_penalty
+    if ctx.unit_cost is None and ctx.sku_group is None:
+        return _single_node_plans_at_handling(ctx, stock, capacity, nodes, ship)
+    per_unit = ctx.per_unit[:, nodes]
     gives = np.minimum(ctx.qty[:, None], np.maximum(stock[:, nodes], 0))
     # Each unit a node gives saves the unfilled penalty and costs its unit cost: a
     # unit dearer than the penalty is best left out (the DP decides).
@@ -293,6 +297,23 @@ def _single_node_plans(ctx, stock, capacity, allowed, ship):
     some = units > 0
     nodes, gives, per_unit = nodes[some], gives[:, some], per_unit[:, some]
     cost = ship[nodes] + (per_unit * gives).sum(axis=0) + penalty * (ctx.qty.sum() - units[some])
+    return nodes, gives, cost
+
+
+def _single_node_plans_at_handling(ctx, stock, capacity, nodes, ship):
+    """:func:`_single_node_plans` when a unit costs its node's handling whatever its
+    SKU and no ship group binds: a node gives as much as stock and capacity allow
+    (the first SKU rows first; which SKU yields does not change the cost)."""
+    penalty = ctx.unfilled_penalty
+    # A node whose handling exceeds the penalty is best left out (the DP decides).
+    nodes = nodes[ctx.handling[nodes] < penalty]
+    gives = np.minimum(ctx.qty[:, None], np.maximum(stock[:, nodes], 0))
+    units = np.minimum(gives.sum(axis=0), np.maximum(capacity[nodes], 0))
+    within = np.minimum(np.cumsum(gives, axis=0), units[None, :])
+    gives = np.diff(within, axis=0, prepend=0).astype(gives.dtype)
+    some = units > 0
+    nodes, gives, units = nodes[some], gives[:, some], units[some]
+    cost = ship[nodes] + ctx.handling[nodes] * units + penalty * (ctx.qty.sum() - units)
     return nodes, gives, cost
 
 
@@ -374,7 +395,10 @@ def _describe(ctx: OrderContext, alloc: np.ndarray) -> dict[str, Any]:
         units = sum(column)
         # handling net of a profile's clearance credit: the cost the order was routed by
         ship = float(ctx.ship_cost[n])
-        handling = float(alloc[:, n] @ ctx.per_unit[:, n])
+        if ctx.unit_cost is None:
+            handling = units * float(ctx.handling[n])
+        else:
+            handling = float(alloc[:, n] @ ctx.unit_cost[:, n])
         shipping += ship
         handled += handling
         allocated += units

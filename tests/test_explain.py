@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from router.explain import (
@@ -483,3 +484,20 @@ def test_profile_contexts_survive_json_and_old_contexts_still_load(tmp_path):
         assert explain_order(old, with_counterfactual=True) == explain_order(
             ctx, with_counterfactual=True
         )
+
+
+def test_per_sku_unit_costs_explain_as_the_handling_when_they_equal_it():
+    # The general path (unit costs per SKU and node, ship groups) answers exactly as
+    # the handling-per-node path when the unit costs are the handling and no group
+    # binds: the same plans, costs and counterfactuals on cn-2000's scarce stock.
+    output = solve_scenario(load_scenario(FIXTURES / "cn-2000"))
+    for ctx in list(batch_contexts(output.problem, output.result.units, output.result.prices))[
+        :300
+    ]:
+        general = ctx.replace(
+            unit_cost=np.broadcast_to(ctx.handling, ctx.stock_total.shape).astype(float),
+            sku_group=np.full(len(ctx.skus), -1),
+        )
+        expected = explain_order(ctx, with_counterfactual=True)
+        got = explain_order(general, with_counterfactual=True)
+        assert got == expected, ctx.order_id
