@@ -38,11 +38,12 @@ import numpy as np
 import pandas as pd
 
 from router.geo import haversine_km
+from router.kits import KIT_GROUP_PREFIX
 from router.profiles import compile_rules, daily_capacity, daily_orders, promised_days
 from router.scenario import Scenario, ScenarioError, parse_number, read_table
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
-RULES = ("line", "stock", "capacity", "reach", "pickup", "profile")
+RULES = ("line", "stock", "capacity", "reach", "pickup", "profile", "kit")
 MAX_TOTAL_QTY = 2**62
 """Largest sum of qty over a file, so every int64 unit sum is exact."""
 REPORT_VIOLATIONS = 20
@@ -185,8 +186,8 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
             scenario, order_of_line, shipment_order, shipment_node, shipment_line, distance_km
         )
         violations += found
-        violations += _ship_groups_of(scenario, allocation)
         credit = _clearance(scenario, allocation)
+    violations += _ship_groups_of(scenario, allocation)
     shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
     handling = math.fsum(
         (allocation.qty * nodes["handling_per_unit"].to_numpy()[allocation.node]).tolist()
@@ -481,7 +482,8 @@ def _shipping(
 
 
 def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
-    """A ship group's lines come whole from one node, or not at all."""
+    """A ship group's lines come whole from one node, or not at all; a kit line's
+    components (group ``kit:<line>``, router/kits.py) are such a group: rule ``kit``."""
     orders = scenario.orders
     if "ship_group" not in orders or not (orders["ship_group"] != "").any():
         return []
@@ -503,9 +505,15 @@ def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violati
             got[key] = got.get(key, 0) + units
     return [
         Violation(
-            "profile",
-            f"order {key[0]!r}: ship group {key[1]!r} is not served whole by one node "
-            f"({got[key]} of {want[key]} units from {len(nodes_of[key])} nodes)",
+            "kit" if key[1].startswith(KIT_GROUP_PREFIX) else "profile",
+            f"order {key[0]!r}: "
+            + (
+                f"the components of kit line {key[1][len(KIT_GROUP_PREFIX) :]!r} are"
+                if key[1].startswith(KIT_GROUP_PREFIX)
+                else f"ship group {key[1]!r} is"
+            )
+            + f" not served whole by one node ({got[key]} of {want[key]} units "
+            f"from {len(nodes_of[key])} nodes)",
         )
         for key in sorted(got)
         if len(nodes_of[key]) > 1 or got[key] != want[key]

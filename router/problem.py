@@ -104,6 +104,9 @@ class Problem:
     of it), numbered over the batch; -1: none; ``None``: no groups."""
     order_max_shipments: np.ndarray | None = None
     """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
+    line_kit: np.ndarray | None = None
+    """(L,) object: the id of the kit line a component line comes from ("" for an
+    ordinary line; router/kits.py); ``None``: no kits."""
     order_late: np.ndarray | None = None
     """(O,) the order's promised date could not be met by any allowed node holding
     its goods: it is routed without the promise, and flagged; ``None`` without profiles."""
@@ -244,7 +247,9 @@ def build_problem(scenario: Scenario) -> Problem:
     order_caps = None
     order_limit = None
     line_group = None
-    if profile_set is not None and "ship_group" in orders and (orders["ship_group"] != "").any():
+    # Ship groups come with profiles (``ship_group``) and with kits (a kit line's
+    # components): whichever put the column there, the rule binds.
+    if "ship_group" in orders and (orders["ship_group"] != "").any():
         named = orders["ship_group"].to_numpy(dtype=object)[line_perm]
         keys = np.array(
             [f"{o}\x00{g}" if g else "" for o, g in zip(line_order, named, strict=True)],
@@ -310,6 +315,9 @@ def build_problem(scenario: Scenario) -> Problem:
         node_order_limit=order_limit,
         line_group=line_group,
         order_late=order_late if profiled else None,
+        line_kit=orders["kit_line"].to_numpy(dtype=object)[line_perm]
+        if "kit_line" in orders
+        else None,
     )
 
 

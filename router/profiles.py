@@ -73,6 +73,7 @@ FIELDS = (
     "promise",
     "clearance",
     "max_shipments",
+    "split_kits",
 )
 
 
@@ -196,6 +197,8 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
         cap = doc["max_shipments"]
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ProfileError(path("max_shipments"), f"must be an integer >= 1 (got {cap!r})")
+    if "split_kits" in doc and not isinstance(doc["split_kits"], bool):
+        raise ProfileError(path("split_kits"), f"must be true or false (got {doc['split_kits']!r})")
     if "clearance" in doc:
         clearance = _object(doc["clearance"], path("clearance"))
         for key in sorted(set(clearance) | {"weeks_of_supply", "credit_per_unit"}):

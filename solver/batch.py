@@ -52,7 +52,13 @@ from solver.contention import (
     reroute_greedily,
     with_neighbours,
 )
-from solver.cost import CostBreakdown, evaluate, orders_left, within_shipment_caps
+from solver.cost import (
+    CostBreakdown,
+    drop_broken_ship_groups,
+    evaluate,
+    orders_left,
+    within_shipment_caps,
+)
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
@@ -292,7 +298,10 @@ class _Search:
 
     def offer(self, units: np.ndarray | None) -> None:
         """Keep ``units`` (feasible by construction) if cheaper; the split cap of a
-        routing profile is checked here, as not every step models it."""
+        routing profile is checked here, as not every step models it, and a ship group
+        (a kit's components) a step broke is left unfilled first."""
+        if units is not None:
+            units = drop_broken_ship_groups(self.problem, units)
         if units is None or not within_shipment_caps(self.problem, units):
             return
         cost = evaluate(self.problem, units).total_cost

@@ -86,6 +86,27 @@ def ship_groups_whole(problem, units: np.ndarray) -> bool:
     return bool(np.all((got == 0) | (got == want)))
 
 
+def drop_broken_ship_groups(problem, units: np.ndarray) -> np.ndarray:
+    """``units`` with every ship group that is not served whole by one node left
+    unfilled instead: the one repair of a step that does not model the groups (LP
+    rounding, moves). Dropping units breaks no other rule (stock, capacity, split cap
+    and daily orders only loosen), so the answer stays feasible."""
+    line_group = getattr(problem, "line_group", None)
+    if line_group is None or ship_groups_whole(problem, units):
+        return units
+    groups = int(line_group.max()) + 1
+    cand_group = line_group[problem.cand_line]
+    grouped = (units > 0) & (cand_group >= 0)
+    key = np.unique(cand_group[grouped] * problem.num_nodes + problem.cand_node[grouped])
+    nodes_per_group = np.bincount(key // problem.num_nodes, minlength=groups)
+    got = np.bincount(cand_group[grouped], weights=units[grouped], minlength=groups)
+    ingroup = line_group >= 0
+    want = np.bincount(line_group[ingroup], weights=problem.line_qty[ingroup], minlength=groups)
+    broken = (nodes_per_group > 1) | ((got > 0) & (got != want))
+    drop = (cand_group >= 0) & broken[np.maximum(cand_group, 0)]
+    return np.where(drop, 0, units).astype(units.dtype)
+
+
 def node_orders(problem, units: np.ndarray) -> np.ndarray:
     """(N,) shipments (orders served) per node in ``units``."""
     pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
