@@ -22,6 +22,7 @@ from api.routes import (
     explanations,
     health,
     inventory,
+    kits,
     nodes,
     profiles,
     rejections,
@@ -186,6 +187,7 @@ def create_app(
         reoptimizations,
         explanations,
         profiles,
+        kits,
         health,
     ):
         app.include_router(module.router)

@@ -211,6 +211,9 @@ class LineOut(BaseModel):
     qty: int
     allocations: list[AllocationOut]
     unfilled: int
+    kit_line: str | None = Field(
+        None, description="The kit line this component line serves (docs/profiles.md, Kits)."
+    )
 
 
 class ShipmentOut(BaseModel):
@@ -483,6 +486,11 @@ class FeedOut(BaseModel):
     updated: int
 
 
+class KitComponent(Strict):
+    component_sku: Id
+    quantity: Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+
+
 class NodeStockOut(BaseModel):
     node_id: str
     status: str
@@ -502,6 +510,12 @@ class SkuAvailabilityOut(BaseModel):
         description="Available units over active nodes: what routing can promise now."
     )
     nodes: list[NodeStockOut]
+    components: list[KitComponent] | None = Field(
+        None,
+        description="For a kit: its components. Its availability is the minimum over "
+        "components of floor(available / quantity), per node and pooled; a node's other "
+        "layers are 0.",
+    )
 
 
 class AvailabilityOut(BaseModel):
@@ -693,3 +707,28 @@ class ProfileOut(BaseModel):
 
 class ProfileVersions(BaseModel):
     versions: list[ProfileOut]
+
+
+# --- kits ---------------------------------------------------------------------------------
+
+
+class KitIn(Strict):
+    components: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)] = Field(
+        description="The kit's components: {component_sku, quantity} (quantity >= 1)."
+    )
+
+
+class KitOut(BaseModel):
+    kit_sku: str
+    components: list[KitComponent]
+    actor: str
+    updated_at: UtcTime
+
+    @classmethod
+    def of(cls, view) -> KitOut:
+        return cls(
+            kit_sku=view.kit_sku,
+            components=[KitComponent(component_sku=s, quantity=q) for s, q in view.components],
+            actor=view.actor,
+            updated_at=view.updated_at,
+        )

@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 
 from router.geo import haversine_km
+from router.kits import Kit
 from router.pool import explanations, ledger, locks
 from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput
@@ -60,6 +61,7 @@ class OrderLine:
     sku: str
     qty: int
     ship_group: str | None = None  # lines of one group ship whole from one node, or not
+    kit_line: str | None = None  # the kit line this component line comes from (router.kits)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Order:
         for line in data["lines"]:
             if line["ship_group"] is None:
                 del line["ship_group"]
+            if line["kit_line"] is None:
+                del line["kit_line"]
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -101,6 +105,8 @@ class RoutingPolicy:
     unfilled_penalty: float = 150.0
     profiles: pool_profiles.ProfileBook | None = field(default=None, compare=False)
     """Each channel's routing profile (``router.pool.profiles``); ``None``: none."""
+    kits: dict[str, Kit] | None = field(default=None, compare=False)
+    """Each kit's components (``router.pool.kits``); ``None``: no kits."""
 
     def rules(self, order: Order, index: NodeIndex, now: datetime | None) -> NodeRules | None:
         """The order's channel's compiled profile at ``now`` (naive UTC), if any."""
@@ -144,6 +150,7 @@ class LineResult:
     qty: int
     allocations: list[Allocation]
     unfilled: int
+    kit_line: str | None = None  # the kit line a component line serves (router.kits)
 
 
 @dataclass(frozen=True)
@@ -395,14 +402,14 @@ def prepare_order_problem(
         ).reshape(stock.shape)
         unit_cost -= rules.restricted(candidates).credit(stock, sales)
     # Ship groups bind where profiles do (as in a batch, where they come with
-    # profiles.json): the order's channel has rules.
-    groups = sorted({ln.ship_group for ln in order.lines if ln.ship_group})
+    # profiles.json): the order's channel has rules; a kit's components always do.
+    binding = [ln for ln in order.lines if ln.ship_group and (rules is not None or ln.kit_line)]
+    groups = sorted({str(ln.ship_group) for ln in binding})
     sku_group = None
-    if groups and rules is not None:
+    if groups:
         sku_group = np.full(len(sku_list), -1, dtype=np.int64)
-        for ln in order.lines:
-            if ln.ship_group:
-                sku_group[row_of_sku[ln.sku]] = groups.index(ln.ship_group)
+        for ln in binding:
+            sku_group[row_of_sku[ln.sku]] = groups.index(str(ln.ship_group))
     problem = OrderProblem(
         qty=qty,
         stock=stock,
@@ -664,7 +671,7 @@ def explain(
                 queue.pop(0)
             else:
                 queue[0] = (pos, units - take)
-        lines.append(LineResult(line.line_id, line.sku, line.qty, allocations, want))
+        lines.append(LineResult(line.line_id, line.sku, line.qty, allocations, want, line.kit_line))
 
     shipments = []
     for j in np.nonzero(plan.alloc.sum(axis=0))[0]:

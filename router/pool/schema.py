@@ -366,3 +366,18 @@ node_days = Table(
     Column("units", BigInteger, nullable=False),
     Column("orders", BigInteger, nullable=False),
 )
+
+
+# --- kits and channel shares (issue 9; migration 0010_kits_channels) --------------------------
+
+kits = Table(
+    "pool_kits",
+    metadata,
+    # router.kits: one row per (kit, component); a kit's availability and its routing
+    # come from its components.
+    Column("kit_sku", String(64), primary_key=True),
+    Column("component_sku", String(64), primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)

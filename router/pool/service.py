@@ -32,6 +32,7 @@ from router.pool import (
     returns,
     routing,
 )
+from router.pool import kits as pool_kits
 from router.pool.db import Database, database_url_from_env, migrate
 from router.pool.errors import Busy
 from router.pool.nodes import NodeIndex, NodeSpec
@@ -143,10 +144,12 @@ class Pool:
         )
         defaults = RoutingPolicy()
         book = profiles.load_book(conn)
+        kit_book = pool_kits.load_kits(conn)
         return RoutingPolicy(
             split_penalty=float(values.get("split_penalty", defaults.split_penalty)),
             unfilled_penalty=float(values.get("unfilled_penalty", defaults.unfilled_penalty)),
             profiles=book if book.latest else None,
+            kits=kit_book or None,
         )
 
     def set_policy(self, policy: RoutingPolicy) -> None:
@@ -186,6 +189,8 @@ class Pool:
         if order.pickup_node is not None and order.pickup_node not in model.index.index_of_id:
             model = self.read_model(force=True)  # created by another process a moment ago?
         routing.validate_order(order, model.index)
+        as_sent = order
+        order = pool_kits.expand_order(order, model.policy.kits, model.policy.profiles)
         if not 1 <= hold_seconds <= MAX_HOLD_SECONDS:
             raise routing.InvalidInput(
                 f"hold_seconds must be within [1, {MAX_HOLD_SECONDS}]",
@@ -198,7 +203,7 @@ class Pool:
 
         scope_key = idempotency.scope("route", actor, idempotency_key) if idempotency_key else None
         fingerprint = (
-            hashlib.sha256(f"{order.fingerprint()}:{hold_seconds}".encode()).hexdigest()
+            hashlib.sha256(f"{as_sent.fingerprint()}:{hold_seconds}".encode()).hexdigest()
             if scope_key
             else ""
         )
@@ -542,8 +547,31 @@ class Pool:
             )
 
     def availability(self, sku_list: list[str]) -> list[inventory.SkuAvailability]:
+        """Each SKU's availability; a kit's is derived from its components
+        (``router.pool.kits.availability_of_kit``)."""
+        kit_book = self.read_model().policy.kits or {}
         with self.db.read() as conn:
-            return inventory.availability(conn, sku_list)
+            plain = [sku for sku in sku_list if sku not in kit_book]
+            found = {a.sku: a for a in inventory.availability(conn, plain)} if plain else {}
+            for sku in dict.fromkeys(s for s in sku_list if s in kit_book):
+                kit = kit_book[sku]
+                known = inventory.known_skus(conn, [part for part, _ in kit])
+                parts = inventory.availability(conn, known) if known else []
+                found[sku] = pool_kits.availability_of_kit(sku, kit, parts)
+        return [found[sku] for sku in sku_list]
+
+    # --- kits ---------------------------------------------------------------------------
+
+    def put_kit(self, kit_sku: str, components: Any, actor: str = "system") -> Any:
+        """Validate and store a kit's components (``router.pool.kits.put_kit``)."""
+        with self.db.write() as conn:
+            view = pool_kits.put_kit(conn, kit_sku, components, actor, self.clock())
+        self._invalidate()
+        return view
+
+    def kit(self, kit_sku: str) -> Any:
+        with self.db.read() as conn:
+            return pool_kits.get_kit(conn, kit_sku)
 
     def ledger(self, node_id: str, sku: str, *, after: int = 0, limit: int = 100) -> list[Any]:
         with self.db.read() as conn:
