@@ -19,6 +19,7 @@ from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
 from api.routes import (
     campaigns,
+    channels,
     explanations,
     health,
     inventory,
@@ -188,6 +189,7 @@ def create_app(
         explanations,
         profiles,
         kits,
+        channels,
         health,
     ):
         app.include_router(module.router)

@@ -732,3 +732,48 @@ class KitOut(BaseModel):
             actor=view.actor,
             updated_at=view.updated_at,
         )
+
+
+# --- channel shares -----------------------------------------------------------------------
+
+
+class ChannelSkuOut(BaseModel):
+    sku: str
+    pooled_available: int = Field(description="Available units over the active nodes.")
+    sellable: int = Field(
+        description="What the channel may sell: its share of the unreserved units plus "
+        "its reservations (docs/profiles.md, Channel shares)."
+    )
+    reserved: int = Field(description="Units reserved for this channel.")
+    low_stock_threshold: int | None
+    low: bool = Field(description="sellable < low_stock_threshold")
+
+
+class ChannelAvailabilityOut(BaseModel):
+    channel: str
+    skus: list[ChannelSkuOut]
+
+    @classmethod
+    def of(cls, channel: str, found) -> ChannelAvailabilityOut:
+        return cls(
+            channel=channel,
+            skus=[ChannelSkuOut.model_validate(s, from_attributes=True) for s in found],
+        )
+
+
+class AlertOut(BaseModel):
+    alert_id: int
+    channel: str
+    sku: str
+    sellable: int = Field(description="The channel's sellable quantity when raised.")
+    threshold: int
+    raised_at: UtcTime
+    cleared_at: UtcTime | None
+
+
+class AlertsOut(BaseModel):
+    alerts: list[AlertOut]
+
+    @classmethod
+    def of(cls, found) -> AlertsOut:
+        return cls(alerts=[AlertOut.model_validate(a, from_attributes=True) for a in found])

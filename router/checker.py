@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from router.channels import ChannelStock
 from router.geo import haversine_km
 from router.kits import KIT_GROUP_PREFIX
 from router.profiles import compile_rules, daily_capacity, daily_orders, promised_days
 from router.scenario import Scenario, ScenarioError, parse_number, read_table
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
-RULES = ("line", "stock", "capacity", "reach", "pickup", "profile", "kit")
+RULES = ("line", "stock", "capacity", "reach", "pickup", "profile", "kit", "channel_share")
 MAX_TOTAL_QTY = 2**62
 """Largest sum of qty over a file, so every int64 unit sum is exact."""
 REPORT_VIOLATIONS = 20
@@ -186,6 +187,7 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
             scenario, order_of_line, shipment_order, shipment_node, shipment_line, distance_km
         )
         violations += found
+        violations += _channel_shares(scenario, allocation)
         credit = _clearance(scenario, allocation)
     violations += _ship_groups_of(scenario, allocation)
     shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
@@ -518,6 +520,40 @@ def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violati
         for key in sorted(got)
         if len(nodes_of[key]) > 1 or got[key] != want[key]
     ]
+
+
+def _channel_shares(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
+    """A channel sells at most its sellable quantity of each SKU: its share of the
+    pooled available units plus its reservations (router/channels.py)."""
+    assert scenario.profiles is not None
+    rules = ChannelStock(scenario.profiles.profiles)
+    if not rules.binds:
+        return []
+    orders, inv = scenario.orders, scenario.inventory
+    pooled = inv.groupby("sku")["available"].sum()
+    sold = (
+        pd.DataFrame(
+            {
+                "channel": orders["channel"].to_numpy(dtype=object)[allocation.line],
+                "sku": orders["sku"].to_numpy(dtype=object)[allocation.line],
+                "qty": allocation.qty,
+            }
+        )
+        .groupby(["channel", "sku"], sort=True)["qty"]
+        .sum()
+    )
+    found = []
+    for (channel, sku), units in sold.items():
+        cap = int(rules.sellable(str(channel), [str(sku)], [int(pooled.get(sku, 0))])[0])
+        if units > cap:
+            found.append(
+                Violation(
+                    "channel_share",
+                    f"channel {channel!r} sells {units} units of SKU {sku!r}, more than its "
+                    f"sellable {cap} (its share of the pool plus its reservations)",
+                )
+            )
+    return found
 
 
 def _clearance(scenario: Scenario, allocation: _Allocation) -> float:

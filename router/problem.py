@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from router.channels import ChannelStock, share_caps
 from router.geo import haversine_km
 from router.profiles import (
     DEFAULT_CHANNEL,
@@ -104,6 +105,11 @@ class Problem:
     of it), numbered over the batch; -1: none; ``None``: no groups."""
     order_max_shipments: np.ndarray | None = None
     """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
+    line_share: np.ndarray | None = None
+    """(L,) int: the line's binding (channel, SKU) pair of a channel share
+    (router/channels.py), -1: none; ``None``: no channel share binds."""
+    share_cap: np.ndarray | None = None
+    """(K,) float: units the pair's channel may sell of its SKU (``channel_share_rule``)."""
     line_kit: np.ndarray | None = None
     """(L,) object: the id of the kit line a component line comes from ("" for an
     ordinary line; router/kits.py); ``None``: no kits."""
@@ -258,6 +264,16 @@ def build_problem(scenario: Scenario) -> Problem:
         codes, _ = pd.factorize(keys[keys != ""])
         line_group = np.full(keys.size, -1, dtype=np.int64)
         line_group[keys != ""] = codes
+    shares = None
+    if profile_set is not None and ChannelStock(profile_set.profiles).binds:
+        shares = share_caps(
+            ChannelStock(profile_set.profiles),
+            order_channel[line_order],
+            line_sku,
+            line_qty,
+            sku_ids,
+            stock.sum(axis=0),
+        )
     if profile_set is not None:
         limit = daily_orders(profile_set, nodes)
         order_limit = limit if np.isfinite(limit).any() else None
@@ -314,6 +330,8 @@ def build_problem(scenario: Scenario) -> Problem:
         order_max_shipments=order_caps,
         node_order_limit=order_limit,
         line_group=line_group,
+        line_share=None if shares is None else shares[0],
+        share_cap=None if shares is None else shares[1],
         order_late=order_late if profiled else None,
         line_kit=orders["kit_line"].to_numpy(dtype=object)[line_perm]
         if "kit_line" in orders

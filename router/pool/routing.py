@@ -42,6 +42,7 @@ from sqlalchemy import (
 
 from router.geo import haversine_km
 from router.kits import Kit
+from router.pool import channels as pool_channels
 from router.pool import explanations, ledger, locks
 from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput
@@ -131,6 +132,7 @@ class PreparedOrder:
     distance_km: np.ndarray  # (N,) NaN for a pickup order
     promise_late: bool = False  # the profile's promise could not be met (router.profiles)
     profile_cost: np.ndarray | None = None  # (N,) the profile's part of ship_cost
+    withheld: int = 0  # units beyond the channel's sellable quantity: unfilled (router.channels)
 
 
 # --- results ---------------------------------------------------------------------------
@@ -340,13 +342,17 @@ def prepare_order_problem(
     now: datetime | None = None,
     units_left: np.ndarray | None = None,
     weekly_sales: dict[tuple[int, str], float] | None = None,
+    sellable: np.ndarray | None = None,
 ) -> PreparedOrder:
     """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs.
 
     With a profile (``rules``, evaluated at ``now``), ``router.profiles.order_candidates``
     keeps the nodes it allows and adds its shipment costs, exactly as the batch does;
     ``units_left`` (per reach position) caps capacity by the nodes' daily workload;
-    ``weekly_sales`` ((node_pk, sku) -> units a week) gives the clearance credit.
+    ``weekly_sales`` ((node_pk, sku) -> units a week) gives the clearance credit;
+    ``sellable`` (per SKU of the order) is what its channel may sell
+    (``router.channels``): the units beyond it are left unfilled, as the batch's
+    ``channel_share_rule`` leaves them (a ship group short of them, whole).
     """
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
     row_of_sku = {s: k for k, s in enumerate(sku_list)}
@@ -410,6 +416,14 @@ def prepare_order_problem(
         sku_group = np.full(len(sku_list), -1, dtype=np.int64)
         for ln in binding:
             sku_group[row_of_sku[ln.sku]] = groups.index(str(ln.ship_group))
+    withheld = 0
+    if sellable is not None:
+        cut = np.maximum(qty - sellable, 0)
+        if sku_group is not None:
+            short = np.isin(sku_group, sku_group[(cut > 0) & (sku_group >= 0)])
+            cut[short & (sku_group >= 0)] = qty[short & (sku_group >= 0)]
+        withheld = int(cut.sum())
+        qty = qty - cut
     problem = OrderProblem(
         qty=qty,
         stock=stock,
@@ -430,6 +444,7 @@ def prepare_order_problem(
         reach.distance_km[slots],
         promise_late=late,
         profile_cost=extra[slots] if rules is not None else None,
+        withheld=withheld,
     )
 
 
@@ -698,7 +713,7 @@ def explain(
         split_penalty=problem.split_penalty * splits,
         unfilled_units=unfilled,
         unfilled_penalty=problem.unfilled_penalty * unfilled,
-        total=float(plan.total_cost),
+        total=float(plan.total_cost) + problem.unfilled_penalty * prepared.withheld,
     )
     status = "filled" if unfilled == 0 else ("unfilled" if unfilled == ordered else "partial")
     return RouteResult(
@@ -782,6 +797,9 @@ def plan_order(
     weekly_sales = None
     if rules is not None and rules.clearance_credit > 0:
         weekly_sales = pool_profiles.read_weekly_sales(conn, sku_list, available)
+    sellable = None
+    if now is not None:
+        sellable = pool_channels.sellable_for(conn, policy.profiles, order.channel, sku_list)
     prepared = prepare_order_problem(
         order,
         index,
@@ -792,6 +810,7 @@ def plan_order(
         now=now,
         units_left=units_left,
         weekly_sales=weekly_sales,
+        sellable=sellable,
     )
     return prepared, solve_order(prepared.problem)
 

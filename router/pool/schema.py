@@ -381,3 +381,18 @@ kits = Table(
     Column("actor", String(64), nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )
+
+channel_alerts = Table(
+    "pool_channel_alerts",
+    metadata,
+    # router.pool.channels: a channel's sellable quantity of a SKU fell below its
+    # low-stock threshold; cleared when it is back at or above it.
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("sellable", BigInteger, nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    Column("raised_at", DateTime, nullable=False),
+    Column("cleared_at", DateTime, nullable=True),
+    Index("ix_pool_channel_alerts_open", "channel", "sku", "cleared_at"),
+)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from router.pool import channels as pool_channels
 from router.pool import (
     explanations,
     idempotency,
@@ -227,6 +228,9 @@ class Pool:
                         actor=actor,
                         idempotency_key=idempotency_key,
                         request_id=request_id,
+                    )
+                    pool_channels.refresh_alerts(
+                        conn, model.policy.profiles, [ln.sku for ln in order.lines], now
                     )
                     if scope_key:
                         idempotency.record(conn, scope_key, fingerprint, 200, result.to_json(), now)
@@ -535,16 +539,20 @@ class Pool:
 
     def _feed(self, apply, rows, actor, reason, request_id) -> inventory.FeedResult:
         """One feed in one write transaction (row locks only where the backend has them)."""
+        profiles = self.read_model().policy.profiles
         with self.db.write() as conn:
-            return apply(
+            now = self.clock()
+            result = apply(
                 conn,
                 rows,
-                now=self.clock(),
+                now=now,
                 actor=actor,
                 lock=not self.db.is_sqlite,
                 reason=reason,
                 request_id=request_id,
             )
+            pool_channels.refresh_alerts(conn, profiles, sorted({r.sku for r in rows}), now)
+            return result
 
     def availability(self, sku_list: list[str]) -> list[inventory.SkuAvailability]:
         """Each SKU's availability; a kit's is derived from its components
@@ -559,6 +567,34 @@ class Pool:
                 parts = inventory.availability(conn, known) if known else []
                 found[sku] = pool_kits.availability_of_kit(sku, kit, parts)
         return [found[sku] for sku in sku_list]
+
+    # --- channel shares -----------------------------------------------------------------
+
+    def channel_availability(
+        self, channel: str, sku_list: list[str] | None = None
+    ) -> list[pool_channels.ChannelSku]:
+        """The channel's sellable quantity of each SKU (``router.pool.channels``)."""
+        profiles = self.read_model().policy.profiles
+        with self.db.read() as conn:
+            return pool_channels.channel_availability(conn, profiles, channel, sku_list)
+
+    def alerts(
+        self, *, channel: str | None = None, state: str = "open"
+    ) -> list[pool_channels.AlertView]:
+        with self.db.read() as conn:
+            return pool_channels.list_alerts(conn, channel=channel, state=state)
+
+    def alert_counts(self) -> dict[str, int]:
+        """Open low-stock alerts per channel."""
+        with self.db.read() as conn:
+            return pool_channels.open_alert_counts(conn)
+
+    def refresh_alerts(self, sku_list: list[str]) -> int:
+        """Raise or clear the low-stock alerts of these SKUs now (e.g. after a profile
+        changed a threshold); returns how many were raised."""
+        profiles = self.read_model().policy.profiles
+        with self.db.write() as conn:
+            return pool_channels.refresh_alerts(conn, profiles, sku_list, self.clock())
 
     # --- kits ---------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ import numpy as np
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from router.pool import channels as pool_channels
 from router.pool import explanations, idempotency, ledger, reservations, routing
 from router.pool import kits as pool_kits
 from router.pool import profiles as pool_profiles
@@ -749,6 +750,12 @@ class Waves:
                 )
         if not outcome:
             return True
+        pool_channels.refresh_alerts(
+            conn,
+            self.pool.read_model().policy.profiles,
+            sorted({line.sku for e in todo for line in e.order.lines}),
+            now,
+        )
         callbacks = {e.order.order_id for e in todo if e.has_callback}
         conn.execute(
             _RECORD_OUTCOME,

@@ -1,4 +1,5 @@
-"""Kits and channel shares (issue 9): the components of each kit SKU.
+"""Kits and channel shares (issue 9): the components of each kit SKU, and the low-stock
+alerts of the channels' sellable quantities.
 
 Revision ID: 0010_kits_channels
 Revises: 0009_profiles
@@ -24,7 +25,22 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(64), nullable=False),
         sa.Column("updated_at", sa.DateTime, nullable=False),
     )
+    op.create_table(
+        "pool_channel_alerts",
+        sa.Column("alert_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("channel", sa.String(64), nullable=False),
+        sa.Column("sku", sa.String(64), nullable=False),
+        sa.Column("sellable", sa.BigInteger, nullable=False),
+        sa.Column("threshold", sa.BigInteger, nullable=False),
+        sa.Column("raised_at", sa.DateTime, nullable=False),
+        sa.Column("cleared_at", sa.DateTime, nullable=True),
+    )
+    op.create_index(
+        "ix_pool_channel_alerts_open", "pool_channel_alerts", ["channel", "sku", "cleared_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_pool_channel_alerts_open", table_name="pool_channel_alerts")
+    op.drop_table("pool_channel_alerts")
     op.drop_table("pool_kits")
