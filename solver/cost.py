@@ -160,7 +160,11 @@ def keep_unmodelled_rules(problem, units: np.ndarray) -> np.ndarray:
     """The one repair of an answer from a step that does not model every rule: what
     a channel sells beyond its share is left unfilled, then every ship group (a kit)
     that is no longer whole. Both only remove units, so stock, capacity, the split
-    cap and the daily orders limit still hold."""
+    cap and the daily orders limit still hold. Not under a re-optimization's move
+    limit, which removing units could break: there the gate turns such answers down."""
+    churn = getattr(problem, "churn", None)
+    if churn is not None and churn.max_moves is not None:
+        return units
     return drop_broken_ship_groups(problem, drop_over_channel_shares(problem, units))
 
 
