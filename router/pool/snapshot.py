@@ -183,6 +183,16 @@ def snapshot_scenario(
             date.fromisoformat(order.promised_date) if order.promised_date else None
             for order in rows
         ]
+    kit_lines = [line.kit_line or "" for order in orders for line in order.lines]
+    if any(kit_lines):
+        # A kit's components ship together (router.kits) with or without profiles;
+        # other ship groups bind only where profiles do.
+        order_frame["ship_group"] = [
+            line.ship_group or "" if profile_set is not None or line.kit_line else ""
+            for order in orders
+            for line in order.lines
+        ]
+        order_frame["kit_line"] = kit_lines
     return Scenario(
         name=name,
         split_penalty=policy.split_penalty,
