@@ -1085,7 +1085,12 @@ def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
                 "lat": order.lat,
                 "lon": order.lon,
                 "pickup_node": order.pickup_node,
-                "lines": json.dumps([[ln.line_id, ln.sku, ln.qty] for ln in order.lines]),
+                "lines": json.dumps(
+                    [
+                        [ln.line_id, ln.sku, ln.qty, *([ln.ship_group] if ln.ship_group else [])]
+                        for ln in order.lines
+                    ]
+                ),
                 "routed_at": now,
             }
             for order in routed
