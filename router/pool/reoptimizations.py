@@ -1206,9 +1206,11 @@ class Reoptimizations:
         policy: routing.RoutingPolicy,
         now: datetime,
     ) -> None:
-        """Count the moved orders' new work against each node's day (as a wave does):
-        per order and node, the units above what it held there, and one order where it
-        held nothing; refuse (409) when a daily limit would be passed."""
+        """Count the moves against each node's day (as a wave does), netted per node as
+        the snapshot counted the re-decided orders' holds as left to them: the units moved
+        there minus those moved away, and the moved orders that ship from it and did not
+        before minus those that no longer do (never below 0); refuse (409) when a daily
+        limit would be passed."""
         from router.pool.profiles import take_units_today
 
         rules = policy.workload_rules(index, now)
@@ -1220,18 +1222,20 @@ class Reoptimizations:
         after: dict[tuple[str, int], int] = defaultdict(int)
         for r in new_rows:
             after[(r["order_id"], r["node_pk"])] += r["qty"]
-        units: dict[int, int] = defaultdict(int)
-        served: dict[int, int] = defaultdict(int)
-        for (order_id, pk), qty in after.items():
-            held = before.get((order_id, pk), 0)
-            if qty > held:
-                units[pk] += qty - held
-                served[pk] += 0 if held else 1
+        net_units: dict[int, int] = defaultdict(int)
+        net_orders: dict[int, int] = defaultdict(int)
+        for order_id, pk in set(before) | set(after):
+            old, new = before.get((order_id, pk), 0), after.get((order_id, pk), 0)
+            net_units[pk] += new - old
+            net_orders[pk] += (new > 0) - (old > 0)
+        units = {pk: max(0, u) for pk, u in net_units.items()}
+        served = {pk: max(0, n) for pk, n in net_orders.items()}
+        units = {pk: u for pk, u in units.items() if u or served[pk]}
         moves = [(pk, "", u) for pk, u in sorted(units.items())]
         if not take_units_today(conn, rules, moves, index, now, orders=dict(served)):
             raise Conflict(
                 "a node's daily workload limit would be passed (work taken since the "
-                "snapshot, or orders moving both to and from the node); nothing was applied",
+                "snapshot, or a lower limit); nothing was applied",
                 field="nodes",
                 rule="unchanged_since_snapshot",
             )

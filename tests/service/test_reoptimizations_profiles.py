@@ -9,6 +9,7 @@ The network of ``conftest`` (customer C at W1; S1 10 km away; S2 120 km away, re
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from router.pool.errors import Conflict
 from router.pool.inventory import SetRow
@@ -20,6 +21,7 @@ from router.pool.reoptimizations import (
     Selection,
 )
 from router.pool.routing import Order, OrderLine
+from router.pool.schema import node_days
 from tests.service.conftest import CUSTOMER, seed_network
 from tests.service.test_reoptimizations import FAR, held_nodes, order
 from tests.service.test_waves import assert_invariant
@@ -148,6 +150,21 @@ def test_staying_orders_add_no_work(pool):
     job = plan_of(jobs, "other")
     assert job.plan["skipped"] == [] and job.plan["orders"] == 1
     assert job.plan["orders_moved"] == 0
+
+
+def test_a_swap_through_a_full_node_is_applied(pool):
+    # S1 takes 1 unit a day and near took it; near moves away as far moves in: net 0.
+    seed_network(pool, {("W1", "A"): 1, ("S1", "A"): 1})
+    pool.put_profile("default", {"daily_limits": {"node:S1": {"units": 1}}})
+    pool.route(order("near"))
+    pool.route(order("far", FAR))
+    jobs = Reoptimizations(pool, ReoptimizationSettings(time_limit=10))
+    job = plan_of(jobs, "near", "far")
+    assert job.plan["orders_moved"] == 2
+    jobs.apply(job.job_id, actor="ops")
+    assert held_nodes(pool, "near") == ["W1"] and held_nodes(pool, "far") == ["S1"]
+    with pool.db.read() as conn:
+        assert conn.execute(select(node_days.c.units, node_days.c.orders)).all() == [(1, 1)]
 
 
 def test_apply_is_refused_when_the_day_has_no_room_left(pool):
