@@ -249,3 +249,50 @@ def test_the_daily_limit_over_http(db_url):
         assert applied.status_code == 200, applied.text
         # S1 has an A left and is cheaper for C, but its 2 units of today are taken.
         assert route("next") == ["W1"]
+
+
+# --- both paths ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("excluded", "new_node"), [("W", "S"), ("X", "W")])
+def test_the_service_and_omniroute_reoptimize_decide_alike(
+    pool, clock, tmp_path, excluded, new_node
+):
+    """o1 (market, at longitude 0) holds S (8) because W (5) had no stock when it was
+    routed; W has its unit back. The market profile excludes W (binds: o1 stays) or
+    a node that is not there (does not bind: o1 moves to W), in both paths."""
+    import pandas as pd
+
+    from router.pool.scenario_load import load_into_pool
+    from router.reoptimize import reoptimize_scenario
+    from router.scenario import load_scenario
+    from tests.service.test_profiles import _naive
+    from tests.test_profiles import AS_OF, NODES, write_profiled
+
+    folder = write_profiled(
+        tmp_path / "s",
+        nodes=NODES,
+        inventory=[("W", "a", 1), ("S", "a", 1)],
+        orders=[("o1", "l1", "a", 1, 0.0, "market", "")],
+        profiles={"market": {"exclude_nodes": [excluded]}},
+        as_of=AS_OF,
+    )
+    scenario = load_scenario(folder)
+    current = pd.DataFrame(
+        [("o1", "l1", "S", 1)], columns=["order_id", "line_id", "node_id", "qty"]
+    )
+    batch = reoptimize_scenario(scenario, current, max_moves=1)
+    assert list(batch.moves["new_nodes"]) == [new_node]
+
+    load_into_pool(pool, scenario)
+    clock.now = _naive(AS_OF)
+    pool.set_stock([SetRow("W", "a", 0)], actor="test")
+    pool.route(Order("o1", (OrderLine("l1", "a", 1),), 0.0, 0.0, channel="market"))
+    assert held_nodes(pool, "o1") == ["S"]
+    pool.set_stock([SetRow("W", "a", 1)], actor="test")
+    job = plan_of(Reoptimizations(pool, ReoptimizationSettings(time_limit=10)), "o1")
+    assert job.plan["orders_moved"] == batch.summary["orders_moved"]
+    assert job.plan["after"]["cost"] == pytest.approx(batch.summary["after"]["cost"], abs=1e-6)
+    jobs = Reoptimizations(pool)
+    jobs.apply(job.job_id, actor="ops")
+    assert held_nodes(pool, "o1") == [new_node]
