@@ -19,9 +19,11 @@ from api.metrics import Metrics, count_closed
 from api.middleware import RequestContextMiddleware, request_id_middleware_options
 from api.routes import (
     campaigns,
+    channels,
     explanations,
     health,
     inventory,
+    kits,
     nodes,
     profiles,
     rejections,
@@ -186,6 +188,8 @@ def create_app(
         reoptimizations,
         explanations,
         profiles,
+        kits,
+        channels,
         health,
     ):
         app.include_router(module.router)

@@ -217,6 +217,9 @@ class LineOut(BaseModel):
     qty: int
     allocations: list[AllocationOut]
     unfilled: int
+    kit_line: str | None = Field(
+        None, description="The kit line this component line serves (docs/profiles.md, Kits)."
+    )
 
 
 class ShipmentOut(BaseModel):
@@ -495,6 +498,11 @@ class FeedOut(BaseModel):
     updated: int
 
 
+class KitComponent(Strict):
+    component_sku: Id
+    quantity: Annotated[int, Field(strict=True, ge=1, le=1_000_000)]
+
+
 class NodeStockOut(BaseModel):
     node_id: str
     status: str
@@ -514,6 +522,12 @@ class SkuAvailabilityOut(BaseModel):
         description="Available units over active nodes: what routing can promise now."
     )
     nodes: list[NodeStockOut]
+    components: list[KitComponent] | None = Field(
+        None,
+        description="For a kit: its components. Its availability is the minimum over "
+        "components of floor(available / quantity), per node and pooled; a node's other "
+        "layers are 0.",
+    )
 
 
 class AvailabilityOut(BaseModel):
@@ -705,3 +719,73 @@ class ProfileOut(BaseModel):
 
 class ProfileVersions(BaseModel):
     versions: list[ProfileOut]
+
+
+# --- kits ---------------------------------------------------------------------------------
+
+
+class KitIn(Strict):
+    components: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)] = Field(
+        description="The kit's components: {component_sku, quantity} (quantity >= 1)."
+    )
+
+
+class KitOut(BaseModel):
+    kit_sku: str
+    components: list[KitComponent]
+    actor: str
+    updated_at: UtcTime
+
+    @classmethod
+    def of(cls, view) -> KitOut:
+        return cls(
+            kit_sku=view.kit_sku,
+            components=[KitComponent(component_sku=s, quantity=q) for s, q in view.components],
+            actor=view.actor,
+            updated_at=view.updated_at,
+        )
+
+
+# --- channel shares -----------------------------------------------------------------------
+
+
+class ChannelSkuOut(BaseModel):
+    sku: str
+    pooled_available: int = Field(description="Available units over the active nodes.")
+    sellable: int = Field(
+        description="What the channel may sell: its share of the unreserved units plus "
+        "its reservations (docs/profiles.md, Channel shares)."
+    )
+    reserved: int = Field(description="Units reserved for this channel.")
+    low_stock_threshold: int | None
+    low: bool = Field(description="sellable < low_stock_threshold")
+
+
+class ChannelAvailabilityOut(BaseModel):
+    channel: str
+    skus: list[ChannelSkuOut]
+
+    @classmethod
+    def of(cls, channel: str, found) -> ChannelAvailabilityOut:
+        return cls(
+            channel=channel,
+            skus=[ChannelSkuOut.model_validate(s, from_attributes=True) for s in found],
+        )
+
+
+class AlertOut(BaseModel):
+    alert_id: int
+    channel: str
+    sku: str
+    sellable: int = Field(description="The channel's sellable quantity when raised.")
+    threshold: int
+    raised_at: UtcTime
+    cleared_at: UtcTime | None
+
+
+class AlertsOut(BaseModel):
+    alerts: list[AlertOut]
+
+    @classmethod
+    def of(cls, found) -> AlertsOut:
+        return cls(alerts=[AlertOut.model_validate(a, from_attributes=True) for a in found])

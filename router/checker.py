@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from router.channels import ChannelStock
 from router.geo import haversine_km
+from router.kits import KIT_GROUP_PREFIX
 from router.modes import MODES, PICKUP_TRANSFER, SAME_CITY, shipment_mode
 from router.profiles import compile_rules, daily_capacity, daily_orders, promised_days
 from router.scenario import (
@@ -50,7 +52,7 @@ from router.scenario import (
 )
 
 ASSIGNMENT_COLUMNS = ("order_id", "line_id", "node_id", "qty")
-RULES = ("line", "stock", "capacity", "reach", "pickup", "profile")
+RULES = ("line", "stock", "capacity", "reach", "pickup", "profile", "kit", "channel_share")
 MAX_TOTAL_QTY = 2**62
 """Largest sum of qty over a file, so every int64 unit sum is exact."""
 REPORT_VIOLATIONS = 20
@@ -201,7 +203,7 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
     )
     if scenario.profiles is not None:
         violations += found
-        violations += _ship_groups_of(scenario, allocation)
+        violations += _channel_shares(scenario, allocation)
         credit = _clearance(scenario, allocation)
         if "mode" in assignments.columns:
             violations += _written_modes(
@@ -218,6 +220,8 @@ def check(scenario: Scenario, assignments: pd.DataFrame) -> CheckReport:
         shipping = math.fsum(mode_cost.tolist())
     else:
         shipping = _shipping(nodes, shipment_node, distance_km, ~pickup_shipment)
+    # (a kit's components ship together with or without profiles: router.kits)
+    violations += _ship_groups_of(scenario, allocation)
     handling = math.fsum(
         (allocation.qty * nodes["handling_per_unit"].to_numpy()[allocation.node]).tolist()
     )
@@ -516,7 +520,8 @@ def _shipping(
 
 
 def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
-    """A ship group's lines come whole from one node, or not at all."""
+    """A ship group's lines come whole from one node, or not at all; a kit line's
+    components (group ``kit:<line>``, router/kits.py) are such a group: rule ``kit``."""
     orders = scenario.orders
     if "ship_group" not in orders or not (orders["ship_group"] != "").any():
         return []
@@ -538,13 +543,53 @@ def _ship_groups_of(scenario: Scenario, allocation: _Allocation) -> list[Violati
             got[key] = got.get(key, 0) + units
     return [
         Violation(
-            "profile",
-            f"order {key[0]!r}: ship group {key[1]!r} is not served whole by one node "
-            f"({got[key]} of {want[key]} units from {len(nodes_of[key])} nodes)",
+            "kit" if key[1].startswith(KIT_GROUP_PREFIX) else "profile",
+            f"order {key[0]!r}: "
+            + (
+                f"the components of kit line {key[1][len(KIT_GROUP_PREFIX) :]!r} are"
+                if key[1].startswith(KIT_GROUP_PREFIX)
+                else f"ship group {key[1]!r} is"
+            )
+            + f" not served whole by one node ({got[key]} of {want[key]} units "
+            f"from {len(nodes_of[key])} nodes)",
         )
         for key in sorted(got)
         if len(nodes_of[key]) > 1 or got[key] != want[key]
     ]
+
+
+def _channel_shares(scenario: Scenario, allocation: _Allocation) -> list[Violation]:
+    """A channel sells at most its sellable quantity of each SKU: its share of the
+    pooled available units plus its reservations (router/channels.py)."""
+    assert scenario.profiles is not None
+    rules = ChannelStock(scenario.profiles.profiles)
+    if not rules.binds:
+        return []
+    orders, inv = scenario.orders, scenario.inventory
+    pooled = inv.groupby("sku")["available"].sum()
+    sold = (
+        pd.DataFrame(
+            {
+                "channel": orders["channel"].to_numpy(dtype=object)[allocation.line],
+                "sku": orders["sku"].to_numpy(dtype=object)[allocation.line],
+                "qty": allocation.qty,
+            }
+        )
+        .groupby(["channel", "sku"], sort=True)["qty"]
+        .sum()
+    )
+    found = []
+    for (channel, sku), units in sold.items():
+        cap = int(rules.sellable(str(channel), [str(sku)], [int(pooled.get(sku, 0))])[0])
+        if units > cap:
+            found.append(
+                Violation(
+                    "channel_share",
+                    f"channel {channel!r} sells {units} units of SKU {sku!r}, more than its "
+                    f"sellable {cap} (its share of the pool plus its reservations)",
+                )
+            )
+    return found
 
 
 def _clearance(scenario: Scenario, allocation: _Allocation) -> float:

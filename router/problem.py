@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from router.channels import ChannelStock, share_caps
 from router.geo import haversine_km
 from router.modes import NodeArrays, shipment_modes, transfer_promise
 from router.profiles import (
@@ -107,6 +108,14 @@ class Problem:
     of it), numbered over the batch; -1: none; ``None``: no groups."""
     order_max_shipments: np.ndarray | None = None
     """(O,) float: a profile's split cap per order (``inf``: none); ``None``: no caps."""
+    line_share: np.ndarray | None = None
+    """(L,) int: the line's binding (channel, SKU) pair of a channel share
+    (router/channels.py), -1: none; ``None``: no channel share binds."""
+    share_cap: np.ndarray | None = None
+    """(K,) float: units the pair's channel may sell of its SKU (``channel_share_rule``)."""
+    line_kit: np.ndarray | None = None
+    """(L,) object: the id of the kit line a component line comes from ("" for an
+    ordinary line; router/kits.py); ``None``: no kits."""
     order_late: np.ndarray | None = None
     """(O,) the order's promised date could not be met by any allowed node holding
     its goods: it is routed without the promise, and flagged; ``None`` without profiles."""
@@ -284,7 +293,9 @@ def build_problem(scenario: Scenario) -> Problem:
     order_caps = None
     order_limit = None
     line_group = None
-    if profile_set is not None and "ship_group" in orders and (orders["ship_group"] != "").any():
+    # Ship groups come with profiles (``ship_group``) and with kits (a kit line's
+    # components): whichever put the column there, the rule binds.
+    if "ship_group" in orders and (orders["ship_group"] != "").any():
         named = orders["ship_group"].to_numpy(dtype=object)[line_perm]
         keys = np.array(
             [f"{o}\x00{g}" if g else "" for o, g in zip(line_order, named, strict=True)],
@@ -293,6 +304,16 @@ def build_problem(scenario: Scenario) -> Problem:
         codes, _ = pd.factorize(keys[keys != ""])
         line_group = np.full(keys.size, -1, dtype=np.int64)
         line_group[keys != ""] = codes
+    shares = None
+    if profile_set is not None and ChannelStock(profile_set.profiles).binds:
+        shares = share_caps(
+            ChannelStock(profile_set.profiles),
+            order_channel[line_order],
+            line_sku,
+            line_qty,
+            sku_ids,
+            stock.sum(axis=0),
+        )
     if profile_set is not None:
         limit = daily_orders(profile_set, nodes)
         order_limit = limit if np.isfinite(limit).any() else None
@@ -354,9 +375,14 @@ def build_problem(scenario: Scenario) -> Problem:
         order_max_shipments=order_caps,
         node_order_limit=order_limit,
         line_group=line_group,
+        line_share=None if shares is None else shares[0],
+        share_cap=None if shares is None else shares[1],
         order_late=order_late if profiled else None,
         pair_mode=pair_mode,
         order_origin=order_origin if profiled else None,
+        line_kit=orders["kit_line"].to_numpy(dtype=object)[line_perm]
+        if "kit_line" in orders
+        else None,
     )
 
 

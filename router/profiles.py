@@ -77,6 +77,10 @@ FIELDS = (
     "clearance",
     "max_shipments",
     *MODE_FIELDS,
+    "split_kits",
+    "channel_share",
+    "reserved",
+    "low_stock_threshold",
 )
 
 
@@ -200,6 +204,9 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
         cap = doc["max_shipments"]
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             raise ProfileError(path("max_shipments"), f"must be an integer >= 1 (got {cap!r})")
+    _channel_stock_fields(doc, path)
+    if "split_kits" in doc and not isinstance(doc["split_kits"], bool):
+        raise ProfileError(path("split_kits"), f"must be true or false (got {doc['split_kits']!r})")
     if "clearance" in doc:
         clearance = _object(doc["clearance"], path("clearance"))
         for key in sorted(set(clearance) | {"weeks_of_supply", "credit_per_unit"}):
@@ -217,6 +224,25 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
 
 def _raise(field: str, reason: str) -> NoReturn:
     raise ProfileError(field, reason)
+def _channel_stock_fields(doc: dict, path) -> None:
+    """Channel shares (router/channels.py): ``channel_share`` in [0, 1], ``reserved``
+    {sku: units}, ``low_stock_threshold`` units or {sku or "*": units}."""
+    if "channel_share" in doc:
+        share = _number(doc["channel_share"], path("channel_share"))
+        if share > 1:
+            raise ProfileError(
+                path("channel_share"), f"must be a number >= 0 and <= 1 (got {share!r})"
+            )
+    if "reserved" in doc:
+        for sku, units in _object(doc["reserved"], path("reserved")).items():
+            _number(units, path("reserved", sku), integer=True)
+    if "low_stock_threshold" in doc:
+        threshold = doc["low_stock_threshold"]
+        if isinstance(threshold, dict):
+            for sku, units in threshold.items():
+                _number(units, path("low_stock_threshold", sku), integer=True)
+        else:
+            _number(threshold, path("low_stock_threshold"), integer=True)
 
 
 def _object(value: Any, where: str) -> dict:
@@ -402,6 +428,11 @@ def parse_profile_set(raw: Any) -> ProfileSet:
 def check_workload_owner(profiles: dict[str, Profile]) -> None:
     """A node's workload is shared by every channel: only ``default`` may limit it."""
     for channel, profile in profiles.items():
+        if channel == DEFAULT_CHANNEL and profile.get("reserved"):
+            raise ProfileError(
+                f"profiles.{channel}.reserved",
+                "units are reserved for a named channel, not for the default profile",
+            )
         if channel != DEFAULT_CHANNEL and profile.get("daily_limits"):
             raise ProfileError(
                 f"profiles.{channel}.daily_limits",

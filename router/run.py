@@ -199,6 +199,8 @@ def assignments_frame(problem: Problem, units: np.ndarray) -> pd.DataFrame:
             "shipping_cost": shipping,
         }
     )
+    if problem.line_kit is not None:
+        frame["kit_line"] = problem.line_kit[lines]  # the kit line a component row serves
     if problem.pair_profile_cost is not None and problem.order_late is not None:
         # Profiles (docs/profiles.md): the profile's part of the shipment's cost
         # moves to its own column, so shipping_cost stays the format's.

@@ -17,6 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from router.kits import (
+    KIT_COLUMNS,
+    KITS_FILE,
+    Kit,
+    KitError,
+    expand_lines,
+    parse_kit,
+    split_kits_of,
+)
 from router.profiles import DEFAULT_CHANNEL, ProfileSet, load_profiles
 
 FORMAT = "omniroute-scenario/1"
@@ -145,6 +154,11 @@ class Scenario:
     ``promised_date`` (a ``datetime.date`` or ``None``), ``ship_group`` ("":
     none) and ``origin_store`` (the store an endless-aisle order was taken in; "":
     none)."""
+    kits: dict[str, Kit] | None = None
+    """Kits (``kits.csv``, docs/profiles.md): kit SKU -> components; ``None``: none.
+    When set, ``orders`` holds the expanded lines (a kit line is replaced by its
+    component lines) with the columns ``ship_group``, ``kit_line`` (the kit line's id,
+    "" for an ordinary line) and ``kit_sku``."""
 
 
 def load_scenario(folder: str | Path) -> Scenario:
@@ -160,6 +174,10 @@ def load_scenario(folder: str | Path) -> Scenario:
     if profiles is not None:
         nodes, orders = _profile_columns(folder, nodes, orders)
         inventory = _weekly_sales(folder / "inventory.csv", inventory)
+    kits = _read_kits(folder / KITS_FILE) if (folder / KITS_FILE).is_file() else None
+    if kits is not None:
+        _no_stocked_kits(folder / "inventory.csv", inventory, kits)
+        orders = _expand_kits(folder / "orders.csv", orders, kits, profiles)
     return Scenario(
         name=meta["name"],
         split_penalty=meta["split_penalty"],
@@ -168,7 +186,104 @@ def load_scenario(folder: str | Path) -> Scenario:
         inventory=inventory,
         orders=orders,
         profiles=profiles,
+        kits=kits,
     )
+
+
+def _read_kits(path: Path) -> dict[str, Kit]:
+    """``kits.csv``: one row per (kit, component) with the units of the component in
+    one kit; a component may not be a kit itself."""
+    file = path.name
+    frame = read_table(path, KIT_COLUMNS)
+    found = Findings(file)
+    _require_text(found, frame, "kit_sku")
+    _require_text(found, frame, "component_sku")
+    _unique(found, frame, ["kit_sku", "component_sku"], "(kit_sku, component_sku) pair")
+    itself = (frame["kit_sku"] == frame["component_sku"]).to_numpy() & (frame["kit_sku"] != "")
+    found.flag(frame, itself, "component_sku", "a kit cannot contain itself")
+    nested = frame["component_sku"].isin(set(frame["kit_sku"])).to_numpy() & ~itself
+    found.flag(frame, nested, "component_sku", "is itself a kit (kits do not nest)")
+    quantity = parse_number(
+        file, frame, "quantity", low=1, high=1_000_000, integer=True, findings=found
+    )
+    found.raise_if_any()
+    kits: dict[str, Kit] = {}
+    for kit_sku, rows in frame.assign(quantity=quantity).groupby("kit_sku", sort=True):
+        try:
+            kits[str(kit_sku)] = parse_kit(
+                str(kit_sku), zip(rows["component_sku"], rows["quantity"].astype(int), strict=True)
+            )
+        except KitError as exc:  # only the component count is left to break here
+            raise ScenarioError(
+                file, f"kit {kit_sku!r}: {exc.reason}", column="component_sku"
+            ) from None
+    return kits
+
+
+def _no_stocked_kits(path: Path, inventory: pd.DataFrame, kits: dict[str, Kit]) -> None:
+    """A kit's availability comes from its components: it has no stock of its own."""
+    found = Findings(path.name)
+    found.flag(
+        inventory,
+        inventory["sku"].isin(set(kits)).to_numpy(),
+        "sku",
+        "is a kit of kits.csv: a kit has no stock of its own (its components do)",
+    )
+    found.raise_if_any()
+
+
+def _expand_kits(
+    path: Path, orders: pd.DataFrame, kits: dict[str, Kit], profiles: ProfileSet | None
+) -> pd.DataFrame:
+    """The order lines with each kit line replaced by its component lines
+    (:func:`router.kits.expand_lines`); every other column is the kit line's."""
+    if "ship_group" not in orders:
+        orders = orders.assign(ship_group="")
+    channel = orders.get("channel")
+    line_ids = orders["line_id"].to_numpy(dtype=object)
+    skus = orders["sku"].to_numpy(dtype=object)
+    qtys = orders["qty"].to_numpy(dtype=np.int64)
+    groups = orders["ship_group"].to_numpy(dtype=object)
+    source, out_line, out_sku, out_qty, out_group, out_kit_line, out_kit_sku = (
+        [] for _ in range(7)
+    )
+    for rows in orders.groupby("order_id", sort=False).indices.values():
+        split = (
+            profiles is not None
+            and channel is not None
+            and split_kits_of(profiles.of(channel.iat[rows[0]]))
+        )
+        try:
+            lines = expand_lines(
+                [(line_ids[r], skus[r], int(qtys[r]), groups[r]) for r in rows],
+                kits,
+                split_kits=split,
+            )
+        except KitError as exc:
+            row = int(rows[exc.line or 0]) + 2
+            raise ScenarioError(path.name, exc.reason, row=row, column=exc.field) from None
+        for line in lines:
+            source.append(rows[line.source])
+            out_line.append(line.line_id)
+            out_sku.append(line.sku)
+            out_qty.append(line.qty)
+            out_group.append(line.ship_group)
+            out_kit_line.append(line.kit_line)
+            out_kit_sku.append(line.kit_sku)
+    # Lines keep file order, an order's component lines where its kit line was.
+    order = np.argsort(np.asarray(source, dtype=np.int64), kind="stable")
+    pick = np.asarray(source, dtype=np.int64)[order]
+    expanded = orders.iloc[pick].reset_index(drop=True)
+    for name, values in (
+        ("line_id", out_line),
+        ("sku", out_sku),
+        ("qty", out_qty),
+        ("ship_group", out_group),
+        ("kit_line", out_kit_line),
+        ("kit_sku", out_kit_sku),
+    ):
+        expanded[name] = np.asarray(values, dtype=np.int64 if name == "qty" else object)[order]
+    return expanded
 
 
 def _optional_column(path: Path, column: str, rows: int) -> pd.Series:

@@ -52,7 +52,14 @@ from solver.contention import (
     reroute_greedily,
     with_neighbours,
 )
-from solver.cost import CostBreakdown, evaluate, orders_left, within_shipment_caps
+from solver.cost import (
+    CostBreakdown,
+    evaluate,
+    keep_unmodelled_rules,
+    orders_left,
+    within_channel_shares,
+    within_shipment_caps,
+)
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
 from solver.lagrange import dense_prices, search_prices, start_search
@@ -91,7 +98,7 @@ class RoutingResult:
 
 def solve_greedy(problem) -> RoutingResult:
     """The rule-engine baseline (:mod:`solver.greedy`) as a result."""
-    units = greedy_units(problem)
+    units = keep_unmodelled_rules(problem, greedy_units(problem))
     return RoutingResult("greedy", "feasible", units, evaluate(problem, units), None)
 
 
@@ -121,7 +128,11 @@ def optimize(
     left = orders_left(problem, alone.units)
     if left is not None:  # a profile's daily orders limit: a node short of orders
         over_capacity = over_capacity | (left < 0)
-    if not over_stock.any() and not over_capacity.any():
+    if (
+        not over_stock.any()
+        and not over_capacity.any()
+        and within_channel_shares(problem, alone.units)
+    ):
         cost = evaluate(problem, alone.units)
         bound = min(alone.bound, cost.total_cost)
         if within(cost.total_cost, bound, params.rel_gap):
@@ -286,6 +297,7 @@ class _Search:
 
     def __init__(self, problem, units: np.ndarray, bound: float) -> None:
         self.problem = problem
+        units = keep_unmodelled_rules(problem, units)
         self.units = units
         self.best = evaluate(problem, units).total_cost
         self.bound = bound
@@ -301,7 +313,10 @@ class _Search:
 
     def offer(self, units: np.ndarray | None) -> None:
         """Keep ``units`` (feasible by construction) if cheaper; the split cap of a
-        routing profile is checked here, as not every step models it."""
+        routing profile is checked here, as not every step models it, and a ship group
+        (a kit's components) a step broke is left unfilled first."""
+        if units is not None:
+            units = keep_unmodelled_rules(self.problem, units)
         if units is None or not within_shipment_caps(self.problem, units):
             return
         cost = evaluate(self.problem, units).total_cost

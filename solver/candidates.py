@@ -9,7 +9,7 @@ from solver.churn import moved_orders
 from solver.contention import (
     usage,
 )
-from solver.cost import orders_left
+from solver.cost import orders_left, shares_left
 from solver.cost import unit_cost as cand_unit_cost
 from solver.greedy import greedy_units
 from solver.model import ModelInput
@@ -35,7 +35,12 @@ def model_part(problem, units, contested, params, start=None, per_line=None, als
 
     if start is None:
         start = greedy_units(
-            problem, orders=orders, stock=stock, capacity=capacity, orders_left=left
+            problem,
+            orders=orders,
+            stock=stock,
+            capacity=capacity,
+            orders_left=left,
+            shares_left=shares_left(problem, fixed),
         )
     start = start * line_in[problem.cand_line]
     keep = cheapest_candidates(
@@ -54,7 +59,17 @@ def model_part(problem, units, contested, params, start=None, per_line=None, als
             budget = max(0, problem.churn.max_moves - int(moved_outside.sum()))
     cands = np.flatnonzero(keep)
     pairs = np.unique(problem.cand_pair[cands])
-    part = ModelInput(cands, pairs, lines, orders, stock, capacity, budget, orders_left=left)
+    part = ModelInput(
+        cands,
+        pairs,
+        lines,
+        orders,
+        stock,
+        capacity,
+        budget,
+        orders_left=left,
+        shares_left=shares_left(problem, fixed),
+    )
     return part, start[cands]
 
 

@@ -19,6 +19,7 @@ import pickle
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 PATIENCE = 30.0
 """Seconds past an answer's own time limit before the child is given up (HiGHS
@@ -39,7 +40,7 @@ class InChild:
         produce: Callable[[], Iterable],
         patience: Sequence[float],
         background: bool,
-        last: Callable[[object], bool] = lambda _answer: False,
+        last: Callable[[Any], bool] = lambda _answer: False,
     ):
         self._answers: list = []
         self._process = None

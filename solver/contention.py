@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from solver.cost import orders_left
+from solver.cost import orders_left, shares_left
 from solver.greedy import greedy_units
 from solver.model import ModelInput
 
@@ -68,6 +68,7 @@ def reroute_greedily(problem, units, orders_mask) -> np.ndarray:
         stock=problem.stock - used_key.astype(np.int64),
         capacity=problem.capacity - used_node,
         orders_left=orders_left(problem, kept),
+        shares_left=shares_left(problem, kept),
     )
     return kept + rerouted
 

@@ -54,7 +54,12 @@ def within_shipment_caps(problem, units: np.ndarray) -> bool:
     batch optimizer passes (not every step models these rules)."""
     caps = getattr(problem, "order_max_shipments", None)
     limit = getattr(problem, "node_order_limit", None)
-    if caps is None and limit is None and getattr(problem, "line_group", None) is None:
+    if (
+        caps is None
+        and limit is None
+        and getattr(problem, "line_group", None) is None
+        and getattr(problem, "share_cap", None) is None
+    ):
         return True
     pair_units = np.bincount(problem.cand_pair, weights=units, minlength=problem.pair_order.size)
     used = pair_units > 0
@@ -63,6 +68,8 @@ def within_shipment_caps(problem, units: np.ndarray) -> bool:
         if np.any(shipments > caps):
             return False
     if limit is not None and np.any(node_orders(problem, units) > limit):
+        return False
+    if not within_channel_shares(problem, units):
         return False
     return ship_groups_whole(problem, units)
 
@@ -84,6 +91,81 @@ def ship_groups_whole(problem, units: np.ndarray) -> bool:
     ingroup = line_group >= 0
     want = np.bincount(line_group[ingroup], weights=problem.line_qty[ingroup], minlength=groups)
     return bool(np.all((got == 0) | (got == want)))
+
+
+def drop_broken_ship_groups(problem, units: np.ndarray) -> np.ndarray:
+    """``units`` with every ship group that is not served whole by one node left
+    unfilled instead: the one repair of a step that does not model the groups (LP
+    rounding, moves). Dropping units breaks no other rule (stock, capacity, split cap
+    and daily orders only loosen), so the answer stays feasible."""
+    line_group = getattr(problem, "line_group", None)
+    if line_group is None or ship_groups_whole(problem, units):
+        return units
+    groups = int(line_group.max()) + 1
+    cand_group = line_group[problem.cand_line]
+    grouped = (units > 0) & (cand_group >= 0)
+    key = np.unique(cand_group[grouped] * problem.num_nodes + problem.cand_node[grouped])
+    nodes_per_group = np.bincount(key // problem.num_nodes, minlength=groups)
+    got = np.bincount(cand_group[grouped], weights=units[grouped], minlength=groups)
+    ingroup = line_group >= 0
+    want = np.bincount(line_group[ingroup], weights=problem.line_qty[ingroup], minlength=groups)
+    broken = (nodes_per_group > 1) | ((got > 0) & (got != want))
+    drop = (cand_group >= 0) & broken[np.maximum(cand_group, 0)]
+    return np.where(drop, 0, units).astype(units.dtype)
+
+
+def share_used(problem, units: np.ndarray) -> np.ndarray | None:
+    """(K,) units each binding (channel, SKU) pair of a channel share uses in ``units``;
+    ``None`` without channel shares."""
+    cap = getattr(problem, "share_cap", None)
+    if cap is None:
+        return None
+    key = problem.line_share[problem.cand_line]
+    on = (key >= 0) & (units > 0)
+    return np.bincount(key[on], weights=units[on], minlength=cap.size)
+
+
+def shares_left(problem, units: np.ndarray) -> np.ndarray | None:
+    """(K,) units each binding (channel, SKU) pair may still sell beside ``units``."""
+    used = share_used(problem, units)
+    return None if used is None else problem.share_cap - used
+
+
+def within_channel_shares(problem, units: np.ndarray) -> bool:
+    """Whether every channel sells at most its sellable quantity of each SKU."""
+    used = share_used(problem, units)
+    return used is None or bool(np.all(used <= problem.share_cap + 1e-9))
+
+
+def drop_over_channel_shares(problem, units: np.ndarray) -> np.ndarray:
+    """``units`` with what a channel sells beyond its share of a SKU left unfilled,
+    taken from its last orders first (first come, first served)."""
+    used = share_used(problem, units)
+    if used is None or np.all(used <= problem.share_cap + 1e-9):
+        return units
+    units = units.copy()
+    key = problem.line_share[problem.cand_line]
+    for k in np.flatnonzero(used > problem.share_cap + 1e-9).tolist():
+        excess = int(np.rint(used[k] - problem.share_cap[k]))
+        for c in np.flatnonzero((key == k) & (units > 0))[::-1].tolist():
+            take = min(excess, int(units[c]))
+            units[c] -= take
+            excess -= take
+            if excess <= 0:
+                break
+    return units
+
+
+def keep_unmodelled_rules(problem, units: np.ndarray) -> np.ndarray:
+    """The one repair of an answer from a step that does not model every rule: what
+    a channel sells beyond its share is left unfilled, then every ship group (a kit)
+    that is no longer whole. Both only remove units, so stock, capacity, the split
+    cap and the daily orders limit still hold. Not under a re-optimization's move
+    limit, which removing units could break: there the gate turns such answers down."""
+    churn = getattr(problem, "churn", None)
+    if churn is not None and churn.max_moves is not None:
+        return units
+    return drop_broken_ship_groups(problem, drop_over_channel_shares(problem, units))
 
 
 def node_orders(problem, units: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ def greedy_units(
     capacity: np.ndarray | None = None,
     unit_price: np.ndarray | None = None,
     orders_left: np.ndarray | None = None,
+    shares_left: np.ndarray | None = None,
 ) -> np.ndarray:
     """Route ``orders`` (default: all, in file order) greedily; return units per line candidate.
 
@@ -32,7 +33,9 @@ def greedy_units(
     added to the handling cost of every unit in the choices (the optimizer
     passes the LP's prices of scarce stock, so that a unit goes where it is
     worth most); the rule engine itself has none. ``orders_left`` (N,): orders each
-    node may still take (a profile's daily orders limit; default the problem's).
+    node may still take (a profile's daily orders limit; default the problem's);
+    ``shares_left`` (K,): units each channel may still sell of a SKU (its channel share;
+    default the problem's ``share_cap``).
     """
     stock = (problem.stock if stock is None else stock).copy()
     capacity = (problem.capacity if capacity is None else capacity).astype(np.float64).copy()
@@ -41,9 +44,12 @@ def greedy_units(
     left = limit if orders_left is None else orders_left
     left = None if left is None else np.asarray(left, dtype=np.float64).copy()
     order_list = range(problem.num_orders) if orders is None else orders
+    cap = getattr(problem, "share_cap", None)
+    share = None if cap is None else (cap if shares_left is None else shares_left).copy()
+    route = _route_order if share is None else _within_shares(share)
     for order in order_list:
         if left is None:
-            _route_order(problem, int(order), stock, capacity, units, unit_price)
+            route(problem, int(order), stock, capacity, units, unit_price)
             continue
         # A node out of orders for the day takes none: no capacity for this order.
         closed = left < 1
@@ -54,10 +60,53 @@ def greedy_units(
             int(problem.line_cand_start[lines.start]), int(problem.line_cand_start[lines.stop])
         )
         before = units[cands].copy()
-        _route_order(problem, int(order), stock, capacity, units, unit_price)
+        route(problem, int(order), stock, capacity, units, unit_price)
         capacity[closed] = room
         left[np.unique(problem.cand_node[cands][units[cands] != before])] -= 1
     return units
+
+
+def _within_shares(share_left: np.ndarray):
+    """``_route_order`` that then gives back what the order takes beyond its channel's
+    share of a SKU (and any ship group that leaves broken), and counts what it keeps."""
+
+    def route(problem, order, stock, capacity, units, unit_price=None) -> None:
+        lines = problem.lines_of(order)
+        cands = slice(
+            int(problem.line_cand_start[lines.start]), int(problem.line_cand_start[lines.stop])
+        )
+        before = units[cands].copy()
+        _route_order(problem, order, stock, capacity, units, unit_price)
+        mine = units[cands] - before
+        key = problem.line_share[problem.cand_line[cands]]
+        for k in np.unique(key[(key >= 0) & (mine > 0)]).tolist():
+            excess = int(mine[key == k].sum() - share_left[k])
+            for c in np.flatnonzero((key == k) & (mine > 0))[::-1].tolist():
+                if excess <= 0:
+                    break
+                take = min(excess, int(mine[c]))
+                mine[c] -= take
+                excess -= take
+        group = getattr(problem, "line_group", None)
+        if group is not None:
+            cand_group = group[problem.cand_line[cands]]
+            for g in np.unique(cand_group[cand_group >= 0]).tolist():
+                members = cand_group == g
+                want = int(problem.line_qty[group == g].sum())
+                nodes = np.unique(problem.cand_node[cands][members & (mine > 0)])
+                if nodes.size > 1 or int(mine[members].sum()) not in (0, want):
+                    mine[members] = 0
+        given_back = units[cands] - before - mine
+        if given_back.any():
+            nodes = problem.cand_node[cands]
+            skus = problem.line_sku[problem.cand_line[cands]]
+            np.add.at(stock, (nodes, skus), given_back)
+            np.add.at(capacity, nodes, given_back)
+            units[cands] = before + mine
+        on = (key >= 0) & (mine > 0)
+        np.subtract.at(share_left, key[on], mine[on])
+
+    return route
 
 
 def _route_order(problem, order, stock, capacity, units, unit_price=None) -> None:

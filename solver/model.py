@@ -47,6 +47,9 @@ class ModelInput:
     move_budget: float | None = None
     """Re-optimization: how many of these orders may still move (the churn
     limit less the moves of the orders outside); ``None``: the whole limit."""
+    shares_left: np.ndarray | None = None
+    """(K,) units each binding (channel, SKU) pair may still sell (its channel share
+    less the orders outside the part); ``None``: the problem's whole ``share_cap``."""
     orders_left: np.ndarray | None = None
     """(N,) orders each node may still take (a profile's daily orders limit less the
     orders outside the part); ``None``: the problem's whole limit, if any."""
@@ -175,6 +178,7 @@ def build_model(
     shipment_cap_rule(problem, part, v, mb, local_order)
     daily_orders_limit(problem, part, v, mb)
     ship_group_rule(problem, part, v, mb, group_keys)
+    channel_share_rule(problem, part, v, mb)
     if problem.churn is not None:
         move_rule(problem, part, v, mb)
     keys = {
@@ -302,6 +306,30 @@ def ship_group_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder, group_
         np.ones(v.num_w),
         np.full(groups.size, -np.inf),
         np.ones(groups.size),
+    )
+
+
+def channel_share_rule(problem, part: ModelInput, v: Vars, mb: ModelBuilder) -> None:
+    """A channel sells at most its sellable quantity of a SKU (its share of the pool
+    plus its reservations, router/channels.py): for each binding (channel, SKU) pair,
+    the units of its lines <= what it may still sell (``part.shares_left``, else the
+    problem's ``share_cap``); no rows without channel shares."""
+    cap = getattr(problem, "share_cap", None)
+    if cap is None:
+        return
+    left = part.shares_left if part.shares_left is not None else cap
+    key = problem.line_share[problem.cand_line[part.cands]]
+    on = np.flatnonzero(key >= 0)
+    if not on.size:
+        return
+    pairs, row = np.unique(key[on], return_inverse=True)
+    mb.add_rows(
+        "channel_share",
+        row,
+        on,
+        np.ones(on.size),
+        np.full(pairs.size, -np.inf),
+        np.maximum(left[pairs], 0.0),
     )
 
 

@@ -27,5 +27,17 @@ def readyz(pool: PoolDep) -> JSONResponse:
 
 
 @router.get("/metrics")
-def metrics(metrics: MetricsDep, _key: AnyKey) -> Response:
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+def metrics(metrics: MetricsDep, pool: PoolDep, _key: AnyKey) -> Response:
+    # Low-stock alerts live in the database (every worker raises them): counted there.
+    counts = pool.alert_counts()
+    lines = [
+        "# HELP omniroute_low_stock_alerts_open Open low-stock alerts of the channels' "
+        "sellable quantities, by channel.",
+        "# TYPE omniroute_low_stock_alerts_open gauge",
+        *(
+            f'omniroute_low_stock_alerts_open{{channel="{c}"}} {n}'
+            for c, n in sorted(counts.items())
+        ),
+    ]
+    text = metrics.exposition() + ("\n".join(lines) + "\n").encode()
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -399,6 +399,13 @@ class SkuAvailability:
     pooled_available: int  # over every node of the pool
     active_available: int  # over active nodes only: what routing can promise now
     nodes: list[NodeStock]
+    components: list[dict] | None = None  # a kit's components (router.pool.kits); None: not a kit
+
+
+def known_skus(conn: Connection, sku_list: list[str]) -> list[str]:
+    """The SKUs of ``sku_list`` the pool knows, in the list's order."""
+    known = set(conn.execute(select(skus.c.sku).where(skus.c.sku.in_(sku_list))).scalars())
+    return [sku for sku in sku_list if sku in known]
 
 
 def availability(conn: Connection, sku_list: list[str]) -> list[SkuAvailability]:

@@ -59,7 +59,13 @@ from router.pool.reservations import _CLOSE, _UNLOAD_NODE, _UNRESERVE
 from router.pool.routing import LostRace, Order, OrderLine
 from router.pool.schema import balances, nodes, reoptimizations, reservations
 from router.pool.schema import orders as orders_table
-from router.pool.snapshot import attach_profiles, nodes_frame, orders_frame, read_node_state
+from router.pool.snapshot import (
+    attach_kit_lines,
+    attach_profiles,
+    nodes_frame,
+    orders_frame,
+    read_node_state,
+)
 from router.scenario import Scenario
 from solver.batch import OptimizeParams
 
@@ -414,7 +420,13 @@ def _order_of(record: Any) -> Order:
     return Order(
         order_id=record.order_id,
         lines=tuple(
-            OrderLine(str(line[0]), str(line[1]), int(line[2]), *line[3:4])
+            OrderLine(
+                str(line[0]),
+                str(line[1]),
+                int(line[2]),
+                ship_group=line[3] if len(line) > 3 and line[3] else None,
+                kit_line=line[4] if len(line) > 4 else None,
+            )
             for line in json.loads(record.lines)
         ),
         lat=record.lat,
@@ -622,6 +634,7 @@ def _scenario_of(
             held_units=held_units,
             held_orders=held_orders,
         )
+    attach_kit_lines(order_frame, order_list, profile_set)
     scenario = Scenario(
         name=name,
         split_penalty=policy.split_penalty,

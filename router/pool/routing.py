@@ -41,7 +41,9 @@ from sqlalchemy import (
 )
 
 from router.geo import haversine_km
+from router.kits import Kit
 from router.modes import MODES, PICKUP, NodeArrays, shipment_modes, transfer_promise
+from router.pool import channels as pool_channels
 from router.pool import explanations, ledger, locks
 from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput
@@ -61,6 +63,7 @@ class OrderLine:
     sku: str
     qty: int
     ship_group: str | None = None  # lines of one group ship whole from one node, or not
+    kit_line: str | None = None  # the kit line this component line comes from (router.kits)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Order:
         for line in data["lines"]:
             if line["ship_group"] is None:
                 del line["ship_group"]
+            if line["kit_line"] is None:
+                del line["kit_line"]
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(body.encode()).hexdigest()
 
@@ -107,6 +112,8 @@ class RoutingPolicy:
     unfilled_penalty: float = 150.0
     profiles: pool_profiles.ProfileBook | None = field(default=None, compare=False)
     """Each channel's routing profile (``router.pool.profiles``); ``None``: none."""
+    kits: dict[str, Kit] | None = field(default=None, compare=False)
+    """Each kit's components (``router.pool.kits``); ``None``: no kits."""
 
     def rules(self, order: Order, index: NodeIndex, now: datetime | None) -> NodeRules | None:
         """The order's channel's compiled profile at ``now`` (naive UTC), if any."""
@@ -132,6 +139,7 @@ class PreparedOrder:
     promise_late: bool = False  # the profile's promise could not be met (router.profiles)
     profile_cost: np.ndarray | None = None  # (N,) the profile's part of ship_cost
     mode: np.ndarray | None = None  # (N,) each candidate's fulfilment mode (router.modes)
+    withheld: int = 0  # units beyond the channel's sellable quantity: unfilled (router.channels)
 
 
 # --- results ---------------------------------------------------------------------------
@@ -151,6 +159,7 @@ class LineResult:
     qty: int
     allocations: list[Allocation]
     unfilled: int
+    kit_line: str | None = None  # the kit line a component line serves (router.kits)
 
 
 @dataclass(frozen=True)
@@ -393,13 +402,17 @@ def prepare_order_problem(
     now: datetime | None = None,
     units_left: np.ndarray | None = None,
     weekly_sales: dict[tuple[int, str], float] | None = None,
+    sellable: np.ndarray | None = None,
 ) -> PreparedOrder:
     """Build the solver's arrays: candidates are reachable nodes holding any of the SKUs.
 
     With a profile (``rules``, evaluated at ``now``), ``router.profiles.order_candidates``
     keeps the nodes it allows and adds its shipment costs, exactly as the batch does;
     ``units_left`` (per reach position) caps capacity by the nodes' daily workload;
-    ``weekly_sales`` ((node_pk, sku) -> units a week) gives the clearance credit.
+    ``weekly_sales`` ((node_pk, sku) -> units a week) gives the clearance credit;
+    ``sellable`` (per SKU of the order) is what its channel may sell
+    (``router.channels``): the units beyond it are left unfilled, as the batch's
+    ``channel_share_rule`` leaves them (a ship group short of them, whole).
     """
     sku_list = tuple(dict.fromkeys(ln.sku for ln in order.lines))
     row_of_sku = {s: k for k, s in enumerate(sku_list)}
@@ -466,14 +479,22 @@ def prepare_order_problem(
         ).reshape(stock.shape)
         unit_cost -= rules.restricted(candidates).credit(stock, sales)
     # Ship groups bind where profiles do (as in a batch, where they come with
-    # profiles.json): the order's channel has rules.
-    groups = sorted({ln.ship_group for ln in order.lines if ln.ship_group})
+    # profiles.json): the order's channel has rules; a kit's components always do.
+    binding = [ln for ln in order.lines if ln.ship_group and (rules is not None or ln.kit_line)]
+    groups = sorted({str(ln.ship_group) for ln in binding})
     sku_group = None
-    if groups and rules is not None:
+    if groups:
         sku_group = np.full(len(sku_list), -1, dtype=np.int64)
-        for ln in order.lines:
-            if ln.ship_group:
-                sku_group[row_of_sku[ln.sku]] = groups.index(ln.ship_group)
+        for ln in binding:
+            sku_group[row_of_sku[ln.sku]] = groups.index(str(ln.ship_group))
+    withheld = 0
+    if sellable is not None:
+        cut = np.maximum(qty - sellable, 0)
+        if sku_group is not None:
+            short = np.isin(sku_group, sku_group[(cut > 0) & (sku_group >= 0)])
+            cut[short & (sku_group >= 0)] = qty[short & (sku_group >= 0)]
+        withheld = int(cut.sum())
+        qty = qty - cut
     problem = OrderProblem(
         qty=qty,
         stock=stock,
@@ -495,6 +516,7 @@ def prepare_order_problem(
         promise_late=late,
         profile_cost=extra[slots] if rules is not None else None,
         mode=None if reach.mode is None else reach.mode[slots],
+        withheld=withheld,
     )
 
 
@@ -736,7 +758,7 @@ def explain(
                 queue.pop(0)
             else:
                 queue[0] = (pos, units - take)
-        lines.append(LineResult(line.line_id, line.sku, line.qty, allocations, want))
+        lines.append(LineResult(line.line_id, line.sku, line.qty, allocations, want, line.kit_line))
 
     shipments = []
     for j in np.nonzero(plan.alloc.sum(axis=0))[0]:
@@ -764,7 +786,7 @@ def explain(
         split_penalty=problem.split_penalty * splits,
         unfilled_units=unfilled,
         unfilled_penalty=problem.unfilled_penalty * unfilled,
-        total=float(plan.total_cost),
+        total=float(plan.total_cost) + problem.unfilled_penalty * prepared.withheld,
     )
     status = "filled" if unfilled == 0 else ("unfilled" if unfilled == ordered else "partial")
     return RouteResult(
@@ -865,6 +887,9 @@ def plan_order(
     weekly_sales = None
     if rules is not None and rules.clearance_credit > 0:
         weekly_sales = pool_profiles.read_weekly_sales(conn, sku_list, available)
+    sellable = None
+    if now is not None:
+        sellable = pool_channels.sellable_for(conn, policy.profiles, order.channel, sku_list)
     prepared = prepare_order_problem(
         order,
         index,
@@ -875,6 +900,7 @@ def plan_order(
         now=now,
         units_left=units_left,
         weekly_sales=weekly_sales,
+        sellable=sellable,
     )
     return prepared, solve_order(prepared.problem)
 
@@ -1056,6 +1082,17 @@ def write_reservations(conn: Connection, rows: list[dict]) -> None:
         conn.execute(_INSERT_RESERVATIONS, rows)
 
 
+def _line_record(line: OrderLine) -> list:
+    """A line as ``pool_orders`` keeps it: ``[line_id, sku, qty]``, then its ship group
+    and kit line when it has them."""
+    record: list = [line.line_id, line.sku, line.qty]
+    if line.ship_group or line.kit_line:
+        record.append(line.ship_group or "")
+    if line.kit_line:
+        record.append(line.kit_line)
+    return record
+
+
 def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
     """Keep the orders behind the reservations just written (``pool_orders``), as a
     re-optimization needs them: where they go, which lines, channel and campaign.
@@ -1085,12 +1122,7 @@ def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
                 "lat": order.lat,
                 "lon": order.lon,
                 "pickup_node": order.pickup_node,
-                "lines": json.dumps(
-                    [
-                        [ln.line_id, ln.sku, ln.qty, *([ln.ship_group] if ln.ship_group else [])]
-                        for ln in order.lines
-                    ]
-                ),
+                "lines": json.dumps([_line_record(ln) for ln in order.lines]),
                 "routed_at": now,
             }
             for order in routed

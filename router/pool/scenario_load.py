@@ -65,4 +65,8 @@ def load_into_pool(pool: Pool, scenario: Scenario, *, actor: str = "cli:load") -
         # service evaluates calendars and promises at its own clock, not ``as_of``.
         for channel, profile in scenario.profiles.profiles.items():
             pool.put_profile(channel, profile.document, actor=actor)
+    for kit_sku, kit in (scenario.kits or {}).items():
+        # kits.csv (docs/profiles.md, Kits): each kit's components replace any before.
+        parts = [{"component_sku": sku, "quantity": qty} for sku, qty in kit]
+        pool.put_kit(kit_sku, parts, actor=actor)
     return LoadSummary(scenario.name, len(scenario.nodes), len(rows))

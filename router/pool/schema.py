@@ -300,7 +300,7 @@ orders = Table(
     Column("lat", Float, nullable=True),
     Column("lon", Float, nullable=True),
     Column("pickup_node", String(64), nullable=True),
-    # JSON [[line_id, sku, qty], ...]; a line of a ship group has it fourth
+    # JSON [[line_id, sku, qty(, ship_group(, kit_line))], ...]
     Column("lines", Text, nullable=False),
     Column("routed_at", DateTime, nullable=False),
 )
@@ -366,4 +366,34 @@ node_days = Table(
     Column("day", String(10), primary_key=True),
     Column("units", BigInteger, nullable=False),
     Column("orders", BigInteger, nullable=False),
+)
+
+
+# --- kits and channel shares (issue 9; migration 0010_kits_channels) --------------------------
+
+kits = Table(
+    "pool_kits",
+    metadata,
+    # router.kits: one row per (kit, component); a kit's availability and its routing
+    # come from its components.
+    Column("kit_sku", String(64), primary_key=True),
+    Column("component_sku", String(64), primary_key=True),
+    Column("quantity", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+channel_alerts = Table(
+    "pool_channel_alerts",
+    metadata,
+    # router.pool.channels: a channel's sellable quantity of a SKU fell below its
+    # low-stock threshold; cleared when it is back at or above it.
+    Column("alert_id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("sku", String(64), nullable=False),
+    Column("sellable", BigInteger, nullable=False),
+    Column("threshold", BigInteger, nullable=False),
+    Column("raised_at", DateTime, nullable=False),
+    Column("cleared_at", DateTime, nullable=True),
+    Index("ix_pool_channel_alerts_open", "channel", "sku", "cleared_at"),
 )

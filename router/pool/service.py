@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from router.pool import channels as pool_channels
 from router.pool import (
     explanations,
     idempotency,
@@ -32,6 +33,7 @@ from router.pool import (
     returns,
     routing,
 )
+from router.pool import kits as pool_kits
 from router.pool.db import Database, database_url_from_env, migrate
 from router.pool.errors import Busy
 from router.pool.nodes import NodeIndex, NodeSpec
@@ -143,10 +145,12 @@ class Pool:
         )
         defaults = RoutingPolicy()
         book = profiles.load_book(conn)
+        kit_book = pool_kits.load_kits(conn)
         return RoutingPolicy(
             split_penalty=float(values.get("split_penalty", defaults.split_penalty)),
             unfilled_penalty=float(values.get("unfilled_penalty", defaults.unfilled_penalty)),
             profiles=book if book.latest else None,
+            kits=kit_book or None,
         )
 
     def set_policy(self, policy: RoutingPolicy) -> None:
@@ -186,6 +190,8 @@ class Pool:
         if order.pickup_node is not None and order.pickup_node not in model.index.index_of_id:
             model = self.read_model(force=True)  # created by another process a moment ago?
         routing.validate_order(order, model.index)
+        as_sent = order
+        order = pool_kits.expand_order(order, model.policy.kits, model.policy.profiles)
         if not 1 <= hold_seconds <= MAX_HOLD_SECONDS:
             raise routing.InvalidInput(
                 f"hold_seconds must be within [1, {MAX_HOLD_SECONDS}]",
@@ -198,7 +204,7 @@ class Pool:
 
         scope_key = idempotency.scope("route", actor, idempotency_key) if idempotency_key else None
         fingerprint = (
-            hashlib.sha256(f"{order.fingerprint()}:{hold_seconds}".encode()).hexdigest()
+            hashlib.sha256(f"{as_sent.fingerprint()}:{hold_seconds}".encode()).hexdigest()
             if scope_key
             else ""
         )
@@ -222,6 +228,9 @@ class Pool:
                         actor=actor,
                         idempotency_key=idempotency_key,
                         request_id=request_id,
+                    )
+                    pool_channels.refresh_alerts(
+                        conn, model.policy.profiles, [ln.sku for ln in order.lines], now
                     )
                     if scope_key:
                         idempotency.record(conn, scope_key, fingerprint, 200, result.to_json(), now)
@@ -530,20 +539,75 @@ class Pool:
 
     def _feed(self, apply, rows, actor, reason, request_id) -> inventory.FeedResult:
         """One feed in one write transaction (row locks only where the backend has them)."""
+        profiles = self.read_model().policy.profiles
         with self.db.write() as conn:
-            return apply(
+            now = self.clock()
+            result = apply(
                 conn,
                 rows,
-                now=self.clock(),
+                now=now,
                 actor=actor,
                 lock=not self.db.is_sqlite,
                 reason=reason,
                 request_id=request_id,
             )
+            pool_channels.refresh_alerts(conn, profiles, sorted({r.sku for r in rows}), now)
+            return result
 
     def availability(self, sku_list: list[str]) -> list[inventory.SkuAvailability]:
+        """Each SKU's availability; a kit's is derived from its components
+        (``router.pool.kits.availability_of_kit``)."""
+        kit_book = self.read_model().policy.kits or {}
         with self.db.read() as conn:
-            return inventory.availability(conn, sku_list)
+            plain = [sku for sku in sku_list if sku not in kit_book]
+            found = {a.sku: a for a in inventory.availability(conn, plain)} if plain else {}
+            for sku in dict.fromkeys(s for s in sku_list if s in kit_book):
+                kit = kit_book[sku]
+                known = inventory.known_skus(conn, [part for part, _ in kit])
+                parts = inventory.availability(conn, known) if known else []
+                found[sku] = pool_kits.availability_of_kit(sku, kit, parts)
+        return [found[sku] for sku in sku_list]
+
+    # --- channel shares -----------------------------------------------------------------
+
+    def channel_availability(
+        self, channel: str, sku_list: list[str] | None = None
+    ) -> list[pool_channels.ChannelSku]:
+        """The channel's sellable quantity of each SKU (``router.pool.channels``)."""
+        profiles = self.read_model().policy.profiles
+        with self.db.read() as conn:
+            return pool_channels.channel_availability(conn, profiles, channel, sku_list)
+
+    def alerts(
+        self, *, channel: str | None = None, state: str = "open"
+    ) -> list[pool_channels.AlertView]:
+        with self.db.read() as conn:
+            return pool_channels.list_alerts(conn, channel=channel, state=state)
+
+    def alert_counts(self) -> dict[str, int]:
+        """Open low-stock alerts per channel."""
+        with self.db.read() as conn:
+            return pool_channels.open_alert_counts(conn)
+
+    def refresh_alerts(self, sku_list: list[str]) -> int:
+        """Raise or clear the low-stock alerts of these SKUs now (e.g. after a profile
+        changed a threshold); returns how many were raised."""
+        profiles = self.read_model().policy.profiles
+        with self.db.write() as conn:
+            return pool_channels.refresh_alerts(conn, profiles, sku_list, self.clock())
+
+    # --- kits ---------------------------------------------------------------------------
+
+    def put_kit(self, kit_sku: str, components: Any, actor: str = "system") -> Any:
+        """Validate and store a kit's components (``router.pool.kits.put_kit``)."""
+        with self.db.write() as conn:
+            view = pool_kits.put_kit(conn, kit_sku, components, actor, self.clock())
+        self._invalidate()
+        return view
+
+    def kit(self, kit_sku: str) -> Any:
+        with self.db.read() as conn:
+            return pool_kits.get_kit(conn, kit_sku)
 
     def ledger(self, node_id: str, sku: str, *, after: int = 0, limit: int = 100) -> list[Any]:
         with self.db.read() as conn:

@@ -198,6 +198,23 @@ def attach_profiles(
     return profile_set
 
 
+def attach_kit_lines(
+    order_frame: pd.DataFrame, orders: list[Order], profile_set: ProfileSet | None
+) -> None:
+    """Mark the component lines of kits in a pool snapshot's order frame (waves and
+    re-optimizations alike)."""
+    kit_lines = [line.kit_line or "" for order in orders for line in order.lines]
+    if any(kit_lines):
+        # A kit's components ship together (router.kits) with or without profiles;
+        # other ship groups bind only where profiles do.
+        order_frame["ship_group"] = [
+            line.ship_group or "" if profile_set is not None or line.kit_line else ""
+            for order in orders
+            for line in order.lines
+        ]
+        order_frame["kit_line"] = kit_lines
+
+
 def snapshot_scenario(
     conn: Connection,
     name: str,
@@ -220,6 +237,7 @@ def snapshot_scenario(
         profile_set = attach_profiles(
             conn, node_frame, inventory, order_frame, orders, index, policy, now
         )
+    attach_kit_lines(order_frame, orders, profile_set)
     return Scenario(
         name=name,
         split_penalty=policy.split_penalty,

@@ -43,7 +43,9 @@ import numpy as np
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from router.pool import channels as pool_channels
 from router.pool import explanations, idempotency, ledger, reservations, routing
+from router.pool import kits as pool_kits
 from router.pool import profiles as pool_profiles
 from router.pool.errors import Conflict, InvalidInput, NotFound
 from router.pool.nodes import NodeIndex
@@ -302,6 +304,8 @@ class Waves:
         if order.pickup_node is not None and order.pickup_node not in model.index.index_of_id:
             model = self.pool.read_model(force=True)
         routing.validate_order(order, model.index)
+        as_sent = order
+        order = pool_kits.expand_order(order, model.policy.kits, model.policy.profiles)
         if not 1 <= hold_seconds <= MAX_HOLD_SECONDS:
             raise InvalidInput(
                 f"hold_seconds must be within [1, {MAX_HOLD_SECONDS}]",
@@ -319,7 +323,7 @@ class Waves:
 
         scope_key = idempotency.scope("order", actor, idempotency_key) if idempotency_key else None
         fingerprint = hashlib.sha256(
-            f"{order.fingerprint()}:{hold_seconds}:{callback_url}".encode()
+            f"{as_sent.fingerprint()}:{hold_seconds}:{callback_url}".encode()
         ).hexdigest()
         for _attempt in range(routing.MAX_ROUTE_ATTEMPTS):
             try:
@@ -747,6 +751,12 @@ class Waves:
                 )
         if not outcome:
             return True
+        pool_channels.refresh_alerts(
+            conn,
+            self.pool.read_model().policy.profiles,
+            sorted({line.sku for e in todo for line in e.order.lines}),
+            now,
+        )
         callbacks = {e.order.order_id for e in todo if e.has_callback}
         conn.execute(
             _RECORD_OUTCOME,
