@@ -296,3 +296,22 @@ def test_the_service_and_omniroute_reoptimize_decide_alike(
     jobs = Reoptimizations(pool)
     jobs.apply(job.job_id, actor="ops")
     assert held_nodes(pool, "o1") == [new_node]
+
+
+# --- kits ---------------------------------------------------------------------------------
+
+
+def test_a_reoptimization_keeps_a_kit_whole(tmp_path, pool):
+    """Kit K = a + b (tests/test_kits.py): whole from S costs 8, split W + T 7; the kit
+    held at S stays there (the kit rule binds without profiles, as in a wave)."""
+    from router.pool.scenario_load import load_into_pool
+    from router.scenario import load_scenario
+    from tests.service.test_kits import kit_order
+    from tests.test_kits import write_kitted
+
+    load_into_pool(pool, load_scenario(write_kitted(tmp_path / "s")))
+    pool.route(kit_order())
+    assert held_nodes(pool, "o1") == ["S", "S"]
+    job = plan_of(Reoptimizations(pool, ReoptimizationSettings(time_limit=10)), "o1")
+    assert job.plan["skipped"] == [] and job.plan["orders"] == 1
+    assert job.plan["orders_moved"] == 0
