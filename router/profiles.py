@@ -711,7 +711,10 @@ def _default_rules(profiles: ProfileSet, nodes):
 def daily_capacity(profiles: ProfileSet, nodes) -> np.ndarray:
     """(N,) units each node may take in a day under the default profile's daily
     limits (``inf``: no limit): a batch tightens its capacity with it. ``nodes``:
-    a scenario's nodes frame (with its ``group`` column)."""
+    a scenario's nodes frame (with its ``group`` column); a ``daily_units_left``
+    column of ``nodes`` (a live snapshot: what is left today) takes precedence."""
+    if "daily_units_left" in nodes:
+        return nodes["daily_units_left"].to_numpy(dtype=float)
     return _default_rules(profiles, nodes).daily_units
 
 

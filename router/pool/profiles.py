@@ -170,12 +170,25 @@ def units_left_today(
 
 
 def work_left_today(
-    conn: Connection, rules: NodeRules, positions: np.ndarray, index: NodeIndex, now: datetime
+    conn: Connection,
+    rules: NodeRules,
+    positions: np.ndarray,
+    index: NodeIndex,
+    now: datetime,
+    *,
+    held_units: np.ndarray | None = None,
+    held_orders: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(units, orders) each node at ``positions`` may still take today (``inf``: no
-    limit); a node out of orders has 0 units left."""
+    limit); a node out of orders has 0 units left.
+
+    ``held_units`` / ``held_orders`` (M,): units and orders a re-optimization's orders
+    hold at the nodes, counted as left to them (an order that stays adds no work).
+    """
     limit = rules.daily_units[positions]
     order_limit = _order_limits(rules)[positions]
+    held_units = np.zeros(positions.size) if held_units is None else held_units
+    held_orders = np.zeros(positions.size) if held_orders is None else held_orders
     left = limit.copy()
     orders_left = order_limit.copy()
     limited = np.flatnonzero(np.isfinite(limit) | np.isfinite(order_limit))
@@ -199,8 +212,8 @@ def work_left_today(
     for i in limited:
         pk = int(index.pk[positions[i]])
         units, orders = taken.get((pk, day_of[pk]), (0, 0))
-        left[i] = max(0.0, limit[i] - units)
-        orders_left[i] = max(0.0, order_limit[i] - orders)
+        left[i] = max(0.0, limit[i] - units) + held_units[i]
+        orders_left[i] = max(0.0, order_limit[i] - orders) + held_orders[i]
         if orders_left[i] < 1:
             left[i] = 0.0
     return left, orders_left

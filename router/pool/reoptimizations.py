@@ -59,7 +59,13 @@ from router.pool.reservations import _CLOSE, _UNLOAD_NODE, _UNRESERVE
 from router.pool.routing import LostRace, Order, OrderLine
 from router.pool.schema import balances, nodes, reoptimizations, reservations
 from router.pool.schema import orders as orders_table
-from router.pool.snapshot import nodes_frame, orders_frame, read_node_state
+from router.pool.snapshot import (
+    attach_kit_lines,
+    attach_profiles,
+    nodes_frame,
+    orders_frame,
+    read_node_state,
+)
 from router.scenario import Scenario
 from solver.batch import OptimizeParams
 
@@ -79,6 +85,10 @@ SKIP_RULES = {
     "stock_below_reservations": "a reservation sits where the stock is now below what is held",
     "capacity_below_backlog": "a reservation sits at a node whose backlog exceeds its capacity",
     "node_out_of_reach": "a reservation sits at a node whose reach no longer covers the order",
+    "node_not_allowed": "a reservation sits at a node the order's channel's profile does not "
+    "allow now (its node rules or calendar)",
+    "over_split_cap": "the order ships from more nodes than its channel's profile allows "
+    "(max_shipments)",
 }
 """Why a selected order is left as it is (listed in the plan's ``skipped``)."""
 
@@ -409,7 +419,16 @@ def _available(levels: tuple[int, int, int, int, int]) -> int:
 def _order_of(record: Any) -> Order:
     return Order(
         order_id=record.order_id,
-        lines=tuple(OrderLine(str(a), str(b), int(c)) for a, b, c in json.loads(record.lines)),
+        lines=tuple(
+            OrderLine(
+                str(line[0]),
+                str(line[1]),
+                int(line[2]),
+                ship_group=line[3] if len(line) > 3 and line[3] else None,
+                kit_line=line[4] if len(line) > 4 else None,
+            )
+            for line in json.loads(record.lines)
+        ),
         lat=record.lat,
         lon=record.lon,
         pickup_node=record.pickup_node,
@@ -438,12 +457,15 @@ def take_snapshot(
     selection: Selection,
     index: NodeIndex,
     policy: routing.RoutingPolicy,
+    now: datetime | None = None,
 ) -> Snapshot:
     """Read the selected orders and the pool (in ``conn``'s one transaction) as a scenario.
 
     The stock of each (node, sku) is its available stock plus the held units of the
-    re-decided orders there; a node's capacity left likewise. See :data:`SKIP_RULES`
-    for the orders left out.
+    re-decided orders there; a node's capacity left likewise. With routing profiles and
+    ``now`` (naive UTC), the scenario carries them as a wave's does
+    (:func:`router.pool.snapshot.attach_profiles`), the daily workload left including
+    what the re-decided orders hold. See :data:`SKIP_RULES` for the orders left out.
     """
     held, records = _select_held(conn, selection, index)
     node_state = read_node_state(conn)
@@ -524,29 +546,66 @@ def take_snapshot(
                 continue
             del orders[order_id]
             break
+    scenario: Scenario | None = None
+    if orders and policy.profiles is not None and now is not None:
+        scenario, current = _scenario_of(
+            conn, name, orders, held, pairs, node_state, index, policy, now
+        )
+        breaks = _profile_breaks(scenario, current)
+        for order_id, (rule, detail) in breaks.items():
+            skip(order_id, rule, detail)
+            del orders[order_id]
+        if breaks:  # their units are not freed: the scenario is built again without them
+            scenario = None
     kept_held = {o: held[o] for o in orders}
+    if not orders:
+        current = _current_frame(kept_held, index)
+        return Snapshot(None, current, len(held), skipped, kept_held, pairs, node_state)
+    if scenario is None:
+        scenario, current = _scenario_of(
+            conn, name, orders, held, pairs, node_state, index, policy, now
+        )
+    return Snapshot(scenario, current, len(held), skipped, kept_held, pairs, node_state)
 
-    freed: dict[tuple[int, str], int] = defaultdict(int)
-    freed_node: dict[int, int] = defaultdict(int)
-    current_rows = []
-    for order_id, hs in kept_held.items():
-        for h in hs:
-            freed[(h.node_pk, h.sku)] += h.qty
-            freed_node[h.node_pk] += h.qty
-            node_id = str(index.node_id[index.index_of_pk[h.node_pk]])
-            current_rows.append((order_id, h.line_id, node_id, h.qty))
-    current = pd.DataFrame(current_rows, columns=["order_id", "line_id", "node_id", "qty"]).astype(
+
+def _current_frame(held: dict[str, list[_Held]], index: NodeIndex) -> pd.DataFrame:
+    """The held reservations as a current routing (rows as ``assignments.csv``)."""
+    rows = [
+        (order_id, h.line_id, str(index.node_id[index.index_of_pk[h.node_pk]]), h.qty)
+        for order_id, hs in held.items()
+        for h in hs
+    ]
+    return pd.DataFrame(rows, columns=["order_id", "line_id", "node_id", "qty"]).astype(
         {"qty": np.int64}
     )
-    if not orders:
-        return Snapshot(None, current, len(held), skipped, kept_held, pairs, node_state)
 
+
+def _scenario_of(
+    conn: Connection,
+    name: str,
+    orders: dict[str, Order],
+    held: dict[str, list[_Held]],
+    pairs: dict[tuple[int, str], tuple[int, int, int, int, int]],
+    node_state: dict[int, tuple[str, int | None, int]],
+    index: NodeIndex,
+    policy: routing.RoutingPolicy,
+    now: datetime | None,
+) -> tuple[Scenario, pd.DataFrame]:
+    """The scenario of the re-decided ``orders`` (their held units free to them) and
+    their current routing."""
+    kept_held = {o: held[o] for o in orders}
+    freed: dict[tuple[int, str], int] = defaultdict(int)
+    held_units = np.zeros(index.size)
+    held_orders = np.zeros(index.size)
+    for hs in kept_held.values():
+        for h in hs:
+            freed[(h.node_pk, h.sku)] += h.qty
+            held_units[index.index_of_pk[h.node_pk]] += h.qty
+        for pk in {h.node_pk for h in hs}:
+            held_orders[index.index_of_pk[pk]] += 1
     node_frame, active = nodes_frame(index, node_state)
     capacity = node_frame["capacity_units"].to_numpy().copy()
-    for pk, units in freed_node.items():
-        i = index.index_of_pk[pk]
-        if active[i] and not np.isnan(capacity[i]):
-            capacity[i] += units
+    capacity = np.where(active & ~np.isnan(capacity), capacity + held_units, capacity)
     node_frame["capacity_units"] = capacity
     active_pks = {int(pk) for pk, is_active in zip(index.pk, active, strict=True) if is_active}
     stock_rows = []
@@ -559,15 +618,79 @@ def take_snapshot(
     inventory = pd.DataFrame(stock_rows, columns=["node_id", "sku", "available"]).astype(
         {"node_id": str, "sku": str, "available": np.int64}
     )
+    order_list = list(orders.values())
+    order_frame = orders_frame(order_list, index)
+    profile_set = None
+    if now is not None:
+        profile_set = attach_profiles(
+            conn,
+            node_frame,
+            inventory,
+            order_frame,
+            order_list,
+            index,
+            policy,
+            now,
+            held_units=held_units,
+            held_orders=held_orders,
+        )
+    attach_kit_lines(order_frame, order_list, profile_set)
     scenario = Scenario(
         name=name,
         split_penalty=policy.split_penalty,
         unfilled_penalty=policy.unfilled_penalty,
         nodes=node_frame,
         inventory=inventory,
-        orders=orders_frame(list(orders.values()), index),
+        orders=order_frame,
+        profiles=profile_set,
     )
-    return Snapshot(scenario, current, len(held), skipped, kept_held, pairs, node_state)
+    return scenario, _current_frame(kept_held, index)
+
+
+def _profile_breaks(scenario: Scenario, current: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """The orders whose current routing breaks a rule of their channel's profile now,
+    with the rule and what breaks it: a held (line, node) that is not a candidate of
+    the profiled problem (``node_not_allowed``), more shipments than the split cap
+    (``over_split_cap``). They cannot be re-decided from a feasible start."""
+    from router.problem import build_problem
+
+    problem = build_problem(scenario)
+    n = problem.num_nodes
+    line_index = pd.MultiIndex.from_arrays(
+        [problem.order_ids[problem.line_order], problem.line_ids]
+    ).get_indexer(pd.MultiIndex.from_arrays([current["order_id"], current["line_id"]]))
+    node_index = pd.Index(problem.node_ids).get_indexer(current["node_id"])
+    code = problem.cand_line.astype(np.int64) * n + problem.cand_node
+    wanted = line_index.astype(np.int64) * n + node_index
+    position = np.minimum(np.searchsorted(code, wanted), max(code.size - 1, 0))
+    candidate = code[position] == wanted if code.size else np.zeros(wanted.size, dtype=bool)
+    channel = scenario.orders.groupby("order_id", sort=False)["channel"].first()
+    breaks: dict[str, tuple[str, str]] = {}
+    for order_id, node_id in (
+        current.loc[~candidate, ["order_id", "node_id"]]
+        .drop_duplicates("order_id")
+        .itertuples(index=False)
+    ):
+        breaks[str(order_id)] = (
+            "node_not_allowed",
+            f"node {node_id!r} may not serve channel {channel[order_id]!r} now "
+            "(its profile's node rules or calendar)",
+        )
+    if problem.order_max_shipments is not None:
+        shipments = current.groupby("order_id")["node_id"].nunique()
+        cap = pd.Series(problem.order_max_shipments, index=problem.order_ids).reindex(
+            shipments.index
+        )
+        for order_id, count in shipments[shipments > cap].items():
+            breaks.setdefault(
+                str(order_id),
+                (
+                    "over_split_cap",
+                    f"the order ships from {count} nodes; channel {channel[order_id]!r} "
+                    f"allows at most {int(cap[order_id])} (max_shipments)",
+                ),
+            )
+    return dict(sorted(breaks.items()))
 
 
 def apply_data(snapshot: Snapshot, assignments: pd.DataFrame, moved: list[str], index) -> dict:
@@ -868,7 +991,12 @@ class Reoptimizations:
         started = time.perf_counter()
         with self.db.read() as conn:
             snapshot = take_snapshot(
-                conn, f"reoptimization {job_id}", request.selection, model.index, model.policy
+                conn,
+                f"reoptimization {job_id}",
+                request.selection,
+                model.index,
+                model.policy,
+                now=self.pool.clock(),
             )
         snapshot_at = self.pool.clock()
         snapshot_seconds = time.perf_counter() - started
@@ -955,7 +1083,8 @@ class Reoptimizations:
                 rule="plan_ready",
             )
         data = json.loads(row.apply_data)
-        index = self.pool.read_model(force=True).index
+        model = self.pool.read_model(force=True)
+        index = model.index
         pk_of = {str(n): int(index.pk[index.index_of_id[str(n)]]) for n, *_ in data["nodes"]}
         moved = sorted(data["orders"])
         # No per-order advisory lock: a /v1/route of a moved order sees its holds before
@@ -1064,6 +1193,7 @@ class Reoptimizations:
                 field="balances",
                 rule="unchanged_since_snapshot",
             ) from None
+        self._take_workload(conn, old_rows, new_rows, index, model.policy, now)
         routing.write_reservations(conn, new_rows)
         ledger.append(conn, entries, now=now, actor=actor, request_id=request_id)
         self._mark_applied(
@@ -1079,6 +1209,49 @@ class Reoptimizations:
                 "actor": actor,
             },
         )
+
+    @staticmethod
+    def _take_workload(
+        conn: Connection,
+        old_rows: list[Any],
+        new_rows: list[dict],
+        index: NodeIndex,
+        policy: routing.RoutingPolicy,
+        now: datetime,
+    ) -> None:
+        """Count the moves against each node's day (as a wave does), netted per node as
+        the snapshot counted the re-decided orders' holds as left to them: the units moved
+        there minus those moved away, and the moved orders that ship from it and did not
+        before minus those that no longer do (never below 0); refuse (409) when a daily
+        limit would be passed."""
+        from router.pool.profiles import take_units_today
+
+        rules = policy.workload_rules(index, now)
+        if rules is None:
+            return
+        before: dict[tuple[str, int], int] = defaultdict(int)
+        for r in old_rows:
+            before[(r.order_id, r.node_pk)] += r.qty
+        after: dict[tuple[str, int], int] = defaultdict(int)
+        for r in new_rows:
+            after[(r["order_id"], r["node_pk"])] += r["qty"]
+        net_units: dict[int, int] = defaultdict(int)
+        net_orders: dict[int, int] = defaultdict(int)
+        for order_id, pk in set(before) | set(after):
+            old, new = before.get((order_id, pk), 0), after.get((order_id, pk), 0)
+            net_units[pk] += new - old
+            net_orders[pk] += (new > 0) - (old > 0)
+        units = {pk: max(0, u) for pk, u in net_units.items()}
+        served = {pk: max(0, n) for pk, n in net_orders.items()}
+        units = {pk: u for pk, u in units.items() if u or served[pk]}
+        moves = [(pk, "", u) for pk, u in sorted(units.items())]
+        if not take_units_today(conn, rules, moves, index, now, orders=dict(served)):
+            raise Conflict(
+                "a node's daily workload limit would be passed (work taken since the "
+                "snapshot, or a lower limit); nothing was applied",
+                field="nodes",
+                rule="unchanged_since_snapshot",
+            )
 
     @staticmethod
     def _mark_applied(

@@ -1082,6 +1082,17 @@ def write_reservations(conn: Connection, rows: list[dict]) -> None:
         conn.execute(_INSERT_RESERVATIONS, rows)
 
 
+def _line_record(line: OrderLine) -> list:
+    """A line as ``pool_orders`` keeps it: ``[line_id, sku, qty]``, then its ship group
+    and kit line when it has them."""
+    record: list = [line.line_id, line.sku, line.qty]
+    if line.ship_group or line.kit_line:
+        record.append(line.ship_group or "")
+    if line.kit_line:
+        record.append(line.kit_line)
+    return record
+
+
 def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
     """Keep the orders behind the reservations just written (``pool_orders``), as a
     re-optimization needs them: where they go, which lines, channel and campaign.
@@ -1111,7 +1122,7 @@ def record_orders(conn: Connection, routed: list[Order], now: datetime) -> None:
                 "lat": order.lat,
                 "lon": order.lon,
                 "pickup_node": order.pickup_node,
-                "lines": json.dumps([[ln.line_id, ln.sku, ln.qty] for ln in order.lines]),
+                "lines": json.dumps([_line_record(ln) for ln in order.lines]),
                 "routed_at": now,
             }
             for order in routed

@@ -300,7 +300,8 @@ orders = Table(
     Column("lat", Float, nullable=True),
     Column("lon", Float, nullable=True),
     Column("pickup_node", String(64), nullable=True),
-    Column("lines", Text, nullable=False),  # JSON [[line_id, sku, qty], ...]
+    # JSON [[line_id, sku, qty(, ship_group(, kit_line))], ...]
+    Column("lines", Text, nullable=False),
     Column("routed_at", DateTime, nullable=False),
 )
 

@@ -141,6 +141,80 @@ def _weekly_sales(conn: Connection, inventory: pd.DataFrame, index: NodeIndex) -
     )
 
 
+def attach_profiles(
+    conn: Connection,
+    node_frame: pd.DataFrame,
+    inventory: pd.DataFrame,
+    order_frame: pd.DataFrame,
+    orders: list[Order],
+    index: NodeIndex,
+    policy: RoutingPolicy,
+    now: datetime,
+    *,
+    held_units: np.ndarray | None = None,
+    held_orders: np.ndarray | None = None,
+) -> ProfileSet | None:
+    """Add the routing profiles' data, evaluated at ``now`` (naive UTC), to the frames
+    of a pool snapshot (built just for it): each node's group and what its daily
+    workload leaves for today (capacity and ``daily_units_left``, ``daily_orders_left``),
+    each pair's weekly sales, each line's ship group, channel, origin store and promised
+    date. The one place for waves and re-optimizations; ``None`` without profiles.
+
+    ``held_units`` / ``held_orders`` (N,): for a re-optimization, the units the
+    re-decided orders hold at each node and how many of them have a shipment there:
+    an order that stays adds no work, so they count as left to them.
+    """
+    if policy.profiles is None:
+        return None
+    profile_set = ProfileSet(
+        {channel: profile for channel, (_v, profile) in policy.profiles.latest.items()},
+        now.replace(tzinfo=UTC),
+    )
+    node_frame["group"] = index.group if index.group is not None else ""
+    workload = policy.workload_rules(index, now)
+    if workload is not None:
+        left, orders_left = work_left_today(
+            conn,
+            workload,
+            np.arange(index.size),
+            index,
+            now,
+            held_units=held_units,
+            held_orders=held_orders,
+        )
+        node_frame["capacity_units"] = np.fmin(
+            node_frame["capacity_units"].to_numpy(), np.where(np.isinf(left), np.nan, left)
+        )
+        node_frame["daily_units_left"] = left
+        node_frame["daily_orders_left"] = orders_left
+    rows = [order for order in orders for _line in order.lines]
+    inventory["weekly_sales"] = _weekly_sales(conn, inventory, index)
+    order_frame["ship_group"] = [line.ship_group or "" for order in orders for line in order.lines]
+    order_frame["channel"] = [order.channel for order in rows]
+    order_frame["origin_store"] = [order.origin_store or "" for order in rows]
+    order_frame["promised_date"] = [
+        date.fromisoformat(order.promised_date) if order.promised_date else None for order in rows
+    ]
+    return profile_set
+
+
+def attach_kit_lines(
+    order_frame: pd.DataFrame, orders: list[Order], profile_set: ProfileSet | None
+) -> None:
+    """Mark the component lines of kits in a pool snapshot's order frame (waves and
+    re-optimizations alike)."""
+    kit_lines = [line.kit_line or "" for order in orders for line in order.lines]
+    if any(kit_lines):
+        # A kit's components ship together (router.kits) with or without profiles;
+        # other ship groups bind only where profiles do.
+        order_frame["ship_group"] = [
+            line.ship_group or "" if profile_set is not None or line.kit_line else ""
+            for order in orders
+            for line in order.lines
+        ]
+        order_frame["kit_line"] = kit_lines
+
+
 def snapshot_scenario(
     conn: Connection,
     name: str,
@@ -160,39 +234,10 @@ def snapshot_scenario(
     order_frame = orders_frame(orders, index)
     profile_set = None
     if policy.profiles is not None and now is not None:
-        profile_set = ProfileSet(
-            {channel: profile for channel, (_v, profile) in policy.profiles.latest.items()},
-            now.replace(tzinfo=UTC),
+        profile_set = attach_profiles(
+            conn, node_frame, inventory, order_frame, orders, index, policy, now
         )
-        node_frame["group"] = index.group if index.group is not None else ""
-        workload = policy.workload_rules(index, now)
-        if workload is not None:
-            left, orders_left = work_left_today(conn, workload, np.arange(index.size), index, now)
-            node_frame["capacity_units"] = np.fmin(
-                node_frame["capacity_units"].to_numpy(), np.where(np.isinf(left), np.nan, left)
-            )
-            node_frame["daily_orders_left"] = orders_left
-        rows = [order for order in orders for _line in order.lines]
-        inventory["weekly_sales"] = _weekly_sales(conn, inventory, index)
-        order_frame["ship_group"] = [
-            line.ship_group or "" for order in orders for line in order.lines
-        ]
-        order_frame["channel"] = [order.channel for order in rows]
-        order_frame["origin_store"] = [order.origin_store or "" for order in rows]
-        order_frame["promised_date"] = [
-            date.fromisoformat(order.promised_date) if order.promised_date else None
-            for order in rows
-        ]
-    kit_lines = [line.kit_line or "" for order in orders for line in order.lines]
-    if any(kit_lines):
-        # A kit's components ship together (router.kits) with or without profiles;
-        # other ship groups bind only where profiles do.
-        order_frame["ship_group"] = [
-            line.ship_group or "" if profile_set is not None or line.kit_line else ""
-            for order in orders
-            for line in order.lines
-        ]
-        order_frame["kit_line"] = kit_lines
+    attach_kit_lines(order_frame, orders, profile_set)
     return Scenario(
         name=name,
         split_penalty=policy.split_penalty,
