@@ -156,3 +156,51 @@ def test_every_generated_suite_instance_comes_in_both_regimes(tmp_path):
 
 def test_bad_reference_lp_exits_2(tmp_path):
     assert main(["--reference-lp", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_rules_benchmark_builds_profiles_that_load_and_bind(tmp_path):
+    """benchmarks/rules.py's builder writes a profile set, kits and order columns that
+    load without error and bind on a tiny scenario: fewer candidate pairs, late flags,
+    kit lines, and the single-order path loads the same files."""
+    from benchmarks.route_latency import loaded_pool
+    from benchmarks.rules import build_rules_scenario, route_requests, service_now
+    from router.problem import build_problem
+    from router.scenario import load_scenario
+
+    source, rules = tmp_path / "plain", tmp_path / "rules"
+    generate_scenario(source, orders=120, stores=16, warehouses=3, skus=60, seed=5)
+    built = build_rules_scenario(source, rules)
+    for name in ("profiles.json", "kits.csv", "orders.csv", "nodes.csv"):
+        assert (rules / name).is_file()
+
+    scenario = load_scenario(rules)  # loads: the files are valid
+    assert scenario.profiles is not None and scenario.kits
+    assert set(scenario.profiles.profiles) == {"default", "web", "marketplace"}
+    assert built["kit_lines"] > 0 and built["promised_orders"] > 0
+
+    plain, ruled = build_problem(load_scenario(source)), build_problem(scenario)
+    assert ruled.num_orders == plain.num_orders
+    assert ruled.pair_order.size < plain.pair_order.size  # calendars and kinds remove nodes
+    assert ruled.order_late is not None and ruled.order_late.any()  # a promise nobody meets
+    assert ruled.order_max_shipments is not None and (ruled.order_max_shipments == 1).any()
+    assert ruled.node_order_limit is not None
+    assert ruled.line_kit is not None and any(ruled.line_kit)
+
+    # The service loads the same files (profiles, kits) and, at the profiles' as_of,
+    # flags the same orders late as the batch.
+    as_of = service_now()
+    late_in_batch = set(ruled.order_ids[ruled.order_late].tolist())
+    requests = route_requests(rules, rules / "kits.csv", 1000, seed=1)
+    pool, _ = loaded_pool(f"sqlite:///{tmp_path}/with.db", rules, clock=lambda: as_of)
+    try:
+        assert pool.profile_versions("marketplace")
+        assert pool.kit(next(iter(scenario.kits))) is not None
+        late_in_service = set()
+        for with_rules, _without in requests:
+            answer = pool.route(with_rules, quote_only=True)
+            if answer.promise_late:
+                late_in_service.add(with_rules.order_id)
+    finally:
+        pool.close()
+    asked = {order.order_id for order, _ in requests}
+    assert late_in_service and late_in_service == late_in_batch & asked
