@@ -17,12 +17,11 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from router.generate import generate_scenario
 from router.pool import Pool
-from router.pool.inventory import MAX_FEED_ROWS
 from router.pool.routing import Order, OrderLine
 from router.pool.scenario_load import load_into_pool
 from router.scenario import Scenario, load_scenario
@@ -102,11 +101,7 @@ def loaded_pool(database_url: str, folder: Path, **pool_options) -> tuple[Pool, 
     pool = Pool.open(database_url, background_checkpoint=True, **pool_options)
     started = time.perf_counter()
     scenario = load_scenario(folder)
-    # A stock feed takes at most MAX_FEED_ROWS rows: a larger scenario (20,000 orders
-    # over 1,000 stores has ~254,000) goes in as several loads of a slice of its stock.
-    for start in range(0, max(1, len(scenario.inventory)), MAX_FEED_ROWS):
-        part = scenario.inventory.iloc[start : start + MAX_FEED_ROWS]
-        load_into_pool(pool, replace(scenario, inventory=part))
+    load_into_pool(pool, scenario)
     return pool, time.perf_counter() - started
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from router.pool.inventory import SetRow
+from router.pool.inventory import MAX_FEED_ROWS, SetRow
 from router.pool.nodes import NodeSpec
 from router.pool.routing import RoutingPolicy
 from router.pool.service import Pool
@@ -28,7 +28,14 @@ def _optional(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def load_into_pool(pool: Pool, scenario: Scenario, *, actor: str = "cli:load") -> LoadSummary:
+def load_into_pool(
+    pool: Pool, scenario: Scenario, *, actor: str = "cli:load", feed_rows: int = MAX_FEED_ROWS
+) -> LoadSummary:
+    """Load a scenario's nodes, stock, policy, profiles and kits into the pool.
+
+    A stock feed takes at most ``MAX_FEED_ROWS`` rows, so a larger inventory (20,000
+    orders over 1,000 stores: about 254,000 rows) goes in as several feeds of at most
+    ``feed_rows`` rows each (each one all or nothing)."""
     for row in scenario.nodes.itertuples(index=False):
         capacity = _optional(row.capacity_units)
         pool.upsert_node(
@@ -57,8 +64,10 @@ def load_into_pool(pool: Pool, scenario: Scenario, *, actor: str = "cli:load") -
         )
         for r in scenario.inventory.itertuples(index=False)
     ]
-    if rows:
-        pool.set_stock(rows, actor=actor, reason=f"scenario {scenario.name}")
+    for start in range(0, len(rows), feed_rows):
+        pool.set_stock(
+            rows[start : start + feed_rows], actor=actor, reason=f"scenario {scenario.name}"
+        )
     pool.set_policy(RoutingPolicy(scenario.split_penalty, scenario.unfilled_penalty))
     if scenario.profiles is not None:
         # Each channel's profile becomes its next version (docs/profiles.md); the

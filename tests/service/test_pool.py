@@ -336,3 +336,19 @@ def test_pooled_availability_counts_paused_nodes_but_active_does_not(pool):
     pool.set_node_status("S1", "paused")
     (found,) = pool.availability(["A"])
     assert (found.pooled_available, found.active_available) == (7, 4)
+
+
+def test_a_scenario_loads_its_stock_in_feeds_of_at_most_the_feed_limit(sqlite_pool):
+    """`omniroute load` of an inventory larger than one feed (a 20,000-order scenario has
+    about 254,000 rows, a feed takes 200,000) goes in as several feeds: nothing is lost."""
+    from router.bundled import bundled
+    from router.pool.scenario_load import load_into_pool
+    from router.scenario import load_scenario
+
+    scenario = load_scenario(bundled("fixtures") / "cn-2000")
+    summary = load_into_pool(sqlite_pool, scenario, feed_rows=997)
+    assert summary.stock_rows == len(scenario.inventory) > 997
+    skus = sorted(set(scenario.inventory["sku"]))[:25]
+    expected = scenario.inventory[scenario.inventory["sku"].isin(skus)].groupby("sku")["available"]
+    got = {a.sku: a.pooled_available for a in sqlite_pool.availability(skus)}
+    assert got == {sku: int(units) for sku, units in expected.sum().items()}
