@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
 
@@ -194,6 +195,24 @@ def running_server(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def served_clients(
+    database_url: str, stock: dict[tuple[str, str], int]
+) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """The small network seeded with ``stock`` behind ``omniroute serve``:
+    (client with an admin key, client with an oms key)."""
+    pool = Pool.open(database_url)
+    seed_network(pool, stock)
+    admin, oms = pool.create_key("admin"), pool.create_key("oms")
+    pool.close()
+    with (
+        running_server(database_url) as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
+        httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
+    ):
+        yield a, o
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
-import httpx
 import pytest
 
-from router.pool import Pool
-from tests.service.conftest import CUSTOMER, running_server, seed_network
+from tests.service.conftest import CUSTOMER, served_clients
 
 PROBLEM = "application/problem+json"
 
@@ -19,16 +17,8 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 def served(db_url):
     """A seeded pool behind ``omniroute serve``: (client as admin, client as oms)."""
-    pool = Pool.open(db_url)
-    seed_network(pool, {("W1", "A"): 5, ("S1", "A"): 2, ("S1", "B"): 1})
-    admin, oms = pool.create_key("admin"), pool.create_key("oms")
-    pool.close()
-    with (
-        running_server(db_url) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
-        httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
-    ):
-        yield a, o
+    with served_clients(db_url, {("W1", "A"): 5, ("S1", "A"): 2, ("S1", "B"): 1}) as clients:
+        yield clients
 
 
 def window(start_s: float = -60, length_s: float = 86_400, tz: timedelta = timedelta(0)):

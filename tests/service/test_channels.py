@@ -7,15 +7,13 @@ W (warehouse, ship 5) and S (store, ship 8) hold 5 units of ``a`` each: the pool
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from router.pool import Pool
 from router.pool.inventory import AdjustRow
 from router.pool.routing import Order, OrderLine
 from router.pool.scenario_load import load_into_pool
 from router.scenario import load_scenario
-from tests.service.conftest import CUSTOMER, running_server, seed_network
+from tests.service.conftest import CUSTOMER, seed_network, served_clients
 from tests.service.test_campaigns_api import assert_problem
 from tests.service.test_profiles import WEDNESDAY_10Z, _naive
 from tests.test_channels import POOL, filled, web_order
@@ -126,16 +124,8 @@ def test_channel_availability_sums_and_alerts(pool, clock):
 
 @pytest.fixture
 def served(db_url):
-    pool = Pool.open(db_url)
-    seed_network(pool, {("W1", "A"): 6, ("S1", "A"): 4})
-    admin, oms = pool.create_key("admin"), pool.create_key("oms")
-    pool.close()
-    with (
-        running_server(db_url) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
-        httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
-    ):
-        yield a, o
+    with served_clients(db_url, {("W1", "A"): 6, ("S1", "A"): 4}) as clients:
+        yield clients
 
 
 def test_channel_shares_over_http(served):

@@ -8,15 +8,13 @@ holds both (8). Whole from S costs 8, split W + T 7.
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from router.pool import Pool
 from router.pool.errors import InvalidInput
 from router.pool.routing import Order, OrderLine
 from router.pool.scenario_load import load_into_pool
 from router.scenario import load_scenario
-from tests.service.conftest import CUSTOMER, running_server, seed_network
+from tests.service.conftest import CUSTOMER, seed_network, served_clients
 from tests.service.test_campaigns_api import assert_problem
 from tests.test_kits import write_kitted
 from tests.test_profiles import batch_nodes
@@ -137,16 +135,8 @@ def test_a_wave_keeps_kits_whole(tmp_path, pool, clock):
 
 @pytest.fixture
 def served(db_url):
-    pool = Pool.open(db_url)
-    seed_network(pool, {("W1", "a"): 5, ("S1", "b"): 5, ("S1", "a"): 5})
-    admin, oms = pool.create_key("admin"), pool.create_key("oms")
-    pool.close()
-    with (
-        running_server(db_url) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
-        httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
-    ):
-        yield a, o
+    with served_clients(db_url, {("W1", "a"): 5, ("S1", "b"): 5, ("S1", "a"): 5}) as clients:
+        yield clients
 
 
 def test_kits_over_http(served):

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
-from router.pool import Pool
 from router.pool.routing import Order, OrderLine
 from router.pool.scenario_load import load_into_pool
 from router.scenario import load_scenario
-from tests.service.conftest import CUSTOMER, running_server, seed_network
+from tests.service.conftest import CUSTOMER, seed_network, served_clients
 from tests.service.test_campaigns_api import assert_problem, route_body
 from tests.service.test_profiles import WEDNESDAY_10Z, _naive
 from tests.test_modes import (
@@ -232,16 +230,8 @@ def test_wave_reports_the_modes_of_its_joint_solve(pool, clock):
 
 @pytest.fixture
 def served(db_url):
-    pool = Pool.open(db_url)
-    seed_network(pool, {("W1", "A"): 50, ("S1", "A"): 50})
-    admin, oms = pool.create_key("admin"), pool.create_key("oms")
-    pool.close()
-    with (
-        running_server(db_url) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
-        httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
-    ):
-        yield a, o
+    with served_clients(db_url, {("W1", "A"): 50, ("S1", "A"): 50}) as clients:
+        yield clients
 
 
 def test_route_answers_each_shipments_mode_over_http(served):

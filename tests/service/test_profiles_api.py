@@ -10,26 +10,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from router.pool import Pool
-from tests.service.conftest import running_server, seed_network
+from tests.service.conftest import served_clients
 from tests.service.test_campaigns_api import assert_problem, route_body
 
 
 @pytest.fixture
 def served(db_url):
-    pool = Pool.open(db_url)
-    seed_network(pool, {("W1", "A"): 50, ("S1", "A"): 50})
-    admin, oms = pool.create_key("admin"), pool.create_key("oms")
-    pool.close()
-    with (
-        running_server(db_url) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as a,
-        httpx.Client(base_url=base, headers={"X-API-Key": oms}) as o,
-    ):
-        yield a, o
+    with served_clients(db_url, {("W1", "A"): 50, ("S1", "A"): 50}) as clients:
+        yield clients
 
 
 def nodes_of(response) -> list[str]:
