@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from router.geo import haversine_km
+from router.profile_fields import ProfileError, json_object, number
 
 MODES = ("warehouse_ship", "store_ship", "pickup", "pickup_transfer", "same_city")
 """Mode names, indexed by the codes of :attr:`ShipmentModes.mode`."""
@@ -70,91 +71,73 @@ class Modes:
 # --- the profile fields ---------------------------------------------------------------------
 
 
-def check_fields(doc: dict[str, Any], path, error) -> None:
-    """Validate the mode fields of a profile document; ``error(field, reason)`` raises."""
+def check_fields(doc: dict[str, Any], path) -> None:
+    """Validate the mode fields of a profile document (:class:`ProfileError` if broken)."""
     if "pickup_transfer" in doc:
-        raw = _object(doc["pickup_transfer"], path("pickup_transfer"), error)
+        raw = json_object(doc["pickup_transfer"], path("pickup_transfer"))
         _known(
             raw,
             ("allowed", "per_shipment", "per_km", "delay_days", "max_km"),
             path("pickup_transfer"),
-            error,
         )
         if "allowed" in raw and not isinstance(raw["allowed"], bool):
-            error(
+            raise ProfileError(
                 path("pickup_transfer", "allowed"),
                 f"must be true or false (got {raw['allowed']!r})",
             )
         for key in ("per_shipment", "per_km"):
             if key in raw:
-                _number(raw[key], path("pickup_transfer", key), error)
+                number(raw[key], path("pickup_transfer", key))
         if "delay_days" in raw:
-            _number(raw["delay_days"], path("pickup_transfer", "delay_days"), error, integer=True)
+            number(raw["delay_days"], path("pickup_transfer", "delay_days"), integer=True)
         if raw.get("max_km") is not None:
-            _number(raw["max_km"], path("pickup_transfer", "max_km"), error)
+            number(raw["max_km"], path("pickup_transfer", "max_km"))
     if "same_city" in doc:
-        raw = _object(doc["same_city"], path("same_city"), error)
+        raw = json_object(doc["same_city"], path("same_city"))
         _known(
             raw,
             ("radius_km", "cost_per_shipment", "per_km", "node_kinds", "delivery_days", "prefer"),
             path("same_city"),
-            error,
         )
         if "radius_km" not in raw:
-            error(path("same_city", "radius_km"), "required")
+            raise ProfileError(path("same_city", "radius_km"), "required")
         for key in ("radius_km", "cost_per_shipment", "per_km"):
             if key in raw:
-                _number(raw[key], path("same_city", key), error)
+                number(raw[key], path("same_city", key))
         if raw.get("delivery_days") is not None:
-            _number(raw["delivery_days"], path("same_city", "delivery_days"), error, integer=True)
+            number(raw["delivery_days"], path("same_city", "delivery_days"), integer=True)
         kinds = raw.get("node_kinds", ["store"])
         if not isinstance(kinds, list) or not kinds:
-            error(path("same_city", "node_kinds"), "must be a non-empty list of node kinds")
+            raise ProfileError(
+                path("same_city", "node_kinds"), "must be a non-empty list of node kinds"
+            )
         for i, kind in enumerate(kinds):
             if kind not in _KINDS:
-                error(
+                raise ProfileError(
                     path("same_city", f"node_kinds[{i}]"),
                     f"must be one of warehouse, store (got {kind!r})",
                 )
         if raw.get("prefer", "cheaper") not in ("cheaper", "same_city"):
-            error(
+            raise ProfileError(
                 path("same_city", "prefer"),
                 f"must be 'cheaper' or 'same_city' (got {raw['prefer']!r})",
             )
     if "endless_aisle" in doc:
-        raw = _object(doc["endless_aisle"], path("endless_aisle"), error)
-        _known(raw, ("exclude_origin", "origin_preference"), path("endless_aisle"), error)
+        raw = json_object(doc["endless_aisle"], path("endless_aisle"))
+        _known(raw, ("exclude_origin", "origin_preference"), path("endless_aisle"))
         if "exclude_origin" in raw and not isinstance(raw["exclude_origin"], bool):
-            error(
+            raise ProfileError(
                 path("endless_aisle", "exclude_origin"),
                 f"must be true or false (got {raw['exclude_origin']!r})",
             )
         if "origin_preference" in raw:
-            _number(raw["origin_preference"], path("endless_aisle", "origin_preference"), error)
+            number(raw["origin_preference"], path("endless_aisle", "origin_preference"))
 
 
-def _object(value, where: str, error) -> dict:
-    if not isinstance(value, dict):
-        error(where, "must be a JSON object")
-    return value
-
-
-def _known(raw: dict, keys: tuple[str, ...], where: str, error) -> None:
+def _known(raw: dict, keys: tuple[str, ...], where: str) -> None:
     unknown = sorted(set(raw) - set(keys))
     if unknown:
-        error(f"{where}.{unknown[0]}", f"unknown field (expected {', '.join(keys)})")
-
-
-def _number(value, where: str, error, *, integer: bool = False) -> None:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
-        and (not integer or float(value).is_integer())
-    )
-    if not ok:
-        error(where, f"must be {'an integer' if integer else 'a number'} >= 0 (got {value!r})")
+        raise ProfileError(f"{where}.{unknown[0]}", f"unknown field (expected {', '.join(keys)})")
 
 
 def compile_modes(doc: dict[str, Any]) -> Modes:

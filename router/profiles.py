@@ -28,13 +28,16 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
 from router.modes import FIELDS as MODE_FIELDS
 from router.modes import Modes, check_fields, compile_modes
+from router.profile_fields import ProfileError
+from router.profile_fields import json_object as _object
+from router.profile_fields import number as _number
 
 FILE = "profiles.json"
 FORMAT = "omniroute-profiles/1"
@@ -82,14 +85,6 @@ FIELDS = (
     "reserved",
     "low_stock_threshold",
 )
-
-
-class ProfileError(ValueError):
-    """A broken profile field: ``field`` is its dotted path, ``reason`` the rule."""
-
-    def __init__(self, field: str, reason: str):
-        self.field, self.reason = field, reason
-        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 # --- the profile ------------------------------------------------------------------
@@ -218,12 +213,10 @@ def parse_profile(raw: Any, where: str = "") -> Profile:
             if key not in clearance:
                 raise ProfileError(path("clearance", key), "required")
             _number(clearance[key], path("clearance", key))
-    check_fields(doc, path, _raise)  # fulfilment modes (router.modes)
+    check_fields(doc, path)  # fulfilment modes (router.modes)
     return Profile(doc)
 
 
-def _raise(field: str, reason: str) -> NoReturn:
-    raise ProfileError(field, reason)
 def _channel_stock_fields(doc: dict, path) -> None:
     """Channel shares (router/channels.py): ``channel_share`` in [0, 1], ``reserved``
     {sku: units}, ``low_stock_threshold`` units or {sku or "*": units}."""
@@ -243,26 +236,6 @@ def _channel_stock_fields(doc: dict, path) -> None:
                 _number(units, path("low_stock_threshold", sku), integer=True)
         else:
             _number(threshold, path("low_stock_threshold"), integer=True)
-
-
-def _object(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ProfileError(where, "must be a JSON object")
-    return value
-
-
-def _number(value: Any, where: str, *, integer: bool = False) -> float:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
-        and (not integer or float(value).is_integer())
-    )
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise ProfileError(where, f"must be {kind} >= 0 (got {value!r})")
-    return float(value)
 
 
 def _check_names(doc: dict, key: str, path, allowed: tuple[str, ...] | None = None) -> None:
