@@ -122,7 +122,7 @@ def optimize(
     stats: dict = {}
 
     emit("each order alone", {})
-    alone = route_each_order_alone(problem)
+    alone = route_each_order_alone(problem, background=params.alone_in_background)
     stats["orders_exact_alone"] = int(alone.exact.sum())
     over_stock, over_capacity = overused(problem, alone.units)
     left = orders_left(problem, alone.units)
@@ -157,11 +157,23 @@ def optimize(
     # optimum. When most of the batch collides, the contested lines are routed
     # by one min-cost flow (which lines get the scarce units, jointly); else
     # the colliding orders greedily on what is left, the one-unit ones by a flow.
-    flowed = None
+    early = None
     if scarce and not tiny and problem.churn is None:
-        flowed = route_lines_by_flow(problem, alone.units, contested)
+        if _model_columns(problem) > params.exact_mip_columns:
+            # The joint LP needs only the contested orders and the others'
+            # plans alone (the incumbent below keeps those): started now, on
+            # the other core, it runs while the incumbent is built.
+            early = _start_joint_lp(problem, params, clock, alone.units, contested)
+        try:
+            flowed = route_lines_by_flow(problem, alone.units, contested)
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
         if flowed is not None and not within_shipment_caps(problem, flowed):
             flowed = None
+    else:
+        flowed = None
     if flowed is not None:
         search = _Search(problem, flowed, alone.bound)
         stats["flow_cost"] = round(search.best, 2)
@@ -193,20 +205,7 @@ def optimize(
         return search.result(params, clock, stats)
 
     emit("joint LP", {"best": search.best})
-    first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
-    pending = start_joint_lp(
-        problem,
-        search.units,
-        contested,
-        params,
-        clock,
-        first_leg,
-        whole=_model_columns(problem) <= params.whole_lp_columns,
-        # an unconverged LP goes on while its first answer is rounded
-        refine=max(
-            remaining(params, clock, params.after_refine_share * params.time_limit) - first_leg, 0.0
-        ),
-    )
+    pending = early or _start_joint_lp(problem, params, clock, search.units, contested)
     joint, legs = None, []
     try:
         if pending.in_background:
@@ -289,6 +288,26 @@ def optimize(
         emit("joint MIP polish", {"best": search.best, "bound": search.bound})
         _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
     return search.result(params, clock, stats)
+
+
+def _start_joint_lp(problem, params, clock, incumbent, contested):
+    """The joint LP of a big scarce batch (of the whole batch when its model
+    allows, else of the contested part on what ``incumbent`` leaves), started
+    on the other core for its share of the time; an unconverged LP goes on
+    (a second leg) while its first answer is rounded."""
+    first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
+    return start_joint_lp(
+        problem,
+        incumbent,
+        contested,
+        params,
+        clock,
+        first_leg,
+        whole=_model_columns(problem) <= params.whole_lp_columns,
+        refine=max(
+            remaining(params, clock, params.after_refine_share * params.time_limit) - first_leg, 0.0
+        ),
+    )
 
 
 class _Search:

@@ -20,6 +20,7 @@ from solver.bound import Prices
 from solver.candidates import model_part
 from solver.first_order_lp import dual_bound
 from solver.lp_process import start_first_order_lp
+from solver.lp_reduce import fold_single_shipments
 from solver.mip import MipParams, solve_mip
 from solver.model import ModelInput, build_model
 from solver.params import stop_requested
@@ -59,8 +60,11 @@ def solve_joint_lp(
 class PendingJointLp:
     """A joint LP started by :func:`start_joint_lp`; :meth:`result` waits for it."""
 
-    def __init__(self, problem, part, model, v, keys, rows, clock, started, whole, pending, done):
+    def __init__(
+        self, problem, part, model, v, keys, rows, clock, started, whole, pending, done, reduced
+    ):
         self._args = (problem, part, model, v, keys, rows, clock, started, whole)
+        self._reduced = reduced
         self._pending = pending
         self._done = done
 
@@ -71,16 +75,21 @@ class PendingJointLp:
             answer = self._pending.result(stop_requested(clock))
             if answer is None:
                 return None
-            x, duals, solver, converged = answer.x, answer.row_duals, "pdlp", answer.converged
+            # (solved folded: the same LP, smaller; its duals prove its bound)
+            x = self._reduced.full_x(answer.x)
+            duals = self._reduced.full_duals(answer.row_duals)
+            solver, converged = "pdlp", answer.converged
+            bound = dual_bound(self._reduced.model, answer.row_duals)
         elif self._done is not None:
             x, duals, solver, converged = self._done
             self._done = None
+            bound = dual_bound(model, duals)
         else:
             return None
         prices = Prices(problem)
         prices.record_duals(duals, keys, rows)
         # Weak duality from the duals alone: proven whatever the LP solver's accuracy.
-        bound = dual_bound(model, duals) if whole else float("-inf")
+        bound = bound if whole else float("-inf")
         return JointLp(
             part,
             v,
@@ -137,11 +146,16 @@ def start_joint_lp(
             problem, incumbent, contested, params, start=incumbent, per_line=per_line
         )
     model, v, keys, rows = build_model(problem, part)
-    pending, done = None, None
+    pending, done, reduced = None, None, None
     if model.c.size > params.first_order_columns:
         legs = [time_limit, refine] if refine > 0 else [time_limit]
+        reduced = fold_single_shipments(model, v, rows)
         pending = start_first_order_lp(
-            model, legs, params.first_order_tolerance, background and params.lp_in_background
+            reduced.model,
+            legs,
+            params.first_order_tolerance,
+            background and params.lp_in_background,
+            first_tol=params.first_leg_tolerance,
         )
     else:
         lp = solve_mip(
@@ -149,4 +163,6 @@ def start_joint_lp(
         )
         if lp.x is not None and lp.row_duals is not None:
             done = (lp.x, lp.row_duals, "highs", True)
-    return PendingJointLp(problem, part, model, v, keys, rows, clock, started, whole, pending, done)
+    return PendingJointLp(
+        problem, part, model, v, keys, rows, clock, started, whole, pending, done, reduced
+    )

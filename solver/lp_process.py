@@ -13,7 +13,9 @@ converged; the caller uses an early answer while a better one is computed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from itertools import accumulate
 
 from solver.child import PATIENCE, InChild
@@ -35,20 +37,33 @@ def start_first_order_lp(
     legs: float | Sequence[float],
     rel_tol: float,
     background: bool = True,
+    first_tol: float | None = None,
 ) -> PendingLp:
     """Start PDLP on ``model``'s LP (see :func:`solver.first_order_lp.solve_lp_first_order`)
-    for ``legs`` seconds (one number, or one per leg)."""
+    for ``legs`` seconds (one number, or one per leg; a leg that ends early
+    leaves its time to the next). With ``first_tol`` (looser than ``rel_tol``),
+    the first leg stops at that tolerance: a usable answer sooner, which the
+    next leg refines, warm-started, to ``rel_tol``."""
     legs = [legs] if isinstance(legs, int | float) else list(legs)
+    ends = list(accumulate(legs))
+    tolerances = [rel_tol] * len(legs)
+    if first_tol is not None and len(legs) > 1:
+        tolerances[0] = max(first_tol, rel_tol)
 
     def produce() -> Iterator[FirstOrderResult]:
+        started = time.perf_counter()
         answer = None
-        for seconds in legs:
-            answer = solve_lp_first_order(model, seconds, rel_tol, start=answer)
+        for end, tol in zip(ends, tolerances, strict=True):
+            seconds = max(end - (time.perf_counter() - started), 0.1)
+            answer = solve_lp_first_order(model, seconds, tol, start=answer)
+            if answer.converged and tol > rel_tol:
+                # met the loose tolerance only: the next leg goes on to rel_tol
+                answer = replace(answer, converged=False)
             yield answer
 
     return PendingLp(
         produce,
-        [total + PATIENCE for total in accumulate(legs)],
+        [end + PATIENCE for end in ends],
         background,
         last=lambda answer: answer.converged,
     )

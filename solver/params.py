@@ -96,5 +96,13 @@ class OptimizeParams:
     """Solve a big joint LP (PDLP) in a child process on the other core while
     this one builds answers (:mod:`solver.lp_process`); off: the same LP, solved
     first, in this process."""
+    alone_in_background: bool = True
+    """Share the orders routed one by one in the first step (each order alone)
+    with a child on the other core when they are many
+    (:func:`solver.alone.route_each_order_alone`)."""
     first_order_tolerance: float = 1e-4
     """PDLP's relative optimality tolerance."""
+    first_leg_tolerance: float = 1e-3
+    """A joint LP solved in two legs stops its first at this looser tolerance
+    (sooner, and already a good guide), the second goes on to
+    ``first_order_tolerance``."""

@@ -87,6 +87,38 @@ def test_oracle_at_zero_prices_is_at_most_each_order_alone(scarce_problems):
         assert priced.value <= alone.bound + 1e-6
 
 
+def test_folded_lp_has_the_full_lps_value_and_expands_to_its_solutions(scarce_problems):
+    from solver.lp_reduce import fold_single_shipments
+
+    for _scenario, problem in scarce_problems:
+        model, v, _keys, rows = build_model(problem, ModelInput.whole(problem))
+        folded = fold_single_shipments(model, v, rows)
+        assert folded.model.c.size < model.c.size  # one-line orders' shipments fold
+        full = solve_mip(model, MipParams(relax=True))
+        small = solve_mip(folded.model, MipParams(relax=True))
+        assert small.objective == pytest.approx(full.objective, rel=1e-7)
+        x = folded.full_x(small.x)
+        assert model.c @ x + model.offset == pytest.approx(full.objective, rel=1e-7)
+        ax = model.A @ x
+        assert np.all(ax <= model.row_hi + 1e-6) and np.all(ax >= model.row_lo - 1e-6)
+        assert np.all(x <= model.col_hi + 1e-9) and np.all(x >= model.col_lo - 1e-9)
+        # any duals of the folded LP prove a bound of the full one
+        rng = np.random.default_rng(3)
+        for duals in (small.row_duals, rng.normal(size=folded.model.row_lo.size)):
+            assert dual_bound(folded.model, duals) <= full.objective + 1e-6
+        assert folded.full_duals(small.row_duals).size == model.row_lo.size
+
+
+def test_each_order_alone_on_two_cores_is_the_same_answer(scarce_problems):
+    for _scenario, problem in scarce_problems:
+        here = route_each_order_alone(problem)
+        shared = route_each_order_alone(problem, background=True, split_orders=0)
+        assert np.array_equal(shared.units, here.units)
+        assert np.array_equal(shared.cost, here.cost)
+        assert np.array_equal(shared.exact, here.exact)
+        assert shared.bound == pytest.approx(here.bound, rel=1e-12)
+
+
 def test_oracle_hand_checked_two_lines_two_nodes(tiny_scenario_dir):
     # Node A holds both SKUs (ship 10), node B only k2 (ship 1); handling 1.
     # Alone: both lines from A = 10 + 2 = 12; k1 from A and k2 from B would be
