@@ -81,6 +81,10 @@ def _cap(problem, order: int) -> int | None:
     return None if math.isinf(cap) else int(cap)
 
 
+VECTORISED_ORDERS = 200
+"""Batches with more orders than this that are not one-unit orders route the
+ones the Lagrangian oracle handles exactly all at once (:func:`route_by_oracle`)."""
+
 SPLIT_ORDERS = 4000
 """Batches with more orders routed one by one (not vectorised) than this share
 them with a forked child on the other core (:func:`route_each_order_alone`)."""
@@ -89,29 +93,36 @@ them with a forked child on the other core (:func:`route_each_order_alone`)."""
 def route_each_order_alone(
     problem, background: bool = False, split_orders: int = SPLIT_ORDERS
 ) -> Alone:
-    """Every order's optimum alone. With ``background``, a batch with more than
-    ``split_orders`` orders routed one by one gives every other one of them to a
-    child on the other core (:mod:`solver.child`): the same answer, sooner."""
+    """Every order's optimum alone (:func:`orders_alone`). With ``background``,
+    when more than ``split_orders`` orders are left to route one by one, every
+    other one of them goes to a child on the other core (:mod:`solver.child`):
+    the same answer, sooner."""
     every = np.ones(problem.num_orders, dtype=bool)
-    looped = np.flatnonzero(~_single_unit_orders(problem, every))
+    units, cost, done = _alone_at_once(problem, every)
+    exact = np.ones(problem.num_orders, dtype=bool)
+    looped = np.flatnonzero(~done)
     if not background or looped.size <= split_orders:
-        units, cost, exact = orders_alone(problem, every)
+        _one_by_one(problem, looped, None, units, cost, exact)
         return Alone(units, cost, exact, float(cost.sum()))
     from solver.child import PATIENCE, InChild
 
-    theirs = np.zeros(problem.num_orders, dtype=bool)
-    theirs[looped[1::2]] = True
-    child = InChild(lambda: iter([orders_alone(problem, theirs)]), [PATIENCE * 20], True)
+    def theirs():
+        mine = (np.zeros_like(units), np.zeros_like(cost), np.ones_like(exact))
+        _one_by_one(problem, looped[1::2], None, *mine)
+        yield mine
+
+    child = InChild(theirs, [PATIENCE * 20], True)
     try:
-        units, cost, exact = orders_alone(problem, ~theirs)
+        _one_by_one(problem, looped[::2], None, units, cost, exact)
         answer = child.result()
     finally:
         child.close()
     if answer is None:  # the child failed: its half here
-        answer = orders_alone(problem, theirs)
-    units += answer[0]
-    cost += answer[1]
-    exact &= answer[2]
+        _one_by_one(problem, looped[1::2], None, units, cost, exact)
+    else:
+        units += answer[0]
+        cost += answer[1]
+        exact &= answer[2]
     return Alone(units, cost, exact, float(cost.sum()))
 
 
@@ -128,14 +139,32 @@ def orders_alone(problem, orders: np.ndarray, price: np.ndarray | None = None):
     Returns units (C,), cost (O,) (0 for orders not masked; for an order not
     solved exactly, its relaxation bound) and an exact mask (O,).
     Orders of one line and one unit, the commonest kind, are routed all at
-    once: the cheapest candidate, if cheaper than leaving the unit unfilled.
+    once: the cheapest candidate, if cheaper than leaving the unit unfilled;
+    without prices, so are those the Lagrangian oracle routes exactly
+    (:func:`route_by_oracle`); the others one by one.
     """
+    units, cost, done = _alone_at_once(problem, orders, price)
+    exact = np.ones(problem.num_orders, dtype=bool)
+    _one_by_one(problem, np.flatnonzero(orders & ~done), price, units, cost, exact)
+    return units, cost, exact
+
+
+def _alone_at_once(problem, orders: np.ndarray, price: np.ndarray | None = None):
+    """The masked orders that can be routed all at once (see :func:`orders_alone`),
+    routed: units (C,), cost (O,) and the mask of the orders routed."""
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
     cost = np.zeros(problem.num_orders)
-    exact = np.ones(problem.num_orders, dtype=bool)
-    single = _single_unit_orders(problem, orders)
-    route_single_units(problem, single, price, units, cost)
-    for order in np.flatnonzero(orders & ~single).tolist():
+    done = _single_unit_orders(problem, orders)
+    route_single_units(problem, done, price, units, cost)
+    looped = orders & ~done
+    if price is None and looped.sum() > VECTORISED_ORDERS:
+        done = done | route_by_oracle(problem, looped, units, cost)
+    return units, cost, done
+
+
+def _one_by_one(problem, orders: np.ndarray, price, units, cost, exact) -> None:
+    """Route the ``orders`` (indices) alone, one by one, into units, cost and exact."""
+    for order in orders.tolist():
         op, nodes, _skus, sku_of_line = order_problem(problem, order, price)
         if nodes.size == 0:
             cost[order] = problem.unfilled_penalty * problem.line_qty[problem.lines_of(order)].sum()
@@ -154,7 +183,6 @@ def orders_alone(problem, orders: np.ndarray, price: np.ndarray | None = None):
                 op.split_penalty,
                 op.unfilled_penalty,
             )
-    return units, cost, exact
 
 
 def route_single_units(problem, single, price, units, cost) -> None:
@@ -175,6 +203,62 @@ def route_single_units(problem, single, price, units, cost) -> None:
     served = unit_cost[best] < problem.unfilled_penalty
     units[cands[best[served]]] = 1
     cost[problem.line_order[lines[best[served]]]] = unit_cost[best[served]]
+
+
+def route_by_oracle(problem, orders: np.ndarray, units, cost) -> np.ndarray:
+    """Route alone, all at once, the masked orders whose optimum alone the
+    Lagrangian oracle (:func:`solver.pricing.price_orders`) at zero prices finds
+    exactly; returns their mask. The oracle relaxes a node's capacity, the stock
+    two lines of one SKU share, a split cap and a ship group, and prices whole
+    lines only in patterns with many blocks: so the orders it routes have none
+    of these (every candidate node can take all their units, their SKUs differ,
+    no cap, no group, few blocks). Where a line wants more than a node holds,
+    the oracle may use the node in two blocks: an order whose plan then
+    exceeds a node's stock is routed one by one too (otherwise its plan is
+    feasible, at most the oracle's value, which is at most the optimum: so it
+    is optimal). The rest are routed one by one (:func:`solver.order_dp.solve_order`)."""
+    from dataclasses import replace
+
+    from solver.pricing import build_structure, price_orders
+
+    structure = build_structure(problem, exact_short=False)
+    groups = tuple(g for g in structure.groups if not g.whole_lines)
+    exact = np.zeros(problem.num_orders, dtype=bool)
+    for group in groups:
+        exact[group.orders] = True
+    exact &= orders
+    caps = getattr(problem, "order_max_shipments", None)
+    if caps is not None:
+        exact &= ~np.isfinite(caps)
+    line_group = getattr(problem, "line_group", None)
+    if line_group is not None:
+        exact[problem.line_order[line_group >= 0]] = False
+    skus = np.unique(problem.line_order * problem.sku_ids.size + problem.line_sku)
+    distinct = np.bincount(skus // problem.sku_ids.size, minlength=problem.num_orders)
+    exact &= np.bincount(problem.line_order, minlength=problem.num_orders) == distinct
+    order_units = np.bincount(
+        problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
+    )
+    short = problem.capacity[problem.pair_node] < order_units[problem.pair_order]
+    exact[problem.pair_order[short]] = False
+    if not exact.any():
+        return exact
+    only = replace(
+        structure,
+        groups=groups,
+        loop_orders=np.zeros(0, dtype=np.int64),
+        no_candidate_orders=np.zeros(0, dtype=np.int64),
+    )
+    priced = price_orders(
+        problem, only, np.zeros(structure.key_node.size), np.zeros(problem.num_nodes)
+    )
+    cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
+    cand_order = problem.line_order[problem.cand_line]
+    exact[cand_order[priced.units > cand_stock]] = False
+    mine = exact[cand_order]
+    units[mine] = priced.units[mine]
+    cost[exact] = priced.order_cost[exact]
+    return exact
 
 
 def write_plan(problem, order, alloc, nodes, sku_of_line, units) -> None:

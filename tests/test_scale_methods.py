@@ -109,6 +109,29 @@ def test_folded_lp_has_the_full_lps_value_and_expands_to_its_solutions(scarce_pr
         assert folded.full_duals(small.row_duals).size == model.row_lo.size
 
 
+def test_orders_the_oracle_routes_alone_are_at_their_exact_optimum(scarce_problems):
+    from solver.alone import _one_by_one, _single_unit_orders, route_by_oracle
+
+    for _scenario, problem in scarce_problems:
+        several = ~_single_unit_orders(problem, np.ones(problem.num_orders, dtype=bool))
+        units = np.zeros(problem.cand_line.size, dtype=np.int64)
+        cost = np.zeros(problem.num_orders)
+        routed = route_by_oracle(problem, several, units, cost)
+        assert routed.sum() > 0.5 * several.sum()  # most of them
+        assert not (routed & ~several).any()
+        exact_units = np.zeros_like(units)
+        exact_cost = np.zeros_like(cost)
+        exact = np.ones(problem.num_orders, dtype=bool)
+        _one_by_one(problem, np.flatnonzero(routed), None, exact_units, exact_cost, exact)
+        assert np.allclose(cost[routed], exact_cost[routed], rtol=1e-12, atol=1e-9)
+        # its plans cost what it says, and fit each node's stock
+        assert evaluate(problem, units).total_cost == pytest.approx(
+            evaluate(problem, exact_units).total_cost, rel=1e-12
+        )
+        cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
+        assert np.all(units <= cand_stock)
+
+
 def test_each_order_alone_on_two_cores_is_the_same_answer(scarce_problems):
     for _scenario, problem in scarce_problems:
         here = route_each_order_alone(problem)
