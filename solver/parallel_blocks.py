@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from solver.cost import (
 from solver.executor import Executor
 from solver.mip import MipParams, solve_mip
 from solver.model import build_model, start_vector
+from solver.params import OptimizeParams
 from solver.support_mip import SUPPORT
 
 
@@ -54,13 +56,13 @@ from solver.support_mip import SUPPORT
 class SweepData:
     """What every block task of a sweep reads (sent once per sweep)."""
 
-    problem: object
+    problem: Any
+    """The prepared problem (``router.problem.Problem``)."""
     units: np.ndarray
     """(C,) the incumbent, feasible."""
     support: np.ndarray
     """(C,) mask of the candidates the joint LP uses."""
-    params: object
-    """The solve's :class:`solver.params.OptimizeParams`."""
+    params: OptimizeParams
     abs_gap: float
 
 
@@ -215,8 +217,10 @@ def fits(problem, units: np.ndarray) -> bool:
     if not within_shipment_caps(problem, units):
         return False
     churn = problem.churn
-    return churn is None or churn.max_moves is None or (
-        int(moved_orders(problem, units).sum()) <= churn.max_moves
+    return (
+        churn is None
+        or churn.max_moves is None
+        or (int(moved_orders(problem, units).sum()) <= churn.max_moves)
     )
 
 
@@ -250,7 +254,15 @@ def block_allowances(
     finite = np.isfinite(problem.capacity)
     capacity_left = np.where(finite, np.maximum(problem.capacity - used_node, 0), 0.0)
     for b, keys, amounts in _own_plus_share(
-        capacity_left, cand_block, problem.cand_node, units, own, lp, wants, count, problem.num_nodes
+        capacity_left,
+        cand_block,
+        problem.cand_node,
+        units,
+        own,
+        lp,
+        wants,
+        count,
+        problem.num_nodes,
     ):
         capacity[b, keys] = amounts
     capacity[:, ~finite] = np.inf
