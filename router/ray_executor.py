@@ -115,7 +115,10 @@ class RayExecutor:
         return results
 
     def stats(self) -> dict:
-        """Tasks done, and how many runs were retries (a worker died under them)."""
+        """Tasks done, and how many runs were retries: a task whose worker died after
+        it had begun (it notes its start in a ledger actor) and that ran again. A
+        worker lost before its task noted the start is retried all the same, but
+        not counted."""
         starts, distinct = self._ray.get(self._ledger.counts.remote())
         return {
             "executor": self.name,
