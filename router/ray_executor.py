@@ -3,8 +3,9 @@
 :class:`RayExecutor` is an executor of :mod:`solver.executor`: the solver hands
 it a module-level task function, the large read-only data every task reads, and
 the tasks' own inputs; it puts the shared data in Ray's object store once per
-map (numpy arrays are read there without a copy), runs one Ray task per input
-and returns the results in input order. A task whose worker dies (a killed
+map, or once for as long as the same object is passed again (numpy arrays are
+read there without a copy), runs one Ray task per input and returns the results
+in input order. A task whose worker dies (a killed
 process, a lost node) is run again, up to ``max_retries`` times; the answers
 are the same, since tasks are pure. Ray is an optional extra
 (``pip install 'omniroute[ray]'``) and is imported only here, only when used.
@@ -89,6 +90,8 @@ class RayExecutor:
         self._task = ray.remote(max_retries=max_retries)(_run_task).options(name=TASK_NAME)
         self._ledger = ray.remote(num_cpus=0)(_Ledger).remote()
         self._maps = 0
+        self._shared: Any = None
+        self._shared_ref: Any = None
         self.tasks = 0
 
     @property
@@ -105,7 +108,11 @@ class RayExecutor:
             return []
         ray = self._ray
         self._maps += 1
-        shared_ref = ray.put(shared)
+        # The same shared object again (the pricing data of a solve, map after
+        # map): its copy in the object store is reused, not sent again.
+        if shared is not self._shared:
+            self._shared, self._shared_ref = shared, ray.put(shared)
+        shared_ref = self._shared_ref
         refs = [
             self._task.remote(fn, shared_ref, item, self._ledger, (self._maps, index))
             for index, item in enumerate(items)
@@ -131,6 +138,7 @@ class RayExecutor:
 
     def close(self) -> None:
         """Shut down the local runtime this started, or leave the cluster it joined."""
+        self._shared = self._shared_ref = None
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False

@@ -65,11 +65,12 @@ from solver.cost import (
 from solver.executor import Executor
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
-from solver.lagrange import dense_prices, search_prices, start_search
+from solver.lagrange import Oracle, dense_prices, search_prices, start_search
 from solver.lp_rounding import guided_shipment_costs, keep_whole_units, repair
 from solver.mip import MipParams
 from solver.order_moves import improve_orders
 from solver.parallel_blocks import improve_in_parallel
+from solver.parallel_pricing import PricingData, price_orders_with
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import PricingStructure, build_structure, price_orders
@@ -197,6 +198,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     else:
         search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
         search.offer(route_single_units_by_flow(problem, search.units, colliding))
+    search.executor = executor
     emit("contested part", {"best": search.best})
 
     if tiny:
@@ -340,12 +342,26 @@ class _Search:
         self.timed_out = False
         self.prices: Prices | None = None
         self._structures: dict[bool, PricingStructure] = {}
+        self.executor: Executor | None = None
+        """Runs independent tasks (blocks, pricing chunks) when the caller gave one."""
+        self._pricing_data: dict[bool, PricingData] = {}
 
     def structure(self, exact_short: bool) -> PricingStructure:
         """The pricing oracle's index arrays, built once per solve."""
         if exact_short not in self._structures:
             self._structures[exact_short] = build_structure(self.problem, exact_short)
         return self._structures[exact_short]
+
+    def oracle(self, exact_short: bool) -> Oracle:
+        """Every order alone at given prices: in this process, or in chunks on the
+        executor (:mod:`solver.parallel_pricing`: the same value, to the bit)."""
+        structure = self.structure(exact_short)
+        if self.executor is None:
+            return lambda key, node: price_orders(self.problem, structure, key, node)
+        if exact_short not in self._pricing_data:
+            self._pricing_data[exact_short] = PricingData(self.problem, structure)
+        data, executor = self._pricing_data[exact_short], self.executor
+        return lambda key, node: price_orders_with(executor, data, key, node)
 
     def offer(self, units: np.ndarray | None) -> None:
         """Keep ``units`` (feasible by construction) if cheaper; the split cap of a
@@ -404,7 +420,16 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
     structure = tight if small else search.structure(exact_short=False)
     state = start_search(structure, prices.unit_price(), prices.node)
     deadline = clock() + max(share * remaining(params, clock, 0.0), 0.05)
-    search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
+    search_prices(
+        problem,
+        structure,
+        state,
+        alone.cost,
+        search.best,
+        clock,
+        deadline,
+        oracle=search.oracle(exact_short=small),
+    )
     search.raise_bound(state.best_value)
     details["iterations"] += state.iterations
     details["trajectory"] += state.trajectory[:: max(1, len(state.trajectory) // 10)]
@@ -416,7 +441,7 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         # exactly (about a millisecond each), the rest vectorised.
         if not small and remaining(params, clock, 0.0) > 4e-3 * tight.loop_orders.size:
             # (both structures number the stock keys alike)
-            priced = price_orders(problem, tight, state.best_key_price, state.best_node_price)
+            priced = search.oracle(exact_short=True)(state.best_key_price, state.best_node_price)
             search.raise_bound(
                 priced.value
                 + float((np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum())

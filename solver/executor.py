@@ -10,7 +10,8 @@ either way.
 
 A task is ``fn(shared, item)``: ``shared`` is the large read-only data every task
 reads (the prepared problem, the incumbent), sent once per map; ``item`` is the
-task's own small input. ``fn`` must be a module-level function (it travels by
+task's own small input. Shared data never changes in place (an executor may
+keep its copy while the same object is passed again, map after map). ``fn`` must be a module-level function (it travels by
 reference) and must build its solver objects itself: HiGHS models do not pickle.
 """
 
