@@ -4,8 +4,8 @@ The module starts a two-node Ray cluster on this machine (``ray start --head`` a
 second ``ray start --address``, one CPU each) and always stops it (``ray stop
 --force``), then checks that no Ray process is left. On it:
 
-- the independent sweep and ``optimize`` give the same answer and bound through the
-  in-process executor and through Ray;
+- the independent sweep, the Lagrangian oracle in chunks and ``optimize`` give the
+  same answer and bound through the in-process executor and through Ray;
 - a worker killed (SIGKILL) during a solve: its task is retried, the answer is still
   feasible (the independent checker) and the bound still at most the optimum;
 - ``omniroute solve DIR --workers 2`` (a local Ray runtime) in a real subprocess.
@@ -184,6 +184,24 @@ def test_the_sweep_is_the_same_through_ray(on_cluster, scarce_batches):
         )
         assert details["improved"] > 0
         assert np.array_equal(here, there)
+
+
+@needs_ray
+def test_the_oracle_prices_the_same_through_ray(on_cluster, scarce_batches):
+    from solver.parallel_pricing import PricingData, price_orders_with
+    from solver.pricing import build_structure, price_orders
+
+    rng = np.random.default_rng(3)
+    for _folder, _scenario, problem, _optimum in scarce_batches:
+        structure = build_structure(problem)
+        data = PricingData(problem, structure)
+        for _ in range(2):
+            key = rng.exponential(8.0, structure.key_node.size)
+            node = rng.exponential(2.0, problem.num_nodes)
+            here = price_orders(problem, structure, key, node)
+            there = price_orders_with(on_cluster, data, key, node)
+            assert there.value == here.value
+            assert np.array_equal(there.units, here.units)
 
 
 @needs_ray
