@@ -51,6 +51,9 @@ from solver.model import build_model, start_vector
 from solver.params import OptimizeParams
 from solver.support_mip import SUPPORT
 
+MIN_TASK_SECONDS = 1.0
+"""A block's MIP gets at least this long (less would rarely improve on its start)."""
+
 
 @dataclass(frozen=True)
 class SweepData:
@@ -144,21 +147,28 @@ def improve_in_parallel(
     deadline
         Clock time by which both sweeps are done: each task's time limit is its
         share of it, ``executor.workers`` tasks at a time, at most
-        ``params.support_block_seconds``.
+        ``params.support_block_seconds``; when that would be less than
+        :data:`MIN_TASK_SECONDS`, only the blocks that fit at that time are solved.
 
     Returns the units and details: blocks solved and improved, tasks, seconds.
     """
     support = lp > SUPPORT
     details: dict = {"blocks": 0, "improved": 0, "sweeps": 0, "rejected": 0, "task_seconds": 0.0}
     sweeps = (0.0, 0.5)
+    workers = max(1, executor.workers)
     for index, shift in enumerate(sweeps):
         blocks = geographic_blocks(problem, contested, params.support_block_orders, shift)
-        rounds = -(-len(blocks) // max(1, executor.workers))
-        per_task = min(
-            params.support_block_seconds, (deadline - clock()) / (len(sweeps) - index) / rounds
-        )
-        if per_task < 0.5:
-            break
+        budget = (deadline - clock()) / (len(sweeps) - index)
+        per_task = min(params.support_block_seconds, budget / -(-len(blocks) // workers))
+        if per_task < MIN_TASK_SECONDS:
+            # Too many blocks for the time: as many as fit get a useful time each
+            # (the second sweep starts half-way round, so it tries others).
+            per_task = MIN_TASK_SECONDS
+            if budget < per_task:
+                break
+            fit = int(budget / per_task) * workers
+            start = index * len(blocks) // len(sweeps)
+            blocks = (blocks[start:] + blocks[:start])[:fit]
         allowances = block_allowances(problem, units, lp, blocks)
         best = evaluate(problem, units).total_cost
         tasks = [

@@ -3,6 +3,7 @@
 - the residual of every shared limit is split into whole shares that sum to it;
 - every block's allowance holds its own use, and all of them fit the limits together;
 - the independent sweep only improves and stays feasible (the independent checker);
+- with little time, only the blocks that fit get a MIP;
 - with daily orders limits, channel shares and a move limit, too;
 - optimize through an executor: feasible, bound <= optimum <= cost, tasks recorded.
 """
@@ -140,6 +141,24 @@ def test_independent_sweep_only_improves_and_stays_feasible(scarce_batches):
         # a block may only use the LP's support or what the start used
         assert not np.any(units[(lp <= SUPPORT) & (start == 0)])
     assert improved >= 2
+
+
+def test_with_little_time_only_the_blocks_that_fit_are_solved(scarce_batches):
+    _scenario, problem, lp, start = scarce_batches[0]
+    everyone = np.ones(problem.num_orders, dtype=bool)
+    assert len(geographic_blocks(problem, everyone, 15)) >= 4
+    # 2.5 s for two sweeps, one task at a time, a clock that stands still: the first
+    # sweep has 1.25 s (one block of a second), the second all 2.5 s (two blocks)
+    units, details = improve_in_parallel(
+        problem, start, lp, everyone, PARAMS, lambda: 0.0, 2.5, InProcessExecutor()
+    )
+    assert details["blocks"] == 3
+    assert evaluate(problem, units).total_cost <= evaluate(problem, start).total_cost + 1e-9
+    # no time at all: nothing is solved
+    _units, details = improve_in_parallel(
+        problem, start, lp, everyone, PARAMS, lambda: 0.0, 0.5, InProcessExecutor()
+    )
+    assert details["blocks"] == 0
 
 
 def test_the_sweep_is_deterministic(scarce_batches):
