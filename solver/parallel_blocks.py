@@ -194,19 +194,21 @@ def merge_blocks(
 ) -> tuple[np.ndarray, int]:
     """The incumbent with every block's answer that lowers its own orders' cost.
 
-    A block's orders' cost depends only on their own units (shipments, handling,
-    splits, unfilled units, moves), so each block is judged alone. Returns the
-    merged units and how many blocks were taken.
+    An order's cost depends only on its own units (shipments, handling, splits,
+    unfilled units, moves), and blocks share no order, so all answers are priced
+    at once and each block is judged alone. Returns the merged units and how many
+    blocks were taken.
     """
     merged = units.copy()
-    before = _order_costs(problem, units)
+    for answer in answers:
+        merged[answer.cands] = answer.units
+    before, after = _order_costs(problem, units), _order_costs(problem, merged)
     taken = 0
     for block, answer in zip(blocks, answers, strict=True):
-        trial = units.copy()
-        trial[answer.cands] = answer.units
-        if _order_costs(problem, trial)[block].sum() < before[block].sum() - 1e-9:
-            merged[answer.cands] = answer.units
+        if after[block].sum() < before[block].sum() - 1e-9:
             taken += 1
+        else:
+            merged[answer.cands] = units[answer.cands]
     return merged, taken
 
 

@@ -161,6 +161,22 @@ def test_with_little_time_only_the_blocks_that_fit_are_solved(scarce_batches):
     assert details["blocks"] == 0
 
 
+def test_a_block_answer_that_costs_more_is_not_taken(scarce_batches):
+    from solver.parallel_blocks import BlockAnswer, merge_blocks
+
+    _scenario, problem, _lp, start = scarce_batches[0]
+    everyone = np.ones(problem.num_orders, dtype=bool)
+    first, second = geographic_blocks(problem, everyone, 15)[:2]
+    cands = [np.flatnonzero(b[problem.line_order[problem.cand_line]]) for b in (first, second)]
+    # the first block leaves everything unfilled (dearer), the second keeps its units
+    answers = [
+        BlockAnswer(cands[0], np.zeros(cands[0].size, dtype=np.int64), "optimal", 0.0),
+        BlockAnswer(cands[1], start[cands[1]], "optimal", 0.0),
+    ]
+    merged, taken = merge_blocks(problem, start, [first, second], answers)
+    assert taken == 0 and np.array_equal(merged, start)
+
+
 def test_the_sweep_is_deterministic(scarce_batches):
     _scenario, problem, lp, start = scarce_batches[1]
     everyone = np.ones(problem.num_orders, dtype=bool)
