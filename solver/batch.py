@@ -137,6 +137,9 @@ def optimize(
 
 def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     emit = progress or (lambda _phase, _details: None)
+    if progress is not None and executor is not None:
+        # every event also says how many tasks the executor has done
+        emit = lambda phase, details: progress(phase, {**details, "tasks": executor.tasks})  # noqa: E731
     stats: dict = {}
 
     emit("each order alone", {})
@@ -615,8 +618,7 @@ def _support_blocks(
         details["tasks"] = executor.stats()["tasks"]
     search.offer(units)
     stats["support_blocks"] = {**details, "seconds": round(clock() - started, 2)}
-    done = {"tasks": details["tasks"]} if "tasks" in details else {}
-    emit("support blocks", {"best": search.best, "bound": search.bound, **done})
+    emit("support blocks", {"best": search.best, "bound": search.bound})
 
 
 def _dive(problem, params, clock, search: _Search, contested, joint, stats):

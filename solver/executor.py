@@ -27,6 +27,9 @@ Result = TypeVar("Result")
 class Executor(Protocol):
     """Runs independent tasks and returns their results in item order."""
 
+    tasks: int
+    """Tasks done so far."""
+
     @property
     def workers(self) -> int:
         """How many tasks may run at once (the solver sizes time budgets by it)."""

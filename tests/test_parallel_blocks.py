@@ -228,10 +228,18 @@ def test_optimize_through_an_executor_bounds_the_optimum_and_records_its_tasks(s
         model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
         optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
         executor = InProcessExecutor()
+        events: list[dict] = []
         started = time.perf_counter()
         result = optimize(
-            problem, params, lambda s=started: time.perf_counter() - s, None, executor
+            problem,
+            params,
+            lambda s=started: time.perf_counter() - s,
+            lambda _phase, details, events=events: events.append(details),
+            executor,
         )
+        # the progress display counts the tasks done
+        assert events and all("tasks" in details for details in events)
+        assert events[-1]["tasks"] <= executor.tasks
         assert result.lower_bound <= optimum + 1e-6 <= result.cost.total_cost + 2e-6
         assert check(scenario, assignments_frame(problem, result.units)).feasible
         assert result.stats["executor"]["executor"] == "in-process"
