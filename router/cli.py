@@ -120,8 +120,8 @@ def solve(
             help="Counterfactuals in explanations.jsonl above 500 orders too.",
         ),
     ] = False,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Run the optimizer's independent tasks on a local Ray runtime with this many CPUs (needs omniroute[ray]).")] = None,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Run the optimizer's independent tasks on the Ray cluster at this address (needs omniroute[ray]).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Run the optimizer's independent tasks on a local Ray runtime with this many CPUs (needs the ray extra: pip install 'omniroute\\[ray]').")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Run the optimizer's independent tasks on the Ray cluster at this address (needs the ray extra: pip install 'omniroute\\[ray]').")] = None,
 ) -> None:
     """Route every order of a scenario; write OUT/assignments.csv, OUT/summary.json and
     OUT/explanations.jsonl (why each order went where it went)."""
