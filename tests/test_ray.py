@@ -8,7 +8,8 @@ second ``ray start --address``, one CPU each) and always stops it (``ray stop
   same answer and bound through the in-process executor and through Ray;
 - a worker killed (SIGKILL) during a solve: its task is retried, the answer is still
   feasible (the independent checker) and the bound still at most the optimum;
-- ``omniroute solve DIR --workers 2`` (a local Ray runtime) in a real subprocess.
+- ``omniroute solve DIR --workers 2`` (a local Ray runtime) and ``omniroute solve DIR``
+  with ``RAY_ADDRESS`` (the cluster) in real subprocesses.
 
 Skipped, with the reason, when Ray is not installed.
 """
@@ -312,6 +313,21 @@ def test_cli_solve_with_local_workers(scarce_batches, tmp_path):
     summary = json.loads(ran.stdout)
     assert summary["details"]["executor"]["executor"] == "ray"
     assert summary["details"]["executor"]["workers"] == 2
+    assert check(scenario, load_assignments(out / "assignments.csv")).feasible
+
+
+@needs_ray
+def test_cli_solve_on_the_cluster_from_ray_address(cluster, scarce_batches, tmp_path):
+    folder, scenario, _problem, _optimum = scarce_batches[1]
+    omniroute = Path(sys.executable).with_name("omniroute")
+    out = tmp_path / "out"
+    ran = subprocess.run(
+        [omniroute, "solve", folder, "--out", out, "--time-limit", "30", "--json", "--quiet"],
+        env={**os.environ, "RAY_ADDRESS": cluster}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    executor = json.loads(ran.stdout)["details"]["executor"]
+    assert executor["address"] == cluster and executor["nodes"] == 2
     assert check(scenario, load_assignments(out / "assignments.csv")).feasible
 
 
