@@ -120,6 +120,8 @@ def solve(
             help="Counterfactuals in explanations.jsonl above 500 orders too.",
         ),
     ] = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Run the optimizer's independent tasks on a local Ray runtime with this many CPUs (needs the ray extra: pip install 'omniroute\\[ray]').")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Run the optimizer's independent tasks on the Ray cluster at this address (needs the ray extra: pip install 'omniroute\\[ray]').")] = None,
 ) -> None:
     """Route every order of a scenario; write OUT/assignments.csv, OUT/summary.json and
     OUT/explanations.jsonl (why each order went where it went)."""
@@ -129,22 +131,27 @@ def solve(
     from solver.batch import OptimizeParams
 
     params = OptimizeParams(time_limit=time_limit, rel_gap=gap, seed=seed)
+    executor = _ray_executor(workers, ray_address)
     try:
         if quiet:
             output = solve_folder(
                 scenario_dir, out, strategy=strategy.value, params=params,
-                counterfactuals=counterfactuals or None,
+                counterfactuals=counterfactuals or None, executor=executor,
             )  # fmt: skip
         else:
             with _ProgressDisplay() as display:
                 output = solve_folder(
                     scenario_dir, out, strategy=strategy.value, params=params,
                     progress=display.update, counterfactuals=counterfactuals or None,
+                    executor=executor,
                 )  # fmt: skip
     except ScenarioError as exc:
         _fail(str(exc))
     except OSError as exc:  # e.g. --out on a read-only disk
         _fail(f"cannot write the answer to {out}: {_unwritable(out, exc)}")
+    finally:
+        if executor is not None:
+            executor.close()
     if as_json:
         print(json.dumps(output.summary, indent=2, allow_nan=False))
     else:
@@ -153,6 +160,26 @@ def solve(
         # The answer is written (status "interrupted"); the exit code still
         # tells a script the run was cut short: 130 after Ctrl-C, 143 after SIGTERM.
         raise typer.Exit(code=128 + output.stopped_by)
+
+
+def _ray_executor(workers: int | None, ray_address: str | None):
+    """The Ray executor that ``--workers`` or ``--ray-address`` ask for; ``None`` without."""
+    if workers is None and not ray_address:
+        return None
+    if workers is not None and ray_address:
+        _fail(
+            f"--workers {workers} starts a local Ray runtime and --ray-address (or RAY_ADDRESS) "
+            f"{ray_address!r} joins a cluster: give one of them"
+        )
+    from router.ray_executor import RayExecutor
+
+    try:
+        return RayExecutor(address=ray_address or None, workers=workers)
+    except ImportError as exc:
+        _fail(str(exc))
+    except (ValueError, ConnectionError, RuntimeError) as exc:
+        where = f"the Ray cluster at {ray_address}" if ray_address else "a local Ray runtime"
+        _fail(f"cannot start {where}: {exc}")
 
 
 @app.command()
@@ -585,6 +612,7 @@ class _ProgressDisplay:
         self._phase = "loading"
         self._best: float | None = None
         self._bound: float | None = None
+        self._tasks: int | None = None
         self._status = err.status(self._text(), spinner="dots")
 
     def _text(self) -> str:
@@ -593,6 +621,8 @@ class _ProgressDisplay:
             parts.append(f"best {self._best:,.2f}")
         if self._bound is not None:
             parts.append(f"bound {self._bound:,.2f}")
+        if self._tasks is not None:
+            parts.append(f"tasks {self._tasks:,}")
         return "  ".join(parts)
 
     def update(self, phase: str, details: dict) -> None:
@@ -601,6 +631,7 @@ class _ProgressDisplay:
         self._phase = phase
         self._best = details.get("best", self._best)
         self._bound = details.get("bound", self._bound)
+        self._tasks = details.get("tasks", self._tasks)
         self._status.update(self._text())
 
     def __enter__(self) -> _ProgressDisplay:

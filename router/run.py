@@ -28,6 +28,7 @@ from router.modes import MODES
 from router.problem import Problem, build_problem
 from router.scenario import Scenario, load_scenario
 from solver.batch import OptimizeParams, Progress, RoutingResult, optimize, solve_greedy
+from solver.executor import Executor
 
 STRATEGIES = ("optimize", "greedy")
 
@@ -49,8 +50,12 @@ def solve_scenario(
     strategy: str = "optimize",
     params: OptimizeParams | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> RunOutput:
-    """Solve a loaded scenario and verify the answer with the independent checker."""
+    """Solve a loaded scenario and verify the answer with the independent checker.
+
+    ``executor`` runs the optimizer's independent tasks elsewhere (e.g.
+    ``router.ray_executor.RayExecutor``); default: none, the usual solve."""
     from router.checker import check
 
     if strategy not in STRATEGIES:
@@ -63,7 +68,7 @@ def solve_scenario(
         result = solve_greedy(problem)
     else:
         with stop.on_signals():
-            result = optimize(problem, params, stop.clock(started), progress)
+            result = optimize(problem, params, stop.clock(started), progress, executor)
         if stop.signum is not None:
             # Feasible and bounded like any answer, but the search was cut short.
             details = {**result.stats, "stopped_by": signal.Signals(stop.signum).name}
@@ -139,17 +144,21 @@ def solve_folder(
     params: OptimizeParams | None = None,
     progress: Progress | None = None,
     counterfactuals: bool | None = None,
+    executor: Executor | None = None,
 ) -> RunOutput:
     """Load, solve, explain; write ``assignments.csv``, ``summary.json`` and
     ``explanations.jsonl`` atomically.
 
     ``counterfactuals``: compute each order's counterfactual (default: for batches
-    of up to ``router.explain.COUNTERFACTUAL_MAX_ORDERS`` orders).
+    of up to ``router.explain.COUNTERFACTUAL_MAX_ORDERS`` orders). ``executor``: see
+    :func:`solve_scenario`.
     """
     from router.explain import explain_batch
 
     scenario = load_scenario(scenario_dir)
-    output = solve_scenario(scenario, strategy=strategy, params=params, progress=progress)
+    output = solve_scenario(
+        scenario, strategy=strategy, params=params, progress=progress, executor=executor
+    )
     if progress is not None:
         progress("explaining", {})
     started = time.perf_counter()

@@ -28,7 +28,9 @@ and node capacity. The method exploits that:
    vectorised oracle (:mod:`solver.pricing`) improves it.
 6. **Finish.** A big contested part is improved block by block (relax and fix
    in geographic blocks), the bound by more price steps; a moderate one is
-   solved as one MIP over more candidates.
+   solved as one MIP over more candidates. Given an executor
+   (:mod:`solver.executor`), a scarce batch's blocks at the joint LP's prices
+   are independent tasks run by it (:mod:`solver.parallel_blocks`).
 
 Every step only accepts answers that are feasible and cheaper, so the answer
 is always feasible and the reported gap is a proof, not an estimate.
@@ -60,12 +62,15 @@ from solver.cost import (
     within_channel_shares,
     within_shipment_caps,
 )
+from solver.executor import Executor
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
-from solver.lagrange import dense_prices, search_prices, start_search
+from solver.lagrange import Oracle, dense_prices, search_prices, start_search
 from solver.lp_rounding import guided_shipment_costs, keep_whole_units, repair
 from solver.mip import MipParams
 from solver.order_moves import improve_orders
+from solver.parallel_blocks import improve_in_parallel
+from solver.parallel_pricing import PricingData, price_orders_with
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import PricingStructure, build_structure, price_orders
@@ -107,6 +112,7 @@ def optimize(
     params: OptimizeParams,
     clock: Clock,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> RoutingResult:
     """Route the whole batch jointly; the answer is always feasible.
 
@@ -117,8 +123,23 @@ def optimize(
     and the Lagrangian bound's starting prices; the orders it left undecided go
     to MIPs with their neighbours; a big contested part is then improved block
     by block, a moderate one by one MIP over the whole part.
+
+    ``executor`` (default: none) runs a scarce batch's blocks at the joint LP's
+    prices as independent tasks (:mod:`solver.parallel_blocks`), e.g. on a Ray
+    cluster; without one, they are re-routed one after another in this process.
+    What it ran is recorded in the result's ``stats["executor"]``.
     """
+    result = _optimize(problem, params, clock, progress, executor)
+    if executor is not None:
+        result.stats["executor"] = executor.stats()
+    return result
+
+
+def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     emit = progress or (lambda _phase, _details: None)
+    if progress is not None and executor is not None:
+        # every event also says how many tasks the executor has done
+        emit = lambda phase, details: progress(phase, {**details, "tasks": executor.tasks})  # noqa: E731
     stats: dict = {}
 
     emit("each order alone", {})
@@ -180,6 +201,7 @@ def optimize(
     else:
         search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
         search.offer(route_single_units_by_flow(problem, search.units, colliding))
+    search.executor = executor
     emit("contested part", {"best": search.best})
 
     if tiny:
@@ -278,7 +300,7 @@ def optimize(
         emit("lower bound", {"best": search.best, "bound": search.bound})
 
     if joint is not None and not search.proven(params):
-        _support_blocks(problem, params, clock, search, contested, joint, emit, stats)
+        _support_blocks(problem, params, clock, search, contested, joint, emit, stats, executor)
 
     if contested.sum() > params.block_orders:
         _improve_by_blocks(problem, params, clock, search, contested, emit, stats)
@@ -323,12 +345,26 @@ class _Search:
         self.timed_out = False
         self.prices: Prices | None = None
         self._structures: dict[bool, PricingStructure] = {}
+        self.executor: Executor | None = None
+        """Runs independent tasks (blocks, pricing chunks) when the caller gave one."""
+        self._pricing_data: dict[bool, PricingData] = {}
 
     def structure(self, exact_short: bool) -> PricingStructure:
         """The pricing oracle's index arrays, built once per solve."""
         if exact_short not in self._structures:
             self._structures[exact_short] = build_structure(self.problem, exact_short)
         return self._structures[exact_short]
+
+    def oracle(self, exact_short: bool) -> Oracle:
+        """Every order alone at given prices: in this process, or in chunks on the
+        executor (:mod:`solver.parallel_pricing`: the same value, to the bit)."""
+        structure = self.structure(exact_short)
+        if self.executor is None:
+            return lambda key, node: price_orders(self.problem, structure, key, node)
+        if exact_short not in self._pricing_data:
+            self._pricing_data[exact_short] = PricingData(self.problem, structure)
+        data, executor = self._pricing_data[exact_short], self.executor
+        return lambda key, node: price_orders_with(executor, data, key, node)
 
     def offer(self, units: np.ndarray | None) -> None:
         """Keep ``units`` (feasible by construction) if cheaper; the split cap of a
@@ -387,7 +423,16 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
     structure = tight if small else search.structure(exact_short=False)
     state = start_search(structure, prices.unit_price(), prices.node)
     deadline = clock() + max(share * remaining(params, clock, 0.0), 0.05)
-    search_prices(problem, structure, state, alone.cost, search.best, clock, deadline)
+    search_prices(
+        problem,
+        structure,
+        state,
+        alone.cost,
+        search.best,
+        clock,
+        deadline,
+        oracle=search.oracle(exact_short=small),
+    )
     search.raise_bound(state.best_value)
     details["iterations"] += state.iterations
     details["trajectory"] += state.trajectory[:: max(1, len(state.trajectory) // 10)]
@@ -399,7 +444,7 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         # exactly (about a millisecond each), the rest vectorised.
         if not small and remaining(params, clock, 0.0) > 4e-3 * tight.loop_orders.size:
             # (both structures number the stock keys alike)
-            priced = price_orders(problem, tight, state.best_key_price, state.best_node_price)
+            priced = search.oracle(exact_short=True)(state.best_key_price, state.best_node_price)
             search.raise_bound(
                 priced.value
                 + float((np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum())
@@ -548,24 +593,29 @@ def _within_reach(problem, params, clock, search: _Search, alone, contested, emi
     search.timed_out |= not finished and not search.proven(params)
 
 
-def _support_blocks(problem, params, clock, search: _Search, contested, joint, emit, stats):
+def _support_blocks(
+    problem, params, clock, search: _Search, contested, joint, emit, stats, executor=None
+):
     """With time left after the joint LP's rounding: geographic blocks re-routed by
-    MIPs over the LP's support (:func:`solver.support_mip.improve_on_support`),
-    leaving a little time for the bound."""
+    MIPs over the LP's support (:func:`solver.support_mip.improve_on_support`), or,
+    given an executor, as independent tasks on their own allowances
+    (:func:`solver.parallel_blocks.improve_in_parallel`); leaving a little time for
+    the bound."""
     deadline = params.time_limit - params.bound_share * params.time_limit
     if deadline - clock() < params.support_block_seconds:
         return
     emit("support blocks", {"best": search.best, "bound": search.bound})
     started = clock()
-    units, details = improve_on_support(
-        problem,
-        search.units,
-        lp_units(problem, joint.part, joint.vars, joint.x),
-        contested,
-        params,
-        clock,
-        deadline,
-    )
+    lp = lp_units(problem, joint.part, joint.vars, joint.x)
+    if executor is None:
+        units, details = improve_on_support(
+            problem, search.units, lp, contested, params, clock, deadline
+        )
+    else:
+        units, details = improve_in_parallel(
+            problem, search.units, lp, contested, params, clock, deadline, executor
+        )
+        details["tasks"] = executor.stats()["tasks"]
     search.offer(units)
     stats["support_blocks"] = {**details, "seconds": round(clock() - started, 2)}
     emit("support blocks", {"best": search.best, "bound": search.bound})

@@ -3,6 +3,8 @@ plus those an incumbent or a start uses."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from solver.churn import moved_orders
@@ -15,8 +17,36 @@ from solver.greedy import greedy_units
 from solver.model import ModelInput
 
 
-def model_part(problem, units, contested, params, start=None, per_line=None, also=None):
-    """The model of the ``contested`` orders on what the other orders of ``units`` leave.
+@dataclass(frozen=True)
+class Allowance:
+    """What one part's orders may use of every shared limit, given to it explicitly
+    instead of "what the other orders leave" (:mod:`solver.parallel_blocks` gives
+    independent blocks disjoint allowances). Stock is sparse: ``stock_units`` at the
+    flat (node * SKUs + SKU) keys ``stock_keys``, zero elsewhere."""
+
+    stock_keys: np.ndarray
+    stock_units: np.ndarray
+    capacity: np.ndarray
+    """(N,) units each node may still handle for the part (``inf``: no limit)."""
+    orders_left: np.ndarray | None = None
+    """(N,) orders each node may still take for the part (a daily orders limit)."""
+    shares_left: np.ndarray | None = None
+    """(K,) units each binding (channel, SKU) pair may still sell to the part."""
+    move_budget: float | None = None
+    """Re-optimization: how many of the part's orders may move."""
+
+    def stock(self, problem) -> np.ndarray:
+        """(N, S) the part's stock, dense."""
+        stock = np.zeros(problem.stock.shape, dtype=np.int64)
+        stock.ravel()[self.stock_keys] = self.stock_units
+        return stock
+
+
+def model_part(
+    problem, units, contested, params, start=None, per_line=None, also=None, allowance=None
+):
+    """The model of the ``contested`` orders on what the other orders of ``units`` leave
+    (or on an explicit :class:`Allowance`, when one is given).
 
     Candidates: each line's ``per_line`` cheapest (default
     ``params.candidates_per_line``), those of mask ``also``, and those used by
@@ -59,6 +89,12 @@ def model_part(problem, units, contested, params, start=None, per_line=None, als
             budget = max(0, problem.churn.max_moves - int(moved_outside.sum()))
     cands = np.flatnonzero(keep)
     pairs = np.unique(problem.cand_pair[cands])
+    shares = shares_left(problem, fixed)
+    if allowance is not None:
+        stock, capacity = allowance.stock(problem), allowance.capacity
+        left, shares = allowance.orders_left, allowance.shares_left
+        if problem.churn is not None and problem.churn.max_moves is not None:
+            budget = allowance.move_budget
     part = ModelInput(
         cands,
         pairs,
@@ -68,7 +104,7 @@ def model_part(problem, units, contested, params, start=None, per_line=None, als
         capacity,
         budget,
         orders_left=left,
-        shares_left=shares_left(problem, fixed),
+        shares_left=shares,
     )
     return part, start[cands]
 

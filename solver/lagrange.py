@@ -13,11 +13,16 @@ One step costs well under a second at 100,000 orders.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from solver.pricing import PricingStructure, price_orders
+from solver.pricing import Priced, PricingStructure, price_orders
+
+Oracle = Callable[[np.ndarray, np.ndarray], Priced]
+"""Every order alone at (key prices, node prices): :func:`solver.pricing.price_orders`,
+or the same in chunks on an executor (:mod:`solver.parallel_pricing`)."""
 
 
 @dataclass
@@ -54,12 +59,16 @@ def search_prices(
     deadline: float,
     max_iterations: int = 500,
     theta: float = 0.1,
+    oracle: Oracle | None = None,
 ) -> PriceSearch:
     """Improve ``search`` by subgradient steps until ``deadline`` (clock seconds).
 
     ``alone_cost`` (O,) is each order's optimum alone (a lower bound of its
-    priced optimum); ``upper`` the cost of a feasible answer.
+    priced optimum); ``upper`` the cost of a feasible answer. ``oracle`` prices
+    the orders (default: :func:`solver.pricing.price_orders` in this process).
     """
+    if oracle is None:
+        oracle = lambda key, node: price_orders(problem, structure, key, node)  # noqa: E731
     finite = np.isfinite(problem.capacity)
     capacity = np.where(finite, problem.capacity, 0.0)
     key, node = search.key_price, search.node_price
@@ -67,7 +76,7 @@ def search_prices(
     for _ in range(max_iterations):
         if clock() >= deadline:
             break
-        priced = price_orders(problem, structure, key, node)
+        priced = oracle(key, node)
         value = priced.value + float(
             (np.maximum(priced.order_cost, alone_cost) - priced.order_cost).sum()
         )

@@ -30,8 +30,13 @@ def _name(requirement: str) -> str:
 REPORT_MODULES = (ROOT / "router" / "charts.py",)
 """The only modules that import the ``report`` extra (matplotlib), inside functions."""
 
+RAY_MODULES = (ROOT / "router" / "ray_executor.py",)
+"""The only module that imports the ``ray`` extra, inside functions."""
 
-def _third_party_imports(package: str, *, skip: tuple[Path, ...] = REPORT_MODULES) -> set[str]:
+
+def _third_party_imports(
+    package: str, *, skip: tuple[Path, ...] = REPORT_MODULES + RAY_MODULES
+) -> set[str]:
     found = set()
     for path in (ROOT / package).rglob("*.py"):
         if path in skip:
@@ -92,6 +97,19 @@ def test_the_report_extra_is_imported_only_where_the_pictures_are_drawn():
         assert "matplotlib" not in _imports_of(module, top_level_only=True), module
     assert {_name(r) for r in extras["report"]} == {"matplotlib"}
     assert "matplotlib" not in {_name(r) for r in PYPROJECT["project"]["dependencies"]}
+
+
+def test_the_ray_extra_is_imported_only_by_the_ray_executor():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert {_name(r) for r in extras["ray"]} == {"ray"}
+    assert "ray" not in {_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    assert "omniroute[ray]" in extras["dev"]
+    for module in RAY_MODULES:
+        assert "ray" in _imports_of(module)
+        # Inside functions only: `omniroute solve` without --workers never needs it.
+        assert "ray" not in _imports_of(module, top_level_only=True), module
+    # the solver never imports it: the executor is passed in
+    assert "ray" not in _third_party_imports("solver", skip=())
 
 
 def test_benchmark_imports_are_in_the_bench_extra():
