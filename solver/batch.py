@@ -180,10 +180,12 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     # the colliding orders greedily on what is left, the one-unit ones by a flow.
     early = None
     if scarce and not tiny and problem.churn is None:
-        if _model_columns(problem) > params.exact_mip_columns:
-            # The joint LP needs only the contested orders and the others'
-            # plans alone (the incumbent below keeps those): started now, on
-            # the other core, it runs while the incumbent is built.
+        if params.exact_mip_columns < _model_columns(problem) <= params.whole_lp_columns:
+            # The whole batch's LP needs nothing from the incumbent: started
+            # now, on the other core, it runs while the incumbent is built. (A
+            # contested part's LP waits for it: the flow's candidates, where
+            # the stock is, are part of that LP; without them its prices are
+            # too high, measured at 100,000 orders.)
             early = _start_joint_lp(problem, params, clock, alone.units, contested)
         try:
             flowed = route_lines_by_flow(problem, alone.units, contested)
@@ -240,12 +242,21 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             if tight.loop_orders.size > params.exact_pricing_orders and not pending.ready():
                 search.structure(exact_short=False)
         answer = pending.result()
+        best_prices, best_value = None, float("-inf")
         while answer is not None:
             joint = answer
             legs.append((joint.seconds, joint.converged))
             search.raise_bound(joint.bound)
-            emit("joint LP", {"best": search.best, "bound": search.bound})
             more = bool(pending.legs_left) and not joint.converged
+            if more or best_prices is not None:
+                # Which leg's prices bound best is not always the last's (a
+                # converged LP of the contested part's cheapest candidates may
+                # price its stock too high for the rest): each is evaluated.
+                value = _lagrangian_at(problem, search, alone, joint.prices)
+                search.raise_bound(value)
+                if value > best_value:
+                    best_prices, best_value = joint.prices, value
+            emit("joint LP", {"best": search.best, "bound": search.bound})
             # (its moves give way to the LP's better answer when one is coming)
             stop = pending.ready if more else (lambda: False)
             _guided_flow(problem, params, clock, search, alone, contested, joint, stats, stop)
@@ -253,7 +264,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             answer = pending.result() if more else None
     finally:
         pending.close()
-    prices = Prices(problem) if joint is None else joint.prices
+    prices = Prices(problem) if joint is None else (best_prices or joint.prices)
     search.timed_out |= joint is None
     # The bound, from the joint LP's prices: cheap, and owed in any case.
     emit("lower bound", {"best": search.best})
@@ -451,6 +462,16 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
             )
             details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
     details["seconds"] = round(details["seconds"] + clock() - started, 2)
+
+
+def _lagrangian_at(problem, search: _Search, alone, prices: Prices) -> float:
+    """The Lagrangian bound at ``prices`` on the fast (relaxed) oracle: proven."""
+    structure = search.structure(exact_short=False)
+    state = start_search(structure, prices.unit_price(), prices.node)
+    priced = search.oracle(exact_short=False)(state.key_price, state.node_price)
+    return priced.value + float(
+        (np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum()
+    )
 
 
 def _model_columns(problem) -> int:

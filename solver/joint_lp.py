@@ -155,7 +155,8 @@ def start_joint_lp(
             legs,
             params.first_order_tolerance,
             background and params.lp_in_background,
-            first_tol=params.first_leg_tolerance,
+            # (a whole LP's only: a part's converged duals bound worse, see batch)
+            first_tol=params.first_leg_tolerance if whole else None,
         )
     else:
         lp = solve_mip(
