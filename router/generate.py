@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import math
 import os
@@ -223,17 +224,36 @@ class _Nodes:
 
 
 @dataclass(frozen=True)
-class _OrderLine:
-    """One row of orders.csv."""
+class _OrderLines:
+    """orders.csv as columns, one entry per line in order_id and line order (a
+    national batch has millions of lines: no object per line)."""
 
-    order_id: str
-    line_id: str
-    sku: str
-    qty: int
-    lat: float
-    lon: float
-    pickup_node: str
-    city: str
+    order: np.ndarray
+    """(L,) index of each line's order."""
+    number: np.ndarray
+    """(L,) each line's number within its order, from 1."""
+    rank: np.ndarray
+    """(L,) SKU rank of each line."""
+    qty: np.ndarray
+    """(L,) units of each line."""
+    lat: np.ndarray
+    """(orders,) customer latitude, rounded as written."""
+    lon: np.ndarray
+    """(orders,) customer longitude, rounded as written."""
+    customer_city: np.ndarray
+    """(orders,) city index of each customer."""
+    pickup_node: list[str]
+    """Per order: the store it is collected in, or ""."""
+
+    def __len__(self) -> int:
+        return int(self.order.size)
+
+    def pickup_orders(self) -> int:
+        """Orders with at least one line that are collected in a store."""
+        has_lines = np.zeros(len(self.pickup_node), dtype=bool)
+        has_lines[self.order] = True
+        collected = np.array([bool(node) for node in self.pickup_node], dtype=bool)
+        return int((has_lines & collected).sum())
 
 
 def generate_scenario(
@@ -370,7 +390,6 @@ def generate_scenario(
         nodes,
         stores_per_city,
         popularity,
-        sku_ids,
         inventory,
         orders,
         metro_share,
@@ -392,7 +411,7 @@ def generate_scenario(
     inventory_rows = _inventory_rows(inventory, nodes, sku_ids)
 
     def write_into(folder: Path) -> RegimeReport | None:
-        _write_files(folder, scenario, nodes, cities, inventory_rows, lines)
+        _write_files(folder, scenario, nodes, cities, inventory_rows, lines, sku_ids)
         if regime is None:
             return None
         started = time.perf_counter()
@@ -426,8 +445,8 @@ def generate_scenario(
         out_dir=out_dir,
         orders=orders,
         lines=len(lines),
-        units=sum(line.qty for line in lines),
-        pickup_orders=len({line.order_id for line in lines if line.pickup_node}),
+        units=int(lines.qty.sum()),
+        pickup_orders=lines.pickup_orders(),
         nodes=len(nodes.node_id),
         stores=stores,
         warehouses=warehouses,
@@ -785,20 +804,18 @@ def _order_lines(
     nodes: _Nodes,
     stores_per_city: np.ndarray,
     popularity: np.ndarray,
-    sku_ids: Sequence[str],
     inventory: dict[tuple[int, int], int],
     orders: int,
     metro_share: float,
     pickup_share: float,
     rng: np.random.Generator,
-) -> list[_OrderLine]:
+) -> _OrderLines:
     """The batch's order lines, in order_id and line order.
 
     Customers live in cities drawn by population, ``metro_share`` of them in a
     city with stores. Lines draw SKUs by popularity, distinct within an order
     except for an occasional repeated line.
     """
-    skus = len(popularity)
     has_store = stores_per_city > 0
     city_p = cities.population.copy()
     if has_store.any() and (~has_store).any():
@@ -811,22 +828,20 @@ def _order_lines(
     )
 
     line_counts = rng.choice(LINES_PER_ORDER, size=orders, p=LINES_PER_ORDER_P)
-    cumulative = np.cumsum(popularity)
-    order_skus: list[list[int]] = []
-    for count in line_counts:
-        ranks: list[int] = []
-        while len(ranks) < min(int(count), skus):
-            rank = min(skus - 1, int(np.searchsorted(cumulative, rng.random(), side="right")))
-            if rank not in ranks:
-                ranks.append(rank)
-        if len(ranks) >= 2 and rng.random() < DUPLICATE_LINE_SHARE:
-            ranks[-1] = ranks[0]
-        order_skus.append(ranks)
-    order_qty = [
-        rng.choice(QTY_PER_LINE, size=len(r), p=QTY_PER_LINE_P).tolist() for r in order_skus
+    order_skus = _distinct_skus(line_counts, np.cumsum(popularity), rng)
+    sizes = np.fromiter((len(ranks) for ranks in order_skus), dtype=np.int64, count=orders)
+    # One draw per line, as rng.choice(QTY_PER_LINE, p=QTY_PER_LINE_P) makes them.
+    qty_cdf = np.cumsum(np.asarray(QTY_PER_LINE_P, dtype=np.float64))
+    qty_cdf /= qty_cdf[-1]
+    qty = np.asarray(QTY_PER_LINE, dtype=np.int64)[
+        qty_cdf.searchsorted(rng.random(int(sizes.sum())), side="right")
     ]
+    rank = np.fromiter(
+        itertools.chain.from_iterable(order_skus), dtype=np.int64, count=int(sizes.sum())
+    )
+    order = np.repeat(np.arange(orders, dtype=np.int64), sizes)
 
-    pickup_node = _make_pickups(
+    pickup_node, collected = _make_pickups(
         nodes,
         customer_city,
         lat,
@@ -835,30 +850,86 @@ def _order_lines(
         popularity,
         inventory,
         order_skus,
-        order_qty,
+        np.concatenate([[0], np.cumsum(sizes)]),
+        qty,
         pickup_share,
         rng,
     )
+    if collected:
+        # A pickup's lines are replaced by what its store can give.
+        kept = ~np.isin(order, np.fromiter(collected, dtype=np.int64, count=len(collected)))
+        new_order = np.repeat(
+            np.fromiter(collected, dtype=np.int64, count=len(collected)),
+            [len(ranks) for ranks, _ in collected.values()],
+        )
+        new_rank = [r for ranks, _ in collected.values() for r in ranks]
+        new_qty = [q for _, wanted in collected.values() for q in wanted]
+        order = np.concatenate([order[kept], new_order])
+        by_order = np.argsort(order, kind="stable")
+        order = order[by_order]
+        rank = np.concatenate([rank[kept], np.asarray(new_rank, dtype=np.int64)])[by_order]
+        qty = np.concatenate([qty[kept], np.asarray(new_qty, dtype=np.int64)])[by_order]
+    first = np.searchsorted(order, order, side="left")
+    return _OrderLines(
+        order=order,
+        number=np.arange(order.size, dtype=np.int64) - first + 1,
+        rank=rank,
+        qty=qty,
+        lat=lat,
+        lon=lon,
+        customer_city=customer_city,
+        pickup_node=pickup_node,
+    )
 
-    width = max(6, len(str(orders)))
-    lines: list[_OrderLine] = []
-    for order in range(orders):
-        for number, (rank, qty) in enumerate(
-            zip(order_skus[order], order_qty[order], strict=True), start=1
-        ):
-            lines.append(
-                _OrderLine(
-                    order_id=f"O{order + 1:0{width}d}",
-                    line_id=f"L{number}",
-                    sku=sku_ids[rank],
-                    qty=int(qty),
-                    lat=float(lat[order]),
-                    lon=float(lon[order]),
-                    pickup_node=pickup_node[order],
-                    city=cities.names[customer_city[order]],
-                )
-            )
-    return lines
+
+def _distinct_skus(
+    line_counts: np.ndarray, cumulative: np.ndarray, rng: np.random.Generator
+) -> list[list[int]]:
+    """Each order's SKU ranks: drawn by popularity until distinct, the last one
+    sometimes replaced by the first (a repeated line).
+
+    The stream is read as one draw at a time would read it (a repeat rejects a
+    draw; a multi-line order takes one more draw for the repeated line), but the
+    draws are made in bulk and mapped to ranks at once; the generator is then
+    left exactly past the draws used.
+    """
+    skus = cumulative.size
+    wanted = np.minimum(line_counts, skus).tolist()
+    start = rng.bit_generator.state
+    # Rejections are a few percent of the draws: one eighth more rarely runs out.
+    needed = sum(wanted) + sum(1 for count in wanted if count >= 2)
+    uniforms: list[float] = []
+    ranks_drawn: list[int] = []
+
+    def draw_more(count: int) -> None:
+        more = rng.random(count)
+        uniforms.extend(more.tolist())
+        ranks_drawn.extend(
+            np.minimum(skus - 1, np.searchsorted(cumulative, more, side="right")).tolist()
+        )
+
+    draw_more(needed + needed // 8 + 64)
+    position = 0
+    order_skus: list[list[int]] = []
+    for count in wanted:
+        ranks: list[int] = []
+        while len(ranks) < count:
+            if position == len(ranks_drawn):
+                draw_more(needed // 8 + 64)
+            rank = ranks_drawn[position]
+            position += 1
+            if rank not in ranks:
+                ranks.append(rank)
+        if count >= 2:
+            if position == len(uniforms):
+                draw_more(needed // 8 + 64)
+            if uniforms[position] < DUPLICATE_LINE_SHARE:
+                ranks[-1] = ranks[0]
+            position += 1
+        order_skus.append(ranks)
+    rng.bit_generator.state = start
+    rng.random(position)
+    return order_skus
 
 
 def _make_pickups(
@@ -870,49 +941,58 @@ def _make_pickups(
     popularity: np.ndarray,
     inventory: dict[tuple[int, int], int],
     order_skus: list[list[int]],
-    order_qty: list[list[int]],
+    line_offsets: np.ndarray,
+    line_qty: np.ndarray,
     pickup_share: float,
     rng: np.random.Generator,
-) -> list[str]:
-    """Turn about ``pickup_share`` of the orders into pickups; return each order's pickup_node.
+) -> tuple[list[str], dict[int, tuple[list[int], list[int]]]]:
+    """Turn about ``pickup_share`` of the orders into pickups.
 
     A pickup goes to the customer's nearest store in their city and asks only for
     what that store's website still shows: stock and picking capacity not yet
     promised to an earlier pickup. So every pickup can be served, and one that
-    goes unfilled was starved by routing, not by the data. The chosen orders'
-    lines (``order_skus``, ``order_qty``) are rewritten in place.
+    goes unfilled was starved by routing, not by the data. Returns each order's
+    pickup_node and, for each pickup, its new lines (SKU ranks, quantities);
+    ``order_skus`` and ``line_qty`` (at ``line_offsets``) are the drawn lines.
     """
     orders = len(order_skus)
     pickup_node = [""] * orders
-    node_city = np.array(nodes.city)
+    collected: dict[int, tuple[list[int], list[int]]] = {}
     is_store = np.array([kind == "store" for kind in nodes.kind])
     shown = {
         key: units for key, units in sorted(inventory.items()) if is_store[key[0]] and units > 0
     }
+    # Each store's ranks still shown (ascending), and their popularity, kept up to date.
     shelf: dict[int, list[int]] = {}
     for store, rank in shown:
         shelf.setdefault(store, []).append(rank)
+    shelf_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     room = {
         store: int(nodes.capacity_units[store] or 0) for store in np.flatnonzero(is_store).tolist()
     }
+    stores_in: dict[int, list[int]] = {}
+    for store in np.flatnonzero(is_store).tolist():
+        stores_in.setdefault(nodes.city[store], []).append(store)
+    city_stores = {city: np.array(stores) for city, stores in stores_in.items()}
 
     candidates = np.flatnonzero(has_store[customer_city])
     wanted = min(len(candidates), round(pickup_share * orders))
     for order in sorted(rng.choice(candidates, size=wanted, replace=False).tolist()):
-        city_stores = np.flatnonzero(is_store & (node_city == customer_city[order]))
-        distance = haversine_km(
-            lat[order], lon[order], nodes.lat[city_stores], nodes.lon[city_stores]
-        )
-        store = int(city_stores[np.argmin(distance)])
-        on_shelf = [rank for rank in shelf.get(store, []) if shown[(store, rank)] > 0]
-        if not on_shelf or room[store] == 0:
+        stores = city_stores[int(customer_city[order])]
+        distance = haversine_km(lat[order], lon[order], nodes.lat[stores], nodes.lon[stores])
+        store = int(stores[np.argmin(distance)])
+        if not shelf.get(store) or room[store] == 0:
             continue
-        count = min(len(on_shelf), len(order_skus[order]))
-        shelf_p = popularity[on_shelf] / popularity[on_shelf].sum()
+        if store not in shelf_arrays:
+            on_shelf = np.array(shelf[store], dtype=np.int64)
+            shelf_arrays[store] = (on_shelf, popularity[on_shelf] / popularity[on_shelf].sum())
+        on_shelf, shelf_p = shelf_arrays[store]
+        count = min(on_shelf.size, len(order_skus[order]))
         ranks = rng.choice(on_shelf, size=count, replace=False, p=shelf_p).tolist()
+        first = int(line_offsets[order])
         kept_ranks: list[int] = []
         kept_qty: list[int] = []
-        for rank, wished in zip(ranks, order_qty[order][:count], strict=True):
+        for rank, wished in zip(ranks, line_qty[first : first + count].tolist(), strict=True):
             qty = min(wished, shown[(store, rank)], room[store])
             if qty == 0:
                 continue
@@ -920,10 +1000,12 @@ def _make_pickups(
             kept_qty.append(qty)
             shown[(store, rank)] -= qty
             room[store] -= qty
-        order_skus[order] = kept_ranks
-        order_qty[order] = kept_qty
+            if shown[(store, rank)] == 0:
+                shelf[store].remove(rank)
+                shelf_arrays.pop(store, None)
+        collected[order] = (kept_ranks, kept_qty)
         pickup_node[order] = nodes.node_id[store]
-    return pickup_node
+    return pickup_node, collected
 
 
 # --- the stock regime: calibrated and measured on the written files ---------------------
@@ -1132,7 +1214,8 @@ def _write_files(
     nodes: _Nodes,
     cities: _Cities,
     inventory_rows: list[tuple[str, str, int]],
-    lines: list[_OrderLine],
+    lines: _OrderLines,
+    sku_ids: Sequence[str],
 ) -> None:
     """The four files of the format, plus a ``city`` column for people reading them."""
     _write_scenario_json(folder, scenario)
@@ -1159,20 +1242,40 @@ def _write_files(
 
     _write_inventory(folder, inventory_rows)
 
+    _write_orders(folder, lines, cities, sku_ids)
+
+
+def _write_orders(
+    folder: Path, lines: _OrderLines, cities: _Cities, sku_ids: Sequence[str]
+) -> None:
+    """orders.csv, row by row from the columns; what repeats per order is formatted once."""
+    orders = len(lines.pickup_node)
+    width = max(6, len(str(orders)))
+    order_id = [f"O{order + 1:0{width}d}" for order in range(orders)]
+    lat = [f"{value:.5f}" for value in lines.lat.tolist()]
+    lon = [f"{value:.5f}" for value in lines.lon.tolist()]
+    city = [cities.names[c] for c in lines.customer_city.tolist()]
+    line_id = [f"L{number}" for number in range(int(lines.number.max(initial=0)) + 1)]
     with _csv_writer(folder / "orders.csv") as writer:
         writer.writerow([*ORDER_COLUMNS, "city"])
-        for line in lines:
+        for order, number, rank, qty in zip(
+            lines.order.tolist(),
+            lines.number.tolist(),
+            lines.rank.tolist(),
+            lines.qty.tolist(),
+            strict=True,
+        ):
             writer.writerow(
-                [
-                    line.order_id,
-                    line.line_id,
-                    line.sku,
-                    line.qty,
-                    f"{line.lat:.5f}",
-                    f"{line.lon:.5f}",
-                    line.pickup_node,
-                    line.city,
-                ]
+                (
+                    order_id[order],
+                    line_id[number],
+                    sku_ids[rank],
+                    qty,
+                    lat[order],
+                    lon[order],
+                    lines.pickup_node[order],
+                    city[order],
+                )
             )
 
 

@@ -204,3 +204,34 @@ def test_rules_benchmark_builds_profiles_that_load_and_bind(tmp_path):
         pool.close()
     asked = {order.order_id for order, _ in requests}
     assert late_in_service and late_in_service == late_in_batch & asked
+
+
+def test_ray_scaling_writes_a_sane_table(tiny_scenario, tmp_path):
+    """benchmarks/ray_scaling.py: greedy and the in-process executor on a tiny batch, each
+    in its own process, graded and compared (the Ray rows are the same code path with a
+    RayExecutor; tests/test_ray.py covers that executor on a real cluster)."""
+    from benchmarks.ray_scaling import main as scaling
+
+    out = tmp_path / "scaling.json"
+    code = scaling(
+        ["--scenario", str(tiny_scenario), "--executors", "in-process",
+         "--time-limit", "5", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    rows = {row["executor"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"greedy", "in-process"}
+    greedy, optimize = rows["greedy"], rows["in-process"]
+    assert greedy["vs_greedy"] == pytest.approx(1.0)
+    assert optimize["orders"] == 30 and optimize["tasks"] is not None
+    assert optimize["vs_greedy"] <= 1.0 + 1e-9
+    assert optimize["cost"] >= optimize["lower_bound"] - 1e-6
+    for row in rows.values():
+        assert row["status"] in ("optimal", "feasible", "time_limit"), row
+        assert 10.0 < row["peak_rss_mb"] < 4096.0
+
+
+def test_ray_scaling_bad_usage_exits_2(tmp_path):
+    from benchmarks.ray_scaling import main as scaling
+
+    assert scaling(["--executors", "magic", "--out", str(tmp_path / "x.json")]) == 2
+    assert scaling(["--executors", "cluster"]) == 2
