@@ -13,6 +13,7 @@ from router.scenario import load_scenario
 from solver.executor import InProcessExecutor
 from solver.parallel_pricing import PricingData, deal_chunks, price_orders_with
 from solver.pricing import build_structure, price_orders
+from tests.test_scale_methods import random_prices
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +27,6 @@ def scarce_problems(tmp_path_factory):
         )  # fmt: skip
         problems.append(build_problem(load_scenario(folder)))
     return problems
-
-
-def random_prices(structure, problem, rng):
-    key = rng.exponential(8.0, structure.key_node.size) * (
-        rng.random(structure.key_node.size) < 0.4
-    )
-    node = rng.exponential(2.0, problem.num_nodes) * (rng.random(problem.num_nodes) < 0.2)
-    return key, node
 
 
 @pytest.mark.parametrize("exact_short", [True, False])

@@ -52,7 +52,8 @@ def scarce_problems(tmp_path_factory):
     return problems
 
 
-def _random_prices(structure, problem, rng):
+def random_prices(structure, problem, rng):
+    """Random nonnegative prices: 40% of the stock keys and 20% of the nodes priced."""
     key = rng.exponential(8.0, structure.key_node.size) * (
         rng.random(structure.key_node.size) < 0.4
     )
@@ -66,7 +67,7 @@ def test_oracle_never_exceeds_the_exact_priced_optimum(scarce_problems, exact_sh
     for _scenario, problem in scarce_problems:
         structure = build_structure(problem, exact_short=exact_short)
         for _ in range(3):
-            key, node = _random_prices(structure, problem, rng)
+            key, node = random_prices(structure, problem, rng)
             priced = price_orders(problem, structure, key, node)
             dense = np.zeros(problem.stock.shape)
             dense[structure.key_node, structure.key_sku] = key
