@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from router.checker import check
-from router.generate import generate_scenario
 from router.problem import build_problem
 from router.run import assignments_frame
 from router.scenario import load_scenario
@@ -37,6 +36,7 @@ from solver.parallel_blocks import (
 )
 from solver.params import OptimizeParams
 from solver.support_mip import SUPPORT, lp_units
+from tests.scarce import small_scarce_folder
 
 PARAMS = OptimizeParams(support_block_orders=15, support_block_seconds=5)
 
@@ -46,11 +46,7 @@ def scarce_batches(tmp_path_factory):
     """Small generated batches with scarce stock, each with its LP units and a greedy start."""
     batches = []
     for seed in range(3):
-        folder = tmp_path_factory.mktemp(f"scarce-{seed}")
-        generate_scenario(
-            folder, orders=120, stores=15, warehouses=3, skus=30, seed=seed, scarcity=3.0,
-            overwrite=True,
-        )  # fmt: skip
+        folder = small_scarce_folder(tmp_path_factory, seed)
         scenario = load_scenario(folder)
         problem = build_problem(scenario)
         part = ModelInput.whole(problem)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.generate import generate_scenario
 from router.problem import build_problem
 from router.scenario import load_scenario
 from solver.executor import InProcessExecutor
 from solver.parallel_pricing import PricingData, deal_chunks, price_orders_with
 from solver.pricing import build_structure, price_orders
+from tests.scarce import small_scarce_folder
 from tests.test_scale_methods import random_prices
 
 
@@ -20,11 +20,7 @@ from tests.test_scale_methods import random_prices
 def scarce_problems(tmp_path_factory):
     problems = []
     for seed in range(3):
-        folder = tmp_path_factory.mktemp(f"scarce-{seed}")
-        generate_scenario(
-            folder, orders=150, stores=15, warehouses=3, skus=30, seed=seed, scarcity=3.0,
-            overwrite=True,
-        )  # fmt: skip
+        folder = small_scarce_folder(tmp_path_factory, seed, orders=150)
         problems.append(build_problem(load_scenario(folder)))
     return problems
 

@@ -34,7 +34,6 @@ import numpy as np
 import pytest
 
 from router.checker import check, load_assignments
-from router.generate import generate_scenario
 from router.problem import build_problem
 from router.run import assignments_frame, solve_folder
 from router.scenario import load_scenario
@@ -44,6 +43,7 @@ from solver.mip import MipParams, solve_mip
 from solver.model import ModelInput, build_model
 from solver.params import OptimizeParams
 from solver.support_mip import lp_units
+from tests.scarce import small_scarce_folder
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(
@@ -64,11 +64,7 @@ BLOCKS_PATH = OptimizeParams(
 def scarce_batches(tmp_path_factory):
     batches = []
     for seed in (1, 2):
-        folder = tmp_path_factory.mktemp(f"scarce-{seed}")
-        generate_scenario(
-            folder, orders=120, stores=15, warehouses=3, skus=30, seed=seed, scarcity=3.0,
-            overwrite=True,
-        )  # fmt: skip
+        folder = small_scarce_folder(tmp_path_factory, seed)
         scenario = load_scenario(folder)
         problem = build_problem(scenario)
         model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
