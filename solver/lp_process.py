@@ -1,10 +1,12 @@
-"""The first-order LP on the second core while this one builds answers.
+"""The first-order LP in a child process while this one goes on.
 
 PDLP holds Python's global lock for its whole run, so a thread would not help:
 the LP runs in a forked child process instead (:mod:`solver.child`), and the
-caller goes on with work that needs no LP (a flow, single-order moves) until it
-asks for the result. Where ``fork`` is unavailable or not wanted, the LP is
-solved right away in this process: the same answer, only later.
+caller goes on with work that needs no LP (a flow, the price search's arrays)
+until it asks for the result, and can stop it at once when the time is up.
+PDLP itself may use several threads (``threads``). Where ``fork`` is
+unavailable or not wanted, the LP is solved right away in this process: the
+same answer, only later.
 
 The LP may be solved in *legs*: the child sends the answer of each leg, then
 goes on from its iterates (PDLP warm-started) for the next, unless it has
@@ -38,12 +40,13 @@ def start_first_order_lp(
     rel_tol: float,
     background: bool = True,
     first_tol: float | None = None,
+    threads: int = 1,
 ) -> PendingLp:
     """Start PDLP on ``model``'s LP (see :func:`solver.first_order_lp.solve_lp_first_order`)
     for ``legs`` seconds (one number, or one per leg; a leg that ends early
     leaves its time to the next). With ``first_tol`` (looser than ``rel_tol``),
     the first leg stops at that tolerance: a usable answer sooner, which the
-    next leg refines, warm-started, to ``rel_tol``."""
+    next leg refines, warm-started, to ``rel_tol``. ``threads``: PDLP's."""
     legs = [legs] if isinstance(legs, int | float) else list(legs)
     ends = list(accumulate(legs))
     tolerances = [rel_tol] * len(legs)
@@ -55,7 +58,7 @@ def start_first_order_lp(
         answer = None
         for end, tol in zip(ends, tolerances, strict=True):
             seconds = max(end - (time.perf_counter() - started), 0.1)
-            answer = solve_lp_first_order(model, seconds, tol, start=answer)
+            answer = solve_lp_first_order(model, seconds, tol, threads=threads, start=answer)
             if answer.converged and tol > rel_tol:
                 # met the loose tolerance only: the next leg goes on to rel_tol
                 answer = replace(answer, converged=False)

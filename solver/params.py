@@ -86,20 +86,25 @@ class OptimizeParams:
     """Share of the time limit kept after the joint LP's second leg (a
     first-order LP that had not converged goes on, warm-started, while its
     first answer is rounded; its better answer is rounded and bounds again)."""
-    bound_share: float = 0.04
+    bound_share: float = 0.06
     """Share of the time limit the LP-guided moves leave for the bound's price search."""
     moves_share: float = 0.25
     """Most of the time limit for the flow and single-order moves of a scarce batch."""
     first_order_columns: int = 20000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     lp_in_background: bool = True
-    """Solve a big joint LP (PDLP) in a child process on the other core while
-    this one builds answers (:mod:`solver.lp_process`); off: the same LP, solved
-    first, in this process."""
+    """Solve a big joint LP (PDLP) in a child process (:mod:`solver.lp_process`),
+    which this one can stop at once when the time is up; off: the same LP, in
+    this process."""
     alone_in_background: bool = True
     """Share the orders routed one by one in the first step (each order alone)
     with a child on the other core when they are many
     (:func:`solver.alone.route_each_order_alone`)."""
+    first_order_threads: int = 2
+    """PDLP's threads. The process that started a big joint LP waits for it
+    (every answer built before it was superseded by the LP-guided one), so
+    the LP gets both cores: measured on a 20,000-order scarce batch, its 1e-3
+    leg in 20 s instead of 33 s, converged (1e-4) at 40 s instead of not by 53 s."""
     first_order_tolerance: float = 1e-4
     """PDLP's relative optimality tolerance."""
     first_leg_tolerance: float = 1e-3

@@ -356,6 +356,7 @@ def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
         "joint-lp",
         "joint-lp-first-order",
         "joint-lp-first-order-here",
+        "joint-lp-relaxed-pricing",
         "within-reach",
     ],
 )
@@ -374,8 +375,11 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         block_orders=10 if path == "blocks" else 10**9,
         joint_lp_colliding_share=0.0 if path.startswith(("joint-lp", "within")) else 1.0,
         exact_mip_columns=10**9 if path == "within-reach" else 0,
-        first_order_columns=0 if path.startswith("joint-lp-first-order") else 10**9,
+        first_order_columns=0 if path.startswith("joint-lp-") else 10**9,
         lp_in_background=path != "joint-lp-first-order-here",
+        # the price search on the relaxed oracle, then the exact Lagrangian at
+        # the LP's prices and at the best found
+        exact_pricing_orders=0 if path == "joint-lp-relaxed-pricing" else 1500,
     )
     for scenario, problem in scarce_problems:
         model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
@@ -482,3 +486,38 @@ def test_guided_flow_keeps_the_lp_shipments_cheap(scarce_problems):
             problem, greedy_units(problem), np.ones(problem.num_orders, bool), per_unit
         )
         assert check(scenario, assignments_frame(problem, flowed)).feasible
+
+
+def test_exact_lagrangian_bounds_the_optimum_once_per_price_vector(scarce_problems):
+    """The bound's last word (the short orders priced exactly, at the LP's prices
+    and at the best found): a proven bound, tighter than the relaxed oracle's at
+    the same prices, evaluated once per price vector."""
+    from solver.batch import _exact_lagrangian, _lagrangian_at, _Search
+    from solver.bound import Prices
+    from solver.lagrange import start_search
+    from solver.params import OptimizeParams
+
+    rng = np.random.default_rng(3)
+    params = OptimizeParams(time_limit=60)
+    for _scenario, problem in scarce_problems:
+        model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+        optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
+        alone = route_each_order_alone(problem, background=False)
+        search = _Search(problem, greedy_units(problem), float("-inf"))
+        structure = search.structure(exact_short=False)
+        key, node = random_prices(structure, problem, rng)
+        prices = Prices(problem)
+        prices.key[structure.key_node, structure.key_sku] = key
+        prices.node[:] = node
+        relaxed = _lagrangian_at(problem, search, alone, prices)
+        state = start_search(structure, prices.unit_price(), prices.node)
+        details = {"trajectory": []}
+        _exact_lagrangian(
+            params, lambda: 0.0, search, alone, state.key_price, state.node_price, details
+        )
+        assert relaxed - 1e-6 <= search.bound <= optimum + 1e-6
+        assert len(details["trajectory"]) == 1
+        _exact_lagrangian(
+            params, lambda: 0.0, search, alone, state.key_price, state.node_price, details
+        )
+        assert len(details["trajectory"]) == 1  # the same prices: not again
