@@ -157,7 +157,7 @@ def start_joint_lp(
             background and params.lp_in_background,
             # (a whole LP's only: a part's converged duals bound worse, see batch)
             first_tol=params.first_leg_tolerance if whole else None,
-            threads=params.first_order_threads,
+            threads=params.first_order_threads if model.c.size > params.threaded_lp_columns else 1,
         )
     else:
         lp = solve_mip(

@@ -101,10 +101,14 @@ class OptimizeParams:
     with a child on the other core when they are many
     (:func:`solver.alone.route_each_order_alone`)."""
     first_order_threads: int = 2
-    """PDLP's threads. The process that started a big joint LP waits for it
-    (every answer built before it was superseded by the LP-guided one), so
-    the LP gets both cores: measured on a 20,000-order scarce batch, its 1e-3
-    leg in 20 s instead of 33 s, converged (1e-4) at 40 s instead of not by 53 s."""
+    """PDLP's threads on a joint LP of more than ``threaded_lp_columns``
+    columns. The process that started it waits for it (every answer built
+    before it was superseded by the LP-guided one), so the LP gets both cores:
+    measured on a 20,000-order scarce batch (876,568 columns), its 1e-3 leg in
+    20 s instead of 33 s, converged (1e-4) at 40 s instead of not by 53 s."""
+    threaded_lp_columns: int = 200_000
+    """Smaller LPs get one thread: on the 2,000-order scarce batch's (63,738
+    columns), 1.8 s with one, 3.4 s with two."""
     first_order_tolerance: float = 1e-4
     """PDLP's relative optimality tolerance."""
     first_leg_tolerance: float = 1e-3
