@@ -233,6 +233,9 @@ def _route_group(problem, members, stock, capacity, units, shipping, ship_cost, 
 
 # --- the fast path: a batch without order-level profile rules ---------------------------
 
+SLOT_CHUNK_ORDERS = 65536
+"""Orders whose candidates' keys are marked at once (bounds the index arrays)."""
+
 PLAIN_CHUNK_ORDERS = 4096
 """Orders whose static data (shipment costs, node order, slots) the fast path
 prepares at once: large enough that numpy's per-call cost vanishes, small enough
@@ -251,19 +254,19 @@ def _plain_greedy(problem, orders, stock, capacity, unit_price) -> np.ndarray:
     """:func:`greedy_units` without order-level rules, chunk by chunk of ``orders``.
 
     The stock left lives in one list over the distinct (node, SKU) keys of the
-    routed orders' candidates (``slot``): the rule only ever reads or takes
+    routed orders' candidates (slots): the rule only ever reads or takes
     stock where a candidate is, since a node without a line's candidate cannot
     give that line (it held none of the SKU when the problem was built).
     """
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
     if orders.size == 0:
         return units
-    slot, slot_stock = _stock_slots(problem, orders, stock)
+    slot_of_key, slot_stock = _stock_slots(problem, orders, stock)
     left = slot_stock.tolist()
     room = np.asarray(capacity, dtype=np.float64).tolist()
     for start in range(0, orders.size, PLAIN_CHUNK_ORDERS):
         chunk = _prepare_chunk(
-            problem, orders[start : start + PLAIN_CHUNK_ORDERS], slot, unit_price
+            problem, orders[start : start + PLAIN_CHUNK_ORDERS], slot_of_key, unit_price
         )
         taken_cand, taken_units = _route_chunk(chunk, left, room, unit_price)
         np.add.at(units, np.asarray(taken_cand, dtype=np.int64), taken_units)
@@ -288,16 +291,23 @@ def _ranges(first: np.ndarray, end: np.ndarray) -> np.ndarray:
 
 
 def _stock_slots(problem, orders: np.ndarray, stock: np.ndarray):
-    """(C,) each routed candidate's slot (-1 for the others) and (K,) the stock of each
-    slot: one slot per distinct (node, SKU) key the routed orders' candidates use."""
-    first, end = _order_cands(problem, orders)
-    cands = _ranges(first, end)
+    """(N * S,) the slot of each (node, SKU) key that the routed orders' candidates
+    use (other keys: anything), and (K,) the stock of each slot.
+
+    Keys are marked in a boolean array and numbered by a running count: linear,
+    and much lighter than sorting the candidates' keys (60 million of them in a
+    national batch, a few million distinct).
+    """
     skus = problem.sku_ids.size
-    keys = problem.cand_node[cands] * skus + problem.line_sku[problem.cand_line[cands]]
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    slot = np.full(problem.cand_line.size, -1, dtype=np.int64)
-    slot[cands] = inverse.reshape(-1)
-    return slot, np.asarray(stock)[distinct // skus, distinct % skus]
+    used = np.zeros(problem.num_nodes * skus, dtype=bool)
+    for start in range(0, orders.size, SLOT_CHUNK_ORDERS):
+        first, end = _order_cands(problem, orders[start : start + SLOT_CHUNK_ORDERS])
+        cands = _ranges(first, end)
+        used[problem.cand_node[cands] * skus + problem.line_sku[problem.cand_line[cands]]] = True
+    count = np.int32 if used.size < 2**31 else np.int64
+    slot_of_key = np.cumsum(used, dtype=count) - 1
+    distinct = np.flatnonzero(used)
+    return slot_of_key, np.asarray(stock)[distinct // skus, distinct % skus]
 
 
 @dataclass(frozen=True)
@@ -345,7 +355,7 @@ class _Chunk:
     order_need: list[np.ndarray] | None
 
 
-def _prepare_chunk(problem, orders: np.ndarray, slot: np.ndarray, unit_price) -> _Chunk:
+def _prepare_chunk(problem, orders: np.ndarray, slot_of_key: np.ndarray, unit_price) -> _Chunk:
     """The chunk's static data: everything of the rule that the stock left does not change."""
     k = orders.size
     pair_start = problem.order_pair_start[orders]
@@ -375,6 +385,7 @@ def _prepare_chunk(problem, orders: np.ndarray, slot: np.ndarray, unit_price) ->
     cand_pair = problem.cand_pair[cands] + local_pair_offset[cand_owner]
     cand_node = problem.cand_node[cands]
     cand_qty = line_qty[cand_local_line]
+    slot = slot_of_key[cand_node * problem.sku_ids.size + problem.line_sku[lines][cand_local_line]]
 
     nodes = problem.pair_node[pairs]
     cost = problem.pair_ship_cost[pairs] + problem.handling[nodes] * total[pair_owner]
@@ -405,7 +416,7 @@ def _prepare_chunk(problem, orders: np.ndarray, slot: np.ndarray, unit_price) ->
         whole_first=np.concatenate([[0], np.cumsum(whole_counts)]).tolist(),
         by_pair_first=np.concatenate([[0], np.cumsum(per_pair)]).tolist(),
         by_pair_cand=cands[by_pair].tolist(),
-        by_pair_slot=slot[cands][by_pair].tolist(),
+        by_pair_slot=slot[by_pair].tolist(),
         by_pair_qty=cand_qty[by_pair].tolist(),
         by_pair_need=line_need[cand_local_line][by_pair].tolist(),
         line_first=np.concatenate([[0], np.cumsum(line_counts)]).tolist(),
@@ -413,7 +424,7 @@ def _prepare_chunk(problem, orders: np.ndarray, slot: np.ndarray, unit_price) ->
         line_cand_first=np.concatenate([[0], np.cumsum(cand_end - cand_first)]).tolist(),
         cand=cands.tolist(),
         cand_node=cand_node.tolist(),
-        cand_slot=slot[cands].tolist(),
+        cand_slot=slot.tolist(),
         cand_open=problem.pair_ship_cost[problem.cand_pair[cands]].tolist(),
         cand_unit=per_unit.tolist(),
         pair_cost=cost.tolist(),
