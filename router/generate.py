@@ -409,6 +409,7 @@ def generate_scenario(
         "unfilled_penalty": float(unfilled_penalty),
     }
     inventory_rows = _inventory_rows(inventory, nodes, sku_ids)
+    del inventory  # a national batch's is 8 million entries; the rows say the same
 
     def write_into(folder: Path) -> RegimeReport | None:
         _write_files(folder, scenario, nodes, cities, inventory_rows, lines, sku_ids)
@@ -421,8 +422,8 @@ def generate_scenario(
         calibration_seconds = time.perf_counter() - started
         # The regime's stock replaces what was written above; collisions are
         # measured on the files as they are now, exactly as a solve would see them.
-        final = stock.available(scarcity, cover)
-        inventory_rows[:] = _inventory_rows(final, nodes, sku_ids)
+        inventory_rows.clear()  # before the regime's rows: the two need not coexist
+        inventory_rows.extend(_inventory_rows(stock.available(scarcity, cover), nodes, sku_ids))
         _write_inventory(folder, inventory_rows)
         started = time.perf_counter()
         collisions = _collisions(at_cover or build_problem(load_scenario(folder)))
