@@ -46,7 +46,7 @@ from router.geo import EARTH_RADIUS_KM, haversine_km
 from router.problem import Problem, build_problem
 from router.scenario import FORMAT, INVENTORY_COLUMNS, NODE_COLUMNS, ORDER_COLUMNS, load_scenario
 from solver.alone import route_each_order_alone
-from solver.contention import orders_using, overused, usage
+from solver.contention import orders_using, usage
 from solver.greedy import greedy_units
 
 _Written = TypeVar("_Written")
@@ -422,9 +422,8 @@ def generate_scenario(
         calibration_seconds = time.perf_counter() - started
         # The regime's stock replaces what was written above; collisions are
         # measured on the files as they are now, exactly as a solve would see them.
-        inventory_rows.clear()  # before the regime's rows: the two need not coexist
-        inventory_rows.extend(_inventory_rows(stock.available(scarcity, cover), nodes, sku_ids))
-        _write_inventory(folder, inventory_rows)
+        inventory_rows.clear()  # millions at national size: the regime's replace them
+        _write_inventory(folder, _inventory_rows(stock.available(scarcity, cover), nodes, sku_ids))
         started = time.perf_counter()
         collisions = _collisions(at_cover or build_problem(load_scenario(folder)))
         report = RegimeReport(
@@ -452,7 +451,7 @@ def generate_scenario(
         stores=stores,
         warehouses=warehouses,
         skus=skus,
-        inventory_rows=len(inventory_rows),
+        inventory_rows=stock.entries(),
         regime=report,
     )
 
@@ -693,6 +692,10 @@ class _Stock:
     store: dict[tuple[int, int], int]
     expected_demand: np.ndarray
     """(SKUs,) units of each SKU rank the batch is expected to order."""
+
+    def entries(self) -> int:
+        """How many (node, SKU) entries there are: the rows of inventory.csv."""
+        return len(self.warehouse) + len(self.store)
 
     def warehouse_keys(self) -> list[tuple[int, int]]:
         return sorted(self.warehouse)
@@ -1183,10 +1186,11 @@ def _collisions(problem: Problem) -> dict:
     means to the optimizer.
     """
     alone = route_each_order_alone(problem)
-    over_stock, over_capacity = overused(problem, alone.units)
+    by_key, by_node = usage(problem, alone.units)  # what overused() tests, computed once
+    over_stock, over_capacity = by_key > problem.stock, by_node > problem.capacity
     colliding = orders_using(problem, alone.units, over_stock, over_capacity)
-    by_key, _ = usage(problem, alone.units)
-    excess = np.maximum(by_key - problem.stock, 0.0).sum(axis=0)
+    by_key -= problem.stock  # in place: a national batch's (N, S) matrix is 800 MB
+    excess = np.maximum(by_key, 0.0, out=by_key).sum(axis=0)
     contested_nodes = over_stock.any(axis=1) | over_capacity
     top = np.sort(excess)[::-1][:TOP_SKUS].sum()
     return {
