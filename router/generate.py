@@ -46,7 +46,7 @@ from router.geo import EARTH_RADIUS_KM, haversine_km
 from router.problem import Problem, build_problem
 from router.scenario import FORMAT, INVENTORY_COLUMNS, NODE_COLUMNS, ORDER_COLUMNS, load_scenario
 from solver.alone import route_each_order_alone
-from solver.contention import orders_using, overused, usage
+from solver.contention import orders_using, usage
 from solver.greedy import greedy_units
 
 _Written = TypeVar("_Written")
@@ -409,23 +409,23 @@ def generate_scenario(
         "unfilled_penalty": float(unfilled_penalty),
     }
     inventory_rows = _inventory_rows(inventory, nodes, sku_ids)
+    del inventory  # a national batch's is 8 million entries; the rows say the same
 
     def write_into(folder: Path) -> RegimeReport | None:
         _write_files(folder, scenario, nodes, cities, inventory_rows, lines, sku_ids)
         if regime is None:
             return None
         started = time.perf_counter()
-        cover, fill, greedy_runs = _calibrate_on_files(
+        cover, fill, greedy_runs, at_cover = _calibrate_on_files(
             folder, target, stock, scarcity, nodes, sku_ids
         )
         calibration_seconds = time.perf_counter() - started
         # The regime's stock replaces what was written above; collisions are
         # measured on the files as they are now, exactly as a solve would see them.
-        final = stock.available(scarcity, cover)
-        inventory_rows[:] = _inventory_rows(final, nodes, sku_ids)
-        _write_inventory(folder, inventory_rows)
+        inventory_rows.clear()  # millions at national size: the regime's replace them
+        _write_inventory(folder, _inventory_rows(stock.available(scarcity, cover), nodes, sku_ids))
         started = time.perf_counter()
-        collisions = _collisions(build_problem(load_scenario(folder)))
+        collisions = _collisions(at_cover or build_problem(load_scenario(folder)))
         report = RegimeReport(
             regime=regime,
             target_greedy_fill=target,
@@ -451,7 +451,7 @@ def generate_scenario(
         stores=stores,
         warehouses=warehouses,
         skus=skus,
-        inventory_rows=len(inventory_rows),
+        inventory_rows=stock.entries(),
         regime=report,
     )
 
@@ -692,6 +692,10 @@ class _Stock:
     store: dict[tuple[int, int], int]
     expected_demand: np.ndarray
     """(SKUs,) units of each SKU rank the batch is expected to order."""
+
+    def entries(self) -> int:
+        """How many (node, SKU) entries there are: the rows of inventory.csv."""
+        return len(self.warehouse) + len(self.store)
 
     def warehouse_keys(self) -> list[tuple[int, int]]:
         return sorted(self.warehouse)
@@ -1018,14 +1022,18 @@ def _calibrate_on_files(
     scarcity: float,
     nodes: _Nodes,
     sku_ids: Sequence[str],
-) -> tuple[float | None, float, int]:
-    """The warehouse cover of the regime (None: as drawn), greedy's fill there, and its runs.
+) -> tuple[float | None, float, int, Problem | None]:
+    """The warehouse cover of the regime (None: as drawn), greedy's fill there, its
+    runs, and the problem of the files written with that cover when it is the
+    calibration's own with the cover's stock (None: it must be built again).
 
     The files in ``folder`` hold the stock as drawn. They are loaded and
     prepared once, as ``omniroute solve`` would; every cover only lowers the
     warehouse entries of the stock matrix. Candidates whose stock falls to zero
     stay in the arrays, and greedy never takes from a node without stock, so
-    its fill at a cover is its fill on the files written with that cover.
+    its fill at a cover is its fill on the files written with that cover. A
+    cover keeps every warehouse entry above zero unless ``scarcity`` floors it
+    there: then the files' problem has fewer candidates, and is built from them.
     """
     problem = build_problem(load_scenario(folder))
     at_cover = _WarehouseStock(problem, stock, scarcity, nodes, sku_ids)
@@ -1034,7 +1042,7 @@ def _calibrate_on_files(
 
     def fill_at(cover: float | None) -> float:
         if cover not in runs:
-            units = greedy_units(problem.replace(stock=at_cover.stock(cover)))
+            units = greedy_units(problem, stock=at_cover.stock(cover))
             runs[cover] = float(units.sum()) / ordered if ordered else 1.0
             if cover is None:
                 at_cover.learn_store_use(units)
@@ -1043,7 +1051,12 @@ def _calibrate_on_files(
     cover = None
     if target is not None and fill_at(None) > target + GREEDY_FILL_TOLERANCE:
         cover = _calibrate(fill_at, at_cover.estimate_fill, target, stock.uncapped_cover())
-    return cover, fill_at(cover), len(runs)
+    fill = fill_at(cover)
+    final = problem.replace(stock=at_cover.stock(cover))
+    keeps_candidates = bool(
+        np.all(final.stock[final.cand_node, final.line_sku[final.cand_line]] > 0)
+    )
+    return cover, fill, len(runs), final if keeps_candidates else None
 
 
 class _WarehouseStock:
@@ -1065,6 +1078,7 @@ class _WarehouseStock:
         self._node = np.array([node_index[nodes.node_id[n]] for n, _ in keys], dtype=np.int64)
         self._sku = np.array([sku_index[sku_ids[r]] for _, r in keys], dtype=np.int64)
         self._scarcity = scarcity
+        self._matrix: np.ndarray | None = None
         skus = problem.sku_ids.size
         self._demand = np.bincount(problem.line_sku, weights=problem.line_qty, minlength=skus)
         self._store_use: np.ndarray = np.zeros(skus)
@@ -1073,10 +1087,15 @@ class _WarehouseStock:
         return np.floor_divide(self._stock.warehouse_units(cover), self._scarcity)
 
     def stock(self, cover: float | None) -> np.ndarray:
-        """(N, S) stock with the warehouse units the files get at ``cover``."""
-        matrix = self._problem.stock.copy()
-        matrix[self._node, self._sku] = self._units(cover)
-        return matrix
+        """(N, S) stock with the warehouse units the files get at ``cover``.
+
+        One matrix, rewritten at each call (a national batch's is 800 MB): what an
+        earlier call returned changes with it.
+        """
+        if self._matrix is None:
+            self._matrix = self._problem.stock.copy()
+        self._matrix[self._node, self._sku] = self._units(cover)
+        return self._matrix
 
     def learn_store_use(self, units: np.ndarray) -> None:
         """Remember the units per SKU that greedy took from stores (at the drawn stock)."""
@@ -1167,10 +1186,11 @@ def _collisions(problem: Problem) -> dict:
     means to the optimizer.
     """
     alone = route_each_order_alone(problem)
-    over_stock, over_capacity = overused(problem, alone.units)
+    by_key, by_node = usage(problem, alone.units)  # what overused() tests, computed once
+    over_stock, over_capacity = by_key > problem.stock, by_node > problem.capacity
     colliding = orders_using(problem, alone.units, over_stock, over_capacity)
-    by_key, _ = usage(problem, alone.units)
-    excess = np.maximum(by_key - problem.stock, 0.0).sum(axis=0)
+    by_key -= problem.stock  # in place: a national batch's (N, S) matrix is 800 MB
+    excess = np.maximum(by_key, 0.0, out=by_key).sum(axis=0)
     contested_nodes = over_stock.any(axis=1) | over_capacity
     top = np.sort(excess)[::-1][:TOP_SKUS].sum()
     return {

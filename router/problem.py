@@ -16,13 +16,15 @@ rules allow, so no solver ever re-implements a rule:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from router.channels import ChannelStock, share_caps
-from router.geo import haversine_km
+from router.geo import EARTH_RADIUS_KM, haversine_km
 from router.modes import NodeArrays, shipment_modes, transfer_promise
 from router.profiles import (
     DEFAULT_CHANNEL,
@@ -38,6 +40,9 @@ from solver.churn import Churn
 
 _ORDER_CHUNK = 2048
 """Orders per block when computing distances (bounds memory on big scenarios)."""
+
+_REACH_CHUNK = 32768
+"""Orders per block of the reach test without profiles (:func:`_candidates_in_reach`)."""
 
 
 @dataclass(frozen=True)
@@ -208,75 +213,81 @@ def build_problem(scenario: Scenario) -> Problem:
 
     if profiled:
         node_arrays = NodeArrays(node_lat, node_lon, node_is_store, ship_fixed, ship_per_km)
-    cand_line_parts, cand_node_parts, km_parts, extra_parts = [], [], [], []
-    ship_parts, mode_parts = [], []
-    for lo in range(0, n_orders, _ORDER_CHUNK):
-        hi = min(lo + _ORDER_CHUNK, n_orders)
-        km = haversine_km(
-            order_lat[lo:hi, None], order_lon[lo:hi, None], node_lat[None, :], node_lon[None, :]
-        )
-        allowed = km <= max_km[None, :]
-        pickup = order_pickup[lo:hi]
-        is_pickup = pickup >= 0
-        allowed[is_pickup] = False
-        allowed[np.flatnonzero(is_pickup), pickup[is_pickup]] = True
-        lines = np.arange(order_line_start[lo], order_line_start[hi])
-        local = line_order[lines] - lo
-        line_holds = stock[:, line_sku[lines]].T > 0
-        extra = None
-        if profiled:
-            holds = np.zeros_like(allowed)
-            np.logical_or.at(holds, local, line_holds)
-            extra = np.zeros(allowed.shape)
-            ship = np.zeros(allowed.shape)
-            mode = np.zeros(allowed.shape, dtype=np.int8)
-            block_channel = order_channel[lo:hi]
-            for channel in np.unique(block_channel):
-                rows = np.flatnonzero(block_channel == channel)
-                channel_rules_ = rules[channel]
-                modes = shipment_modes(
-                    channel_rules_.modes,
-                    allowed[rows],
-                    km[rows],
-                    pickup[rows],
-                    order_origin[lo:hi][rows],
-                    node_arrays,
-                    channel_rules_.eligible,
-                )
-                cands = order_candidates(
-                    channel_rules_,
-                    modes.allowed,
-                    km[rows],
-                    node_is_store,
-                    holds[rows],
-                    days_left[lo:hi][rows],
-                    is_pickup[rows],
-                    fixed_days=modes.fixed_days,
-                )
-                kept, transfer_late = transfer_promise(
-                    channel_rules_.modes,
-                    cands.allowed,
-                    modes.mode,
-                    holds[rows],
-                    days_left[lo:hi][rows],
-                )
-                allowed[rows] = kept
-                extra[rows] = cands.extra_cost + modes.extra
-                ship[rows] = modes.ship_cost
-                mode[rows] = modes.mode
-                order_late[lo + rows] = cands.late | transfer_late
-        usable = allowed[local] & line_holds
-        li, ni = np.nonzero(usable)
-        cand_line_parts.append(lines[li])
-        cand_node_parts.append(ni)
-        km_parts.append(km[local[li], ni])
-        if extra is not None:
-            extra_parts.append(extra[local[li], ni])
-            ship_parts.append(ship[local[li], ni])
-            mode_parts.append(mode[local[li], ni])
-    cand_line = np.concatenate(cand_line_parts) if cand_line_parts else np.zeros(0, np.int64)
-    cand_node = np.concatenate(cand_node_parts) if cand_node_parts else np.zeros(0, np.int64)
-    cand_km = np.concatenate(km_parts) if km_parts else np.zeros(0)
+    extra_parts, ship_parts, mode_parts = [], [], []
+    if not profiled:
+        cand_line, cand_node, cand_km = _candidates_in_reach(
+            order_lat, order_lon, order_pickup, node_lat, node_lon, max_km,
+            stock, line_order, line_sku, order_line_start,
+        )  # fmt: skip
+    else:
+        cand_line_parts, cand_node_parts, km_parts = [], [], []
+        for lo in range(0, n_orders, _ORDER_CHUNK):
+            hi = min(lo + _ORDER_CHUNK, n_orders)
+            km = haversine_km(
+                order_lat[lo:hi, None], order_lon[lo:hi, None], node_lat[None, :], node_lon[None, :]
+            )
+            allowed = km <= max_km[None, :]
+            pickup = order_pickup[lo:hi]
+            is_pickup = pickup >= 0
+            allowed[is_pickup] = False
+            allowed[np.flatnonzero(is_pickup), pickup[is_pickup]] = True
+            lines = np.arange(order_line_start[lo], order_line_start[hi])
+            local = line_order[lines] - lo
+            line_holds = stock[:, line_sku[lines]].T > 0
+            extra = None
+            if profiled:
+                holds = np.zeros_like(allowed)
+                np.logical_or.at(holds, local, line_holds)
+                extra = np.zeros(allowed.shape)
+                ship = np.zeros(allowed.shape)
+                mode = np.zeros(allowed.shape, dtype=np.int8)
+                block_channel = order_channel[lo:hi]
+                for channel in np.unique(block_channel):
+                    rows = np.flatnonzero(block_channel == channel)
+                    channel_rules_ = rules[channel]
+                    modes = shipment_modes(
+                        channel_rules_.modes,
+                        allowed[rows],
+                        km[rows],
+                        pickup[rows],
+                        order_origin[lo:hi][rows],
+                        node_arrays,
+                        channel_rules_.eligible,
+                    )
+                    cands = order_candidates(
+                        channel_rules_,
+                        modes.allowed,
+                        km[rows],
+                        node_is_store,
+                        holds[rows],
+                        days_left[lo:hi][rows],
+                        is_pickup[rows],
+                        fixed_days=modes.fixed_days,
+                    )
+                    kept, transfer_late = transfer_promise(
+                        channel_rules_.modes,
+                        cands.allowed,
+                        modes.mode,
+                        holds[rows],
+                        days_left[lo:hi][rows],
+                    )
+                    allowed[rows] = kept
+                    extra[rows] = cands.extra_cost + modes.extra
+                    ship[rows] = modes.ship_cost
+                    mode[rows] = modes.mode
+                    order_late[lo + rows] = cands.late | transfer_late
+            usable = allowed[local] & line_holds
+            li, ni = np.nonzero(usable)
+            cand_line_parts.append(lines[li])
+            cand_node_parts.append(ni)
+            km_parts.append(km[local[li], ni])
+            if extra is not None:
+                extra_parts.append(extra[local[li], ni])
+                ship_parts.append(ship[local[li], ni])
+                mode_parts.append(mode[local[li], ni])
+        cand_line = np.concatenate(cand_line_parts) if cand_line_parts else np.zeros(0, np.int64)
+        cand_node = np.concatenate(cand_node_parts) if cand_node_parts else np.zeros(0, np.int64)
+        cand_km = np.concatenate(km_parts) if km_parts else np.zeros(0)
 
     # Shipment candidates: the distinct (order, node) of the line candidates.
     cand_order = line_order[cand_line]
@@ -384,6 +395,89 @@ def build_problem(scenario: Scenario) -> Problem:
         if "kit_line" in orders
         else None,
     )
+
+
+def _candidates_in_reach(
+    order_lat: np.ndarray,
+    order_lon: np.ndarray,
+    order_pickup: np.ndarray,
+    node_lat: np.ndarray,
+    node_lon: np.ndarray,
+    max_km: np.ndarray,
+    stock: np.ndarray,
+    line_order: np.ndarray,
+    line_sku: np.ndarray,
+    order_line_start: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Line candidates (line, node, km) without profiles, by line then node.
+
+    The same candidates as testing every (order, node) against the reach rule,
+    with the same distances, but a national batch (a million orders, 5,000
+    stores) has billions of such pairs and only a few dozen in reach per order:
+    nodes with a limited reach are looked up in a k-d tree of points on the unit
+    sphere (a chord is a monotone function of the great-circle distance, so a
+    slightly larger radius finds every node in reach), and the reach rule is
+    then applied to those pairs with :func:`router.geo.haversine_km`.
+    """
+    n_nodes = node_lat.size
+    anywhere = np.flatnonzero(~np.isfinite(max_km))
+    limited = np.flatnonzero(np.isfinite(max_km))
+    tree = radius = None
+    if limited.size:
+        tree = cKDTree(_unit_sphere(node_lat[limited], node_lon[limited]))
+        half_angle = min(float(max_km[limited].max()) / (2.0 * EARTH_RADIUS_KM), math.pi / 2)
+        radius = 2.0 * math.sin(half_angle) * (1.0 + 1e-6) + 1e-9
+    cand_line, cand_node, cand_km = [], [], []
+    for lo in range(0, order_lat.size, _REACH_CHUNK):
+        orders = np.arange(lo, min(lo + _REACH_CHUNK, order_lat.size))
+        pair_order, pair_node = _pairs_to_test(
+            orders, order_lat, order_lon, order_pickup, anywhere, limited, tree, radius
+        )
+        km = haversine_km(
+            order_lat[pair_order], order_lon[pair_order], node_lat[pair_node], node_lon[pair_node]
+        )
+        allowed = (km <= max_km[pair_node]) | (order_pickup[pair_order] >= 0)
+        by_key = np.argsort(pair_order[allowed] * n_nodes + pair_node[allowed], kind="stable")
+        pair_order = pair_order[allowed][by_key]
+        pair_node = pair_node[allowed][by_key]
+        km = km[allowed][by_key]
+        # Every line of an order against its order's allowed nodes, in node order.
+        first = np.searchsorted(pair_order, orders)
+        end = np.searchsorted(pair_order, orders, side="right")
+        lines = np.arange(order_line_start[orders[0]], order_line_start[orders[-1] + 1])
+        local = line_order[lines] - lo
+        per_line = end[local] - first[local]
+        line = np.repeat(lines, per_line)
+        offsets = np.cumsum(per_line) - per_line
+        pair = np.repeat(first[local] - offsets, per_line) + np.arange(line.size)
+        holds = stock[pair_node[pair], line_sku[line]] > 0
+        cand_line.append(line[holds])
+        cand_node.append(pair_node[pair[holds]])
+        cand_km.append(km[pair[holds]])
+    if not cand_line:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(cand_line), np.concatenate(cand_node), np.concatenate(cand_km)
+
+
+def _pairs_to_test(orders, order_lat, order_lon, order_pickup, anywhere, limited, tree, radius):
+    """(order, node) pairs that may pass the reach rule: a pickup order's pickup node;
+    a delivery order's nodes that ship anywhere and its limited-reach nodes near it."""
+    pickup = order_pickup[orders]
+    delivery = orders[pickup < 0]
+    parts_order = [orders[pickup >= 0], np.repeat(delivery, anywhere.size)]
+    parts_node = [pickup[pickup >= 0], np.tile(anywhere, delivery.size)]
+    if tree is not None and delivery.size:
+        points = cKDTree(_unit_sphere(order_lat[delivery], order_lon[delivery]))
+        near = points.sparse_distance_matrix(tree, radius, output_type="ndarray")
+        parts_order.append(delivery[near["i"]])
+        parts_node.append(limited[near["j"]])
+    return np.concatenate(parts_order), np.concatenate(parts_node)
+
+
+def _unit_sphere(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(n, 3) points on the unit sphere at the given degrees."""
+    phi, lam = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
 
 
 def channel_rules(scenario: Scenario) -> dict[str, NodeRules]:

@@ -110,13 +110,14 @@ def build_structure(problem, exact_short: bool = True) -> PricingStructure:
     cand_order = problem.line_order[problem.cand_line]
     key_code = problem.cand_node * n_skus + problem.line_sku[problem.cand_line]
     keys, cand_key = np.unique(key_code, return_inverse=True)
+    del key_code  # (C,) arrays are 480 MB each at national size: none kept longer than needed
     key_node, key_sku = keys // n_skus, keys % n_skus
 
     lines_per_order = np.diff(problem.order_line_start)
     pairs_per_order = np.diff(problem.order_pair_start)
     one_by_one = lines_per_order > MAX_GROUP_LINES
+    cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
     if exact_short:
-        cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
         one_by_one[cand_order[cand_stock < problem.line_qty[problem.cand_line]]] = True
     grouped = np.flatnonzero(~one_by_one & (pairs_per_order > 0))
     # pattern of each grouped order: its lines' quantities, in line order
@@ -126,13 +127,15 @@ def build_structure(problem, exact_short: bool = True) -> PricingStructure:
     for order in grouped.tolist():
         patterns.setdefault(tuple(qty[starts[order] : starts[order + 1]]), []).append(order)
     slot = problem.cand_line - problem.order_line_start[cand_order]
-    cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
     row_of_pair = np.full(problem.pair_order.size, -1, dtype=np.int64)
     order_pattern = np.full(problem.num_orders, -1, dtype=np.int64)
     for index, members in enumerate(patterns.values()):
         order_pattern[members] = index
-    cand_by_pattern = np.argsort(order_pattern[cand_order], kind="stable")
-    cand_pattern_sorted = order_pattern[cand_order][cand_by_pattern]
+    cand_pattern = order_pattern[cand_order]
+    del cand_order
+    cand_by_pattern = np.argsort(cand_pattern, kind="stable")
+    cand_pattern_sorted = cand_pattern[cand_by_pattern]
+    del cand_pattern
     groups = []
     for index, (pattern, members) in enumerate(patterns.items()):
         orders = np.asarray(members, dtype=np.int64)
@@ -169,7 +172,7 @@ def build_structure(problem, exact_short: bool = True) -> PricingStructure:
         groups=tuple(groups),
         loop_orders=np.flatnonzero(one_by_one & (pairs_per_order > 0)),
         no_candidate_orders=np.flatnonzero(pairs_per_order == 0),
-        cand_key=cand_key.astype(np.int64),
+        cand_key=cand_key.astype(np.int64, copy=False),
         key_node=key_node,
         key_sku=key_sku,
         key_stock=problem.stock[key_node, key_sku].astype(np.float64),

@@ -167,3 +167,51 @@ def test_greedy_answer_passes_the_checker(tiny_scenario_dir):
     assert output.summary["strategy"] == "greedy"
     assert output.summary["total_cost"] == pytest.approx(151)
     assert output.summary["lower_bound"] is None
+
+
+# --- the fast path gives the rule's units exactly ---------------------------------------
+
+
+def _reference(problem, monkeypatch, **kwargs):
+    """greedy_units through the order-by-order path (the rule as first written)."""
+    import solver.greedy as greedy
+
+    with monkeypatch.context() as patch:
+        patch.setattr(greedy, "_plain", lambda _problem: False)
+        return greedy_units(problem, **kwargs)
+
+
+def _contested_problem(tmp_path_factory):
+    from tests.scarce import small_scarce_folder
+
+    return build_problem(load_scenario(small_scarce_folder(tmp_path_factory, seed=3, orders=400)))
+
+
+@pytest.mark.parametrize("source", ["cn-2000", "scarce"])
+def test_fast_path_gives_the_same_units(source, tmp_path_factory, monkeypatch):
+    """Same units per candidate as the order-by-order rule: all orders; a subset on
+    thinner stock and capacity with unit prices; and with a clearance credit."""
+    from router.bundled import fixtures_dir
+
+    if source == "cn-2000":
+        problem = build_problem(load_scenario(fixtures_dir() / "cn-2000"))
+    else:
+        problem = _contested_problem(tmp_path_factory)
+    assert problem.line_group is None and problem.order_max_shipments is None
+    fast = greedy_units(problem)
+    assert np.array_equal(fast, _reference(problem, monkeypatch))
+    assert 0 < fast.sum() < problem.line_qty.sum() or source == "cn-2000"
+
+    rng = np.random.default_rng(0)
+    thinner = {
+        "orders": np.sort(rng.choice(problem.num_orders, problem.num_orders // 2, replace=False)),
+        "stock": problem.stock // 2,
+        "capacity": np.floor(problem.capacity * 0.5),
+        "unit_price": rng.random(problem.stock.shape) * (rng.random(problem.stock.shape) < 0.3),
+    }
+    assert np.array_equal(
+        greedy_units(problem, **thinner), _reference(problem, monkeypatch, **thinner)
+    )
+
+    credited = problem.replace(cand_credit=np.round(rng.random(problem.cand_line.size), 2))
+    assert np.array_equal(greedy_units(credited), _reference(credited, monkeypatch))

@@ -183,3 +183,33 @@ def test_replace_returns_a_copy_and_leaves_the_original(tiny_scenario_dir):
     changed = problem.replace(split_penalty=0.0)
     assert changed.split_penalty == 0.0 and problem.split_penalty == 6.0
     assert changed.stock is problem.stock
+
+
+# --- the reach test through a k-d tree finds what testing every pair finds -----------
+
+
+def test_candidates_in_reach_are_every_pairs_test(tmp_path):
+    """Without profiles, candidates come from a k-d tree of the limited-reach nodes:
+    the same (line, node) candidates, in the same order and with the same distances
+    to the last bit, as the reach rule tested on every (order, node)."""
+    from router.generate import generate_scenario
+
+    generate_scenario(tmp_path / "g", orders=600, stores=80, warehouses=5, skus=200, seed=4)
+    problem = build_problem(load_scenario(tmp_path / "g"))
+    km = haversine_km(
+        problem.order_lat[:, None],
+        problem.order_lon[:, None],
+        problem.node_lat[None, :],
+        problem.node_lon[None, :],
+    )
+    allowed = km <= problem.max_km[None, :]
+    pickup = problem.order_pickup >= 0
+    allowed[pickup] = False
+    allowed[np.flatnonzero(pickup), problem.order_pickup[pickup]] = True
+    usable = allowed[problem.line_order] & (problem.stock[:, problem.line_sku].T > 0)
+    line, node = np.nonzero(usable)
+    assert pickup.any() and np.isfinite(problem.max_km).any() and line.size > 0
+    assert np.array_equal(problem.cand_line, line)
+    assert np.array_equal(problem.cand_node, node)
+    cand_km = problem.pair_km[problem.cand_pair]
+    assert cand_km.tobytes() == km[problem.line_order[line], node].tobytes()
