@@ -233,9 +233,7 @@ class PoolVersusModel(RuleBasedStateMachine):
         """A node rejects part of an order's line (orders routed by ``route``, not
         campaign orders): those units leave it and go to the nodes left, if any."""
         rid = data.draw(
-            st.sampled_from(
-                [r for r, h in self.holds.items() if h.order and h.status == "held"]
-            )
+            st.sampled_from([r for r, h in self.holds.items() if h.order and h.status == "held"])
         )
         hold = self.holds[rid]
         request = RejectionRequest(hold.order, "l1", hold.node, qty)
