@@ -52,16 +52,19 @@ def greedy_units(
     limit = getattr(problem, "node_order_limit", None)
     left = limit if orders_left is None else orders_left
     cap = getattr(problem, "share_cap", None)
+    # Units are whole: a fractional room holds its whole part (a fraction left
+    # would let no unit in, and the search for room would never end).
+    room = np.floor((problem.capacity if capacity is None else capacity).astype(np.float64))
     if left is None and cap is None and _plain(problem):
         return _plain_greedy(
             problem,
             np.arange(problem.num_orders) if orders is None else np.asarray(orders, np.int64),
             problem.stock if stock is None else stock,
-            problem.capacity if capacity is None else capacity,
+            room,
             unit_price,
         )
     stock = (problem.stock if stock is None else stock).copy()
-    capacity = (problem.capacity if capacity is None else capacity).astype(np.float64).copy()
+    capacity = room
     units = np.zeros(problem.cand_line.size, dtype=np.int64)
     left = None if left is None else np.asarray(left, dtype=np.float64).copy()
     order_list = range(problem.num_orders) if orders is None else orders

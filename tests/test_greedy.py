@@ -215,3 +215,16 @@ def test_fast_path_gives_the_same_units(source, tmp_path_factory, monkeypatch):
 
     credited = problem.replace(cand_credit=np.round(rng.random(problem.cand_line.size), 2))
     assert np.array_equal(greedy_units(credited), _reference(credited, monkeypatch))
+
+
+def test_a_fractional_capacity_holds_its_whole_units(monkeypatch):
+    """A room of 2.5 units takes 2: the same units as a room of 2, on both paths.
+    (A fraction left used to let no unit in while the search for room never ended.)"""
+    from router.bundled import fixtures_dir
+
+    problem = build_problem(load_scenario(fixtures_dir() / "cn-2000"))
+    half = problem.capacity * 0.5  # x.5 wherever the capacity is odd
+    assert (half % 1 == 0.5).any()
+    whole = greedy_units(problem, capacity=np.floor(half))
+    assert np.array_equal(greedy_units(problem, capacity=half), whole)
+    assert np.array_equal(_reference(problem, monkeypatch, capacity=half), whole)
