@@ -521,3 +521,34 @@ def test_exact_lagrangian_bounds_the_optimum_once_per_price_vector(scarce_proble
             params, lambda: 0.0, search, alone, state.key_price, state.node_price, details
         )
         assert len(details["trajectory"]) == 1  # the same prices: not again
+
+
+def test_a_part_of_many_components_keeps_its_time_limit(scarce_problems, monkeypatch):
+    """Each independent component's model costs its own set-up: once the part's
+    time is up, the components left are not solved and keep their start."""
+    import time
+
+    import solver.part_mip
+    from solver.contention import independent_components
+    from solver.params import OptimizeParams
+    from solver.part_mip import solve_part
+
+    solved = []
+    real_solve = solver.part_mip.solve_mip
+    monkeypatch.setattr(
+        solver.part_mip, "solve_mip", lambda *a, **k: solved.append(1) or real_solve(*a, **k)
+    )
+    params = OptimizeParams()
+    for scenario, problem in scarce_problems:
+        start = greedy_units(problem)
+        everyone = np.ones(problem.num_orders, dtype=bool)
+        part = ModelInput.whole(problem)
+        model, v, _keys, rows = build_model(problem, part)
+        assert len(independent_components(problem, part, model, v, rows)) > 1
+        started = time.perf_counter()
+        clock = lambda s=started: time.perf_counter() - s  # noqa: E731
+        units, status = solve_part(problem, start, everyone, params, 0.0, 1e9, clock, start=start)
+        assert time.perf_counter() - started < 5.0
+        assert not solved and status != "optimal"
+        assert np.array_equal(units, start)
+        assert check(scenario, assignments_frame(problem, units)).feasible
