@@ -65,7 +65,7 @@ from solver.cost import (
 from solver.executor import Executor
 from solver.greedy import greedy_units
 from solver.joint_lp import solve_joint_lp, start_joint_lp
-from solver.lagrange import Oracle, dense_prices, search_prices, start_search
+from solver.lagrange import Oracle, dense_prices, floored_value, search_prices, start_search
 from solver.lp_rounding import guided_shipment_costs, keep_whole_units, repair
 from solver.mip import MipParams
 from solver.order_moves import improve_orders
@@ -489,9 +489,7 @@ def _exact_lagrangian(params, clock, search: _Search, alone, key_price, node_pri
         return
     search.exactly_priced.add(seen)
     priced = search.oracle(exact_short=True)(key_price, node_price)
-    search.raise_bound(
-        priced.value + float((np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum())
-    )
+    search.raise_bound(floored_value(priced, alone.cost))
     details["trajectory"].append((round(clock(), 2), round(search.bound, 4)))
 
 
@@ -500,9 +498,7 @@ def _lagrangian_at(problem, search: _Search, alone, prices: Prices) -> float:
     structure = search.structure(exact_short=False)
     state = start_search(structure, prices.unit_price(), prices.node)
     priced = search.oracle(exact_short=False)(state.key_price, state.node_price)
-    return priced.value + float(
-        (np.maximum(priced.order_cost, alone.cost) - priced.order_cost).sum()
-    )
+    return floored_value(priced, alone.cost)
 
 
 def _model_columns(problem) -> int:

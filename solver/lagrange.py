@@ -49,6 +49,15 @@ def start_search(
     return PriceSearch(key_price, node_price.copy())
 
 
+def floored_value(priced: Priced, alone_cost: np.ndarray) -> float:
+    """The Lagrangian bound of ``priced``, each order's term raised to its
+    unpriced optimum alone where that is higher (both are valid lower bounds of
+    its priced optimum: prices are nonnegative)."""
+    return priced.value + float(
+        (np.maximum(priced.order_cost, alone_cost) - priced.order_cost).sum()
+    )
+
+
 def search_prices(
     problem,
     structure: PricingStructure,
@@ -77,9 +86,7 @@ def search_prices(
         if clock() >= deadline:
             break
         priced = oracle(key, node)
-        value = priced.value + float(
-            (np.maximum(priced.order_cost, alone_cost) - priced.order_cost).sum()
-        )
+        value = floored_value(priced, alone_cost)
         search.iterations += 1
         if value > search.best_value + 1e-9:
             search.best_value = value

@@ -32,14 +32,13 @@ def improve_orders(
     clock,
     deadline: float,
     passes: int = 3,
-    stop=lambda: False,
 ) -> tuple[np.ndarray, dict]:
     """``units`` improved by single-order moves of the orders of mask ``movable``.
 
     ``floor`` (O,) is each order's optimum alone (no move can go below it).
     Orders are visited by how far they are above it, largest first; a pass
     over them is repeated (at most ``passes`` times) while it improves, until
-    ``deadline`` (clock seconds) or ``stop()``. Returns the new units and the
+    ``deadline`` (clock seconds). Returns the new units and the
     orders moved in each pass.
     """
     units = units.copy()
@@ -57,7 +56,7 @@ def improve_orders(
         orders = orders[np.argsort(-excess[orders], kind="stable")]
         moved = 0
         for done, order in enumerate(orders.tolist()):
-            if done % 64 == 0 and (clock() >= deadline or stop()):
+            if done % 64 == 0 and clock() >= deadline:
                 break
             cands = slice(
                 int(cand_start[line_start[order]]), int(cand_start[line_start[order + 1]])
@@ -78,6 +77,6 @@ def improve_orders(
             np.subtract.at(stock_left, (nodes, skus), units[cands])
             np.subtract.at(capacity_left, nodes, units[cands])
         stats["moved"].append(moved)
-        if moved == 0 or clock() >= deadline or stop():
+        if moved == 0 or clock() >= deadline:
             break
     return units, stats
