@@ -48,6 +48,7 @@ from solver.alone import (
 from solver.blocks import geographic_blocks
 from solver.bound import Prices, lagrangian_bound
 from solver.budget import part_abs_gap, remaining, within
+from solver.column_generation import added_candidates, priced_candidates
 from solver.contention import (
     orders_using,
     overused,
@@ -73,7 +74,7 @@ from solver.parallel_blocks import improve_in_parallel
 from solver.parallel_pricing import PricingData, price_orders_with
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly, start_exact_mip
-from solver.pricing import PricingStructure, build_structure, price_orders
+from solver.pricing import Priced, PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
 from solver.support_mip import improve_on_support, lp_units, solve_on_support
 from solver.unit_flow import route_lines_by_flow, route_single_units_by_flow
@@ -246,19 +247,32 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
                 search.structure(exact_short=False)
         answer = pending.result()
         best_prices, best_value = None, float("-inf")
+        # A contested part's LP models each line's cheapest candidates only:
+        # once, the candidates its prices say pay are added and it goes on.
+        extend = params.column_generation and _model_columns(problem) > params.whole_lp_columns
         while answer is not None:
             joint = answer
             legs.append((joint.seconds, joint.converged))
             search.raise_bound(joint.bound)
             more = bool(pending.legs_left) and not joint.converged
-            if more or best_prices is not None:
+            grown, value = None, None
+            if extend and not more:
+                extend = False
+                grown, value = _extended_lp(
+                    problem, params, clock, search, alone, contested, joint, stats
+                )
+            if more or best_prices is not None or value is not None:
                 # Which leg's prices bound best is not always the last's (a
                 # converged LP of the contested part's cheapest candidates may
                 # price its stock too high for the rest): each is evaluated.
-                value = _lagrangian_at(problem, search, alone, joint.prices)
+                if value is None:
+                    value = _lagrangian_at(problem, search, alone, joint.prices)
                 search.raise_bound(value)
                 if value > best_value:
                     best_prices, best_value = joint.prices, value
+            if grown is not None:
+                pending.close()
+                pending, more = grown, True
             emit("joint LP", {"best": search.best, "bound": search.bound})
             # An answer from every leg; the moves only from the last (while
             # the LP goes on, both cores are its).
@@ -337,8 +351,18 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
     """The joint LP of a big scarce batch (of the whole batch when its model
     allows, else of the contested part on what ``incumbent`` leaves), started
     on the other core for its share of the time; an unconverged LP goes on
-    (a second leg) while its first answer is rounded."""
+    (a second leg) while its first answer is rounded. A contested part's LP
+    stops at the looser first-leg tolerance instead: column generation
+    refines it (see :func:`_extended_lp`)."""
     first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
+    whole = _model_columns(problem) <= params.whole_lp_columns
+    if not whole and params.column_generation:
+        # its refinement is the larger LP (column generation, see _optimize):
+        # this one only needs to be good enough to price the missing candidates
+        return start_joint_lp(
+            problem, incumbent, contested, params, clock, first_leg,
+            rel_tol=params.first_leg_tolerance,
+        )  # fmt: skip
     return start_joint_lp(
         problem,
         incumbent,
@@ -346,7 +370,7 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
         params,
         clock,
         first_leg,
-        whole=_model_columns(problem) <= params.whole_lp_columns,
+        whole=whole,
         refine=max(
             remaining(params, clock, params.after_refine_share * params.time_limit) - first_leg, 0.0
         ),
@@ -495,10 +519,34 @@ def _exact_lagrangian(params, clock, search: _Search, alone, key_price, node_pri
 
 def _lagrangian_at(problem, search: _Search, alone, prices: Prices) -> float:
     """The Lagrangian bound at ``prices`` on the fast (relaxed) oracle: proven."""
+    return floored_value(_priced_at(search, prices), alone.cost)
+
+
+def _priced_at(search: _Search, prices: Prices) -> Priced:
+    """Every order alone at ``prices`` on the fast (relaxed) oracle."""
     structure = search.structure(exact_short=False)
     state = start_search(structure, prices.unit_price(), prices.node)
-    priced = search.oracle(exact_short=False)(state.key_price, state.node_price)
-    return floored_value(priced, alone.cost)
+    return search.oracle(exact_short=False)(state.key_price, state.node_price)
+
+
+def _extended_lp(problem, params, clock, search: _Search, alone, contested, joint, stats):
+    """Column generation, one round (:mod:`solver.column_generation`): the joint
+    LP of the contested part again, with the candidates of every order's plan
+    at its prices, warm-started from it, while time allows (``None`` when
+    nothing is added or no time is left); and the Lagrangian at ``joint``'s
+    prices, a proven bound."""
+    priced = _priced_at(search, joint.prices)
+    value = floored_value(priced, alone.cost)
+    also = priced_candidates(problem, joint, priced.units)
+    added = added_candidates(joint, also)
+    seconds = remaining(params, clock, params.after_refine_share * params.time_limit)
+    stats["column_generation"] = {"added": added, "seconds": round(seconds, 2)}
+    if added == 0 or seconds < params.extended_lp_share * params.time_limit:
+        return None, value
+    grown = start_joint_lp(
+        problem, search.units, contested, params, clock, seconds, also=also, warm=joint
+    )
+    return grown, value
 
 
 def _model_columns(problem) -> int:

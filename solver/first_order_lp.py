@@ -42,12 +42,21 @@ class FirstOrderResult:
     raw_dual: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Primal and dual iterates to start PDLP from (any vectors of the model's
+    column and row counts: a start only speeds the solve, it proves nothing)."""
+
+    raw_primal: np.ndarray
+    raw_dual: np.ndarray
+
+
 def solve_lp_first_order(
     model: MipModel,
     time_limit: float,
     rel_tol: float = 1e-4,
     threads: int = 1,
-    start: FirstOrderResult | None = None,
+    start: FirstOrderResult | WarmStart | None = None,
 ) -> FirstOrderResult:
     """Solve the LP relaxation of ``model`` with PDLP within ``time_limit`` seconds,
     warm-started from an earlier run's iterates (``start``) when given."""

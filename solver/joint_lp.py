@@ -18,6 +18,7 @@ import numpy as np
 
 from solver.bound import Prices
 from solver.candidates import model_part
+from solver.column_generation import extended_start
 from solver.first_order_lp import dual_bound
 from solver.lp_process import start_first_order_lp
 from solver.lp_reduce import fold_single_shipments
@@ -41,6 +42,12 @@ class JointLp:
     converged: bool
     """The LP solver met its tolerance (PDLP may stop at its time limit first:
     then its routing is only a rough guide)."""
+    duals: np.ndarray | None = None
+    """The model's row duals (PDLP's sign convention), with ``keys`` and ``rows``
+    of :func:`solver.model.build_model`: what a larger LP starts from
+    (:mod:`solver.column_generation`)."""
+    keys: dict | None = None
+    rows: dict | None = None
 
 
 def solve_joint_lp(
@@ -100,6 +107,9 @@ class PendingJointLp:
             int(model.c.size),
             bound,
             converged,
+            duals,
+            keys,
+            rows,
         )
 
     @property
@@ -129,12 +139,18 @@ def start_joint_lp(
     whole: bool = False,
     background: bool = True,
     refine: float = 0.0,
+    also: np.ndarray | None = None,
+    warm: JointLp | None = None,
+    rel_tol: float | None = None,
 ) -> PendingJointLp:
     """:func:`solve_joint_lp`, started: a first-order LP runs on the other core
     (:mod:`solver.lp_process`) while the caller goes on; HiGHS's are solved now.
     With ``refine`` seconds, a first-order LP that has not converged within
     ``time_limit`` goes on from where it stopped for that long, and
-    :meth:`PendingJointLp.result` gives that better answer next."""
+    :meth:`PendingJointLp.result` gives that better answer next. ``also`` masks
+    candidates to model besides a part's cheapest; ``warm``: an earlier LP of
+    fewer candidates, whose answer starts a first-order LP's; ``rel_tol``: its
+    tolerance (default ``params.first_order_tolerance``)."""
     started = clock()
     if whole:
         part = ModelInput.whole(problem)
@@ -143,21 +159,25 @@ def start_joint_lp(
         big = contested.sum() > params.block_orders
         per_line = params.block_candidates_per_line if big else params.candidates_per_line
         part, _ = model_part(
-            problem, incumbent, contested, params, start=incumbent, per_line=per_line
+            problem, incumbent, contested, params, start=incumbent, per_line=per_line, also=also
         )
     model, v, keys, rows = build_model(problem, part)
     pending, done, reduced = None, None, None
     if model.c.size > params.first_order_columns:
         legs = [time_limit, refine] if refine > 0 else [time_limit]
         reduced = fold_single_shipments(model, v, rows)
+        start = None
+        if warm is not None and warm.duals is not None:
+            start = extended_start(warm, part, v, keys, rows, reduced)
         pending = start_first_order_lp(
             reduced.model,
             legs,
-            params.first_order_tolerance,
+            params.first_order_tolerance if rel_tol is None else rel_tol,
             background and params.lp_in_background,
             # (a whole LP's only: a part's converged duals bound worse, see batch)
             first_tol=params.first_leg_tolerance if whole else None,
             threads=params.first_order_threads if model.c.size > params.threaded_lp_columns else 1,
+            start=start,
         )
     else:
         lp = solve_mip(

@@ -21,7 +21,7 @@ from dataclasses import replace
 from itertools import accumulate
 
 from solver.child import PATIENCE, InChild
-from solver.first_order_lp import FirstOrderResult, solve_lp_first_order
+from solver.first_order_lp import FirstOrderResult, WarmStart, solve_lp_first_order
 from solver.mip import MipModel
 
 
@@ -41,12 +41,14 @@ def start_first_order_lp(
     background: bool = True,
     first_tol: float | None = None,
     threads: int = 1,
+    start: WarmStart | None = None,
 ) -> PendingLp:
     """Start PDLP on ``model``'s LP (see :func:`solver.first_order_lp.solve_lp_first_order`)
     for ``legs`` seconds (one number, or one per leg; a leg that ends early
     leaves its time to the next). With ``first_tol`` (looser than ``rel_tol``),
     the first leg stops at that tolerance: a usable answer sooner, which the
-    next leg refines, warm-started, to ``rel_tol``. ``threads``: PDLP's."""
+    next leg refines, warm-started, to ``rel_tol``. ``threads``: PDLP's. ``start``:
+    the first leg's warm start (e.g. a smaller LP's answer, extended)."""
     legs = [legs] if isinstance(legs, int | float) else list(legs)
     ends = list(accumulate(legs))
     tolerances = [rel_tol] * len(legs)
@@ -55,7 +57,7 @@ def start_first_order_lp(
 
     def produce() -> Iterator[FirstOrderResult]:
         started = time.perf_counter()
-        answer = None
+        answer = start
         for end, tol in zip(ends, tolerances, strict=True):
             seconds = max(end - (time.perf_counter() - started), 0.1)
             answer = solve_lp_first_order(model, seconds, tol, threads=threads, start=answer)

@@ -40,6 +40,8 @@ class ReducedLp:
     kept_rows: np.ndarray
     """Rows of the full model kept, in order."""
     full_rows: int
+    kept_cols: np.ndarray
+    """Columns of the full model kept, in order (the folded shipments are gone)."""
 
     def full_x(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.expand @ x)
@@ -63,6 +65,7 @@ def fold_single_shipments(model: MipModel, v, row_group: dict[str, slice]) -> Re
         sp.identity(n_cols, format="csr"),
         np.arange(n_rows),
         n_rows,
+        np.arange(n_cols),
     )  # fmt: skip
     if link is None or v.num_y == 0 or model.col_lo[v.y0 : v.y0 + v.num_y].any():
         return identity
@@ -122,4 +125,4 @@ def fold_single_shipments(model: MipModel, v, row_group: dict[str, slice]) -> Re
         model.row_hi[kept_rows],
         model.offset,
     )
-    return ReducedLp(reduced, expand, kept_rows, n_rows)
+    return ReducedLp(reduced, expand, kept_rows, n_rows, np.flatnonzero(keep_col))

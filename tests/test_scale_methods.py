@@ -357,6 +357,7 @@ def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
         "joint-lp-first-order",
         "joint-lp-first-order-here",
         "joint-lp-relaxed-pricing",
+        "joint-lp-column-generation",
         "within-reach",
     ],
 )
@@ -380,7 +381,12 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         # the price search on the relaxed oracle, then the exact Lagrangian at
         # the LP's prices and at the best found
         exact_pricing_orders=0 if path == "joint-lp-relaxed-pricing" else 1500,
+        # a contested part's LP of each line's cheapest candidate, then again
+        # with the candidates its prices say pay
+        whole_lp_columns=0 if path == "joint-lp-column-generation" else 1_500_000,
+        candidates_per_line=1 if path == "joint-lp-column-generation" else 8,
     )
+    added = 0
     for scenario, problem in scarce_problems:
         model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
         optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
@@ -389,6 +395,8 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         assert result.lower_bound <= optimum + 1e-6
         assert result.cost.total_cost >= optimum - 1e-6
         assert check(scenario, assignments_frame(problem, result.units)).feasible
+        added += result.stats.get("column_generation", {}).get("added", 0)
+    assert (added > 0) == (path == "joint-lp-column-generation")
 
 
 def test_unpruned_mip_in_a_child_gives_the_same_answer(scarce_problems):
@@ -552,3 +560,71 @@ def test_a_part_of_many_components_keeps_its_time_limit(scarce_problems, monkeyp
         assert not solved and status != "optimal"
         assert np.array_equal(units, start)
         assert check(scenario, assignments_frame(problem, units)).feasible
+
+
+def test_shared_ids_of_two_sorted_models():
+    from solver.column_generation import _shared
+
+    into, outof = _shared(np.array([1, 3, 5]), np.array([0, 1, 2, 5, 7]))
+    assert into.tolist() == [1, 3] and outof.tolist() == [0, 2]
+    assert _shared(np.array([4]), np.zeros(0, dtype=np.int64))[0].size == 0
+
+
+def test_column_generation_adds_what_the_prices_say_and_starts_from_the_smaller_lp(
+    scarce_problems,
+):
+    """The plans alone at a one-candidate LP's prices add candidates; the larger
+    LP's start keeps every shared column's value and row's dual, and from it
+    PDLP reaches the same optimum as from nothing, no worse than the smaller's."""
+    from solver.candidates import model_part
+    from solver.column_generation import added_candidates, extended_start, priced_candidates
+    from solver.joint_lp import start_joint_lp
+    from solver.lagrange import start_search
+    from solver.lp_reduce import fold_single_shipments
+    from solver.params import OptimizeParams
+
+    _scenario, problem = scarce_problems[0]
+    params = OptimizeParams(candidates_per_line=1, first_order_columns=0, lp_in_background=False)
+    contested = np.ones(problem.num_orders, dtype=bool)
+    incumbent = greedy_units(problem)
+
+    def lp(also=None, warm=None):
+        answer = start_joint_lp(
+            problem, incumbent, contested, params, lambda: 0.0, 30, also=also, warm=warm
+        ).result()
+        assert answer is not None and answer.converged
+        model, _v, _keys, _rows = build_model(problem, answer.part)
+        return answer, float(model.c @ answer.x + model.offset)
+
+    small, small_value = lp()
+    structure = build_structure(problem, exact_short=False)
+    state = start_search(structure, small.prices.unit_price(), small.prices.node)
+    plans = price_orders(problem, structure, state.key_price, state.node_price).units
+    also = priced_candidates(problem, small, plans)
+    assert added_candidates(small, also) > 0
+    assert also[(plans > 0)].all()
+
+    part, _start = model_part(
+        problem, incumbent, contested, params, start=incumbent, per_line=1, also=also
+    )
+    model, v, keys, rows = build_model(problem, part)
+    reduced = fold_single_shipments(model, v, rows)
+    start = extended_start(small, part, v, keys, rows, reduced)
+    assert start.raw_primal.size == reduced.model.c.size
+    assert start.raw_dual.size == reduced.model.row_lo.size
+    at = np.searchsorted(part.cands, small.part.cands)
+    assert np.array_equal(start.raw_primal[at], small.x[: small.vars.num_x])
+    old_keys = {tuple(k): i for i, k in enumerate(small.keys["stock"].tolist())}
+    full_dual = np.zeros(reduced.full_rows)
+    full_dual[reduced.kept_rows] = start.raw_dual
+    for row, key in enumerate(keys["stock"].tolist()):
+        want = (
+            small.duals[small.rows["stock"].start + old_keys[tuple(key)]]
+            if tuple(key) in old_keys
+            else 0.0
+        )
+        assert full_dual[rows["stock"].start + row] == want
+
+    (_cold, cold_value), (_warm, warm_value) = lp(also), lp(also, warm=small)
+    assert warm_value == pytest.approx(cold_value, rel=1e-3)
+    assert warm_value <= small_value * (1 + 1e-3)
