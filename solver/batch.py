@@ -248,16 +248,18 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         answer = pending.result()
         best_prices, best_value = None, float("-inf")
         # A contested part's LP models each line's cheapest candidates only:
-        # once, the candidates its prices say pay are added and it goes on.
-        extend = params.column_generation and _model_columns(problem) > params.whole_lp_columns
+        # the candidates its prices say pay are added and it goes on.
+        rounds = 0
+        if _model_columns(problem) > params.whole_lp_columns:
+            rounds = params.column_generation_rounds
         while answer is not None:
             joint = answer
             legs.append((joint.seconds, joint.converged))
             search.raise_bound(joint.bound)
             more = bool(pending.legs_left) and not joint.converged
             grown, value = None, None
-            if extend and not more:
-                extend = False
+            if rounds and not more:
+                rounds -= 1
                 grown, value = _extended_lp(
                     problem, params, clock, search, alone, contested, joint, stats
                 )
@@ -356,7 +358,7 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
     refines it (see :func:`_extended_lp`)."""
     first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
     whole = _model_columns(problem) <= params.whole_lp_columns
-    if not whole and params.column_generation:
+    if not whole and params.column_generation_rounds:
         # its refinement is the larger LP (column generation, see _optimize):
         # this one only needs to be good enough to price the missing candidates
         return start_joint_lp(
@@ -540,9 +542,18 @@ def _extended_lp(problem, params, clock, search: _Search, alone, contested, join
     also = priced_candidates(problem, joint, priced.units)
     added = added_candidates(joint, also)
     seconds = remaining(params, clock, params.after_refine_share * params.time_limit)
-    stats["column_generation"] = {"added": added, "seconds": round(seconds, 2)}
-    if added == 0 or seconds < params.extended_lp_share * params.time_limit:
+    details = stats.setdefault("column_generation", {"added": [], "seconds": []})
+    details["added"].append(added)
+    # (a later round needs about as long as the last LP: from a warm start it
+    # has a few new candidates more to settle)
+    first = len(details["added"]) == 1
+    if (
+        added == 0
+        or seconds < params.extended_lp_share * params.time_limit
+        or (not first and seconds < joint.seconds)
+    ):
         return None, value
+    details["seconds"].append(round(seconds, 2))
     grown = start_joint_lp(
         problem, search.units, contested, params, clock, seconds, also=also, warm=joint
     )

@@ -385,6 +385,7 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         # with the candidates its prices say pay
         whole_lp_columns=0 if path == "joint-lp-column-generation" else 1_500_000,
         candidates_per_line=1 if path == "joint-lp-column-generation" else 8,
+        column_generation_rounds=3,
     )
     added = 0
     for scenario, problem in scarce_problems:
@@ -395,7 +396,7 @@ def test_decomposition_paths_bound_the_optimum_and_stay_feasible(scarce_problems
         assert result.lower_bound <= optimum + 1e-6
         assert result.cost.total_cost >= optimum - 1e-6
         assert check(scenario, assignments_frame(problem, result.units)).feasible
-        added += result.stats.get("column_generation", {}).get("added", 0)
+        added += sum(result.stats.get("column_generation", {}).get("added", [0]))
     assert (added > 0) == (path == "joint-lp-column-generation")
 
 
