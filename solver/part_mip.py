@@ -29,7 +29,6 @@ def solve_part(
     on_progress=None,
     search=False,
     also=None,
-    split=True,
 ):
     """Re-route the masked orders by MIP on what the others in ``units`` leave.
 
@@ -38,9 +37,7 @@ def solve_part(
     independent components, each solved as its own (much easier) MIP, smallest
     first. With ``search``, a big linked part first goes through a large
     neighbourhood search. ``also`` masks candidates to model besides each line's
-    ``per_line`` cheapest. Components too many to solve one by one in the time
-    go together into one MIP (without ``split``: the part is one MIP). Returns
-    the new units and the worst MIP status.
+    ``per_line`` cheapest. Returns the new units and the worst MIP status.
     """
     deadline = clock() + time_limit
     part, start_units = model_part(
@@ -49,7 +46,7 @@ def solve_part(
     model, v, _keys, rows = build_model(problem, part)
     result = units.copy()
     result[part.cands] = start_units
-    components = independent_components(problem, part, model, v, rows) if split else [orders]
+    components = independent_components(problem, part, model, v, rows)
     if search and len(components) == 1 and orders.sum() > params.lns_orders:
         # A big tightly linked part: improve it by many small MIPs first, so
         # that the whole-part MIP starts from a good answer and may prove it.
@@ -79,28 +76,12 @@ def solve_part(
         return result, mip.status
     worst = SolveStatus.OPTIMAL
     total = sum(int(c.sum()) for c in components)
-    ordered = sorted(components, key=lambda c: int(c.sum()))
-    looping = clock()
-    for at, component in enumerate(ordered):
+    for component in sorted(components, key=lambda c: int(c.sum())):
         if clock() >= deadline:
             # Each component's model is built on what the whole batch leaves
             # (about 0.2 s at 100,000 orders): hundreds of them overran a
             # limit of 8 s by 90 s there. The rest keep their start.
             worst = SolveStatus.FEASIBLE
-            break
-        if at and (clock() - looping) / at * (len(ordered) - at) > deadline - clock():
-            # too many left to build one by one in the time: one MIP for the
-            # rest (its components stay independent inside it)
-            rest = np.zeros(problem.num_orders, dtype=bool)
-            for other in ordered[at:]:
-                rest |= other
-            result, status = solve_part(
-                problem, result, rest, params,
-                deadline - clock(), batch_cost, clock, start=result, per_line=per_line,
-                also=also, split=False,
-            )  # fmt: skip
-            if status != SolveStatus.OPTIMAL:
-                worst = status
             break
         budget = min(time_limit * int(component.sum()) / total, deadline - clock())
         result, status = solve_part(

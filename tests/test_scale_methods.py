@@ -563,54 +563,6 @@ def test_a_part_of_many_components_keeps_its_time_limit(scarce_problems, monkeyp
         assert check(scenario, assignments_frame(problem, units)).feasible
 
 
-def test_components_too_many_for_the_time_go_together_into_one_mip(scarce_problems, monkeypatch):
-    """When the components solved so far, one by one, say the rest would not
-    fit the time, the rest is one MIP: every MIP here takes 1 s of a clock the
-    test keeps, so after the first of K components the K - 1 others (needing
-    K - 1 s of the K / 2 left) go together. The answer is feasible and no worse."""
-    import solver.part_mip
-    from solver.contention import independent_components
-    from solver.params import OptimizeParams
-
-    now = [0.0]
-    real_solve, real_part = solver.part_mip.solve_mip, solver.part_mip.solve_part
-    calls, merged = [], []
-
-    def one_second_mip(*args, **kwargs):
-        now[0] += 1.0
-        calls.append(1)
-        return real_solve(*args, **kwargs)
-
-    def spy(problem, units, orders, *args, **kwargs):
-        if kwargs.get("split") is False:
-            merged.append(int(orders.sum()))
-        return real_part(problem, units, orders, *args, **kwargs)
-
-    monkeypatch.setattr(solver.part_mip, "solve_mip", one_second_mip)
-    monkeypatch.setattr(solver.part_mip, "solve_part", spy)
-    for scenario, problem in scarce_problems:
-        start = greedy_units(problem)
-        part = ModelInput.whole(problem)
-        model, v, _keys, rows = build_model(problem, part)
-        count = len(independent_components(problem, part, model, v, rows))
-        if count < 3:
-            continue
-        calls.clear(), merged.clear()
-        everyone = np.ones(problem.num_orders, dtype=bool)
-        units, _status = real_part(
-            problem, start, everyone, OptimizeParams(), count / 2, 1e9, lambda: now[0], start=start
-        )
-        assert len(calls) == 2 and len(merged) == 1
-        assert merged[0] == problem.num_orders - min(
-            int(c.sum()) for c in independent_components(problem, part, model, v, rows)
-        )
-        assert evaluate(problem, units).total_cost <= evaluate(problem, start).total_cost + 1e-6
-        assert check(scenario, assignments_frame(problem, units)).feasible
-        break
-    else:
-        pytest.skip("no batch with three components")
-
-
 def test_shared_ids_of_two_sorted_models():
     from solver.column_generation import _shared
 
