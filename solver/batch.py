@@ -193,7 +193,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             # too high, measured at 100,000 orders.)
             early = _start_joint_lp(problem, params, clock, alone.units, contested)
         try:
-            flowed = route_lines_by_flow(problem, alone.units, contested)
+            flowed = route_lines_by_flow(problem, alone.units, contested, **_flow_cap(params))
         except BaseException:
             if early is not None:
                 early.close()
@@ -234,10 +234,21 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         return search.result(params, clock, stats)
 
     emit("joint LP", {"best": search.best})
+    # A national batch's LP covers a sample of its contested part
+    # (solver.joint_lp.lp_orders): its prices bound the batch, but its routing
+    # guides a tenth of the orders. There, for now, the flow's answer stands and
+    # the time after the LP goes to the bound: the LP-guided flow, the dive and
+    # the block sweeps each need about as much memory again as the batch (over
+    # 15 GB at 1,000,000 orders, measured), and the orders priced exactly
+    # (about a millisecond each) would be hundreds of thousands.
+    national = early is None and _sampled_lp(problem, params, contested)
+    search.exact_short_pricing = not national
     pending = early or _start_joint_lp(problem, params, clock, search.units, contested)
     joint, legs = None, []
     try:
-        if pending.in_background:
+        if pending.in_background and national:
+            search.structure(exact_short=False)
+        elif pending.in_background:
             # The LP runs in a child on both cores: meanwhile, this one builds
             # the price search's index arrays, which the bound needs next, and
             # then waits. (Single-order moves here were always superseded by
@@ -249,8 +260,9 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         best_prices, best_value = None, float("-inf")
         # A contested part's LP models each line's cheapest candidates only:
         # the candidates its prices say pay are added and it goes on.
+        # (Not yet on a national batch's sampled LP: not measured there.)
         rounds = 0
-        if _model_columns(problem) > params.whole_lp_columns:
+        if _model_columns(problem) > params.whole_lp_columns and not national:
             rounds = params.column_generation_rounds
         while answer is not None:
             joint = answer
@@ -278,11 +290,32 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             emit("joint LP", {"best": search.best, "bound": search.bound})
             # An answer from every leg; the moves only from the last (while
             # the LP goes on, both cores are its).
-            _guided_flow(problem, params, clock, search, alone, contested, joint, stats, not more)
-            emit("joint LP: guided flow", {"best": search.best})
+            if not national:
+                _guided_flow(
+                    problem, params, clock, search, alone, contested, joint, stats, not more
+                )
+                emit("joint LP: guided flow", {"best": search.best})
             answer = pending.result() if more else None
     finally:
         pending.close()
+    if national:
+        if joint is None:  # no LP answer in time: the bound from zero prices
+            prices, search.timed_out = Prices(problem), True
+        else:
+            stats["joint_lp"] = {
+                "solver": joint.solver,
+                "seconds": joint.seconds,
+                "columns": joint.columns,
+                "converged": joint.converged,
+                "legs": legs,
+                "orders": int(joint.part.orders.size),
+            }
+            prices = best_prices or joint.prices
+        del joint, answer, pending  # (the LP's part holds a dense stock table)
+        emit("lower bound", {"best": search.best})
+        _prove(problem, params, clock, search, alone, prices, stats, share=0.9)
+        emit("lower bound", {"best": search.best, "bound": search.bound})
+        return search.result(params, clock, stats)
     if joint is None:
         # no LP answer in time: what single-order moves can do in what is left
         _moves(problem, params, clock, search, alone, contested, stats)
@@ -349,6 +382,14 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     return search.result(params, clock, stats)
 
 
+def _sampled_lp(problem, params, contested) -> bool:
+    """Is the joint LP of this scarce batch one of a sample of its contested part?"""
+    return (
+        _model_columns(problem) > params.whole_lp_columns
+        and contested.sum() > params.joint_lp_orders
+    )
+
+
 def _start_joint_lp(problem, params, clock, incumbent, contested):
     """The joint LP of a big scarce batch (of the whole batch when its model
     allows, else of the contested part on what ``incumbent`` leaves), started
@@ -358,7 +399,10 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
     refines it (see :func:`_extended_lp`)."""
     first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
     whole = _model_columns(problem) <= params.whole_lp_columns
-    if not whole and params.column_generation_rounds:
+    # An LP of a sample of the contested part (a national batch) is solved in
+    # one leg: the bound at that size needs the time after it.
+    sampled = _sampled_lp(problem, params, contested)
+    if not whole and not sampled and params.column_generation_rounds:
         # its refinement is the larger LP (column generation, see _optimize):
         # this one only needs to be good enough to price the missing candidates
         return start_joint_lp(
@@ -373,7 +417,9 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
         clock,
         first_leg,
         whole=whole,
-        refine=max(
+        refine=0.0
+        if sampled
+        else max(
             remaining(params, clock, params.after_refine_share * params.time_limit) - first_leg, 0.0
         ),
     )
@@ -397,6 +443,9 @@ class _Search:
         self._pricing_data: dict[bool, PricingData] = {}
         self.exactly_priced: set[tuple[bytes, bytes]] = set()
         """Prices at which the Lagrangian was already evaluated with the short orders exact."""
+        self.exact_short_pricing = True
+        """Price the orders with a short candidate exactly when the time allows
+        (off for a national batch: too many, and a second pricing structure)."""
 
     def structure(self, exact_short: bool) -> PricingStructure:
         """The pricing oracle's index arrays, built once per solve."""
@@ -467,12 +516,14 @@ def _prove(problem, params, clock, search: _Search, alone, prices: Prices, stats
         return
     started = clock()
     details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
-    tight = search.structure(exact_short=True)
     # Pricing the orders with a short candidate exactly makes each step nearly
     # the exact Lagrangian, at about a millisecond per such order: worth it
     # only while they are few.
-    small = tight.loop_orders.size <= params.exact_pricing_orders
-    structure = tight if small else search.structure(exact_short=False)
+    small = (
+        search.exact_short_pricing
+        and search.structure(exact_short=True).loop_orders.size <= params.exact_pricing_orders
+    )
+    structure = search.structure(exact_short=small)
     state = start_search(structure, prices.unit_price(), prices.node)
     if not small:
         _exact_lagrangian(params, clock, search, alone, state.key_price, state.node_price, details)
@@ -506,6 +557,8 @@ def _exact_lagrangian(params, clock, search: _Search, alone, key_price, node_pri
     priced exactly (about a millisecond each), the rest vectorised: once per
     price vector, when the time left allows. (Both pricing structures number
     the stock keys alike.)"""
+    if not search.exact_short_pricing:
+        return
     tight = search.structure(exact_short=True)
     seen = (key_price.tobytes(), node_price.tobytes())
     if (
@@ -558,6 +611,15 @@ def _extended_lp(problem, params, clock, search: _Search, alone, contested, join
         problem, search.units, contested, params, clock, seconds, also=also, warm=joint
     )
     return grown, value
+
+
+def _flow_cap(params) -> dict:
+    """The arcs a contested lines' flow keeps when it is big (see ``OptimizeParams.flow_arcs``)."""
+    return {
+        "max_arcs": params.flow_arcs,
+        "per_line": params.flow_candidates_per_line,
+        "spare_per_line": params.flow_spare_per_line,
+    }
 
 
 def _model_columns(problem) -> int:
@@ -788,7 +850,7 @@ def _guided_flow(
     per_unit = guided_shipment_costs(
         problem, joint.part, joint.vars, joint.x, params.open_shipment_threshold
     )
-    flowed = route_lines_by_flow(problem, search.units, contested, per_unit)
+    flowed = route_lines_by_flow(problem, search.units, contested, per_unit, **_flow_cap(params))
     if flowed is None:
         return
     flow_cost = evaluate(problem, flowed).total_cost

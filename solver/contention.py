@@ -13,15 +13,20 @@ from solver.model import ModelInput
 
 
 def usage(problem, units, cands=None):
-    """Units per (node, sku) key and per node, of ``units`` over ``cands``."""
-    cands = np.arange(problem.cand_line.size) if cands is None else cands
-    nodes = problem.cand_node[cands]
-    skus = problem.line_sku[problem.cand_line[cands]]
+    """Units per (node, sku) key and per node, of ``units`` over ``cands`` (default: all)."""
+    if cands is None:  # (no index copies: (C,) arrays are 570 MB each at national size)
+        nodes, weights = problem.cand_node, units
+        key = problem.line_sku[problem.cand_line]
+    else:
+        nodes, weights = problem.cand_node[cands], units[cands]
+        key = problem.line_sku[problem.cand_line[cands]]
     n_skus = problem.sku_ids.size
-    by_key = np.bincount(
-        nodes * n_skus + skus, weights=units[cands], minlength=problem.num_nodes * n_skus
-    ).reshape(problem.num_nodes, n_skus)
-    by_node = np.bincount(nodes, weights=units[cands], minlength=problem.num_nodes)
+    key += nodes * n_skus
+    by_key = np.bincount(key, weights=weights, minlength=problem.num_nodes * n_skus).reshape(
+        problem.num_nodes, n_skus
+    )
+    del key
+    by_node = np.bincount(nodes, weights=weights, minlength=problem.num_nodes)
     return by_key, by_node
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from solver.contention import overused, usage
 from solver.greedy import greedy_units
-from solver.unit_flow import route_single_units_by_flow
+from solver.unit_flow import route_single_units_by_flow, shipment_cost_per_unit
 
 INTEGRAL_TOLERANCE = 0.05
 """A first-order LP's answer is approximate: values this close to an integer count as it."""
@@ -87,7 +87,10 @@ def guided_shipment_costs(problem, part, v, x: np.ndarray, threshold: float) -> 
 
     Open: the shipments the LP ``x`` of ``part`` uses at least ``threshold``,
     and each order's most used one; they cost their share of the order's units.
-    Every other shipment costs itself plus a split penalty per unit.
+    Every other shipment of the part's orders costs itself plus a split penalty
+    per unit; those of orders outside the part (an LP of a sample of them, see
+    :func:`solver.joint_lp.lp_orders`) their cost in the unguided flow
+    (:func:`solver.unit_flow.shipment_cost_per_unit`).
     """
     y = np.zeros(problem.pair_order.size)
     y[part.pairs] = x[v.y0 : v.y0 + v.num_y]
@@ -98,7 +101,13 @@ def guided_shipment_costs(problem, part, v, x: np.ndarray, threshold: float) -> 
         problem.line_order, weights=problem.line_qty, minlength=problem.num_orders
     )
     share = problem.pair_ship_cost / np.maximum(order_units[problem.pair_order], 1)
-    return np.where(opened, share, problem.pair_ship_cost + problem.split_penalty)
+    guided = np.where(opened, share, problem.pair_ship_cost + problem.split_penalty)
+    in_part = np.zeros(problem.num_orders, dtype=bool)
+    in_part[part.orders] = True
+    outside = ~in_part[problem.pair_order]
+    if outside.any():
+        guided[outside] = shipment_cost_per_unit(problem)[outside]
+    return guided
 
 
 def _orders_beyond_limits(problem, units, keep, cand_x, part) -> np.ndarray:

@@ -64,6 +64,16 @@ class OptimizeParams:
     the joint LP's support (``solver.batch._within_reach``), measured better
     there than the decomposition (a 2,000-order batch: 64,000 columns; at
     5,000 orders, 171,000, neither MIP improved on the guided flow in 40 s)."""
+    flow_arcs: int = 8_000_000
+    """A min-cost flow of the contested lines (:mod:`solver.unit_flow`) with
+    more candidate arcs than this keeps only each line's ``flow_candidates_per_line``
+    cheapest, the ones it uses, and its ``flow_spare_per_line`` cheapest where
+    stock is to spare (:func:`solver.unit_flow.capped_arcs`): the graph takes
+    about a hundred bytes per arc, and a national batch's lines have tens of
+    millions of candidates (measured at 1,000,000 orders: 8, the used ones and 2
+    spare, 70.9 million candidates, were 5.5 GB in the flow solver)."""
+    flow_candidates_per_line: int = 5
+    flow_spare_per_line: int = 1
     support_block_orders: int = 1000
     support_block_seconds: float = 8.0
     """Geographic blocks re-routed by MIPs over the joint LP's support when a
@@ -75,6 +85,10 @@ class OptimizeParams:
     """Large batches whose unpruned model has at most this many columns get the
     joint LP over the whole batch (every order and candidate): its duals then
     prove a bound directly. Larger ones get the LP of the contested part."""
+    joint_lp_orders: int = 100_000
+    """Most contested orders in a joint LP of the contested part: beyond, an
+    evenly spread sample of this many (:func:`solver.joint_lp.lp_orders`); the
+    LP of 100,000 orders has about 1.9 million columns (140 s on two threads)."""
     after_lp_share: float = 0.35
     """Share of the time limit kept for the steps after a scarce batch's joint
     LP (its rounding, moves, bound and blocks); the LP may use the rest."""

@@ -33,6 +33,10 @@ import numpy as np
 
 from solver.cost import unit_cost as cand_unit_cost
 
+INDEX = np.int32
+"""Index arrays of the structure (candidates, shipment rows, stock keys): all
+below 2**31 at national size (60 million candidates), and half the memory."""
+
 MAX_GROUP_LINES = 8
 """Orders with more lines are priced one by one."""
 
@@ -64,7 +68,8 @@ class PatternGroup:
     cand: np.ndarray
     """(R, L) line-candidate index of line j of the order at the row's node, -1 if none."""
     room: np.ndarray
-    """(R, L) units of line j the row's node can give (its stock, 0 without candidate)."""
+    """(R, L) units of line j the row's node can give (its stock, 0 without candidate),
+    at most the pattern's largest quantity (all a block can want)."""
     blocks: np.ndarray
     """(L, B) units of line j in block b (b = 0 is the empty block)."""
 
@@ -111,12 +116,15 @@ def build_structure(problem, exact_short: bool = True) -> PricingStructure:
     key_code = problem.cand_node * n_skus + problem.line_sku[problem.cand_line]
     keys, cand_key = np.unique(key_code, return_inverse=True)
     del key_code  # (C,) arrays are 480 MB each at national size: none kept longer than needed
+    cand_key = cand_key.astype(INDEX)
     key_node, key_sku = keys // n_skus, keys % n_skus
 
     lines_per_order = np.diff(problem.order_line_start)
     pairs_per_order = np.diff(problem.order_pair_start)
     one_by_one = lines_per_order > MAX_GROUP_LINES
-    cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]]
+    cand_stock = problem.stock[problem.cand_node, problem.line_sku[problem.cand_line]].astype(
+        np.int32
+    )
     if exact_short:
         one_by_one[cand_order[cand_stock < problem.line_qty[problem.cand_line]]] = True
     grouped = np.flatnonzero(~one_by_one & (pairs_per_order > 0))
@@ -126,34 +134,35 @@ def build_structure(problem, exact_short: bool = True) -> PricingStructure:
     qty = problem.line_qty.tolist()
     for order in grouped.tolist():
         patterns.setdefault(tuple(qty[starts[order] : starts[order + 1]]), []).append(order)
-    slot = problem.cand_line - problem.order_line_start[cand_order]
-    row_of_pair = np.full(problem.pair_order.size, -1, dtype=np.int64)
+    slot = (problem.cand_line - problem.order_line_start[cand_order]).astype(INDEX)
+    row_of_pair = np.full(problem.pair_order.size, -1, dtype=INDEX)
     order_pattern = np.full(problem.num_orders, -1, dtype=np.int64)
     for index, members in enumerate(patterns.values()):
         order_pattern[members] = index
-    cand_pattern = order_pattern[cand_order]
+    cand_pattern = order_pattern[cand_order].astype(INDEX)
     del cand_order
-    cand_by_pattern = np.argsort(cand_pattern, kind="stable")
+    cand_by_pattern = np.argsort(cand_pattern, kind="stable").astype(INDEX)
     cand_pattern_sorted = cand_pattern[cand_by_pattern]
     del cand_pattern
     groups = []
     for index, (pattern, members) in enumerate(patterns.items()):
         orders = np.asarray(members, dtype=np.int64)
         counts = pairs_per_order[orders]
-        row_start = np.r_[0, np.cumsum(counts)[:-1]]
-        owner = np.repeat(np.arange(orders.size), counts)
-        rows = problem.order_pair_start[orders][owner] + (
-            np.arange(counts.sum()) - row_start[owner]
-        )
-        row_of_pair[rows] = np.arange(rows.size)
+        row_start = np.r_[0, np.cumsum(counts)[:-1]].astype(INDEX)
+        owner = np.repeat(np.arange(orders.size, dtype=INDEX), counts)
+        rows = (
+            problem.order_pair_start[orders][owner] + (np.arange(counts.sum()) - row_start[owner])
+        ).astype(INDEX)
+        row_of_pair[rows] = np.arange(rows.size, dtype=INDEX)
         lo, hi = np.searchsorted(cand_pattern_sorted, [index, index + 1])
         mine = cand_by_pattern[lo:hi]
         size = len(pattern)
-        cand = np.full((rows.size, size), -1, dtype=np.int64)
-        room = np.zeros((rows.size, size), dtype=np.int64)
+        cand = np.full((rows.size, size), -1, dtype=INDEX)
+        # (a block wants at most the pattern's largest quantity of a line)
+        room = np.zeros((rows.size, size), dtype=np.int16 if max(pattern) < 2**15 else np.int64)
         where = (row_of_pair[problem.cand_pair[mine]], slot[mine])
         cand[where] = mine
-        room[where] = cand_stock[mine]
+        room[where] = np.minimum(cand_stock[mine], max(pattern))
         whole = int(np.prod(np.asarray(pattern) + 1)) > MAX_PATTERN_BLOCKS
         groups.append(
             PatternGroup(
@@ -172,7 +181,7 @@ def build_structure(problem, exact_short: bool = True) -> PricingStructure:
         groups=tuple(groups),
         loop_orders=np.flatnonzero(one_by_one & (pairs_per_order > 0)),
         no_candidate_orders=np.flatnonzero(pairs_per_order == 0),
-        cand_key=cand_key.astype(np.int64, copy=False),
+        cand_key=cand_key,
         key_node=key_node,
         key_sku=key_sku,
         key_stock=problem.stock[key_node, key_sku].astype(np.float64),

@@ -633,3 +633,33 @@ def test_bound_of_a_large_order_never_exceeds_its_optimum(tmp_path):
     optimum = check(out.scenario, assignments_frame(out.problem, v.extract(full.x))).total_cost
     assert out.result.lower_bound <= optimum + 1e-9
     assert out.result.cost.total_cost == pytest.approx(optimum, abs=1e-9)
+
+
+def test_national_batch_bounds_from_a_sampled_lp(generated):
+    """A batch too big for the joint LP of its whole contested part (here by
+    parameters: 300 orders, 49 contested, an LP of at most 40): the LP covers an even sample,
+    the flow's answer stands, the bound is the Lagrangian at the sample's prices,
+    proven (at most the optimum) and above every order alone's."""
+    from solver.alone import route_each_order_alone
+
+    folder, problem = generated(300, 2.0, 3)
+    params = OptimizeParams(
+        time_limit=20.0,
+        exact_orders=10,
+        exact_candidates=10,
+        exact_mip_columns=0,
+        whole_lp_columns=0,
+        joint_lp_orders=40,
+        joint_lp_colliding_share=0.1,
+        flow_arcs=100,
+    )
+    result = _run(problem, params)
+    assert result.stats["joint_lp"]["orders"] == 40
+    assert "guided_flow" not in result.stats and "blocks" not in result.stats
+    assert result.cost.total_cost == pytest.approx(result.stats["flow_cost"], abs=0.01)  # (rounded)
+    model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+    full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))
+    assert result.lower_bound <= full.objective + 1e-3
+    assert result.lower_bound > route_each_order_alone(problem).bound
+    report = check(load_scenario(folder), assignments_frame(problem, result.units))
+    assert report.feasible, report.violations[:3]

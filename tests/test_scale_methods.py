@@ -629,3 +629,121 @@ def test_column_generation_adds_what_the_prices_say_and_starts_from_the_smaller_
     (_cold, cold_value), (_warm, warm_value) = lp(also), lp(also, warm=small)
     assert warm_value == pytest.approx(cold_value, rel=1e-3)
     assert warm_value <= small_value * (1 + 1e-3)
+
+
+def test_capped_flow_keeps_cheap_used_and_spare_arcs():
+    """Hand-checked: two lines of one SKU at four nodes. Line 0 keeps its cheapest
+    (node 0) and the one it uses (node 3); line 1 its cheapest (node 1). Node 1
+    has no stock to spare (line 1 keeps an arc there wanting its 1 unit left),
+    node 2 has (5 units, nobody keeps an arc there): each line also keeps its
+    cheapest arc where stock is to spare, node 2."""
+    from types import SimpleNamespace
+
+    from solver.unit_flow import capped_arcs
+
+    problem = SimpleNamespace(
+        cand_line=np.array([0, 0, 0, 0, 1, 1, 1]),
+        cand_node=np.array([0, 1, 2, 3, 1, 2, 3]),
+        line_sku=np.array([0, 0]),
+        line_qty=np.array([1, 1]),
+        sku_ids=np.array([7]),
+    )
+    cands = np.arange(7)
+    node = problem.cand_node  # one SKU: a node is a stock key
+    cost = np.array([1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0])
+    # stock left per candidate's key (node): node 0: 1, node 1: 1, node 2: 5, node 3: 0
+    stock_left = np.array([1, 1, 5, 0, 1, 5, 0])
+    used = np.array([False, False, False, True, False, False, False])
+    keep = capped_arcs(problem, cands, cost, node, stock_left, used, per_line=1, spare_per_line=1)
+    # line 0: node 0 (cheapest), node 3 (used), node 2 (spare); line 1: node 1, node 2
+    assert keep.tolist() == [True, False, True, True, True, True, False]
+    # no spare arcs asked: only the cheapest and the used ones
+    keep = capped_arcs(problem, cands, cost, node, stock_left, used, per_line=1, spare_per_line=0)
+    assert keep.tolist() == [True, False, False, True, True, False, False]
+
+
+def test_capped_flow_is_feasible_and_uncapped_below_its_arcs(scarce_problems):
+    """Below ``max_arcs`` the flow is the uncapped one; capped, it is still feasible,
+    leaves the other orders' plans alone, and is no worse (linearised) than the
+    routing it starts from, which it can always give back."""
+    from solver.unit_flow import COST_SCALE, route_lines_by_flow
+
+    for scenario, problem in scarce_problems:
+        everyone = np.ones(problem.num_orders, dtype=bool)
+        greedy = greedy_units(problem)
+        full = route_lines_by_flow(problem, greedy, everyone)
+        same = route_lines_by_flow(problem, greedy, everyone, max_arcs=problem.cand_line.size)
+        assert np.array_equal(full, same)
+        slack = problem.line_qty.sum() / COST_SCALE
+        half = np.arange(problem.num_orders) % 2 == 0
+        for movable in (everyone, half):
+            capped = route_lines_by_flow(
+                problem, greedy, movable, max_arcs=1, per_line=1, spare_per_line=1
+            )
+            assert check(scenario, assignments_frame(problem, capped)).feasible
+            outside = ~movable[problem.line_order[problem.cand_line]]
+            assert np.array_equal(capped[outside], greedy[outside])
+            assert _linearised_cost(problem, capped) <= _linearised_cost(problem, greedy) + slack
+            assert _linearised_cost(problem, full) <= _linearised_cost(problem, capped) + slack
+
+
+def test_joint_lp_of_many_contested_orders_covers_an_even_sample():
+    from solver.joint_lp import lp_orders
+
+    contested = np.zeros(12, dtype=bool)
+    contested[[1, 2, 4, 5, 7, 8, 10, 11]] = True
+    assert lp_orders(contested, 8) is contested  # all of them fit
+    # 8 orders, 4 kept: every 2nd (the 1st, 3rd, 5th and 7th)
+    assert np.flatnonzero(lp_orders(contested, 4)).tolist() == [1, 4, 7, 10]
+    # 8 orders, 3 kept: k = 8/3, positions 0, 2 and 5
+    assert np.flatnonzero(lp_orders(contested, 3)).tolist() == [1, 4, 8]
+
+
+def test_guided_flow_prices_orders_outside_the_lp_as_the_unguided_flow(scarce_problems):
+    """An LP of a sample of the orders guides their shipments only: every other
+    order's shipments cost what they cost in the unguided flow."""
+    from solver.candidates import model_part
+    from solver.lp_rounding import guided_shipment_costs
+    from solver.unit_flow import shipment_cost_per_unit
+
+    _scenario, problem = scarce_problems[0]
+    everyone = np.ones(problem.num_orders, dtype=bool)
+    sample = np.arange(problem.num_orders) % 3 == 0
+    greedy = greedy_units(problem)
+    whole, _ = model_part(problem, greedy, everyone, None, start=greedy, per_line=4)
+    part, _ = model_part(problem, greedy, sample, None, start=greedy, per_line=4)
+    for which in (whole, part):
+        model, v, _keys, _rows = build_model(problem, which)
+        lp = solve_mip(model, MipParams(relax=True))
+        per_unit = guided_shipment_costs(problem, which, v, lp.x, 0.5)
+        outside = ~np.isin(problem.pair_order, which.orders)
+        assert np.allclose(per_unit[outside], shipment_cost_per_unit(problem)[outside])
+        assert outside.any() == (which is part)
+
+
+def test_rank_in_line_ranks_each_lines_candidates_by_cost():
+    from solver.candidates import rank_within
+    from solver.unit_flow import _rank_in_line
+
+    line = np.array([0, 0, 0, 2, 2, 5])
+    cost = np.array([3.0, 1.0, 2.0, -4.0, 7.0, 0.5])
+    assert _rank_in_line(line, cost).tolist() == [2, 0, 1, 0, 1, 0]
+    rng = np.random.default_rng(0)
+    line = np.sort(rng.integers(0, 300, 5000))
+    cost = rng.random(5000) * 100  # distinct: the same ranks as the two-key sort
+    assert np.array_equal(_rank_in_line(line, cost), rank_within(line, cost))
+
+
+def test_flow_solved_in_a_child_gives_the_same_flows():
+    """Two units from the source to the sink over two paths of costs 1 and 3, the
+    cheap one of capacity 1: one unit each way, in this process and in a child."""
+    from solver.unit_flow import _solve_flow
+
+    tails = np.array([0, 0, 1, 2], dtype=np.int32)
+    heads = np.array([1, 2, 3, 3], dtype=np.int32)
+    capacity = np.array([1, 2, 2, 2], dtype=np.int64)
+    cost = np.array([1, 3, 0, 0], dtype=np.int64)
+    supplies = np.array([2, 0, 0, -2], dtype=np.int64)
+    here = _solve_flow(tails, heads, capacity, cost, supplies, 2, background=False)
+    there = _solve_flow(tails, heads, capacity, cost, supplies, 2, background=True)
+    assert here.tolist() == there.tolist() == [1, 1]
