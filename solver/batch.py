@@ -247,6 +247,12 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     joint, legs = None, []
     try:
         if pending.in_background and national:
+            # The capped flow's answer can be worse than greedy's (measured at
+            # 1,000,000 orders: 53,995,018 against greedy's 43,501,751, more
+            # units unfilled): the colliding orders re-routed greedily are
+            # offered too, on this core while the LP runs on the other.
+            search.offer(reroute_greedily(problem, alone.units, colliding))
+            stats["best_after_greedy_reroute"] = round(search.best, 2)
             search.structure(exact_short=False)
         elif pending.in_background:
             # The LP runs in a child on both cores: meanwhile, this one builds
