@@ -308,14 +308,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         if joint is None:  # no LP answer in time: the bound from zero prices
             prices, search.timed_out = Prices(problem), True
         else:
-            stats["joint_lp"] = {
-                "solver": joint.solver,
-                "seconds": joint.seconds,
-                "columns": joint.columns,
-                "converged": joint.converged,
-                "legs": legs,
-                "orders": int(joint.part.orders.size),
-            }
+            stats["joint_lp"] = {**_lp_stats(joint, legs), "orders": int(joint.part.orders.size)}
             prices = best_prices or joint.prices
         del joint, answer, pending  # (the LP's part holds a dense stock table)
         emit("lower bound", {"best": search.best})
@@ -333,13 +326,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     emit("lower bound", {"best": search.best, "bound": search.bound})
 
     if joint is not None:
-        stats["joint_lp"] = {
-            "solver": joint.solver,
-            "seconds": joint.seconds,
-            "columns": joint.columns,
-            "converged": joint.converged,
-            "legs": legs,
-        }
+        stats["joint_lp"] = _lp_stats(joint, legs)
         rounded, undecided = search.units, np.zeros(problem.num_orders, dtype=bool)
         if (
             joint.converged
@@ -386,6 +373,17 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         emit("joint MIP polish", {"best": search.best, "bound": search.bound})
         _polish(problem, params, clock, search, contested, emit, stats, reserve=0.0)
     return search.result(params, clock, stats)
+
+
+def _lp_stats(joint, legs) -> dict:
+    """What the answer's details say of the joint LP."""
+    return {
+        "solver": joint.solver,
+        "seconds": joint.seconds,
+        "columns": joint.columns,
+        "converged": joint.converged,
+        "legs": legs,
+    }
 
 
 def _sampled_lp(problem, params, contested) -> bool:
