@@ -266,10 +266,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         best_prices, best_value = None, float("-inf")
         # A contested part's LP models each line's cheapest candidates only:
         # the candidates its prices say pay are added and it goes on.
-        # (Not yet on a national batch's sampled LP: not measured there.)
-        rounds = 0
-        if _model_columns(problem) > params.whole_lp_columns and not national:
-            rounds = params.column_generation_rounds
+        rounds = params.column_generation_rounds if _grows(problem, params, contested) else 0
         while answer is not None:
             joint = answer
             legs.append((joint.seconds, joint.converged))
@@ -386,6 +383,17 @@ def _lp_stats(joint, legs) -> dict:
     }
 
 
+def _grows(problem, params, contested) -> bool:
+    """Is the joint LP of this scarce batch refined by column generation? A
+    contested part's LP is, unless it is a national batch's sample (not
+    measured there)."""
+    return (
+        params.column_generation_rounds > 0
+        and _model_columns(problem) > params.whole_lp_columns
+        and not _sampled_lp(problem, params, contested)
+    )
+
+
 def _sampled_lp(problem, params, contested) -> bool:
     """Is the joint LP of this scarce batch one of a sample of its contested part?"""
     return (
@@ -406,7 +414,7 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
     # An LP of a sample of the contested part (a national batch) is solved in
     # one leg: the bound at that size needs the time after it.
     sampled = _sampled_lp(problem, params, contested)
-    if not whole and not sampled and params.column_generation_rounds:
+    if _grows(problem, params, contested):
         # its refinement is the larger LP (column generation, see _optimize):
         # this one only needs to be good enough to price the missing candidates
         return start_joint_lp(

@@ -6,7 +6,7 @@ Its prices can then be far from the whole LP's: a stock key that few of the
 kept candidates reach gets no row (price 0), and a key that many reach is
 priced as if nothing else could serve those lines. Every order's best plan
 alone at the LP's prices (the Lagrangian oracle, over *every* candidate) says
-which missing candidates pay: those with a negative reduced cost. The LP
+which missing candidates pay: those the plans use. The LP
 again with them added (:func:`priced_candidates`), warm-started from the
 first's answer (:func:`extended_start`), prices the stock for the whole batch.
 
