@@ -38,6 +38,7 @@ is always feasible and the reported gap is a proof, not an estimate.
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -77,7 +78,7 @@ from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import Priced, PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
 from solver.support_mip import improve_on_support, lp_units, solve_on_support
-from solver.unit_flow import route_lines_by_flow, route_single_units_by_flow
+from solver.unit_flow import priced_flow, route_lines_by_flow, route_single_units_by_flow
 
 EXACT_PRICING_SECONDS = 1e-3
 """Seconds to price one order with a short candidate exactly (measured 0.8 ms
@@ -183,7 +184,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
     # optimum. When most of the batch collides, the contested lines are routed
     # by one min-cost flow (which lines get the scarce units, jointly); else
     # the colliding orders greedily on what is left, the one-unit ones by a flow.
-    early = None
+    early, rerouted, flow_prices = None, None, None
     if scarce and not tiny and problem.churn is None:
         if params.exact_mip_columns < _model_columns(problem) <= params.whole_lp_columns:
             # The whole batch's LP needs nothing from the incumbent: started
@@ -193,18 +194,35 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             # too high, measured at 100,000 orders.)
             early = _start_joint_lp(problem, params, clock, alone.units, contested)
         try:
-            flowed = route_lines_by_flow(problem, alone.units, contested, **_flow_cap(params))
+            if _flow_capped(problem, params, contested):
+                # A capped flow keeps each line's few cheapest arcs: where a
+                # network has thousands of stores, those are all stores near
+                # the customer, and the warehouses' stock is out of its reach.
+                # The colliding orders re-routed greedily go first, and the
+                # flow keeps their arcs too, so it fills at least what they do
+                # (5,000 stores, 30 warehouses, 100,000 orders: 4,231,959
+                # without them, 3,945,276 with, 3,924,638 uncapped; greedy
+                # 4,526,311). Their answer is offered as well.
+                rerouted = reroute_greedily(problem, alone.units, colliding)
+            flowed = priced_flow(
+                problem, alone.units, contested, also=rerouted, **_flow_cap(params)
+            )
         except BaseException:
             if early is not None:
                 early.close()
             raise
-        if flowed is not None and not within_shipment_caps(problem, flowed):
-            flowed = None
+        if flowed is not None:
+            flowed, flow_prices = flowed
+            if not within_shipment_caps(problem, flowed):
+                flowed = None
     else:
         flowed = None
     if flowed is not None:
         search = _Search(problem, flowed, alone.bound)
         stats["flow_cost"] = round(search.best, 2)
+        if rerouted is not None:
+            search.offer(rerouted)
+            stats["best_after_greedy_reroute"] = round(search.best, 2)
     else:
         search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
         search.offer(route_single_units_by_flow(problem, search.units, colliding))
@@ -233,28 +251,18 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         _within_reach(problem, params, clock, search, alone, contested, emit, stats)
         return search.result(params, clock, stats)
 
+    if early is None and _national(problem, params, contested):
+        _national_batch(
+            problem, params, clock, search, alone, contested, flowed, flow_prices, emit, stats
+        )
+        return search.result(params, clock, stats)
+
     emit("joint LP", {"best": search.best})
-    # A national batch's LP covers a sample of its contested part
-    # (solver.joint_lp.lp_orders): its prices bound the batch, but its routing
-    # guides a tenth of the orders. There, for now, the flow's answer stands and
-    # the time after the LP goes to the bound: the LP-guided flow, the dive and
-    # the block sweeps each need about as much memory again as the batch (over
-    # 15 GB at 1,000,000 orders, measured), and the orders priced exactly
-    # (about a millisecond each) would be hundreds of thousands.
-    national = early is None and _sampled_lp(problem, params, contested)
-    search.exact_short_pricing = not national
     pending = early or _start_joint_lp(problem, params, clock, search.units, contested)
     joint, legs = None, []
+    best_prices, best_value = None, float("-inf")
     try:
-        if pending.in_background and national:
-            # The capped flow's answer can be worse than greedy's (measured at
-            # 1,000,000 orders: 53,995,018 against greedy's 43,501,751, more
-            # units unfilled): the colliding orders re-routed greedily are
-            # offered too, on this core while the LP runs on the other.
-            search.offer(reroute_greedily(problem, alone.units, colliding))
-            stats["best_after_greedy_reroute"] = round(search.best, 2)
-            search.structure(exact_short=False)
-        elif pending.in_background:
+        if pending.in_background:
             # The LP runs in a child on both cores: meanwhile, this one builds
             # the price search's index arrays, which the bound needs next, and
             # then waits. (Single-order moves here were always superseded by
@@ -263,7 +271,6 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             if tight.loop_orders.size > params.exact_pricing_orders and not pending.ready():
                 search.structure(exact_short=False)
         answer = pending.result()
-        best_prices, best_value = None, float("-inf")
         # A contested part's LP models each line's cheapest candidates only:
         # the candidates its prices say pay are added and it goes on.
         rounds = params.column_generation_rounds if _grows(problem, params, contested) else 0
@@ -293,29 +300,32 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
             emit("joint LP", {"best": search.best, "bound": search.bound})
             # An answer from every leg; the moves only from the last (while
             # the LP goes on, both cores are its).
-            if not national:
-                _guided_flow(
-                    problem, params, clock, search, alone, contested, joint, stats, not more
-                )
-                emit("joint LP: guided flow", {"best": search.best})
+            _guided_flow(problem, params, clock, search, alone, contested, joint, stats, not more)
+            emit("joint LP: guided flow", {"best": search.best})
             answer = pending.result() if more else None
     finally:
         pending.close()
-    if national:
-        if joint is None:  # no LP answer in time: the bound from zero prices
-            prices, search.timed_out = Prices(problem), True
-        else:
-            stats["joint_lp"] = {**_lp_stats(joint, legs), "orders": int(joint.part.orders.size)}
-            prices = best_prices or joint.prices
-        del joint, answer, pending  # (the LP's part holds a dense stock table)
-        emit("lower bound", {"best": search.best})
-        _prove(problem, params, clock, search, alone, prices, stats, share=0.9)
-        emit("lower bound", {"best": search.best, "bound": search.bound})
-        return search.result(params, clock, stats)
+    if flow_prices is not None:
+        # The first flow's prices (its potentials) price every contested line
+        # at once; the joint LP's, only its part's cheapest candidates (when
+        # not the whole batch's). The better start for the price search is kept.
+        # (Measured: the flow's bound 595,696 at 20,000 scarce orders against
+        # the whole LP's 609,668; 3,516,978 at 100,000 against the part's
+        # LP's 3,348,688 before column generation, 3,550,852 after.)
+        prices = Prices(problem)
+        prices.record_flow(flow_prices)
+        value = _lagrangian_at(problem, search, alone, prices)
+        search.raise_bound(value)
+        stats["flow_bound"] = round(value, 2)
+        if joint is not None and best_prices is None:
+            best_value = _lagrangian_at(problem, search, alone, joint.prices)
+            search.raise_bound(best_value)
+        if value > best_value:
+            best_prices, best_value = prices, value
     if joint is None:
         # no LP answer in time: what single-order moves can do in what is left
         _moves(problem, params, clock, search, alone, contested, stats)
-    prices = Prices(problem) if joint is None else (best_prices or joint.prices)
+    prices = best_prices or (Prices(problem) if joint is None else joint.prices)
     search.timed_out |= joint is None
     # The bound, from the joint LP's prices: cheap, and owed in any case.
     emit("lower bound", {"best": search.best})
@@ -385,21 +395,109 @@ def _lp_stats(joint, legs) -> dict:
 
 def _grows(problem, params, contested) -> bool:
     """Is the joint LP of this scarce batch refined by column generation? A
-    contested part's LP is, unless it is a national batch's sample (not
-    measured there)."""
-    return (
-        params.column_generation_rounds > 0
-        and _model_columns(problem) > params.whole_lp_columns
-        and not _sampled_lp(problem, params, contested)
-    )
+    contested part's LP is (a whole batch's has every candidate already)."""
+    return params.column_generation_rounds > 0 and _model_columns(problem) > params.whole_lp_columns
 
 
-def _sampled_lp(problem, params, contested) -> bool:
-    """Is the joint LP of this scarce batch one of a sample of its contested part?"""
+def _national(problem, params, contested) -> bool:
+    """Is this scarce batch a national one: too big for the whole batch's LP, and
+    with more contested orders than a contested part's LP may have?"""
     return (
         _model_columns(problem) > params.whole_lp_columns
         and contested.sum() > params.joint_lp_orders
     )
+
+
+def _national_batch(
+    problem, params, clock, search, alone, contested, flowed, flow_prices, emit, stats
+):
+    """A national batch (see :func:`_national`): no joint LP. Single-order
+    moves improve the flow's answer ``flowed`` on this core (it fills more
+    units than the colliding orders re-routed greedily, though it may cost more
+    before the moves gather its lines: at 1,000,000 orders 45,641,040 against
+    43,413,618, and 42,388,155 against 43,024,070 after them), while the price search,
+    started at the flow's prices, raises the bound in a forked child on the
+    other; the rest of the time goes on with the search here.
+
+    An LP of an even sample of the contested part (100,000 of 993,840 at
+    1,000,000 orders) was tried first: on what the others' plans leave, most
+    scarce keys leave the sample nothing, and their rows took any dual in a
+    wide range; the Lagrangian at its prices was -52.3 million (every order
+    alone: 11.2 million), and -1.3 million at 10% of a 100,000-order batch
+    (alone: 1.28 million), no better with the sample given its share of the
+    stock. The flow prices every contested line at once, and the moves gather
+    what it spread (measured: benchmarks/README, the national batch)."""
+    prices = Prices(problem)
+    if flow_prices is not None:
+        prices.record_flow(flow_prices)
+    search.exact_short_pricing = False  # hundreds of thousands of short orders
+    emit("moves and lower bound", {"best": search.best})
+    share = params.national_moves_share
+    moves_end = clock() + min(share * params.time_limit, remaining(params, clock, 0.0))
+    bounding, done = None, None
+    if search.executor is None and "fork" in multiprocessing.get_all_start_methods():
+        # (with an executor, the search's pricing runs on it, after the moves)
+        bounding, done = _search_in_child(problem, clock, search, alone, prices, moves_end)
+    try:
+        start = flowed if flowed is not None and _fills_more(problem, flowed, search.units) else None
+        _moves(problem, params, clock, search, alone, contested, stats, share=share, start=start)
+        emit("moves", {"best": search.best})
+        if bounding is not None:
+            done.set()  # the search ends its step and answers
+            found = bounding.result()
+            if found is not None:
+                _record_search(problem, search, prices, stats, *found)
+    finally:
+        if bounding is not None:
+            bounding.close()
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+    _prove(problem, params, clock, search, alone, prices, stats, share=1.0)
+    emit("lower bound", {"best": search.best, "bound": search.bound})
+
+
+def _fills_more(problem, units: np.ndarray, than: np.ndarray) -> bool:
+    return int(units.sum()) > int(than.sum())
+
+
+def _search_in_child(problem, clock, search: _Search, alone, prices: Prices, deadline: float):
+    """The price search from ``prices`` until ``deadline`` or until the event
+    returned is set, in a forked child (:mod:`solver.child`): its answer is
+    (best value, its key and node prices, iterations, trajectory, seconds)."""
+    from solver.child import PATIENCE, InChild
+
+    structure = search.structure(exact_short=False)
+    upper = search.best
+    done = multiprocessing.get_context("fork").Event()
+
+    def produce():
+        started = clock()
+        state = start_search(structure, prices.unit_price(), prices.node)
+        until = lambda: deadline if done.is_set() else clock()  # noqa: E731
+        search_prices(problem, structure, state, alone.cost, upper, until, deadline)
+        yield (
+            state.best_value,
+            state.best_key_price,
+            state.best_node_price,
+            state.iterations,
+            state.trajectory,
+            clock() - started,
+        )
+
+    child = InChild(produce, [max(deadline - clock(), 0.0) + PATIENCE], background=True)
+    return child, done
+
+
+def _record_search(problem, search: _Search, prices: Prices, stats, value, key, node,
+                   iterations, trajectory, seconds) -> None:  # fmt: skip
+    """A price search's answer into the bound, ``prices`` and the details."""
+    search.raise_bound(value)
+    details = stats.setdefault("bound", {"seconds": 0.0, "iterations": 0, "trajectory": []})
+    details["iterations"] += iterations
+    details["trajectory"] += trajectory[:: max(1, len(trajectory) // 10)]
+    details["seconds"] = round(details["seconds"] + seconds, 2)
+    if key is not None and node is not None:
+        structure = search.structure(exact_short=False)
+        prices.key, prices.node = dense_prices(problem, structure, key, node)
 
 
 def _start_joint_lp(problem, params, clock, incumbent, contested):
@@ -411,9 +509,6 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
     refines it (see :func:`_extended_lp`)."""
     first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
     whole = _model_columns(problem) <= params.whole_lp_columns
-    # An LP of a sample of the contested part (a national batch) is solved in
-    # one leg: the bound at that size needs the time after it.
-    sampled = _sampled_lp(problem, params, contested)
     if _grows(problem, params, contested):
         # its refinement is the larger LP (column generation, see _optimize):
         # this one only needs to be good enough to price the missing candidates
@@ -429,9 +524,7 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
         clock,
         first_leg,
         whole=whole,
-        refine=0.0
-        if sampled
-        else max(
+        refine=max(
             remaining(params, clock, params.after_refine_share * params.time_limit) - first_leg, 0.0
         ),
     )
@@ -634,6 +727,13 @@ def _flow_cap(params) -> dict:
     }
 
 
+def _flow_capped(problem, params, contested) -> bool:
+    """Whether the contested lines' flow has more than ``params.flow_arcs`` candidates."""
+    lines = problem.order_line_start
+    cands = problem.line_cand_start[lines[1:]] - problem.line_cand_start[lines[:-1]]
+    return int(cands[contested].sum()) > params.flow_arcs
+
+
 def _model_columns(problem) -> int:
     """Columns of the unpruned model: units, shipments, unfilled units, splits."""
     return int(
@@ -832,15 +932,20 @@ def _dive(problem, params, clock, search: _Search, contested, joint, stats):
     return rounded, undecided
 
 
-def _moves(problem, params, clock, search: _Search, alone, contested, stats):
-    """Single-order moves from the incumbent (:mod:`solver.order_moves`) for at
-    most their share of the time."""
+def _moves(
+    problem, params, clock, search: _Search, alone, contested, stats, share=None, start=None
+):
+    """Single-order moves from the incumbent, or from ``start`` (a feasible
+    answer), (:mod:`solver.order_moves`) for at most their share of the time
+    (default ``params.moves_share``)."""
     if problem.churn is not None:
         return
     started = clock()
-    before = search.best
-    deadline = clock() + min(params.moves_share * params.time_limit, remaining(params, clock, 0.0))
-    moved, details = improve_orders(problem, search.units, contested, alone.cost, clock, deadline)
+    before = search.best if start is None else evaluate(problem, start).total_cost
+    share = params.moves_share if share is None else share
+    deadline = clock() + min(share * params.time_limit, remaining(params, clock, 0.0))
+    start = search.units if start is None else start
+    moved, details = improve_orders(problem, start, contested, alone.cost, clock, deadline)
     search.offer(moved)
     stats["moves"] = {
         "before": round(before, 2),

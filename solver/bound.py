@@ -34,6 +34,11 @@ class Prices:
         self.key[stock_keys[:, 0], stock_keys[:, 1]] = np.maximum(-row_duals[rows["stock"]], 0.0)
         self.node[keys["capacity"]] = np.maximum(-row_duals[rows["capacity"]], 0.0)
 
+    def record_flow(self, flow) -> None:
+        """Prices from a flow's potentials (:class:`solver.unit_flow.FlowPrices`)."""
+        self.key.reshape(-1)[flow.key_code] = flow.key_price
+        self.node[:] = flow.node_price
+
     def unit_price(self) -> np.ndarray:
         """(N, S) price of one unit of each SKU at each node (stock plus capacity)."""
         return self.key + self.node[:, None]

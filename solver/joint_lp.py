@@ -129,23 +129,6 @@ class PendingJointLp:
             self._pending.close()
 
 
-def lp_orders(contested: np.ndarray, most: int) -> np.ndarray:
-    """The contested orders a joint LP covers: all of them, or, when there are
-    more than ``most``, an evenly spread sample of ``most`` (every k-th, k
-    fractional), on what the others' plans leave. A national batch's LP of all
-    its contested orders would not fit the time nor the memory (at 100,000
-    orders 1.9 million columns and 140 s; ten times that at a million); the
-    sample's duals still price every scarce stock key the sample touches, at
-    what it is worth beside the others' plans, and any nonnegative prices give
-    a proven Lagrangian bound of the whole batch."""
-    orders = np.flatnonzero(contested)
-    if orders.size <= most:
-        return contested
-    sample = np.zeros_like(contested)
-    sample[orders[np.floor(np.arange(most) * (orders.size / most)).astype(np.int64)]] = True
-    return sample
-
-
 def start_joint_lp(
     problem,
     incumbent,
@@ -172,7 +155,6 @@ def start_joint_lp(
     if whole:
         part = ModelInput.whole(problem)
     else:
-        contested = lp_orders(contested, params.joint_lp_orders)
         # Big parts keep fewer candidates per line: the LP stays within reach.
         big = contested.sum() > params.block_orders
         per_line = params.block_candidates_per_line if big else params.candidates_per_line

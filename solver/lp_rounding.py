@@ -88,8 +88,7 @@ def guided_shipment_costs(problem, part, v, x: np.ndarray, threshold: float) -> 
     Open: the shipments the LP ``x`` of ``part`` uses at least ``threshold``,
     and each order's most used one; they cost their share of the order's units.
     Every other shipment of the part's orders costs itself plus a split penalty
-    per unit; those of orders outside the part (an LP of a sample of them, see
-    :func:`solver.joint_lp.lp_orders`) their cost in the unguided flow
+    per unit; those of orders outside the part their cost in the unguided flow
     (:func:`solver.unit_flow.shipment_cost_per_unit`).
     """
     y = np.zeros(problem.pair_order.size)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from solver.alone import order_problem, write_plan
-from solver.contention import usage
 from solver.cost import order_costs
 from solver.order_dp import solve_order
 
@@ -42,9 +41,15 @@ def improve_orders(
     orders moved in each pass.
     """
     units = units.copy()
-    used_key, used_node = usage(problem, units)
-    stock_left = problem.stock - used_key.astype(np.int64)
-    capacity_left = problem.capacity - used_node
+    # (from the plans' nonzeros: no dense usage table beside the stock left)
+    held = np.flatnonzero(units)
+    nodes = problem.cand_node[held]
+    stock_left = problem.stock.astype(np.int64)  # a copy
+    np.subtract.at(stock_left, (nodes, problem.line_sku[problem.cand_line[held]]), units[held])
+    capacity_left = problem.capacity - np.bincount(
+        nodes, weights=units[held], minlength=problem.num_nodes
+    )
+    del held, nodes
     residual = problem.replace(stock=stock_left, capacity=capacity_left)
     cost = order_costs(problem, units)
     line_start = problem.order_line_start

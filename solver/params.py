@@ -67,8 +67,9 @@ class OptimizeParams:
     flow_arcs: int = 8_000_000
     """A min-cost flow of the contested lines (:mod:`solver.unit_flow`) with
     more candidate arcs than this keeps only each line's ``flow_candidates_per_line``
-    cheapest, the ones it uses, and its ``flow_spare_per_line`` cheapest where
-    stock is to spare (:func:`solver.unit_flow.capped_arcs`): the graph takes
+    cheapest, the ones it uses or the colliding orders re-routed greedily use,
+    and its ``flow_spare_per_line`` cheapest where stock is to spare
+    (:func:`solver.unit_flow.capped_arcs`): the graph takes
     about a hundred bytes per arc, and a national batch's lines have tens of
     millions of candidates (measured at 1,000,000 orders: 8, the used ones and 2
     spare, 70.9 million candidates, were 5.5 GB in the flow solver)."""
@@ -86,9 +87,10 @@ class OptimizeParams:
     joint LP over the whole batch (every order and candidate): its duals then
     prove a bound directly. Larger ones get the LP of the contested part."""
     joint_lp_orders: int = 100_000
-    """Most contested orders in a joint LP of the contested part: beyond, an
-    evenly spread sample of this many (:func:`solver.joint_lp.lp_orders`); the
-    LP of 100,000 orders has about 1.9 million columns (140 s on two threads)."""
+    """Most contested orders in a joint LP of the contested part (its LP has
+    about 1.9 million columns at 100,000 orders, 140 s on two threads). A
+    national batch, with more, has none: its flow's prices start the bound
+    (see ``solver.batch._national_batch``)."""
     after_lp_share: float = 0.35
     """Share of the time limit kept for the steps after a scarce batch's joint
     LP (its rounding, moves, bound and blocks); the LP may use the rest."""
@@ -119,6 +121,10 @@ class OptimizeParams:
     """Share of the time limit the LP-guided moves leave for the bound's price search."""
     moves_share: float = 0.25
     """Most of the time limit for the flow and single-order moves of a scarce batch."""
+    national_moves_share: float = 0.5
+    """Most of the time limit for the single-order moves of a national batch
+    (more than ``joint_lp_orders`` contested orders), made while its price
+    search runs on the other core."""
     first_order_columns: int = 20000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     lp_in_background: bool = True

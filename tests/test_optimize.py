@@ -635,17 +635,19 @@ def test_bound_of_a_large_order_never_exceeds_its_optimum(tmp_path):
     assert out.result.cost.total_cost == pytest.approx(optimum, abs=1e-9)
 
 
-def test_national_batch_bounds_from_a_sampled_lp(generated):
-    """A batch too big for the joint LP of its whole contested part (here by
-    parameters: 300 orders, 49 contested, an LP of at most 40): the LP covers an even sample,
-    the better of the flow's answer and the colliding orders re-routed greedily
-    stands, the bound is the Lagrangian at the sample's prices, proven (at most
-    the optimum) and above every order alone's."""
+def test_national_batch_moves_from_the_flow_and_bounds_from_its_prices(generated):
+    """A batch whose contested part is too big for a joint LP (here by
+    parameters: 300 orders, 49 contested, an LP of at most 40): no LP;
+    single-order moves improve the capped flow's answer (when it fills more
+    units than the colliding orders re-routed greedily, else the better of the
+    two), and the best answer stands; the price search
+    starts at the flow's prices (in a child while the moves run, then here):
+    a proven bound (at most the optimum), above every order alone's."""
     from solver.alone import route_each_order_alone
 
     folder, problem = generated(300, 2.0, 3)
     params = OptimizeParams(
-        time_limit=20.0,
+        time_limit=8.0,
         exact_orders=10,
         exact_candidates=10,
         exact_mip_columns=0,
@@ -653,16 +655,49 @@ def test_national_batch_bounds_from_a_sampled_lp(generated):
         joint_lp_orders=40,
         joint_lp_colliding_share=0.1,
         flow_arcs=100,
-        first_order_columns=0,  # PDLP in a child, as at national size
     )
     result = _run(problem, params)
-    assert result.stats["joint_lp"]["orders"] == 40
-    assert "guided_flow" not in result.stats and "blocks" not in result.stats
-    best = min(result.stats["flow_cost"], result.stats["best_after_greedy_reroute"])
-    assert result.cost.total_cost == pytest.approx(best, abs=0.01)  # (rounded)
+    assert "joint_lp" not in result.stats and "guided_flow" not in result.stats
+    flow, best = result.stats["flow_cost"], result.stats["best_after_greedy_reroute"]
+    moves = result.stats["moves"]
+    # (rounded to cents in the details)
+    assert moves["before"] in (pytest.approx(flow, abs=0.01), pytest.approx(best, abs=0.01))
+    assert moves["after"] <= best and sum(moves["moved"]) > 0
+    assert result.cost.total_cost == pytest.approx(moves["after"], abs=0.01)
+    assert result.stats["bound"]["iterations"] > 0
     model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
     full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))
     assert result.lower_bound <= full.objective + 1e-3
     assert result.lower_bound > route_each_order_alone(problem).bound
     report = check(load_scenario(folder), assignments_frame(problem, result.units))
     assert report.feasible, report.violations[:3]
+
+
+def test_price_search_in_a_child_bounds_and_stops_when_told(generated):
+    """The national batch's price search in a forked child: its answer is a
+    proven bound (at most the optimum), no lower than at its start prices
+    (here zero: every order alone), and it ends its step and answers as soon
+    as it is told, long before its deadline."""
+    from solver.alone import route_each_order_alone
+    from solver.batch import _Search, _search_in_child
+    from solver.bound import Prices
+    from solver.greedy import greedy_units
+
+    _folder, problem = generated(300, 2.0, 3)
+    alone = route_each_order_alone(problem, background=False)
+    search = _Search(problem, greedy_units(problem), alone.bound)
+    clock = time.perf_counter
+    child, done = _search_in_child(problem, clock, search, alone, Prices(problem), clock() + 60)
+    try:
+        time.sleep(1.0)
+        told = clock()
+        done.set()
+        value, key, node, iterations, trajectory, _seconds = child.result()
+        assert clock() - told < 10
+    finally:
+        child.close()
+    assert iterations >= 1 and key is not None and node is not None
+    assert [v for _t, v in trajectory] == sorted(v for _t, v in trajectory)
+    model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+    full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))
+    assert alone.bound - 1e-6 <= value <= full.objective + 1e-3

@@ -687,16 +687,25 @@ def test_capped_flow_is_feasible_and_uncapped_below_its_arcs(scarce_problems):
             assert _linearised_cost(problem, full) <= _linearised_cost(problem, capped) + slack
 
 
-def test_joint_lp_of_many_contested_orders_covers_an_even_sample():
-    from solver.joint_lp import lp_orders
+def test_capped_flow_keeps_the_arcs_of_another_routing(scarce_problems):
+    """``also``: a capped flow keeps the arcs of a second routing too (the
+    colliding orders re-routed greedily), so it is no worse (linearised) than
+    that routing either, though it starts from the orders alone."""
+    from solver.contention import orders_using, overused, reroute_greedily
+    from solver.unit_flow import COST_SCALE, route_lines_by_flow
 
-    contested = np.zeros(12, dtype=bool)
-    contested[[1, 2, 4, 5, 7, 8, 10, 11]] = True
-    assert lp_orders(contested, 8) is contested  # all of them fit
-    # 8 orders, 4 kept: every 2nd (the 1st, 3rd, 5th and 7th)
-    assert np.flatnonzero(lp_orders(contested, 4)).tolist() == [1, 4, 7, 10]
-    # 8 orders, 3 kept: k = 8/3, positions 0, 2 and 5
-    assert np.flatnonzero(lp_orders(contested, 3)).tolist() == [1, 4, 8]
+    for scenario, problem in scarce_problems:
+        alone = route_each_order_alone(problem).units
+        colliding = orders_using(problem, alone, *overused(problem, alone))
+        rerouted = reroute_greedily(problem, alone, colliding)
+        slack = problem.line_qty.sum() / COST_SCALE
+        capped = route_lines_by_flow(
+            problem, alone, colliding, max_arcs=1, per_line=1, spare_per_line=0, also=rerouted
+        )
+        assert check(scenario, assignments_frame(problem, capped)).feasible
+        assert _linearised_cost(problem, capped) <= _linearised_cost(problem, rerouted) + slack
+        outside = ~colliding[problem.line_order[problem.cand_line]]
+        assert np.array_equal(capped[outside], alone[outside])
 
 
 def test_guided_flow_prices_orders_outside_the_lp_as_the_unguided_flow(scarce_problems):
@@ -734,9 +743,12 @@ def test_rank_in_line_ranks_each_lines_candidates_by_cost():
     assert np.array_equal(_rank_in_line(line, cost), rank_within(line, cost))
 
 
-def test_flow_solved_in_a_child_gives_the_same_flows():
+def test_flow_solved_in_a_child_gives_the_same_flows_and_potentials():
     """Two units from the source to the sink over two paths of costs 1 and 3, the
-    cheap one of capacity 1: one unit each way, in this process and in a child."""
+    cheap one of capacity 1: one unit each way, in this process and in a child.
+    The potentials (residual shortest distances from a root at 0 everywhere):
+    the source's is -3 (back along the dear path), the others' 0; so one more
+    unit on the cheap path's saturated arc is worth 0 - (-3) - 1 = 2, what it saves."""
     from solver.unit_flow import _solve_flow
 
     tails = np.array([0, 0, 1, 2], dtype=np.int32)
@@ -744,6 +756,77 @@ def test_flow_solved_in_a_child_gives_the_same_flows():
     capacity = np.array([1, 2, 2, 2], dtype=np.int64)
     cost = np.array([1, 3, 0, 0], dtype=np.int64)
     supplies = np.array([2, 0, 0, -2], dtype=np.int64)
-    here = _solve_flow(tails, heads, capacity, cost, supplies, 2, background=False)
-    there = _solve_flow(tails, heads, capacity, cost, supplies, 2, background=True)
-    assert here.tolist() == there.tolist() == [1, 1]
+    vertices = np.arange(4)
+    here = _solve_flow(tails, heads, capacity, cost, supplies, 2, False, vertices)
+    there = _solve_flow(tails, heads, capacity, cost, supplies, 2, True, vertices)
+    assert here[0].tolist() == there[0].tolist() == [1, 1]
+    assert here[1].tolist() == there[1].tolist() == [-3, 0, 0, 0]
+    flows, potential = _solve_flow(tails, heads, capacity, cost, supplies, 4, False, None)
+    assert flows.tolist() == [1, 1, 1, 1] and potential is None
+
+
+def test_flow_potentials_are_its_duals_on_random_flows():
+    """Strong duality from the potentials alone, on random transport flows
+    (source -> 6 lines -> 5 keys -> sink, an unfilled arc per line): the dual
+    value -sum(supply * d) - sum(capacity * max(d[head] - d[tail] - cost, 0))
+    equals the flow's cost, and no residual arc has a negative reduced cost."""
+    from ortools.graph.python import min_cost_flow
+
+    from solver.unit_flow import flow_potentials
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        lines, keys = 6, 5
+        demand = rng.integers(1, 4, lines)
+        pairs = [(i, k) for i in range(lines) for k in range(keys) if rng.random() < 0.5]
+        source, sink = 0, 1 + lines + keys
+        tails = [source] * lines + [1 + i for i, _ in pairs] + [1 + lines + k for k in range(keys)]
+        tails += [1 + i for i in range(lines)]
+        heads = [1 + i for i in range(lines)] + [1 + lines + k for _, k in pairs]
+        heads += [sink] * keys + [sink] * lines
+        capacity = list(demand) + [3] * len(pairs) + list(rng.integers(0, 4, keys)) + list(demand)
+        cost = [0] * lines + list(rng.integers(1, 50, len(pairs))) + [0] * keys + [100] * lines
+        tails, heads = np.array(tails, np.int32), np.array(heads, np.int32)
+        capacity, cost = np.array(capacity, np.int64), np.array(cost, np.int64)
+        supplies = np.zeros(sink + 1, np.int64)
+        supplies[source], supplies[sink] = demand.sum(), -demand.sum()
+        flow = min_cost_flow.SimpleMinCostFlow()
+        arcs = flow.add_arcs_with_capacity_and_unit_cost(tails, heads, capacity, cost)
+        flow.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
+        assert flow.solve() == flow.OPTIMAL
+        flows = np.asarray(flow.flows(arcs))
+        d = flow_potentials(tails, heads, capacity, cost, flows, sink + 1)
+        reduced = cost + d[tails] - d[heads]
+        assert np.all(reduced[flows < capacity] >= -1e-9)
+        assert np.all(reduced[flows > 0] <= 1e-9)
+        dual = -(supplies @ d) - capacity @ np.maximum(-reduced, 0.0)
+        assert dual == pytest.approx(float(cost @ flows))
+
+
+def test_flow_prices_bound_the_batch(scarce_problems):
+    """The contested lines' flow prices every stock key and node it uses; as
+    any nonnegative prices, they give a proven Lagrangian bound: at most the
+    plain MIP's optimum (and on these batches above every order alone's)."""
+    from solver.contention import orders_using, with_neighbours
+    from solver.lagrange import floored_value
+    from solver.unit_flow import priced_flow
+
+    for _scenario, problem in scarce_problems:
+        alone = route_each_order_alone(problem, background=False)
+        colliding = orders_using(problem, alone.units, *overused(problem, alone.units))
+        contested = with_neighbours(problem, alone.units, colliding)
+        _units, prices = priced_flow(problem, alone.units, contested)
+        assert prices is not None and prices.key_price.min() >= 0 and prices.node_price.min() >= 0
+        structure = build_structure(problem, exact_short=False)
+        codes = structure.key_node.astype(np.int64) * problem.sku_ids.size + structure.key_sku
+        key_price = np.zeros(codes.size)
+        at = np.searchsorted(prices.key_code, codes).clip(max=prices.key_code.size - 1)
+        found = prices.key_code[at] == codes
+        key_price[found] = prices.key_price[at[found]]
+        value = floored_value(
+            price_orders(problem, structure, key_price, prices.node_price), alone.cost
+        )
+        model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+        optimum = solve_mip(model, MipParams(rel_gap=0.0, time_limit=60)).objective
+        assert value <= optimum + 1e-6
+        assert value > alone.bound
