@@ -273,7 +273,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         answer = pending.result()
         # A contested part's LP models each line's cheapest candidates only:
         # the candidates its prices say pay are added and it goes on.
-        rounds = params.column_generation_rounds if _grows(problem, params, contested) else 0
+        rounds = params.column_generation_rounds if _grows(problem, params) else 0
         while answer is not None:
             joint = answer
             legs.append((joint.seconds, joint.converged))
@@ -393,7 +393,7 @@ def _lp_stats(joint, legs) -> dict:
     }
 
 
-def _grows(problem, params, contested) -> bool:
+def _grows(problem, params) -> bool:
     """Is the joint LP of this scarce batch refined by column generation? A
     contested part's LP is (a whole batch's has every candidate already)."""
     return params.column_generation_rounds > 0 and _model_columns(problem) > params.whole_lp_columns
@@ -439,7 +439,9 @@ def _national_batch(
         # (with an executor, the search's pricing runs on it, after the moves)
         bounding, done = _search_in_child(problem, clock, search, alone, prices, moves_end)
     try:
-        start = flowed if flowed is not None and _fills_more(problem, flowed, search.units) else None
+        # (whole units: the moves never fill what the others hold)
+        fills_more = flowed is not None and int(flowed.sum()) > int(search.units.sum())
+        start = flowed if fills_more else None
         _moves(problem, params, clock, search, alone, contested, stats, share=share, start=start)
         emit("moves", {"best": search.best})
         if bounding is not None:
@@ -453,10 +455,6 @@ def _national_batch(
     emit("lower bound", {"best": search.best, "bound": search.bound})
     _prove(problem, params, clock, search, alone, prices, stats, share=1.0)
     emit("lower bound", {"best": search.best, "bound": search.bound})
-
-
-def _fills_more(problem, units: np.ndarray, than: np.ndarray) -> bool:
-    return int(units.sum()) > int(than.sum())
 
 
 def _search_in_child(problem, clock, search: _Search, alone, prices: Prices, deadline: float):
@@ -509,7 +507,7 @@ def _start_joint_lp(problem, params, clock, incumbent, contested):
     refines it (see :func:`_extended_lp`)."""
     first_leg = remaining(params, clock, params.after_lp_share * params.time_limit)
     whole = _model_columns(problem) <= params.whole_lp_columns
-    if _grows(problem, params, contested):
+    if _grows(problem, params):
         # its refinement is the larger LP (column generation, see _optimize):
         # this one only needs to be good enough to price the missing candidates
         return start_joint_lp(
