@@ -38,7 +38,6 @@ is always feasible and the reported gap is a proof, not an estimate.
 
 from __future__ import annotations
 
-import multiprocessing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -49,6 +48,7 @@ from solver.alone import (
 from solver.blocks import geographic_blocks
 from solver.bound import Prices, lagrangian_bound
 from solver.budget import part_abs_gap, remaining, within
+from solver.child import PATIENCE, InChild, can_fork, stop_event
 from solver.column_generation import added_candidates, priced_candidates
 from solver.contention import (
     orders_using,
@@ -435,7 +435,7 @@ def _national_batch(
     share = params.national_moves_share
     moves_end = clock() + min(share * params.time_limit, remaining(params, clock, 0.0))
     bounding, done = None, None
-    if search.executor is None and "fork" in multiprocessing.get_all_start_methods():
+    if search.executor is None and can_fork():
         # (with an executor, the search's pricing runs on it, after the moves)
         bounding, done = _search_in_child(problem, clock, search, alone, prices, moves_end)
     try:
@@ -461,11 +461,9 @@ def _search_in_child(problem, clock, search: _Search, alone, prices: Prices, dea
     """The price search from ``prices`` until ``deadline`` or until the event
     returned is set, in a forked child (:mod:`solver.child`): its answer is
     (best value, its key and node prices, iterations, trajectory, seconds)."""
-    from solver.child import PATIENCE, InChild
-
     structure = search.structure(exact_short=False)
     upper = search.best
-    done = multiprocessing.get_context("fork").Event()
+    done = stop_event()
 
     def produce():
         started = clock()

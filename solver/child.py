@@ -26,6 +26,16 @@ PATIENCE = 30.0
 and PDLP check their limits only now and then)."""
 
 
+def can_fork() -> bool:
+    """Whether this platform forks (else :class:`InChild` works in this process)."""
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def stop_event():
+    """An event a forked child sees set: the parent's way to end its work early."""
+    return multiprocessing.get_context("fork").Event()
+
+
 class InChild:
     """The answers of ``produce()`` (an iterable of picklable answers), computed in a
     forked child when ``background`` (else here, at once).
@@ -47,7 +57,7 @@ class InChild:
         self._conn = None
         self._patience = list(patience)
         self._last = last
-        self.background = background and "fork" in multiprocessing.get_all_start_methods()
+        self.background = background and can_fork()
         if not self.background:
             for answer in produce():
                 self._answers.append(answer)

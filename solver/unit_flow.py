@@ -248,7 +248,8 @@ def _solve_flow(tails, heads, capacity, cost, supplies, read: int, background: b
         if flow.solve() != flow.OPTIMAL:
             yield None
             return
-        flows = np.asarray(flow.flows(arcs), dtype=np.int64)
+        # (every arc's flow only for the potentials)
+        flows = np.asarray(flow.flows(arcs if priced is not None else arcs[:read]), np.int64)
         del flow, arcs
         potential = None
         if priced is not None:
