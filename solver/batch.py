@@ -204,15 +204,20 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
                 # without them, 3,945,276 with, 3,924,638 uncapped; greedy
                 # 4,526,311). Their answer is offered as well.
                 rerouted = reroute_greedily(problem, alone.units, colliding)
+            pricing_ends = params.flow_pricing_share * params.time_limit
             flowed = priced_flow(
-                problem, alone.units, contested, also=rerouted, **_flow_cap(params)
-            )
+                problem, alone.units, contested, also=rerouted, **_flow_cap(params),
+                pricing_rounds=params.flow_pricing_rounds,
+                more=lambda: clock() < pricing_ends,
+            )  # fmt: skip
         except BaseException:
             if early is not None:
                 early.close()
             raise
         if flowed is not None:
             flowed, flow_prices = flowed
+            if flow_prices is not None:
+                stats["flow_pricing"] = {"rounds": flow_prices.rounds, "arcs": flow_prices.arcs}
             if not within_shipment_caps(problem, flowed):
                 flowed = None
     else:

@@ -75,6 +75,15 @@ class OptimizeParams:
     spare, 70.9 million candidates, were 5.5 GB in the flow solver)."""
     flow_candidates_per_line: int = 5
     flow_spare_per_line: int = 1
+    flow_pricing_rounds: int = 3
+    flow_pricing_share: float = 0.5
+    """A capped flow's left-out candidates are priced at its prices and the
+    cheaper ones added, then the flow solved again (``pricing_rounds`` of
+    :func:`solver.unit_flow.priced_flow`), at most this many times and while
+    less than ``flow_pricing_share`` of the time limit has gone: measured at
+    100,000 orders over 5,000 stores (capping forced), the Lagrangian at the
+    prices was 915,826 capped, 3,016,429 / 3,130,945 / 3,134,618 after 1 / 2 /
+    3 rounds, 3,135,131 uncapped (1.17 million arcs against 7.06 million)."""
     support_block_orders: int = 1000
     support_block_seconds: float = 8.0
     """Geographic blocks re-routed by MIPs over the joint LP's support when a

@@ -708,6 +708,36 @@ def test_capped_flow_keeps_the_arcs_of_another_routing(scarce_problems):
         assert np.array_equal(capped[outside], alone[outside])
 
 
+def test_capped_flow_priced_until_nothing_is_left_out_is_the_uncapped_flow(scarce_problems):
+    """``pricing_rounds``: a capped flow whose left-out candidates are priced
+    at its prices and added until none is cheaper than its line's value ends
+    with the uncapped flow's optimum (linearised) on fewer arcs; one round
+    never makes it worse."""
+    from solver.unit_flow import COST_SCALE, priced_flow
+
+    for scenario, problem in scarce_problems:
+        everyone = np.ones(problem.num_orders, dtype=bool)
+        greedy = greedy_units(problem)
+        slack = problem.line_qty.sum() / COST_SCALE
+        full, _ = priced_flow(problem, greedy, everyone)
+        cap = {"max_arcs": 1, "per_line": 1, "spare_per_line": 0}
+        capped, capped_prices = priced_flow(problem, greedy, everyone, **cap)
+        once, _ = priced_flow(problem, greedy, everyone, **cap, pricing_rounds=1)
+        priced, prices = priced_flow(problem, greedy, everyone, **cap, pricing_rounds=100)
+        assert check(scenario, assignments_frame(problem, priced)).feasible
+        assert capped_prices.rounds == 0 and 1 <= prices.rounds < 100
+        assert prices.arcs < problem.cand_line.size
+        assert _linearised_cost(problem, once) <= _linearised_cost(problem, capped) + slack
+        assert _linearised_cost(problem, priced) == pytest.approx(
+            _linearised_cost(problem, full), abs=slack
+        )
+        # the stopping rule is asked before every round
+        asked = []
+        priced_flow(problem, greedy, everyone, **cap, pricing_rounds=5,
+                    more=lambda asked=asked: asked.append(1) and False)  # fmt: skip
+        assert len(asked) == 1
+
+
 def test_guided_flow_prices_orders_outside_the_lp_as_the_unguided_flow(scarce_problems):
     """An LP of a sample of the orders guides their shipments only: every other
     order's shipments cost what they cost in the unguided flow."""
