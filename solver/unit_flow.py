@@ -31,6 +31,7 @@ callers keep it only when its true cost is lower.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -301,7 +302,7 @@ def _flow_on(problem, lines, cands, cand_cost, cand_key, left, left_of: _StockLe
 
 
 def _priced_out(problem, movable, lines, per_unit, left_of: _StockLeft, cands, cand_cost,
-                cand_key, prices: FlowPrices, per_line: int, chunk: int = 4_000_000):  # fmt: skip
+                cand_key, prices: FlowPrices, per_line: int):  # fmt: skip
     """The candidates of the lines ``lines`` (of the orders ``movable``) left
     out of a flow on ``cands`` that its ``prices`` say it should have: a
     line's value is its cheapest arc at the prices (stock, capacity and the
@@ -332,20 +333,22 @@ def _priced_out(problem, movable, lines, per_unit, left_of: _StockLeft, cands, c
     value[at] = np.minimum(value[at], cheapest)
     del line, starts, cheapest, at
 
-    found, reduced = [], []
+    found = []
     room = left_of.capacity >= 1
-    for begin in range(0, problem.cand_line.size, chunk):
-        part = np.arange(begin, min(begin + chunk, problem.cand_line.size))
+    # chunks of whole lines, each line's best few kept per chunk: at national
+    # size most candidates can be below their line's value in the first round
+    step = max(1, PRICING_CHUNK * problem.num_lines // max(problem.cand_line.size, 1))
+    cuts = problem.line_cand_start[::step]
+    cuts = np.unique(np.r_[cuts, problem.cand_line.size])
+    for begin, end in itertools.pairwise(cuts):
+        part = np.arange(begin, end)
         part = part[movable[problem.line_order[problem.cand_line[part]]]]
         cost, codes, left = _arcs(problem, part, per_unit, left_of)
         cost = at_prices(codes, cost) - value[np.searchsorted(lines, problem.cand_line[part])]
-        below = (cost < 0) & (left >= 1) & room[problem.cand_node[part]]
-        found.append(part[below])
-        reduced.append(cost[below])
-    found, reduced = np.concatenate(found), np.concatenate(reduced)
-    if found.size == 0:
-        return found
-    return found[_rank_in_line(problem.cand_line[found], reduced) < per_line]
+        below = np.flatnonzero((cost < 0) & (left >= 1) & room[problem.cand_node[part]])
+        best = _rank_in_line(problem.cand_line[part[below]], cost[below]) < per_line
+        found.append(part[below[best]])
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _solve_flow(tails, heads, capacity, cost, supplies, read: int, background: bool, priced):
@@ -415,6 +418,9 @@ def flow_potentials(tails, heads, capacity, cost, flows, n: int) -> np.ndarray |
         distance[targets[lower]] = best[lower]
     return None
 
+
+PRICING_CHUNK = 4_000_000
+"""About how many candidates :func:`_priced_out` prices at once."""
 
 POTENTIAL_ROUNDS = 10_000
 """Bellman-Ford rounds :func:`flow_potentials` may take (one per arc of the

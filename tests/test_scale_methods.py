@@ -708,7 +708,9 @@ def test_capped_flow_keeps_the_arcs_of_another_routing(scarce_problems):
         assert np.array_equal(capped[outside], alone[outside])
 
 
-def test_capped_flow_priced_until_nothing_is_left_out_is_the_uncapped_flow(scarce_problems):
+def test_capped_flow_priced_until_nothing_is_left_out_is_the_uncapped_flow(
+    scarce_problems, monkeypatch
+):
     """``pricing_rounds``: a capped flow whose left-out candidates are priced
     at its prices and added until none is cheaper than its line's value ends
     with the uncapped flow's optimum (linearised) on fewer arcs; one round
@@ -736,6 +738,11 @@ def test_capped_flow_priced_until_nothing_is_left_out_is_the_uncapped_flow(scarc
         priced_flow(problem, greedy, everyone, **cap, pricing_rounds=5,
                     more=lambda asked=asked: asked.append(1) and False)  # fmt: skip
         assert len(asked) == 1
+        # priced a few lines at a time: the same flow
+        with monkeypatch.context() as patch:
+            patch.setattr("solver.unit_flow.PRICING_CHUNK", 7)
+            again, again_prices = priced_flow(problem, greedy, everyone, **cap, pricing_rounds=100)
+        assert np.array_equal(again, priced) and again_prices.arcs == prices.arcs
 
 
 def test_guided_flow_prices_orders_outside_the_lp_as_the_unguided_flow(scarce_problems):
