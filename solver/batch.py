@@ -77,6 +77,7 @@ from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import Priced, PricingStructure, build_structure, price_orders
 from solver.relax_fix import fix_the_rest, relax_and_fix
+from solver.slope_scaling import slope_scaling
 from solver.support_mip import improve_on_support, lp_units, solve_on_support
 from solver.unit_flow import priced_flow, route_lines_by_flow, route_single_units_by_flow
 
@@ -228,6 +229,7 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         if rerouted is not None:
             search.offer(rerouted)
             stats["best_after_greedy_reroute"] = round(search.best, 2)
+        del rerouted  # (570 MB at national size; the search keeps it if it is best)
     else:
         search = _Search(problem, reroute_greedily(problem, alone.units, colliding), alone.bound)
         search.offer(route_single_units_by_flow(problem, search.units, colliding))
@@ -257,8 +259,11 @@ def _optimize(problem, params, clock, progress, executor) -> RoutingResult:
         return search.result(params, clock, stats)
 
     if early is None and _national(problem, params, contested):
+        # (the list is the flow's answer's only reference: freed after the moves)
+        moves_from = [flowed]
+        del flowed
         _national_batch(
-            problem, params, clock, search, alone, contested, flowed, flow_prices, emit, stats
+            problem, params, clock, search, alone, contested, moves_from, flow_prices, emit, stats
         )
         return search.result(params, clock, stats)
 
@@ -414,10 +419,11 @@ def _national(problem, params, contested) -> bool:
 
 
 def _national_batch(
-    problem, params, clock, search, alone, contested, flowed, flow_prices, emit, stats
+    problem, params, clock, search, alone, contested, moves_from, flow_prices, emit, stats
 ):
     """A national batch (see :func:`_national`): no joint LP. Single-order
-    moves improve the flow's answer ``flowed`` on this core (it fills more
+    moves improve the flow's answer (``moves_from``: a list holding it or
+    ``None``, emptied here) on this core (it fills more
     units than the colliding orders re-routed greedily, though it may cost more
     before the moves gather its lines: at 1,000,000 orders 45,641,040 against
     43,413,618, and 42,388,155 against 43,024,070 after them), while the price search,
@@ -438,17 +444,24 @@ def _national_batch(
     search.exact_short_pricing = False  # hundreds of thousands of short orders
     emit("moves and lower bound", {"best": search.best})
     share = params.national_moves_share
-    moves_end = clock() + min(share * params.time_limit, remaining(params, clock, 0.0))
+    improve_end = clock() + remaining(
+        params, clock, params.national_bound_share * params.time_limit
+    )
     bounding, done = None, None
     if search.executor is None and can_fork():
         # (with an executor, the search's pricing runs on it, after the moves)
-        bounding, done = _search_in_child(problem, clock, search, alone, prices, moves_end)
+        bounding, done = _search_in_child(problem, clock, search, alone, prices, improve_end)
     try:
         # (whole units: the moves never fill what the others hold)
-        fills_more = flowed is not None and int(flowed.sum()) > int(search.units.sum())
-        start = flowed if fills_more else None
+        start = moves_from.pop()
+        if start is not None and int(start.sum()) <= int(search.units.sum()):
+            start = None
         _moves(problem, params, clock, search, alone, contested, stats, share=share, start=start)
+        del start
         emit("moves", {"best": search.best})
+        arcs = None if flow_prices is None else flow_prices.arc_cands
+        _slope_scaling(problem, params, clock, search, alone, contested, stats, improve_end, arcs)
+        emit("slope scaling", {"best": search.best})
         if bounding is not None:
             done.set()  # the search ends its step and answers
             found = bounding.result()
@@ -952,6 +965,32 @@ def _moves(
         "before": round(before, 2),
         "after": round(search.best, 2),
         "moved": details["moved"],
+        "seconds": round(clock() - started, 2),
+    }
+
+
+def _slope_scaling(problem, params, clock, search: _Search, alone, contested, stats, until,
+                   arcs=None):  # fmt: skip
+    """Slope-scaled flows from the incumbent (:mod:`solver.slope_scaling`), then
+    single-order moves from their answer, until clock ``until``. ``arcs``: the
+    first flow's (a capped one's arcs and those priced in), kept with the
+    incumbent's instead of capping every candidate again."""
+    if problem.churn is not None or clock() >= until:
+        return
+    started, before = clock(), search.best
+    scaled, details = slope_scaling(
+        problem, search.units, contested, clock, until, rounds=params.slope_rounds,
+        accept=lambda units: within_shipment_caps(problem, units), **_flow_cap(params),
+        arcs=arcs,
+    )  # fmt: skip
+    if details["costs"] and min(details["costs"]) < before:
+        moved, passes = improve_orders(problem, scaled, contested, alone.cost, clock, until)
+        details["moved"] = passes["moved"]
+        search.offer(moved)
+    stats["slope_scaling"] = {
+        **details,
+        "before": round(before, 2),
+        "after": round(search.best, 2),
         "seconds": round(clock() - started, 2),
     }
 

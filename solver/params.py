@@ -75,7 +75,7 @@ class OptimizeParams:
     spare, 70.9 million candidates, were 5.5 GB in the flow solver)."""
     flow_candidates_per_line: int = 5
     flow_spare_per_line: int = 1
-    flow_pricing_rounds: int = 3
+    flow_pricing_rounds: int = 2
     flow_pricing_share: float = 0.5
     """A capped flow's left-out candidates are priced at its prices and the
     cheaper ones added, then the flow solved again (``pricing_rounds`` of
@@ -83,7 +83,9 @@ class OptimizeParams:
     less than ``flow_pricing_share`` of the time limit has gone: measured at
     100,000 orders over 5,000 stores (capping forced), the Lagrangian at the
     prices was 915,826 capped, 3,016,429 / 3,130,945 / 3,134,618 after 1 / 2 /
-    3 rounds, 3,135,131 uncapped (1.17 million arcs against 7.06 million)."""
+    3 rounds, 3,135,131 uncapped (1.17 million arcs against 7.06 million).
+    Each round of a national batch's flow takes about two minutes, which the
+    answer's slope scaling uses better than a third round."""
     support_block_orders: int = 1000
     support_block_seconds: float = 8.0
     """Geographic blocks re-routed by MIPs over the joint LP's support when a
@@ -134,6 +136,12 @@ class OptimizeParams:
     """Most of the time limit for the single-order moves of a national batch
     (more than ``joint_lp_orders`` contested orders), made while its price
     search runs on the other core."""
+    national_bound_share: float = 0.05
+    """Share of the time limit a national batch keeps for its price search
+    after the moves and slope scaling (it runs in a child during them)."""
+    slope_rounds: int = 3
+    """Most slope-scaled flows (:mod:`solver.slope_scaling`) after a national
+    batch's moves; they stop at the first that does not lower the cost."""
     first_order_columns: int = 20000
     """Joint LPs with more columns are solved by PDLP instead of HiGHS."""
     lp_in_background: bool = True

@@ -76,6 +76,9 @@ class FlowPrices:
     """Times the left-out candidates were priced and the flow solved again."""
     arcs: int = 0
     """Candidate arcs of the last flow."""
+    arc_cands: np.ndarray | None = None
+    """The candidates that were its arcs, when not every one was (``arcs=`` of
+    :func:`priced_flow` takes them back)."""
 
 
 def route_lines_by_flow(
@@ -87,6 +90,7 @@ def route_lines_by_flow(
     per_line: int = 8,
     spare_per_line: int = 2,
     also: np.ndarray | None = None,
+    arcs: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """``units`` with every line of the orders of mask ``movable`` re-routed by one
     min-cost flow on what the other orders leave (see the module's text).
@@ -98,12 +102,14 @@ def route_lines_by_flow(
     (``per_line``, ``spare_per_line``) are arcs, and the flow is solved in a
     forked child (:func:`_solve_flow`); the arcs of ``also`` (C,), a second
     routing, are kept too, so that the flow can give it back as well (its
-    lines, at least: the other orders' plans are those of ``units``). Returns
+    lines, at least: the other orders' plans are those of ``units``); with
+    ``arcs``, those and the ones ``units`` uses are the arcs. Returns
     ``None`` when the flow solver fails (the caller keeps its answer).
     """
     answer = priced_flow(
-        problem, units, movable, per_unit, max_arcs, per_line, spare_per_line, also, prices=False
-    )
+        problem, units, movable, per_unit, max_arcs, per_line, spare_per_line, also,
+        prices=False, arcs=arcs,
+    )  # fmt: skip
     return None if answer is None else answer[0]
 
 
@@ -119,6 +125,7 @@ def priced_flow(
     prices: bool = True,
     pricing_rounds: int = 0,
     more: Callable[[], bool] | None = None,
+    arcs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FlowPrices | None] | None:
     """:func:`route_lines_by_flow`, and (with ``prices``) the flow's prices of
     stock and capacity (from :func:`flow_potentials`; ``None`` if they could
@@ -132,7 +139,12 @@ def priced_flow(
     (:func:`_priced_out`); those cheaper than their line's value become arcs
     and the flow is solved again. When none is left out, the prices are the
     uncapped flow's own: at 100,000 orders over 5,000 stores, the Lagrangian
-    at a capped flow's prices was 915,826, at the uncapped flow's 3,135,131."""
+    at a capped flow's prices was 915,826, at the uncapped flow's 3,135,131.
+
+    ``arcs`` (candidate indices, e.g. an earlier flow's ``arc_cands``): these
+    and the ones ``units`` uses are the arcs, instead of every candidate or
+    the capped ones (no pass over every candidate: a national batch's slope
+    scaling, :mod:`solver.slope_scaling`)."""
     lines = np.flatnonzero(movable[problem.line_order])
     if lines.size == 0:
         return units, None
@@ -143,9 +155,13 @@ def priced_flow(
     left_of = _StockLeft(problem, kept)
     if per_unit is None:
         per_unit = shipment_cost_per_unit(problem)
-    cand_cost, cand_key, left = _arcs(problem, cands, per_unit, left_of)
     capped = max_arcs is not None and cands.size > max_arcs
-    if capped:
+    if arcs is not None:
+        in_use = cands[units[cands] > 0]
+        cands = np.union1d(arcs[movable[problem.line_order[problem.cand_line[arcs]]]], in_use)
+        del in_use
+    cand_cost, cand_key, left = _arcs(problem, cands, per_unit, left_of)
+    if capped and arcs is None:
         used = units[cands] > 0
         if also is not None:
             used |= also[cands] > 0
@@ -180,14 +196,21 @@ def priced_flow(
         cand_cost, cand_key, left = _arcs(problem, cands, per_unit, left_of)
     kept[cands] = flows
     if flow_prices is not None:
-        flow_prices = replace(flow_prices, rounds=rounds, arcs=int(cands.size))
+        flow_prices = replace(
+            flow_prices,
+            rounds=rounds,
+            arcs=int(cands.size),
+            arc_cands=cands.astype(np.int32) if capped else None,
+        )
     return kept, flow_prices
 
 
 def movable_candidates(problem, movable: np.ndarray) -> np.ndarray:
     """The line candidates of the orders of mask ``movable``, in order."""
     in_flow = movable[problem.line_order[problem.cand_line]]
-    return np.flatnonzero(in_flow)
+    cands = np.flatnonzero(in_flow)
+    del in_flow
+    return cands.astype(np.int32) if problem.cand_line.size < 2**31 else cands
 
 
 class _StockLeft:
@@ -218,7 +241,8 @@ class _StockLeft:
 
 def _arcs(problem, cands: np.ndarray, per_unit: np.ndarray, left_of: _StockLeft):
     """(cost per unit in the flow, key code, stock left of the key) of each of ``cands``."""
-    cand_cost = per_unit[problem.cand_pair[cands]] + cand_unit_cost(problem, cands)
+    cand_cost = per_unit[problem.cand_pair[cands]]
+    cand_cost += cand_unit_cost(problem, cands)
     cand_key = problem.line_sku[problem.cand_line[cands]]
     cand_key += problem.cand_node[cands] * left_of.n_skus
     return cand_cost, cand_key, left_of.of_keys(cand_key)

@@ -640,8 +640,9 @@ def test_national_batch_moves_from_the_flow_and_bounds_from_its_prices(generated
     parameters: 300 orders, 49 contested, an LP of at most 40): no LP;
     single-order moves improve the capped flow's answer (when it fills more
     units than the colliding orders re-routed greedily, else the better of the
-    two), and the best answer stands; the price search
-    starts at the flow's prices (in a child while the moves run, then here):
+    two), slope-scaled flows improve that, and the best answer stands; the
+    price search starts at the flow's prices (the capped flow's left-out
+    candidates priced and added first) (in a child while the moves run, then here):
     a proven bound (at most the optimum), above every order alone's."""
     from solver.alone import route_each_order_alone
 
@@ -655,6 +656,8 @@ def test_national_batch_moves_from_the_flow_and_bounds_from_its_prices(generated
         joint_lp_orders=40,
         joint_lp_colliding_share=0.1,
         flow_arcs=100,
+        flow_candidates_per_line=1,
+        flow_spare_per_line=0,
     )
     result = _run(problem, params)
     assert "joint_lp" not in result.stats and "guided_flow" not in result.stats
@@ -663,7 +666,13 @@ def test_national_batch_moves_from_the_flow_and_bounds_from_its_prices(generated
     # (rounded to cents in the details)
     assert moves["before"] in (pytest.approx(flow, abs=0.01), pytest.approx(best, abs=0.01))
     assert moves["after"] <= best and sum(moves["moved"]) > 0
-    assert result.cost.total_cost == pytest.approx(moves["after"], abs=0.01)
+    # then slope-scaled flows from the moves' answer (kept only if cheaper)
+    slope = result.stats["slope_scaling"]
+    assert slope["before"] == pytest.approx(moves["after"], abs=0.01)
+    assert slope["after"] <= slope["before"] and len(slope["costs"]) >= 1
+    assert result.cost.total_cost == pytest.approx(slope["after"], abs=0.01)
+    # the capped flow's left-out candidates were priced (its prices start the search)
+    assert result.stats["flow_pricing"]["rounds"] >= 1
     assert result.stats["bound"]["iterations"] > 0
     model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
     full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))

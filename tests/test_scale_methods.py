@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -316,6 +318,52 @@ def test_an_order_move_gathers_a_split_order(tiny_scenario_dir):
     cost = evaluate(problem, moved)
     assert (cost.splits, cost.shipments, cost.total_cost) == (0, 1, 5 + 2)
     assert details["moved"][0] == 1
+
+
+def test_slope_costs_price_open_shipments_by_what_they_carry(tiny_scenario_dir):
+    # o1 (k1, k2) ships whole from S1: that shipment costs its cost over 2
+    # units in the next flow; S2's, unopened, its whole cost and a split penalty
+    folder = tiny_scenario_dir(
+        nodes=["S1,store,0,0,5,0,1,,", "S2,store,0,0.01,5,0,1,,"],
+        inventory=["S1,k1,1", "S1,k2,1", "S2,k2,1"],
+        orders=["o1,1,k1,1,0,0,", "o1,2,k2,1,0,0,"],
+    )
+    from solver.slope_scaling import slope_costs
+
+    problem = build_problem(load_scenario(folder))
+    whole = (problem.node_ids[problem.cand_node] == "S1").astype(np.int64)
+    costs = slope_costs(problem, whole)
+    for pair in range(problem.pair_order.size):
+        ship = problem.pair_ship_cost[pair]
+        if problem.node_ids[problem.pair_node[pair]] == "S1":
+            assert costs[pair] == pytest.approx(ship / 2)
+        else:
+            assert costs[pair] == pytest.approx(ship + problem.split_penalty)
+
+
+def test_slope_scaling_only_improves_and_stays_feasible(scarce_problems):
+    """Slope-scaled flows from the flow's answer: checked feasible, never dearer,
+    the other orders' plans untouched, stopped at the first flow that does not
+    improve (or by the deadline, before any flow)."""
+    from solver.slope_scaling import slope_scaling
+    from solver.unit_flow import route_lines_by_flow
+
+    for scenario, problem in scarce_problems:
+        greedy = greedy_units(problem)
+        half = np.arange(problem.num_orders) % 2 == 0
+        start = route_lines_by_flow(problem, greedy, half)
+        before = evaluate(problem, start).total_cost
+        scaled, details = slope_scaling(problem, start, half, lambda: 0.0, 1.0, rounds=5)
+        assert check(scenario, assignments_frame(problem, scaled)).feasible
+        assert evaluate(problem, scaled).total_cost <= before + 1e-9
+        outside = ~half[problem.line_order[problem.cand_line]]
+        assert np.array_equal(scaled[outside], greedy[outside])
+        costs = details["costs"]
+        assert 1 <= len(costs) <= 5
+        accepted = [before, *costs[:-1]]  # each kept flow was cheaper than the one before
+        assert all(b < a for a, b in itertools.pairwise(accepted))
+        late, late_details = slope_scaling(problem, start, half, lambda: 2.0, 1.0)
+        assert late is start and late_details["costs"] == []
 
 
 def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
@@ -715,7 +763,7 @@ def test_capped_flow_priced_until_nothing_is_left_out_is_the_uncapped_flow(
     at its prices and added until none is cheaper than its line's value ends
     with the uncapped flow's optimum (linearised) on fewer arcs; one round
     never makes it worse."""
-    from solver.unit_flow import COST_SCALE, priced_flow
+    from solver.unit_flow import COST_SCALE, priced_flow, route_lines_by_flow
 
     for scenario, problem in scarce_problems:
         everyone = np.ones(problem.num_orders, dtype=bool)
@@ -743,6 +791,12 @@ def test_capped_flow_priced_until_nothing_is_left_out_is_the_uncapped_flow(
             patch.setattr("solver.unit_flow.PRICING_CHUNK", 7)
             again, again_prices = priced_flow(problem, greedy, everyone, **cap, pricing_rounds=100)
         assert np.array_equal(again, priced) and again_prices.arcs == prices.arcs
+        # its arcs given back (with the ones the start uses): no worse, no capping pass
+        assert prices.arc_cands.size == prices.arcs
+        same_arcs = route_lines_by_flow(
+            problem, greedy, everyone, max_arcs=1, arcs=prices.arc_cands
+        )
+        assert _linearised_cost(problem, same_arcs) <= _linearised_cost(problem, priced) + slack
 
 
 def test_guided_flow_prices_orders_outside_the_lp_as_the_unguided_flow(scarce_problems):
