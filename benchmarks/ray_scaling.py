@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.ray_scaling [--scenario DIR ...]
         [--shape ORDERS,STORES,WAREHOUSES,SKUS ...] [--seed 3] [--regime scarce]
         [--executors in-process,1,2] [--ray-address ADDRESS] [--time-limit 60]
-        [--cache DIR] [--out FILE]
+        [--gap G] [--cache DIR] [--out FILE]
 
 Protocol (benchmarks/README.md, "Scaling on Ray"):
 
@@ -12,7 +12,8 @@ Protocol (benchmarks/README.md, "Scaling on Ray"):
    ``--cache``, never regenerated).
 2. Each (scenario, executor) runs in its own fresh interpreter (``--worker``):
    ``router.run.solve_scenario`` (optimize, ``OptimizeParams(time_limit, seed=1)``)
-   with the executor passed in: ``in-process`` is ``solver.executor.InProcessExecutor``,
+   with the executor passed in (with ``--gap G``, ``rel_gap=G`` too: the run stops
+   once its answer is proven within G, so *seconds* is its time to that gap): ``in-process`` is ``solver.executor.InProcessExecutor``,
    a number N is ``router.ray_executor.RayExecutor(workers=N)`` (a local Ray runtime
    with N CPUs), ``cluster`` is ``RayExecutor(address=--ray-address)`` (a running
    cluster, e.g. ``ray start --head`` plus a second node). The answer is graded by
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,13 +55,16 @@ GREEDY = "greedy"
 # --- one run, in its own process --------------------------------------------------------
 
 
-def run_one(folder: Path, executor: str, time_limit: float, address: str | None) -> dict:
+def run_one(
+    folder: Path, executor: str, time_limit: float, address: str | None, gap: float | None = None
+) -> dict:
     """Solve ``folder`` with ``executor`` in a fresh interpreter (``--worker``); its row."""
     with tempfile.TemporaryDirectory(prefix="omniroute-ray-scaling-") as tmp:
         result = Path(tmp) / "result.json"
         command = [
             sys.executable, "-m", "benchmarks.ray_scaling",
             "--worker", str(folder), executor, str(time_limit), address or "", str(result),
+            "" if gap is None else str(gap),
         ]  # fmt: skip
         done = subprocess.run(
             command, cwd=REPO, capture_output=True, text=True, timeout=10 * time_limit + 900
@@ -70,7 +75,9 @@ def run_one(folder: Path, executor: str, time_limit: float, address: str | None)
         return {"status": "crashed", "error": "; ".join([f"exit {done.returncode}", *tail])}
 
 
-def worker(folder: Path, executor: str, time_limit: float, address: str, out: Path) -> int:
+def worker(
+    folder: Path, executor: str, time_limit: float, address: str, out: Path, gap: float | None
+) -> int:
     """Body of one run: load, solve through ``solve_scenario`` with the executor, measure."""
     from router.run import solve_scenario
     from router.scenario import load_scenario
@@ -80,6 +87,8 @@ def worker(folder: Path, executor: str, time_limit: float, address: str, out: Pa
     try:
         scenario = load_scenario(folder)
         params = OptimizeParams(time_limit=time_limit, seed=1)
+        if gap is not None:
+            params = replace(params, rel_gap=gap)
         if executor == GREEDY:
             output = solve_scenario(scenario, strategy="greedy")
         else:
@@ -215,8 +224,10 @@ def _fmt(value, pattern: str = "{}") -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
-        folder, executor, limit, address, out = argv[1:6]
-        return worker(Path(folder), executor, float(limit), address, Path(out))
+        folder, executor, limit, address, out, gap = argv[1:7]
+        return worker(
+            Path(folder), executor, float(limit), address, Path(out), float(gap) if gap else None
+        )
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.ray_scaling", description=__doc__.split("\n\n")[0]
     )
@@ -233,16 +244,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ray-address", default=None, help=f"The cluster of '{CLUSTER}'.")
     parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=None,
+        help="Stop each run once its answer is proven within this relative gap (rel_gap).",
+    )
     parser.add_argument("--cache", type=Path, default=Path("bench-cache"))
     parser.add_argument("--out", type=Path, default=None, help="Write the rows as JSON here.")
     args = parser.parse_args(argv)
     executors = args.executors.split(",")
     bad = [e for e in executors if e not in (IN_PROCESS, CLUSTER) and not e.isdigit()]
-    if bad or args.time_limit <= 0 or (CLUSTER in executors and not args.ray_address):
+    bad_gap = args.gap is not None and not 0 < args.gap < 1
+    if bad or bad_gap or args.time_limit <= 0 or (CLUSTER in executors and not args.ray_address):
         parser.print_usage(sys.stderr)
         print(
             f"executors must be {IN_PROCESS}, a number or {CLUSTER} (with --ray-address), "
-            f"got {bad or args.executors}; time limit {args.time_limit} must be > 0",
+            f"got {bad or args.executors}; time limit {args.time_limit} must be > 0; "
+            f"gap {args.gap} must be in (0, 1)",
             file=sys.stderr,
         )
         return 2
@@ -253,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{cpu_model()}, {os.cpu_count()} CPUs",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "time_limit": args.time_limit,
+        "gap": args.gap,
         "rows": [],
     }
     loads = [load_average()]
@@ -260,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for executor in [GREEDY, *executors]:
             started = time.perf_counter()
-            row = run_one(folder, executor, args.time_limit, args.ray_address)
+            row = run_one(folder, executor, args.time_limit, args.ray_address, args.gap)
             row.update(scenario=folder.name, wall_seconds=round(time.perf_counter() - started, 2))
             loads.append(load_average())
             print(f"{folder.name} {executor}: {json.dumps(row)}", flush=True)
@@ -273,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"machine: {report['machine']}; load average (1 min) {min(loads):.1f}-{max(loads):.1f}; "
         f"{report['date']}; time limit {args.time_limit:g} s"
+        + ("" if args.gap is None else f"; stop at gap {args.gap:g}")
     )
     print(markdown(report["rows"]))
     _write(args.out, report)

@@ -235,3 +235,23 @@ def test_ray_scaling_bad_usage_exits_2(tmp_path):
 
     assert scaling(["--executors", "magic", "--out", str(tmp_path / "x.json")]) == 2
     assert scaling(["--executors", "cluster"]) == 2
+    assert scaling(["--gap", "0", "--out", str(tmp_path / "x.json")]) == 2
+    assert scaling(["--gap", "1.5", "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_ray_scaling_stops_at_the_gap(tiny_scenario, tmp_path):
+    """``--gap``: each run stops once proven within it, so its seconds are its time there."""
+    from benchmarks.ray_scaling import main as scaling
+
+    out = tmp_path / "scaling.json"
+    code = scaling(
+        ["--scenario", str(tiny_scenario), "--executors", "in-process",
+         "--time-limit", "20", "--gap", "0.5", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["gap"] == 0.5
+    row = next(r for r in report["rows"] if r["executor"] == "in-process")
+    assert row["status"] == "optimal" and row["own_gap"] <= 0.5
+    assert row["seconds"] < 20.0
