@@ -76,6 +76,7 @@ from solver.parallel_pricing import PricingData, price_orders_with
 from solver.params import Clock, OptimizeParams, Progress, stop_requested
 from solver.polish import polish, solve_exactly, start_exact_mip
 from solver.pricing import Priced, PricingStructure, build_structure, price_orders
+from solver.regions import regional_sweeps
 from solver.relax_fix import fix_the_rest, relax_and_fix
 from solver.slope_scaling import slope_scaling
 from solver.support_mip import improve_on_support, lp_units, solve_on_support
@@ -456,9 +457,15 @@ def _national_batch(
         start = moves_from.pop()
         if start is not None and int(start.sum()) <= int(search.units.sum()):
             start = None
-        _moves(problem, params, clock, search, alone, contested, stats, share=share, start=start)
+        if params.region_sweeps > 0 and problem.churn is None:
+            _regions(problem, params, clock, search, alone, contested, stats, improve_end, start)
+            emit("regional sweeps", {"best": search.best})
+        else:
+            _moves(
+                problem, params, clock, search, alone, contested, stats, share=share, start=start
+            )
+            emit("moves", {"best": search.best})
         del start
-        emit("moves", {"best": search.best})
         arcs = None if flow_prices is None else flow_prices.arc_cands
         _slope_scaling(problem, params, clock, search, alone, contested, stats, improve_end, arcs)
         emit("slope scaling", {"best": search.best})
@@ -965,6 +972,24 @@ def _moves(
         "before": round(before, 2),
         "after": round(search.best, 2),
         "moved": details["moved"],
+        "seconds": round(clock() - started, 2),
+    }
+
+
+def _regions(problem, params, clock, search: _Search, alone, contested, stats, until, start):
+    """Regional sweeps (:mod:`solver.regions`) from ``start`` (a feasible answer;
+    default the incumbent) until clock ``until``."""
+    started = clock()
+    start = search.units if start is None else start
+    before = evaluate(problem, start).total_cost
+    swept, details = regional_sweeps(
+        problem, start, contested, alone.cost, params, clock, until,
+        accept=lambda units: within_shipment_caps(problem, units),
+    )  # fmt: skip
+    search.offer(swept)
+    stats["regional_sweeps"] = {
+        "before": round(before, 2),
+        **details,
         "seconds": round(clock() - started, 2),
     }
 

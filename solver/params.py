@@ -139,6 +139,17 @@ class OptimizeParams:
     national_bound_share: float = 0.05
     """Share of the time limit a national batch keeps for its price search
     after the moves and slope scaling (it runs in a child during them)."""
+    region_orders: int = 20_000
+    """Contested orders per region of a national batch's regional sweeps
+    (:mod:`solver.regions`): each region's LP, LP-guided flow and moves."""
+    region_sweeps: int = 2
+    """Most regional sweeps of a national batch (the second with shifted
+    borders); 0: none (single-order moves from the flow instead)."""
+    region_moves_share: float = 0.4
+    """Share of a region's time its single-order moves may take at least (its LP
+    gets the rest as a limit; the moves go on to the region's end)."""
+    region_min_seconds: float = 5.0
+    """A region is not started with less time than this left."""
     slope_rounds: int = 3
     """Most slope-scaled flows (:mod:`solver.slope_scaling`) after a national
     batch's moves; they stop at the first that does not lower the cost."""

@@ -658,9 +658,11 @@ def test_national_batch_moves_from_the_flow_and_bounds_from_its_prices(generated
         flow_arcs=100,
         flow_candidates_per_line=1,
         flow_spare_per_line=0,
+        region_sweeps=0,
     )
     result = _run(problem, params)
     assert "joint_lp" not in result.stats and "guided_flow" not in result.stats
+    assert "regional_sweeps" not in result.stats
     flow, best = result.stats["flow_cost"], result.stats["best_after_greedy_reroute"]
     moves = result.stats["moves"]
     # (rounded to cents in the details)
@@ -678,6 +680,43 @@ def test_national_batch_moves_from_the_flow_and_bounds_from_its_prices(generated
     full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))
     assert result.lower_bound <= full.objective + 1e-3
     assert result.lower_bound > route_each_order_alone(problem).bound
+    report = check(load_scenario(folder), assignments_frame(problem, result.units))
+    assert report.feasible, report.violations[:3]
+
+
+def test_national_batch_sweeps_regions_from_the_flow(generated):
+    """With regional sweeps (the default): the national batch's contested
+    orders re-decided region by region (each region's LP, its guided flow and
+    moves) from the flow's answer instead of moves over the whole part; two
+    sweeps, each only improving; then slope scaling; a feasible answer and a
+    proven bound."""
+    folder, problem = generated(300, 2.0, 3)
+    params = OptimizeParams(
+        time_limit=20.0,
+        exact_orders=10,
+        exact_candidates=10,
+        exact_mip_columns=0,
+        whole_lp_columns=0,
+        joint_lp_orders=40,
+        joint_lp_colliding_share=0.1,
+        flow_arcs=100,
+        flow_candidates_per_line=1,
+        flow_spare_per_line=0,
+        region_orders=20,
+        region_min_seconds=0.5,
+    )
+    result = _run(problem, params)
+    assert "moves" not in result.stats and "joint_lp" not in result.stats
+    sweeps = result.stats["regional_sweeps"]
+    flow, best = result.stats["flow_cost"], result.stats["best_after_greedy_reroute"]
+    assert sweeps["before"] in (pytest.approx(flow, abs=0.01), pytest.approx(best, abs=0.01))
+    assert sweeps["regions"][0] >= 2 and sum(sweeps["improved"]) >= 1
+    assert sweeps["costs"] == sorted(sweeps["costs"], reverse=True)
+    assert sweeps["costs"][-1] < sweeps["before"]
+    assert result.cost.total_cost <= sweeps["costs"][-1] + 0.01
+    model, _v, _keys, _rows = build_model(problem, ModelInput.whole(problem))
+    full = solve_mip(model, MipParams(time_limit=30.0, rel_gap=0.0))
+    assert result.lower_bound <= full.objective + 1e-3 <= result.cost.total_cost + 2e-3
     report = check(load_scenario(folder), assignments_frame(problem, result.units))
     assert report.feasible, report.violations[:3]
 
