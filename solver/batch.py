@@ -422,12 +422,15 @@ def _national(problem, params, contested) -> bool:
 def _national_batch(
     problem, params, clock, search, alone, contested, moves_from, flow_prices, emit, stats
 ):
-    """A national batch (see :func:`_national`): no joint LP. Single-order
-    moves improve the flow's answer (``moves_from``: a list holding it or
-    ``None``, emptied here) on this core (it fills more
+    """A national batch (see :func:`_national`): no joint LP of the whole
+    contested part. Regional sweeps (:mod:`solver.regions`: each region's LP,
+    its guided flow and moves; ``params.region_sweeps`` 0: single-order moves
+    over the whole part instead) improve the flow's answer (``moves_from``: a
+    list holding it or ``None``, emptied here) on this core (it fills more
     units than the colliding orders re-routed greedily, though it may cost more
-    before the moves gather its lines: at 1,000,000 orders 45,641,040 against
-    43,413,618, and 42,388,155 against 43,024,070 after them), while the price search,
+    before its lines are gathered: at 1,000,000 orders 45,641,040 against
+    43,413,618, and 42,388,155 against 43,024,070 after moves), then
+    slope-scaled flows, while the price search,
     started at the flow's prices, raises the bound in a forked child on the
     other; the rest of the time goes on with the search here.
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -364,6 +365,37 @@ def test_slope_scaling_only_improves_and_stays_feasible(scarce_problems):
         assert all(b < a for a, b in itertools.pairwise(accepted))
         late, late_details = slope_scaling(problem, start, half, lambda: 2.0, 1.0)
         assert late is start and late_details["costs"] == []
+
+
+def test_regional_sweeps_only_improve_and_stay_feasible(scarce_problems):
+    """Regional sweeps from a greedy answer: checked feasible, never dearer, the
+    orders outside the swept ones untouched, the sweep's cost never rising;
+    nothing done past the deadline."""
+    from solver.alone import route_each_order_alone
+    from solver.params import OptimizeParams
+    from solver.regions import regional_sweeps
+
+    params = OptimizeParams(region_orders=25, region_min_seconds=0.0)
+    savings = []
+    for scenario, problem in scarce_problems:
+        greedy = greedy_units(problem)
+        half = np.arange(problem.num_orders) % 2 == 0
+        floor = route_each_order_alone(problem, background=False).cost
+        before = evaluate(problem, greedy).total_cost
+        swept, details = regional_sweeps(
+            problem, greedy, half, floor, params, time.perf_counter, time.perf_counter() + 60
+        )
+        assert check(scenario, assignments_frame(problem, swept)).feasible
+        after = evaluate(problem, swept).total_cost
+        assert after <= before + 1e-9 and details["costs"][-1] == pytest.approx(after, abs=0.01)
+        assert details["regions"][0] == 3  # 60 orders, regions of at most 25
+        assert details["costs"] == sorted(details["costs"], reverse=True)
+        outside = ~half[problem.line_order[problem.cand_line]]
+        assert np.array_equal(swept[outside], greedy[outside])
+        late, late_details = regional_sweeps(problem, greedy, half, floor, params, lambda: 2.0, 1.0)
+        assert late is greedy and late_details["regions"] == [0]
+        savings.append(before - after)
+    assert max(savings) > 0  # greedy is far from the optimum on scarce stock
 
 
 def test_lp_in_a_child_process_gives_the_same_answer(scarce_problems):
